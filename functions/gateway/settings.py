@@ -1,0 +1,50 @@
+"""The gateway's configuration: one typed object, read from the environment.
+
+Every field's environment variable is its name in upper case; template.yaml sets the
+same names on the Lambda functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # DynamoDB tables (the endpoint comes from boto3's own AWS_ENDPOINT_URL_DYNAMODB).
+    keys_table: str = "gateway-keys"
+    usage_table: str = "gateway-usage"
+
+    # Which upstream serves which model, and with which tokenizer: JSON text, a file
+    # holding that JSON, or the name of an SSM parameter holding it (first set wins).
+    models_config: str | None = None
+    models_config_file: Path | None = None
+    models_config_ssm_parameter: str | None = None
+
+    # Tokenizer files: <tokenizers_dir>/<name>/tokenizer.json, where <name> is the model
+    # entry's `tokenizer` with "/" replaced by "--". Missing files are downloaded from
+    # the Hugging Face Hub (hf_endpoint) once into tokenizer_cache_dir.
+    tokenizers_dir: Path | None = None
+    tokenizer_cache_dir: Path = Path("/tmp/gateway-tokenizers")
+    hf_endpoint: str = "https://huggingface.co"
+    hf_token: SecretStr | None = None
+    # Load every configured tokenizer while the app starts (Lambda init, SnapStart).
+    preload_tokenizers: bool = False
+
+    # Upstream HTTP client.
+    upstream_connect_timeout: float = Field(default=5.0, gt=0)
+    upstream_read_timeout: float = Field(default=300.0, gt=0)
+    upstream_max_connections: int = Field(default=100, gt=0)
+
+    # Requests.
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # Bounded lifetime of the in-process API-key cache (documented: at most 30 s).
+    key_cache_ttl_seconds: float = Field(default=10.0, ge=0, le=30)
+    # Raw usage records expire after this many days (DynamoDB TTL); rollups are kept.
+    usage_retention_days: int = Field(default=90, gt=0)
+
+    log_level: str = "INFO"
