@@ -1,0 +1,120 @@
+"""The app factory. Both Lambda entry points (Mangum and the Web Adapter) call it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import __version__
+from gateway.chat.router import router as chat_router
+from gateway.errors import (
+    ConfigurationError,
+    GatewayError,
+    InvalidRequestError,
+    UpstreamError,
+    error_body,
+)
+from gateway.http import RequestContextMiddleware, error_response, json_response
+from gateway.observability import configure_logging
+from gateway.routes import router as misc_router
+from gateway.services import Services
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Our own messages for pydantic error types whose default text reads poorly to API users.
+_CUSTOM_ERROR_TYPES = {"empty_messages", "model_params", "model_params_conflict", "stop"}
+
+
+def validation_error(exc: RequestValidationError) -> InvalidRequestError:
+    errors = exc.errors()
+    if not errors:
+        return InvalidRequestError("Invalid request body.")
+    first = errors[0]
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(loc) or None
+    kind = first.get("type", "")
+    message = str(first.get("msg", "Invalid value."))
+    if kind == "json_invalid":
+        return InvalidRequestError("We could not parse the JSON body of your request.")
+    if kind == "missing":
+        return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param)
+    if kind in _CUSTOM_ERROR_TYPES:
+        return InvalidRequestError(message, param=param or "model_params")
+    if param is None:
+        return InvalidRequestError(f"Invalid request body: {message}")
+    return InvalidRequestError(f"Invalid value for '{param}': {message}", param=param)
+
+
+def _install_error_handlers(app: FastAPI, services: Services) -> None:
+    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        if not isinstance(exc, UpstreamError):
+            # Refused before reaching an upstream: no usage record, but counted.
+            services.telemetry.rejected(error_type=exc.code or exc.type, status=exc.status_code)
+        return error_response(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return await on_gateway_error(request, validation_error(exc))
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc.__cause__, GatewayError):  # e.g. 413 raised while reading the body
+            return await on_gateway_error(request, exc.__cause__)
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        body = error_body(str(exc.detail), type=kind, code=None)
+        return json_response(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_configuration_error(request: Request, exc: Exception) -> Response:
+        logger.error("configuration error", extra={"error": str(exc)})
+        body = error_body(
+            "The gateway is misconfigured for this model.", type="server_error", code=None
+        )
+        return json_response(body, status_code=500)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        body = error_body("The gateway had an internal error.", type="server_error", code=None)
+        return json_response(body, status_code=500)
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ConfigurationError, on_configuration_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the app. No network I/O happens here unless the models config is an SSM
+    parameter (read once, at init); tokenizers load now only with PRELOAD_TOKENIZERS."""
+    settings = settings or (services.settings if services else Settings())
+    configure_logging(settings.log_level)
+    services = services or Services.build(settings)
+    if settings.preload_tokenizers:
+        services.preload_tokenizers()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        yield {}
+        await services.http.close()
+
+    app = FastAPI(
+        title="GPU gateway",
+        version=__version__,
+        description="OpenAI-compatible chat completions for self-hosted GPU endpoints.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.include_router(chat_router)
+    app.include_router(misc_router)
+    _install_error_handlers(app, services)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    return app

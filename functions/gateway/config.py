@@ -1,0 +1,126 @@
+"""Which upstream serves which model, and with which tokenizer.
+
+The configuration is JSON (from MODELS_CONFIG, MODELS_CONFIG_FILE or an SSM parameter):
+
+    {"models": [
+      {"id": "qwen3", "tokenizer": "Qwen/Qwen3-8B",
+       "upstream": {"type": "openai", "base_url": "http://gpu:8000", "model": "Qwen/Qwen3-8B",
+                    "api_key_env": "UPSTREAM_API_KEY"}},
+      {"id": "llama3", "tokenizer": "meta-llama/Meta-Llama-3-8B-Instruct",
+       "upstream": {"type": "sagemaker", "endpoint_name": "llama3-endpoint"}}
+    ]}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.errors import ConfigurationError
+from gateway.settings import Settings
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OpenAIUpstream(_Frozen):
+    """An OpenAI-compatible HTTP server: vLLM, TGI's Messages API, SGLang, llama.cpp."""
+
+    type: Literal["openai"] = "openai"
+    base_url: str
+    # The model name the upstream expects; defaults to the public id.
+    model: str | None = None
+    # Name of an environment variable holding the upstream's bearer token, if it needs one.
+    api_key_env: str | None = None
+
+    @property
+    def chat_url(self) -> str:
+        base = self.base_url.rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        return base + "/chat/completions"
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class SageMakerUpstream(_Frozen):
+    """A SageMaker real-time endpoint whose container accepts an OpenAI `messages` body."""
+
+    type: Literal["sagemaker"] = "sagemaker"
+    endpoint_name: str
+    model: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"sagemaker:{self.endpoint_name}"
+
+
+Upstream = Annotated[OpenAIUpstream | SageMakerUpstream, Field(discriminator="type")]
+
+
+class ModelConfig(_Frozen):
+    id: str = Field(min_length=1)
+    # A directory name under TOKENIZERS_DIR or a Hugging Face repo id.
+    tokenizer: str = Field(min_length=1)
+    upstream: Upstream
+    # Upper bound on generated tokens per choice; also the default when a request sets none.
+    max_tokens: int | None = Field(default=None, gt=0)
+
+    @property
+    def upstream_model(self) -> str:
+        return self.upstream.model or self.id
+
+
+class ModelsFile(_Frozen):
+    models: list[ModelConfig] = Field(default_factory=list)
+
+
+class ModelRegistry:
+    """The configured models, by public id."""
+
+    def __init__(self, models: list[ModelConfig]) -> None:
+        self._models = {m.id: m for m in models}
+        if len(self._models) != len(models):
+            raise ConfigurationError("models config: duplicate model id")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelRegistry:
+        try:
+            return cls(ModelsFile.model_validate_json(text).models)
+        except ValidationError as exc:
+            raise ConfigurationError(f"invalid models config: {exc}") from exc
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, read_ssm_parameter: Callable[[str], str] | None = None
+    ) -> ModelRegistry:
+        if settings.models_config:
+            return cls.from_json(settings.models_config)
+        if settings.models_config_file:
+            try:
+                return cls.from_json(settings.models_config_file.read_bytes())
+            except OSError as exc:
+                raise ConfigurationError(f"cannot read MODELS_CONFIG_FILE: {exc}") from exc
+        if settings.models_config_ssm_parameter:
+            if read_ssm_parameter is None:
+                raise ConfigurationError("MODELS_CONFIG_SSM_PARAMETER set but no SSM reader given")
+            return cls.from_json(read_ssm_parameter(settings.models_config_ssm_parameter))
+        return cls([])
+
+    def get(self, model_id: str) -> ModelConfig | None:
+        return self._models.get(model_id)
+
+    def __iter__(self) -> Iterator[ModelConfig]:
+        return iter(self._models.values())
+
+    def __len__(self) -> int:
+        return len(self._models)

@@ -1,0 +1,43 @@
+"""FastAPI dependencies, as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from gateway.chat.service import ChatService
+from gateway.keys import ApiKey
+from gateway.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_request_id(request: Request) -> str:
+    return str(request.scope["state"]["request_id"])
+
+
+RequestId = Annotated[str, Depends(get_request_id)]
+
+
+async def get_current_key(
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> ApiKey:
+    return await services.authenticator.authenticate(authorization)
+
+
+CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
+
+
+def get_chat_service(services: ServicesDep) -> ChatService:
+    return services.chat
+
+
+ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

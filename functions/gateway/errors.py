@@ -1,0 +1,113 @@
+"""The gateway's exceptions and OpenAI's error envelope.
+
+Every failure, streamed ones included, leaves the gateway as
+`{"error": {"message", "type", "param", "code"}}` with the status of its class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway reports to a client."""
+
+    status_code: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return error_body(self.message, type=self.type, param=self.param, code=self.code)
+
+
+class InvalidRequestError(GatewayError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+class RequestTooLargeError(GatewayError):
+    status_code = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    status_code = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class NotFoundError(GatewayError):
+    status_code = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RateLimitError(GatewayError):
+    status_code = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    """The GPU endpoint failed or answered with an error."""
+
+    status_code = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status_code: int | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"
+
+
+class DependencyError(GatewayError):
+    """An AWS dependency (DynamoDB, SSM) failed."""
+
+    status_code = 503
+    type = "server_error"
+    code = "dependency_unavailable"
+
+
+class ConfigurationError(Exception):
+    """The gateway's own configuration is invalid (raised at start-up, never to clients)."""
+
+
+def error_body(
+    message: str, *, type: str, param: str | None = None, code: str | int | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def sse_error_event(error: GatewayError) -> bytes:
+    """The one event that ends a stream that failed after it started."""
+    return b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"

@@ -1,0 +1,83 @@
+"""Authenticate a request's bearer key, through a short-lived in-process cache."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import anyio.to_thread
+
+from gateway.errors import AuthenticationError
+from gateway.keys.models import ApiKey, KeyStatus, hash_key
+from gateway.keys.store import KeyStore
+
+# Unknown secrets are cached too (so a flood of bad keys costs no DynamoDB reads),
+# but for at most this long, so a key created a moment ago starts working quickly.
+NEGATIVE_TTL_SECONDS = 5.0
+MAX_CACHED_KEYS = 10_000
+
+
+def parse_bearer(header: str | None) -> str | None:
+    """The key from `Authorization: Bearer <key>`; the scheme is case-insensitive, and
+    `Bearer<key>` with no space (sent by one published client) is accepted too."""
+    if not header:
+        return None
+    value = header.strip()
+    if value[:6].lower() != "bearer":
+        return None
+    key = value[6:].strip()
+    return key or None
+
+
+class Authenticator:
+    """Resolves a secret to its ApiKey. A cached answer lives at most `ttl` seconds, so a
+    revoked, expired or rotated-out key is refused on every instance once `ttl` passes."""
+
+    def __init__(
+        self,
+        *,
+        store: KeyStore,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def authenticate(self, header: str | None) -> ApiKey:
+        secret = parse_bearer(header)
+        if secret is None:
+            raise AuthenticationError(
+                "Missing API key. Send it as `Authorization: Bearer <key>`.",
+                code="missing_api_key",
+            )
+        key = await self._resolve(secret)
+        if key is None:
+            raise AuthenticationError("Incorrect API key provided.")
+        if key.status is not KeyStatus.ACTIVE:
+            raise AuthenticationError("This API key has been revoked.", code="revoked_api_key")
+        if key.is_expired(datetime.now(UTC)):
+            raise AuthenticationError("This API key has expired.", code="expired_api_key")
+        return key
+
+    async def _resolve(self, secret: str) -> ApiKey | None:
+        digest = hash_key(secret)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key = await anyio.to_thread.run_sync(lambda: self._store.lookup(secret=secret))
+        ttl = self._ttl if key is not None else min(self._ttl, NEGATIVE_TTL_SECONDS)
+        if ttl > 0:
+            if len(self._cache) >= MAX_CACHED_KEYS:
+                self._evict(now)
+            self._cache[digest] = (now + ttl, key)
+        return key
+
+    def _evict(self, now: float) -> None:
+        for digest in [d for d, (exp, _) in self._cache.items() if exp <= now]:
+            del self._cache[digest]
+        while len(self._cache) >= MAX_CACHED_KEYS:
+            del self._cache[next(iter(self._cache))]

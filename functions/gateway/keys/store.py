@@ -1,0 +1,154 @@
+"""The keys table: items keyed by the secret's hash, indexed by key_id and owner."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway.aws import botocore_errors
+from gateway.keys.models import ApiKey, KeyStatus, hash_key, new_key_id, new_secret
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+KEY_ID_INDEX = "key_id-index"
+OWNER_INDEX = "owner-index"
+
+
+class KeyNotFoundError(LookupError):
+    pass
+
+
+class KeyStore:
+    def __init__(self, *, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def lookup(self, *, secret: str) -> ApiKey | None:
+        """The key whose secret this is, or None. One strongly consistent GetItem."""
+        with botocore_errors("DynamoDB"):
+            response = self._client.get_item(
+                TableName=self._table,
+                Key={"key_hash": {"S": hash_key(secret)}},
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        return ApiKey.from_item(item) if item else None
+
+    def create(
+        self,
+        *,
+        name: str,
+        owner: str,
+        models: tuple[str, ...] = (),
+        expires_at: datetime | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        monthly_tokens: int | None = None,
+        secret: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Store a new key; returns it with its secret (which is never stored)."""
+        secret = secret or new_secret()
+        key = ApiKey(
+            key_id=new_key_id(),
+            key_hash=hash_key(secret),
+            name=name,
+            owner=owner,
+            expires_at=expires_at,
+            models=tuple(sorted(set(models))),
+            rpm=rpm,
+            tpm=tpm,
+            monthly_tokens=monthly_tokens,
+        )
+        with botocore_errors("DynamoDB"):
+            self._client.put_item(
+                TableName=self._table,
+                Item=key.to_item(),
+                ConditionExpression="attribute_not_exists(key_hash)",
+            )
+        return key, secret
+
+    def get(self, *, key_id: str) -> ApiKey:
+        with botocore_errors("DynamoDB"):
+            response = self._client.query(
+                TableName=self._table,
+                IndexName=KEY_ID_INDEX,
+                KeyConditionExpression="key_id = :k",
+                ExpressionAttributeValues={":k": {"S": key_id}},
+            )
+        items = response.get("Items", [])
+        if not items:
+            raise KeyNotFoundError(key_id)
+        return ApiKey.from_item(items[0])
+
+    def list(self, *, owner: str | None = None) -> list[ApiKey]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self._table}
+        if owner is not None:
+            kwargs |= {
+                "IndexName": OWNER_INDEX,
+                "KeyConditionExpression": "#o = :o",
+                "ExpressionAttributeNames": {"#o": "owner"},
+                "ExpressionAttributeValues": {":o": {"S": owner}},
+            }
+        with botocore_errors("DynamoDB"):
+            while True:
+                response: Any = (
+                    self._client.query(**kwargs)
+                    if owner is not None
+                    else self._client.scan(**kwargs)
+                )
+                items.extend(response.get("Items", []))
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        keys = [ApiKey.from_item(i) for i in items]
+        return sorted(keys, key=lambda k: k.created_at)
+
+    def revoke(self, *, key_id: str) -> ApiKey:
+        key = self.get(key_id=key_id)
+        with botocore_errors("DynamoDB"):
+            self._client.update_item(
+                TableName=self._table,
+                Key={"key_hash": {"S": key.key_hash}},
+                UpdateExpression="SET #s = :r",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":r": {"S": KeyStatus.REVOKED.value}},
+            )
+        return replace(key, status=KeyStatus.REVOKED)
+
+    def save(self, *, key: ApiKey) -> None:
+        """Overwrite a key's settings (limits, models, expiry) in place."""
+        with botocore_errors("DynamoDB"):
+            self._client.put_item(
+                TableName=self._table,
+                Item=key.to_item(),
+                ConditionExpression="attribute_exists(key_hash)",
+            )
+
+    def rotate(self, *, key_id: str) -> tuple[ApiKey, str]:
+        """A new secret for the same key_id; the old secret stops working at once."""
+        key = self.get(key_id=key_id)
+        secret = new_secret()
+        rotated = replace(key, key_hash=hash_key(secret))
+        with botocore_errors("DynamoDB"):
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": rotated.to_item(),
+                            "ConditionExpression": "attribute_not_exists(key_hash)",
+                        }
+                    },
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": {"key_hash": {"S": key.key_hash}},
+                            "ConditionExpression": "attribute_exists(key_hash)",
+                        }
+                    },
+                ]
+            )
+        return rotated, secret

@@ -1,0 +1,81 @@
+"""Everything a request needs, built once per process by the app factory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from gateway.aws import AwsClients
+from gateway.chat.service import ChatService
+from gateway.config import ModelConfig, ModelRegistry, OpenAIUpstream
+from gateway.errors import ConfigurationError
+from gateway.keys import KeyStore
+from gateway.keys.auth import Authenticator
+from gateway.observability import Telemetry
+from gateway.settings import Settings
+from gateway.tokens import TokenizerStore
+from gateway.upstream import Backend, HttpPool, OpenAIBackend
+from gateway.usage import UsageStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    aws: AwsClients
+    registry: ModelRegistry
+    tokenizers: TokenizerStore
+    keys: KeyStore
+    authenticator: Authenticator
+    usage: UsageStore
+    http: HttpPool
+    telemetry: Telemetry
+    started_at: float = field(default_factory=time.time)
+    chat: ChatService = field(init=False)
+    _backends: dict[str, Backend] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.chat = ChatService(
+            registry=self.registry,
+            tokenizers=self.tokenizers,
+            usage=self.usage,
+            backend_for=self.backend_for,
+            telemetry=self.telemetry,
+        )
+
+    @classmethod
+    def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Services:
+        aws = aws or AwsClients()
+        registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
+        keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
+        return cls(
+            settings=settings,
+            aws=aws,
+            registry=registry,
+            tokenizers=TokenizerStore(settings),
+            keys=keys,
+            authenticator=Authenticator(store=keys, ttl=settings.key_cache_ttl_seconds),
+            usage=UsageStore(
+                client=aws.dynamodb,
+                table=settings.usage_table,
+                retention_days=settings.usage_retention_days,
+            ),
+            http=HttpPool(settings),
+            telemetry=Telemetry(),
+        )
+
+    def backend_for(self, model: ModelConfig) -> Backend:
+        backend = self._backends.get(model.id)
+        if backend is None:
+            upstream = model.upstream
+            if isinstance(upstream, OpenAIUpstream):
+                backend = OpenAIBackend(upstream=upstream, pool=self.http)
+            else:
+                raise ConfigurationError(
+                    f"model {model.id}: upstream type {upstream.type!r} is not supported yet"
+                )
+            self._backends[model.id] = backend
+        return backend
+
+    def preload_tokenizers(self) -> None:
+        for model in self.registry:
+            self.tokenizers.get(model.tokenizer)

@@ -1,0 +1,122 @@
+"""The usage record and its DynamoDB item shapes.
+
+Usage table (partition `pk`, sort `sk`):
+- raw record:        pk `key#<key_id>`   sk `req#<created_at>#<request_id>`  (expires by TTL)
+- key daily rollup:  pk `key#<key_id>`   sk `day#<YYYY-MM-DD>`
+- model daily rollup pk `model#<model>`  sk `day#<YYYY-MM-DD>`
+GSI `request_id-index` (sparse) finds a raw record by request id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class UsageStatus(StrEnum):
+    COMPLETED = "completed"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    RATE_LIMITED = "rate_limited"
+    ERROR = "error"
+
+
+def iso_ms(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def key_pk(key_id: str) -> str:
+    return f"key#{key_id}"
+
+
+def model_pk(model: str) -> str:
+    return f"model#{model}"
+
+
+@dataclass(kw_only=True)
+class UsageRecord:
+    request_id: str
+    key_id: str
+    model: str
+    endpoint: str
+    created_at: datetime
+    stream: bool
+    status: UsageStatus = UsageStatus.COMPLETED
+    http_status: int = 200
+    # Billed figures: the upstream's where it reported them, else the gateway's.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # What each side counted (None: that side reported nothing).
+    upstream_prompt_tokens: int | None = None
+    upstream_completion_tokens: int | None = None
+    gateway_prompt_tokens: int | None = None
+    gateway_completion_tokens: int | None = None
+    finish_reason: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    error: str | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def sk(self) -> str:
+        return f"req#{iso_ms(self.created_at)}#{self.request_id}"
+
+    @property
+    def day(self) -> str:
+        return self.created_at.astimezone(UTC).strftime("%Y-%m-%d")
+
+    @property
+    def is_error(self) -> bool:
+        return self.status not in (UsageStatus.COMPLETED, UsageStatus.CLIENT_DISCONNECTED)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["created_at"] = iso_ms(self.created_at)
+        data["status"] = self.status.value
+        data["total_tokens"] = self.total_tokens
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UsageRecord:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["created_at"] = datetime.fromisoformat(
+            str(data["created_at"]).replace("Z", "+00:00")
+        )
+        values["status"] = UsageStatus(data.get("status", "completed"))
+        return cls(**values)
+
+    def to_item(self, *, retention_days: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"pk": {"S": key_pk(self.key_id)}, "sk": {"S": self.sk}}
+        for name, value in self.to_json().items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                item[name] = {"BOOL": value}
+            elif isinstance(value, int | float):
+                item[name] = {"N": str(round(value, 3) if isinstance(value, float) else value)}
+            else:
+                item[name] = {"S": str(value)}
+        expires = self.created_at + timedelta(days=retention_days)
+        item["expires_at"] = {"N": str(int(expires.timestamp()))}
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> UsageRecord:
+        data: dict[str, Any] = {}
+        for name, value in item.items():
+            if "S" in value:
+                data[name] = value["S"]
+            elif "BOOL" in value:
+                data[name] = value["BOOL"]
+            elif "N" in value:
+                number = value["N"]
+                data[name] = float(number) if "." in number else int(number)
+        return cls.from_json(data)
