@@ -1,16 +1,36 @@
-"""Shared fixtures. Paths to ../shared are resolved here; tests that need it skip cleanly."""
+"""Shared fixtures. Paths to ../shared are resolved here; tests that need it skip cleanly.
+
+The stack the tests run against is real: moto's DynamoDB server, the simulated GPU
+endpoint and the gateway, each served over HTTP on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.support.aws import moto_dynamodb
+from tests.support.servers import serve_asgi
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
 TOKENIZERS_DIR = SHARED / "tokenizers"
 CONFORMANCE_SCHEMAS = SHARED / "conformance" / "openai-chat-schemas.json"
+
+# Models the tests' gateway serves: public id -> tokenizer folder in ../shared/tokenizers.
+TEST_MODELS = {
+    "qwen3": "qwen3",
+    "llama3": "llama-3-8b-instruct",
+    "mistral": "mistral-7b-instruct-v0.1",
+    "tinyllama": "tinyllama-1.1b-chat-v1.0",
+}
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +45,79 @@ def conformance_schemas() -> Path:
     if not CONFORMANCE_SCHEMAS.is_file():
         pytest.skip(f"OpenAI schemas not found at {CONFORMANCE_SCHEMAS} (../shared is absent)")
     return CONFORMANCE_SCHEMAS
+
+
+@pytest.fixture(scope="session")
+def dynamodb() -> Iterator[str]:
+    with moto_dynamodb() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def sim_url(tokenizers_dir: Path) -> Iterator[str]:
+    from gpusim import SimConfig, create_app
+
+    with serve_asgi(create_app(SimConfig(tokenizers_dir=tokenizers_dir))) as url:
+        yield url
+
+
+def models_config(sim_url: str, **upstream: Any) -> str:
+    models = [
+        {
+            "id": public,
+            "tokenizer": folder,
+            "upstream": {"type": "openai", "base_url": sim_url, "model": folder, **upstream},
+        }
+        for public, folder in TEST_MODELS.items()
+    ]
+    return json.dumps({"models": models})
+
+
+@dataclass
+class Gateway:
+    """A running gateway and its in-process services (for arranging and asserting)."""
+
+    url: str
+    services: Any  # gateway.services.Services
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def new_key(self, **kwargs: Any) -> str:
+        kwargs.setdefault("name", "test")
+        kwargs.setdefault("owner", "tests")
+        _, secret = self.services.keys.create(**kwargs)
+        return str(secret)
+
+    def key_id(self, secret: str) -> str:
+        key = self.services.keys.lookup(secret=secret)
+        assert key is not None
+        return str(key.key_id)
+
+    def records(self, secret: str) -> list[Any]:
+        return list(self.services.usage.query(key_id=self.key_id(secret)))
+
+
+@contextmanager
+def running_gateway(tokenizers_dir: Path, sim_url: str, **settings: Any) -> Iterator[Gateway]:
+    """The gateway app served on 127.0.0.1 with these settings (on the moto tables)."""
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    settings.setdefault("models_config", models_config(sim_url))
+    settings.setdefault("key_cache_ttl_seconds", 0)
+    app = create_app(Settings(tokenizers_dir=tokenizers_dir, **settings))
+    with serve_asgi(app) as url:
+        yield Gateway(url=url, services=app.state.services)
+
+
+@pytest.fixture(scope="session")
+def gateway(dynamodb: str, tokenizers_dir: Path, sim_url: str) -> Iterator[Gateway]:
+    with running_gateway(tokenizers_dir, sim_url) as gw:
+        yield gw
+
+
+@pytest.fixture
+def api_key(gateway: Gateway) -> str:
+    return gateway.new_key()

@@ -45,6 +45,9 @@ class _Call:
     tokenizer: ChatTokenizer
     stream: bool
     gateway_prompt_tokens: int
+    # vLLM and TGI count the EOS token that ends a natural stop; it has no text, so the
+    # gateway adds it when a choice stops without a stop string having been requested.
+    counts_eos: bool = True
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
@@ -115,6 +118,7 @@ class ChatService:
             tokenizer=tokenizer,
             stream=bool(request.stream),
             gateway_prompt_tokens=prompt_tokens,
+            counts_eos=not request.stop,
         )
         backend = self._backend_for(model)
         body = self.upstream_body(request, model)
@@ -333,6 +337,8 @@ class ChatService:
         error: GatewayError | None = None,
     ) -> UsageRecord:
         gateway_completion = sum(call.tokenizer.count_text(t) for t in texts)
+        if call.counts_eos:
+            gateway_completion += sum(1 for reason in finish_reasons if reason == "stop")
         upstream = _usage_ints(upstream_usage)
         prompt, completion = upstream or (call.gateway_prompt_tokens, gateway_completion)
         reasons = [r for r in finish_reasons if r]

@@ -1,0 +1,108 @@
+"""Bearer parsing and the bounded-lifetime key cache."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+from gateway.errors import AuthenticationError
+from gateway.keys import ApiKey, KeyStatus, hash_key
+from gateway.keys.auth import NEGATIVE_TTL_SECONDS, Authenticator, parse_bearer
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("Bearer sk-1", "sk-1"),
+        ("bearer sk-1", "sk-1"),
+        ("BEARER   sk-1  ", "sk-1"),
+        ("bearersk-1", "sk-1"),
+        ("Basic abc", None),
+        ("Bearer", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_bearer(header: str | None, expected: str | None) -> None:
+    assert parse_bearer(header) == expected
+
+
+class FakeStore:
+    """Stands in for KeyStore: a dict of secret -> key, counting lookups."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self.lookups = 0
+
+    def lookup(self, *, secret: str) -> ApiKey | None:
+        self.lookups += 1
+        return self.keys.get(secret)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_key(secret: str) -> ApiKey:
+    return ApiKey(key_id="key_1", key_hash=hash_key(secret), name="n", owner="o")
+
+
+def authenticate(auth: Authenticator, secret: str) -> ApiKey:
+    return asyncio.run(auth.authenticate(f"Bearer {secret}"))
+
+
+def test_revocation_takes_effect_once_the_cache_lifetime_passes() -> None:
+    store, clock = FakeStore(), Clock()
+    store.keys["s1"] = make_key("s1")
+    auth = Authenticator(store=store, ttl=30, clock=clock)  # type: ignore[arg-type]
+    assert authenticate(auth, "s1").key_id == "key_1"
+
+    store.keys["s1"] = replace(store.keys["s1"], status=KeyStatus.REVOKED)
+    clock.now += 29.9
+    assert authenticate(auth, "s1").status is KeyStatus.ACTIVE  # served from cache only
+    assert store.lookups == 1
+    clock.now += 0.2
+    with pytest.raises(AuthenticationError) as info:
+        authenticate(auth, "s1")
+    assert info.value.code == "revoked_api_key"
+    assert store.lookups == 2
+
+
+def test_rotated_out_secret_is_refused_after_the_lifetime() -> None:
+    store, clock = FakeStore(), Clock()
+    store.keys["old"] = make_key("old")
+    auth = Authenticator(store=store, ttl=10, clock=clock)  # type: ignore[arg-type]
+    authenticate(auth, "old")
+    del store.keys["old"]
+    store.keys["new"] = make_key("new")
+    assert authenticate(auth, "new").key_id == "key_1"
+    assert authenticate(auth, "old").key_id == "key_1"  # still cached
+    clock.now += 10.01
+    with pytest.raises(AuthenticationError):
+        authenticate(auth, "old")
+
+
+def test_unknown_keys_are_cached_briefly() -> None:
+    store, clock = FakeStore(), Clock()
+    auth = Authenticator(store=store, ttl=30, clock=clock)  # type: ignore[arg-type]
+    for _ in range(3):
+        with pytest.raises(AuthenticationError):
+            authenticate(auth, "nope")
+    assert store.lookups == 1
+    store.keys["nope"] = make_key("nope")  # created after a failed attempt
+    clock.now += NEGATIVE_TTL_SECONDS + 0.01
+    assert authenticate(auth, "nope").key_id == "key_1"
+
+
+def test_zero_lifetime_means_no_cache() -> None:
+    store = FakeStore()
+    store.keys["s"] = make_key("s")
+    auth = Authenticator(store=store, ttl=0)  # type: ignore[arg-type]
+    authenticate(auth, "s")
+    authenticate(auth, "s")
+    assert store.lookups == 2

@@ -1,0 +1,106 @@
+"""Usage records: idempotent writes with rollups, retries, and the replayable log line."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
+from gateway.usage import UsageRecord, UsageStatus, UsageStore
+from gateway.usage.store import UNWRITTEN_MESSAGE
+from moto import mock_aws
+
+from tests.support.aws import FAKE_CREDENTIALS
+
+TABLE = LOCAL_TABLE_NAMES["UsageTable"]
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
+        yield client
+
+
+def record(request_id: str = "r1", **kw: Any) -> UsageRecord:
+    values: dict[str, Any] = {
+        "request_id": request_id,
+        "key_id": "key_a",
+        "model": "qwen3",
+        "endpoint": "http://gpu",
+        "created_at": datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC),
+        "stream": True,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "gateway_prompt_tokens": 10,
+        "gateway_completion_tokens": 5,
+        "latency_ms": 12.5,
+    }
+    values.update(kw)
+    return UsageRecord(**values)
+
+
+def rollup(client: Any, pk: str, day: str) -> dict[str, int]:
+    item = client.get_item(TableName=TABLE, Key={"pk": {"S": pk}, "sk": {"S": f"day#{day}"}})
+    return {k: int(v["N"]) for k, v in item.get("Item", {}).items() if "N" in v}
+
+
+def test_write_is_idempotent_and_rolls_up_once(client: Any) -> None:
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    assert store.write(record()) is True
+    assert store.write(record()) is False  # same request id: nothing more
+    store.write(record("r2", status=UsageStatus.UPSTREAM_ERROR, completion_tokens=0))
+    [first, second] = store.query(key_id="key_a")
+    assert first == record()
+    assert second.status is UsageStatus.UPSTREAM_ERROR
+    expected = {"requests": 2, "prompt_tokens": 20, "completion_tokens": 5,
+                "total_tokens": 25, "errors": 1}  # fmt: skip
+    assert rollup(client, "key#key_a", "2026-11-22") == expected
+    assert rollup(client, "model#qwen3", "2026-11-22") == expected
+    assert store.get(request_id="r2") == second
+
+
+def test_query_time_range(client: Any) -> None:
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    for hour in (1, 5, 9):
+        store.write(record(f"h{hour}", created_at=datetime(2026, 11, 22, hour, tzinfo=UTC)))
+    got = store.query(
+        key_id="key_a",
+        since=datetime(2026, 11, 22, 2, tzinfo=UTC),
+        until=datetime(2026, 11, 22, 9, tzinfo=UTC),
+    )
+    assert [r.request_id for r in got] == ["h5", "h9"]  # both ends inclusive
+    got = store.query(key_id="key_a", until=datetime(2026, 11, 22, 8, 59, tzinfo=UTC))
+    assert [r.request_id for r in got] == ["h1", "h5"]
+    assert [r.request_id for r in store.query(key_id="key_a")] == ["h1", "h5", "h9"]
+
+
+def test_record_survives_a_failing_table_as_a_log_line(
+    client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing:
+        calls = 0
+
+        def transact_write_items(self, **kw: Any) -> None:
+            self.calls += 1
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems"
+            )
+
+    failing = Failing()
+    sleeps: list[float] = []
+    store = UsageStore(client=failing, table=TABLE, retention_days=30, sleep=sleeps.append)  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="gateway"):
+        store.record(record())
+    assert failing.calls == 4 and sleeps == sorted(sleeps) and len(sleeps) == 3
+    [line] = [r for r in caplog.records if r.getMessage() == UNWRITTEN_MESSAGE]
+    assert UsageRecord.from_json(line.usage_record) == record()  # type: ignore[attr-defined]
