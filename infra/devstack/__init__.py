@@ -1,0 +1,1 @@
+"""Local development stack: DynamoDB tables (from template.yaml), simulated GPU, gateway."""

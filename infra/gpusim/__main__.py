@@ -1,0 +1,79 @@
+"""Command line: ``python -m gpusim --port 8002 --tokenizers-dir DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gpusim", description="Simulated vLLM-like OpenAI-compatible GPU endpoint."
+    )
+    parser.add_argument("--host", default=os.environ.get("SIM_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SIM_PORT") or 8002))
+    parser.add_argument(
+        "--tokenizers-dir",
+        type=Path,
+        default=os.environ.get("TOKENIZERS_DIR") or None,
+        help="folder of <model>/tokenizer.json (env TOKENIZERS_DIR)",
+    )
+    parser.add_argument("--ttft-ms", type=float, default=_env_float("SIM_TTFT_MS", 0.0))
+    parser.add_argument("--tpot-ms", type=float, default=_env_float("SIM_TPOT_MS", 0.0))
+    parser.add_argument(
+        "--completion-tokens",
+        type=int,
+        default=int(os.environ.get("SIM_COMPLETION_TOKENS") or 48),
+    )
+    parser.add_argument("--models", help="comma-separated model ids (default: all folders)")
+    parser.add_argument(
+        "--preload", action="store_true", help="load every tokenizer before serving"
+    )
+    args = parser.parse_args(argv)
+    if args.tokenizers_dir is None:
+        parser.error("--tokenizers-dir (or env TOKENIZERS_DIR) is required")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn
+
+    from gpusim.app import create_app
+    from gpusim.config import SimConfig
+
+    args = parse_args(argv)
+    # transformers without torch prints an advisory on import; it is noise for a simulator
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
+    config = SimConfig(
+        tokenizers_dir=Path(args.tokenizers_dir),
+        ttft_ms=args.ttft_ms,
+        tpot_ms=args.tpot_ms,
+        completion_tokens=args.completion_tokens,
+        models=models,
+    )
+    app = create_app(config)
+    if args.preload:
+        app.state.sim.registry.preload()
+    names = ", ".join(app.state.sim.registry.names)
+    print(f"gpusim listening on http://{args.host}:{args.port} (models: {names})", flush=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="auto",
+        http="auto",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

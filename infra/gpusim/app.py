@@ -1,0 +1,76 @@
+"""The Starlette application."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gpusim.chat import ChatEndpoint
+from gpusim.config import SimConfig, discover_models
+from gpusim.models import ModelRegistry
+from gpusim.stats import Stats
+
+
+def _json(data: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+class SimState:
+    """Everything one app instance owns: config, models and counters."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.registry = ModelRegistry(config.tokenizers_dir, discover_models(config))
+        self.stats = Stats()
+        created = int(time.time())
+        self._models_body = orjson.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": created,
+                        "owned_by": "gpusim",
+                        "root": name,
+                        "parent": None,
+                    }
+                    for name in self.registry.names
+                ],
+            }
+        )
+
+    async def models(self, request: Request) -> Response:
+        return Response(self._models_body, media_type="application/json")
+
+    async def health(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def get_stats(self, request: Request) -> Response:
+        return _json(self.stats.snapshot())
+
+    async def reset_stats(self, request: Request) -> Response:
+        self.stats.reset()
+        return _json(self.stats.snapshot())
+
+
+def create_app(config: SimConfig) -> Starlette:
+    """An ASGI app that behaves like vLLM's OpenAI server for the configured models."""
+    state = SimState(config)
+    chat = ChatEndpoint(config, state.registry, state.stats)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/models", state.models, methods=["GET"]),
+            Route("/health", state.health, methods=["GET"]),
+            Route("/sim/stats", state.get_stats, methods=["GET"]),
+            Route("/sim/reset", state.reset_stats, methods=["POST"]),
+        ]
+    )
+    app.state.sim = state
+    return app

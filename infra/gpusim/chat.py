@@ -1,0 +1,218 @@
+"""POST /v1/chat/completions as a plain ASGI app (no validation framework on the hot path)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from gpusim.config import SimConfig
+from gpusim.disconnect import DisconnectWatch
+from gpusim.errors import RequestError, error_bytes
+from gpusim.generate import ChoiceResult, Limits, run_choice
+from gpusim.models import ModelRegistry, SimModel, TemplateRenderError
+from gpusim.params import ChatRequest, parse_request
+from gpusim.stats import Stats
+from gpusim.wire import DONE, JSON_HEADERS, SSE_HEADERS, ChunkEncoder, completion_body
+
+
+@dataclass
+class Outcome:
+    """How a generation ended, for the stats."""
+
+    completed: bool = False
+    cancelled: bool = False
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> None:
+    raw_headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _sleep_until(deadline: float) -> None:
+    delay = deadline - asyncio.get_running_loop().time()
+    await asyncio.sleep(delay if delay > 0 else 0)
+
+
+async def _hang() -> None:
+    await asyncio.Event().wait()  # never set: only cancellation ends it
+
+
+def _simulated_failure(req: ChatRequest) -> RequestError | None:
+    status = req.sim.fail_status
+    if status is None:
+        return None
+    headers = {}
+    if req.sim.retry_after is not None:
+        headers["retry-after"] = f"{req.sim.retry_after:g}"
+    return RequestError(status, f"Simulated failure (HTTP {status}).", headers=headers)
+
+
+def _failure_after(tokens: int) -> bytes:
+    message = f"Simulated upstream failure after {tokens} tokens."
+    return error_bytes(message, "InternalServerError", None, 500)
+
+
+class ChatEndpoint:
+    """Generates deterministic completions for the configured models."""
+
+    def __init__(self, config: SimConfig, registry: ModelRegistry, stats: Stats) -> None:
+        self.config = config
+        self.registry = registry
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = await _read_body(receive)
+        self.stats.requests += 1
+        if raw is None:
+            return
+        try:
+            req, prompt_tokens, results = await self._prepare(raw)
+        except RequestError as exc:
+            await send_json(send, exc.status, orjson.dumps(exc.body()), exc.headers)
+            return
+        self.stats.active += 1
+        outcome = Outcome()
+        try:
+            await self._respond(req, prompt_tokens, results, receive, send, outcome)
+        finally:
+            self.stats.active -= 1
+            self.stats.completed += outcome.completed
+            self.stats.cancelled += outcome.cancelled
+
+    async def _prepare(self, raw: bytes) -> tuple[ChatRequest, int, list[ChoiceResult]]:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(400, f"Invalid JSON body: {exc}") from exc
+        req = parse_request(body, self.config)
+        failure = _simulated_failure(req)
+        if failure is not None:
+            raise failure
+        model = self.registry.get(req.model)
+        if model is None:
+            message = f"The model `{req.model}` does not exist."
+            raise RequestError(404, message, param="model")
+        await model.ensure_loaded()
+        try:
+            prompt_tokens = model.prompt_tokens(
+                req.messages,
+                tools=req.tools,
+                chat_template=req.chat_template,
+                add_generation_prompt=req.add_generation_prompt,
+                template_kwargs=req.template_kwargs,
+            )
+            results = self._generate(model, req)
+        except (TemplateRenderError, ValueError) as exc:
+            raise RequestError(400, str(exc)) from exc
+        return req, prompt_tokens, results
+
+    def _generate(self, model: SimModel, req: ChatRequest) -> list[ChoiceResult]:
+        limits = Limits(
+            natural_tokens=req.sim.completion_tokens,
+            max_tokens=req.max_tokens,
+            min_tokens=req.min_tokens,
+            ignore_eos=req.ignore_eos,
+            stop=req.stop,
+        )
+        return [
+            run_choice(partial(model.script, req.seed, choice), limits) for choice in range(req.n)
+        ]
+
+    async def _respond(
+        self,
+        req: ChatRequest,
+        prompt_tokens: int,
+        results: Sequence[ChoiceResult],
+        receive: Receive,
+        send: Send,
+        outcome: Outcome,
+    ) -> None:
+        sim = req.sim
+        steps = max(len(r.steps) for r in results)
+        if sim.fail_after_tokens is not None:
+            steps = min(steps, sim.fail_after_tokens)
+        if req.stream:
+            with DisconnectWatch(receive) as watch:
+                await self._stream(req, prompt_tokens, results, send, watch, outcome)
+            outcome.cancelled = watch.cancelled
+            return
+        duration = (sim.ttft_ms + max(steps - 1, 0) * sim.tpot_ms) / 1000
+        if duration > 0 or sim.hang:
+            with DisconnectWatch(receive) as watch:
+                if sim.hang:
+                    await _hang()
+                await asyncio.sleep(duration)
+                watch.armed = False
+            if watch.cancelled:
+                outcome.cancelled = True
+                return
+        if sim.fail_after_tokens is not None:
+            await send_json(send, 500, _failure_after(steps))
+            return
+        body = completion_body(req.model, prompt_tokens, results, with_usage=not sim.omit_usage)
+        outcome.completed = True
+        await send_json(send, 200, body)
+
+    async def _stream(
+        self,
+        req: ChatRequest,
+        prompt_tokens: int,
+        results: Sequence[ChoiceResult],
+        send: Send,
+        watch: DisconnectWatch,
+        outcome: Outcome,
+    ) -> None:
+        sim = req.sim
+        if sim.hang:
+            await _hang()
+        report_usage = req.include_usage and not sim.omit_usage
+        encoder = ChunkEncoder(req.model, usage_field=report_usage)
+        total = max(len(r.steps) for r in results)
+        failing = sim.fail_after_tokens is not None
+        steps = min(total, sim.fail_after_tokens or 0) if failing else total
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        start = asyncio.get_running_loop().time() + sim.ttft_ms / 1000
+        tpot = sim.tpot_ms / 1000
+        for j in range(steps):
+            await _sleep_until(start + j * tpot)
+            parts = [encoder.role(c) for c in range(len(results))] if j == 0 else []
+            for c, result in enumerate(results):
+                if j < len(result.steps):
+                    if result.steps[j]:
+                        parts.append(encoder.content(c, result.steps[j]))
+                    if j == len(result.steps) - 1 and not failing:
+                        parts.append(encoder.finish(c, result))
+            if j == total - 1 and not failing:
+                if report_usage:
+                    used = sum(r.completion_tokens for r in results)
+                    parts.append(encoder.usage(prompt_tokens, used))
+                parts.append(DONE)
+                watch.armed = False
+                outcome.completed = True
+                await send({"type": "http.response.body", "body": b"".join(parts)})
+                return
+            await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
+        await _sleep_until(start + steps * tpot)
+        error = b"data: " + _failure_after(steps) + b"\n\n"
+        watch.armed = False
+        await send({"type": "http.response.body", "body": error})

@@ -1,0 +1,104 @@
+"""JSON bodies and SSE chunks in vLLM's shapes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from gpusim.generate import ChoiceResult
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
+DONE = b"data: [DONE]\n\n"
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + os.urandom(16).hex()
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completion_body(
+    model: str, prompt_tokens: int, results: Sequence[ChoiceResult], *, with_usage: bool
+) -> bytes:
+    body: dict[str, Any] = {
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": r.content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": r.finish_reason,
+                "stop_reason": r.stop_reason,
+            }
+            for index, r in enumerate(results)
+        ],
+    }
+    if with_usage:
+        body["usage"] = usage(prompt_tokens, sum(r.completion_tokens for r in results))
+    return orjson.dumps(body)
+
+
+def sse(data: Any) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+class ChunkEncoder:
+    """``chat.completion.chunk`` events of one streamed response."""
+
+    def __init__(self, model: str, *, usage_field: bool) -> None:
+        self._base: dict[str, Any] = {
+            "id": completion_id(),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+        # vLLM puts "usage": null on every chunk when stream_options.include_usage is set
+        self._usage_field = usage_field
+
+    def _chunk(self, choice: dict[str, Any]) -> bytes:
+        chunk = {**self._base, "choices": [choice]}
+        if self._usage_field:
+            chunk["usage"] = None
+        return sse(chunk)
+
+    def _delta(self, index: int, delta: dict[str, str]) -> bytes:
+        return self._chunk(
+            {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+        )
+
+    def role(self, index: int) -> bytes:
+        return self._delta(index, {"role": "assistant", "content": ""})
+
+    def content(self, index: int, text: str) -> bytes:
+        return self._delta(index, {"content": text})
+
+    def finish(self, index: int, result: ChoiceResult) -> bytes:
+        return self._chunk(
+            {
+                "index": index,
+                "delta": {},
+                "logprobs": None,
+                "finish_reason": result.finish_reason,
+                "stop_reason": result.stop_reason,
+            }
+        )
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
+        return sse({**self._base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
