@@ -1,0 +1,59 @@
+"""A client that goes away mid-stream: the upstream is cancelled at once and what was
+generated until then is billed, status client_disconnected."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.conftest import Gateway
+from tests.support.sse import events
+
+
+def sim_stats(sim_url: str) -> dict[str, int]:
+    return dict(httpx.get(sim_url + "/sim/stats").json())
+
+
+def test_disconnect_cancels_upstream_and_bills_partial_tokens(
+    gateway: Gateway, sim_url: str
+) -> None:
+    key = gateway.new_key()
+    before = sim_stats(sim_url)
+    body = {
+        "model": "qwen3",
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "stream": True,
+        "max_tokens": 200,
+        "sim": {"tpot_ms": 20},
+    }
+    received = 0
+    with httpx.stream(
+        "POST",
+        gateway.base_url + "/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ) as response:
+        for _, data in events(response):
+            if data != "[DONE]" and data["choices"] and data["choices"][0]["delta"].get("content"):
+                received += 1
+            if received == 5:
+                break  # leaving the block closes the connection mid-stream
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        records = gateway.records(key)
+        stats = sim_stats(sim_url)
+        if records and stats["cancelled"] > before["cancelled"]:
+            break
+        time.sleep(0.05)
+    assert stats["cancelled"] == before["cancelled"] + 1, stats
+    assert stats["active"] == 0
+    [record] = gateway.records(key)
+    assert record.status == "client_disconnected"
+    assert record.http_status == 499 and record.stream
+    # billed: the prompt plus what was generated before the upstream was cancelled
+    assert record.prompt_tokens == record.gateway_prompt_tokens > 0
+    assert 5 <= record.completion_tokens < 200
+    assert record.completion_tokens == record.gateway_completion_tokens
