@@ -6,46 +6,106 @@ Point it at a local DynamoDB with AWS_ENDPOINT_URL_DYNAMODB (as `make run` print
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import json
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 
-from gateway.aws import AwsClients
+from botocore.exceptions import BotoCoreError
+
+from gateway.aws import AwsClients, ConditionFailed
 from gateway.errors import DependencyError
-from gateway.keys import KeyStore
+from gateway.keys import ApiKey, KeyStore
 from gateway.keys.store import KeyNotFoundError
 from gateway.settings import Settings
-from gateway.usage import UsageStore
+from gateway.usage import UsageRecord, UsageStore
+from gateway.usage.query import UsageQuery, month_end, month_start, utc_today
+from gateway.usage.replay import ReplayInterruptedError, replay
 
 KEY_COLUMNS = ("key_id", "name", "owner", "status", "created_at", "expires_at")
 USAGE_COLUMNS = (
     "created_at", "request_id", "model", "status", "stream",
     "prompt_tokens", "completion_tokens", "total_tokens", "latency_ms",
 )  # fmt: skip
+# Every field of a raw record, as `--json` and `--csv` print it.
+RECORD_FIELDS = (*(f.name for f in dataclasses.fields(UsageRecord)), "total_tokens")
+DAILY_COLUMNS = (
+    "date", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors",
+)  # fmt: skip
+LIMITS = ("rpm", "tpm", "monthly_tokens")
+
+
+class CliError(Exception):
+    """A usage mistake found after parsing: printed as one line, exit status 1."""
 
 
 def _models(value: str) -> tuple[str, ...]:
     return tuple(m.strip() for m in value.split(",") if m.strip())
 
 
+def _date_only(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else None
+    except ValueError:
+        return None
+
+
 def _when(value: str) -> datetime:
+    """An ISO 8601 time (UTC unless it says otherwise), or a date: its first instant."""
+    day = _date_only(value)
+    if day is not None:
+        return datetime.combine(day, time(), tzinfo=UTC)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from exc
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from exc
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _until(value: str) -> datetime:
+    """Like _when, but a date means the whole day (its last millisecond)."""
+    day = _date_only(value)
+    if day is not None:
+        return datetime.combine(day, time(23, 59, 59, 999000), tzinfo=UTC)
+    return _when(value)
+
+
 def _positive(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
     if number <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return number
 
 
+def _limit(value: str) -> int | None:
+    """A positive integer, or `none` for no limit."""
+    return None if value.strip().lower() == "none" else _positive(value)
+
+
+def _add_limits(parser: argparse.ArgumentParser, **kwargs: Any) -> None:
+    for name, what in (
+        ("rpm", "requests per minute"),
+        ("tpm", "tokens per minute"),
+        ("monthly-tokens", "tokens per UTC month"),
+    ):
+        parser.add_argument(
+            f"--{name}", type=_limit, metavar="N|none", help=f"{what} (none: unlimited)", **kwargs
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    return _build_parsers()[0]
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The `gateway` parser and its `usage` subparser (whose errors parse_args reports)."""
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -57,18 +117,79 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--owner", default="default")
     create.add_argument("--models", type=_models, default=(), help="comma-separated allow-list")
     create.add_argument("--expires-in-days", type=_positive)
+    _add_limits(create)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--owner")
     listing.add_argument("--json", action="store_true")
     revoke = keys.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
 
-    usage = commands.add_parser("usage", help="list a key's usage records")
-    usage.add_argument("--key-id", required=True)
-    usage.add_argument("--since", type=_when)
-    usage.add_argument("--until", type=_when)
-    usage.add_argument("--json", action="store_true", help="one JSON object per line")
-    return parser
+    # Options left out are left alone (SUPPRESS: absent from the namespace).
+    update = keys.add_parser(
+        "update",
+        help="change a key's name, models, expiry or limits",
+        argument_default=argparse.SUPPRESS,
+    )
+    update.add_argument("key_id")
+    update.add_argument("--name")
+    models = update.add_mutually_exclusive_group()
+    models.add_argument("--models", type=_models, help="comma-separated allow-list")
+    models.add_argument("--all-models", action="store_true", help="allow every model")
+    expiry = update.add_mutually_exclusive_group()
+    expiry.add_argument("--expires-in-days", type=_positive, help="expire N days from now")
+    expiry.add_argument("--no-expiry", action="store_true", help="never expire")
+    _add_limits(update)
+    rotate = keys.add_parser("rotate", help="a new secret for a key; the old one stops working")
+    rotate.add_argument("key_id")
+    show = keys.add_parser("show", help="a key's settings and its usage this UTC month")
+    show.add_argument("key_id")
+
+    usage = commands.add_parser(
+        "usage",
+        usage="gateway usage (--key-id KEY_ID | --owner OWNER | --model MODEL) [--daily]\n"
+        "                     [--since DATE|TIME] [--until DATE|TIME] [--json | --csv]\n"
+        "       gateway usage replay [FILE]",
+        help="list usage: a key's records, or daily totals of a key, an owner or a model",
+        description="Exactly one of --key-id, --owner, --model. --since/--until take a date "
+        "(YYYY-MM-DD, the whole day, UTC) or an ISO 8601 time.",
+    )
+    whose = usage.add_mutually_exclusive_group()
+    whose.add_argument("--key-id")
+    whose.add_argument("--owner", help="every key of this owner (a key_id column is added)")
+    whose.add_argument("--model", help="this model's daily totals over all keys")
+    usage.add_argument("--since", type=_when, metavar="DATE|TIME")
+    usage.add_argument("--until", type=_until, metavar="DATE|TIME")
+    usage.add_argument("--daily", action="store_true", help="daily totals, not raw records")
+    output = usage.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON object per line")
+    output.add_argument("--csv", action="store_true", help="CSV with a header row")
+    usage_actions = usage.add_subparsers(dest="usage_action", metavar="replay")
+    replay_parser = usage_actions.add_parser(
+        "replay",
+        help="write usage records that were logged as usage_record_unwritten",
+        description="Reads log lines (JSON, one object per line) and writes every "
+        "`usage_record_unwritten` record again; idempotent on the request id.",
+    )
+    replay_parser.add_argument("file", nargs="?", default="-", help="log file (default stdin)")
+    return parser, usage
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser, usage = _build_parsers()
+    args = parser.parse_args(argv)
+    if args.command == "usage" and args.usage_action is None:
+        try:
+            _usage_target(args)
+        except CliError as exc:
+            usage.error(str(exc))
+    return args
+
+
+def _usage_target(args: argparse.Namespace) -> str:
+    chosen = [name for name in ("key_id", "owner", "model") if getattr(args, name, None)]
+    if len(chosen) != 1:
+        raise CliError("give exactly one of --key-id, --owner, --model")
+    return chosen[0]
 
 
 def _print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
@@ -79,57 +200,230 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str], out: TextIO
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
-def run(args: argparse.Namespace, *, aws: AwsClients, settings: Settings, out: TextIO) -> int:
-    keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
-    if args.command == "keys":
-        if args.action == "create":
-            expires = (
-                datetime.now(UTC) + timedelta(days=args.expires_in_days)
-                if args.expires_in_days
-                else None
-            )
-            key, secret = keys.create(
-                name=args.name, owner=args.owner, models=args.models, expires_at=expires
-            )
-            out.write(json.dumps({"key": secret, **key.public_dict()}, indent=2) + "\n")
-        elif args.action == "list":
-            rows = [k.public_dict() for k in keys.list(owner=args.owner)]
-            if args.json:
-                out.write(json.dumps(rows, indent=2) + "\n")
-            else:
-                _print_table(rows, KEY_COLUMNS, out)
-        elif args.action == "revoke":
-            key = keys.revoke(key_id=args.key_id)
-            out.write(json.dumps(key.public_dict(), indent=2) + "\n")
-        return 0
+def _print_json(value: Any, out: TextIO) -> None:
+    out.write(json.dumps(value, indent=2) + "\n")
 
+
+def run(
+    args: argparse.Namespace,
+    *,
+    aws: AwsClients,
+    settings: Settings,
+    out: TextIO,
+    err: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    err = err or sys.stderr
+    if args.command == "keys":
+        keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
+        return _keys(args, keys, aws=aws, settings=settings, out=out)
     usage = UsageStore(
         client=aws.dynamodb,
         table=settings.usage_table,
         retention_days=settings.usage_retention_days,
     )
-    records = usage.query(key_id=args.key_id, since=args.since, until=args.until)
-    rows = [r.to_json() for r in records]
-    if args.json:
-        for row in rows:
-            out.write(json.dumps(row) + "\n")
-    else:
-        _print_table(rows, USAGE_COLUMNS, out)
-        total = sum(r.total_tokens for r in records)
-        out.write(f"{len(records)} requests, {total} tokens\n")
+    if args.usage_action == "replay":
+        return _replay(args.file, usage, out=out, err=err, stdin=stdin or sys.stdin)
+    query = UsageQuery(client=aws.dynamodb, table=settings.usage_table)
+    keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
+    return _usage(args, usage, query, keys, out=out)
+
+
+def _keys(
+    args: argparse.Namespace, keys: KeyStore, *, aws: AwsClients, settings: Settings, out: TextIO
+) -> int:
+    if args.action == "create":
+        expires = (
+            datetime.now(UTC) + timedelta(days=args.expires_in_days)
+            if args.expires_in_days
+            else None
+        )
+        key, secret = keys.create(
+            name=args.name,
+            owner=args.owner,
+            models=args.models,
+            expires_at=expires,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            monthly_tokens=args.monthly_tokens,
+        )
+        _print_json({"key": secret, **key.public_dict()}, out)
+    elif args.action == "list":
+        rows = [k.public_dict() for k in keys.list(owner=args.owner)]
+        if args.json:
+            _print_json(rows, out)
+        else:
+            _print_table(rows, KEY_COLUMNS, out)
+    elif args.action == "revoke":
+        _print_json(keys.revoke(key_id=args.key_id).public_dict(), out)
+    elif args.action == "update":
+        key = keys.get(key_id=args.key_id)
+        updated = dataclasses.replace(key, **_changes(args))
+        keys.save(key=updated)
+        _print_json(updated.public_dict(), out)
+    elif args.action == "rotate":
+        key, secret = keys.rotate(key_id=args.key_id)
+        _print_json({"key": secret, **key.public_dict()}, out)
+    elif args.action == "show":
+        key = keys.get(key_id=args.key_id)
+        query = UsageQuery(client=aws.dynamodb, table=settings.usage_table)
+        _print_json(show_key(key, query), out)
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    given = vars(args)
+    changes: dict[str, Any] = {}
+    if "name" in given:
+        changes["name"] = args.name
+    if "models" in given:
+        if not args.models:
+            raise CliError("--models needs at least one model (or use --all-models)")
+        changes["models"] = tuple(sorted(set(args.models)))
+    if "all_models" in given:
+        changes["models"] = ()
+    if "expires_in_days" in given:
+        changes["expires_at"] = datetime.now(UTC) + timedelta(days=args.expires_in_days)
+    if "no_expiry" in given:
+        changes["expires_at"] = None
+    for name in LIMITS:
+        if name in given:
+            changes[name] = given[name]
+    if not changes:
+        raise CliError(
+            "nothing to update: give --name, --models/--all-models, "
+            "--expires-in-days/--no-expiry, --rpm, --tpm or --monthly-tokens"
+        )
+    return changes
+
+
+def show_key(key: ApiKey, query: UsageQuery, *, today: date | None = None) -> dict[str, Any]:
+    """A key's public settings and its totals for the current UTC month."""
+    today = today or utc_today()
+    totals = query.key_month(key_id=key.key_id, day=today)
+    remaining = (
+        None if key.monthly_tokens is None else max(key.monthly_tokens - totals.total_tokens, 0)
+    )
+    return {
+        **key.public_dict(),
+        "usage_this_month": {
+            "month": today.strftime("%Y-%m"),
+            "start": month_start(today).isoformat(),
+            "end": month_end(today).isoformat(),
+            **totals.to_dict(),
+            "remaining_tokens": remaining,
+        },
+    }
+
+
+def _days(args: argparse.Namespace) -> tuple[date | None, date | None]:
+    start = args.since.astimezone(UTC).date() if args.since else None
+    end = args.until.astimezone(UTC).date() if args.until else None
+    return start, end
+
+
+def _usage(
+    args: argparse.Namespace,
+    usage: UsageStore,
+    query: UsageQuery,
+    keys: KeyStore,
+    *,
+    out: TextIO,
+) -> int:
+    target = _usage_target(args)
+    start, end = _days(args)
+    rows: list[dict[str, Any]]
+    fields: Sequence[str]
+    columns: Sequence[str]
+    if target == "model":
+        days = query.model_days(model=args.model, start=start, end=end)
+        rows = [{"model": args.model, **d.to_dict()} for d in days]
+        fields = columns = ("model", *DAILY_COLUMNS)
+    else:
+        key_ids = (
+            [args.key_id] if target == "key_id" else [k.key_id for k in keys.list(owner=args.owner)]
+        )
+        if args.daily:
+            rows = [
+                {"key_id": key_id, **d.to_dict()}
+                for key_id in key_ids
+                for d in query.key_days(key_id=key_id, start=start, end=end)
+            ]
+            fields, columns = ("key_id", *DAILY_COLUMNS), DAILY_COLUMNS
+        else:
+            rows = [
+                r.to_json()
+                for key_id in key_ids
+                for r in usage.query(key_id=key_id, since=args.since, until=args.until)
+            ]
+            fields, columns = RECORD_FIELDS, USAGE_COLUMNS
+        if target == "owner":
+            columns = ("key_id", *columns)
+
+    if args.json:
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+    elif args.csv:
+        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        _print_table(rows, columns, out)
+        total = sum(int(row["total_tokens"]) for row in rows)
+        requests = len(rows) if "requests" not in fields else sum(r["requests"] for r in rows)
+        out.write(f"{requests} requests, {total} tokens\n")
+    return 0
+
+
+@contextmanager
+def _lines(path: str, stdin: TextIO) -> Iterator[TextIO]:
+    if path == "-":
+        yield stdin
+        return
     try:
-        return run(args, aws=AwsClients(), settings=Settings(), out=sys.stdout)
+        handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with handle:
+        yield handle
+
+
+def _replay(path: str, usage: UsageStore, *, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    with _lines(path, stdin) as lines:
+        try:
+            summary = replay(lines, usage)
+        except ReplayInterruptedError as exc:
+            raise CliError(
+                f"{exc}; so far {exc.summary}. Run the replay again: it is idempotent."
+            ) from exc
+    for number, reason in summary.invalid:
+        err.write(f"gateway: line {number}: usage_record_unwritten with {reason}; skipped\n")
+    out.write(f"{summary}\n")
+    return 1 if summary.invalid else 0
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    aws: AwsClients | None = None,
+    settings: Settings | None = None,
+) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args, aws=aws or AwsClients(), settings=settings or Settings(), out=sys.stdout)
     except KeyNotFoundError as exc:
         sys.stderr.write(f"gateway: no key with key_id {exc}\n")
-        return 1
     except DependencyError as exc:
         sys.stderr.write(f"gateway: {exc.message}\n")
-        return 1
+    except ConditionFailed:
+        sys.stderr.write(
+            "gateway: the key changed while this ran (rotated or updated elsewhere); try again\n"
+        )
+    except CliError as exc:
+        sys.stderr.write(f"gateway: {exc}\n")
+    except BotoCoreError as exc:  # e.g. no region configured, found when the client is built
+        sys.stderr.write(f"gateway: AWS configuration: {exc}\n")
+    return 1
 
 
 if __name__ == "__main__":

@@ -33,8 +33,11 @@ class SSEResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes]) -> None:
-        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    def __init__(
+        self, content: AsyncIterator[bytes], *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        base = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        super().__init__(content, headers={**base, **(headers or {})})
         self._iterator = content
 
     async def stream_response(self, send: Send) -> None:

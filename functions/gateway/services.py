@@ -11,6 +11,7 @@ from gateway.config import ModelConfig, ModelRegistry, OpenAIUpstream
 from gateway.errors import ConfigurationError
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
+from gateway.limits import LimitStore
 from gateway.observability import Telemetry
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
@@ -27,6 +28,7 @@ class Services:
     keys: KeyStore
     authenticator: Authenticator
     usage: UsageStore
+    limits: LimitStore
     http: HttpPool
     telemetry: Telemetry
     started_at: float = field(default_factory=time.time)
@@ -40,6 +42,8 @@ class Services:
             usage=self.usage,
             backend_for=self.backend_for,
             telemetry=self.telemetry,
+            limits=self.limits,
+            default_max_tokens=self.settings.default_max_tokens,
         )
 
     @classmethod
@@ -59,6 +63,7 @@ class Services:
                 table=settings.usage_table,
                 retention_days=settings.usage_retention_days,
             ),
+            limits=LimitStore(client=aws.dynamodb, table=settings.usage_table),
             http=HttpPool(settings),
             telemetry=Telemetry(),
         )

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(default=100, gt=0)
 
     # Requests.
+    # For keys with token limits: the generation cap reserved (and sent upstream) when a
+    # request sets no max_tokens and its model config has no cap.
+    default_max_tokens: int = Field(default=4096, gt=0)
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Bounded lifetime of the in-process API-key cache (documented: at most 30 s).
     key_cache_ttl_seconds: float = Field(default=10.0, ge=0, le=30)

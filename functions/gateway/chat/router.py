@@ -32,6 +32,6 @@ async def create_chat_completion(
     body: ChatCompletionRequest, key: CurrentKey, service: ChatServiceDep, request_id: RequestId
 ) -> Response:
     result = await service.create(body, key=key, request_id=request_id)
-    if isinstance(result, dict):
-        return json_response(result)
-    return SSEResponse(result)
+    if result.stream is not None:
+        return SSEResponse(result.stream, headers=result.headers)
+    return json_response(result.body, headers=result.headers)

@@ -20,10 +20,12 @@ from gateway.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitError,
     UpstreamTimeoutError,
     sse_error_event,
 )
 from gateway.keys import ApiKey
+from gateway.limits import Admission, LimitStore
 from gateway.observability import Telemetry
 from gateway.tokens import ChatTokenizer, TokenizerStore
 from gateway.upstream import Backend
@@ -51,6 +53,7 @@ class _Call:
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
+    admission: Admission | None = None
 
     @property
     def completion_id(self) -> str:
@@ -75,6 +78,15 @@ def _status_of(error: GatewayError) -> UsageStatus:
     return UsageStatus.UPSTREAM_ERROR
 
 
+@dataclass(frozen=True)
+class ChatResult:
+    """A chat.completion body or an SSE stream, and headers (x-ratelimit-*) to send."""
+
+    body: dict[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 class ChatService:
     def __init__(
         self,
@@ -84,7 +96,11 @@ class ChatService:
         usage: UsageStore,
         backend_for: Callable[[ModelConfig], Backend],
         telemetry: Telemetry,
+        limits: LimitStore | None = None,
+        default_max_tokens: int = 4096,
     ) -> None:
+        self._limits = limits
+        self._default_max_tokens = default_max_tokens
         self._registry = registry
         self._tokenizers = tokenizers
         self._usage = usage
@@ -106,7 +122,7 @@ class ChatService:
 
     async def create(
         self, request: ChatCompletionRequest, *, key: ApiKey, request_id: str
-    ) -> dict[str, Any] | AsyncIterator[bytes]:
+    ) -> ChatResult:
         """A chat.completion body, or the SSE byte stream when `stream` is set."""
         model = self.resolve_model(key=key, model_id=request.model)
         tokenizer = await self._tokenizer(model)
@@ -120,23 +136,49 @@ class ChatService:
             gateway_prompt_tokens=prompt_tokens,
             counts_eos=not request.stop,
         )
-        backend = self._backend_for(model)
         body = self.upstream_body(request, model)
+        if self._limits is not None and key.has_limits:
+            await self._admit(call, request, body)
+        headers = call.admission.headers if call.admission else {}
+        backend = self._backend_for(model)
         if request.stream:
             try:
                 chunks = await backend.open_stream(body)
             except GatewayError as exc:
-                await self._record(self._failed_record(call, exc))
+                await self._record(self._failed_record(call, exc), call)
                 raise
-            return self._relay(call, chunks, include_usage=request.include_usage)
+            stream = self._relay(call, chunks, include_usage=request.include_usage)
+            return ChatResult(stream=stream, headers=headers)
         try:
             data = await backend.complete(body)
         except GatewayError as exc:
-            await self._record(self._failed_record(call, exc))
+            await self._record(self._failed_record(call, exc), call)
             raise
         response, record = self._completion(call, data)
-        await self._record(record)
-        return response
+        await self._record(record, call)
+        return ChatResult(body=response, headers=headers)
+
+    async def _admit(
+        self, call: _Call, request: ChatCompletionRequest, body: dict[str, Any]
+    ) -> None:
+        """Count the request against the key's limits, reserving its worst case: the
+        prompt plus max_tokens for each choice. A request that sets no max_tokens gets
+        the default sent upstream too, so the reservation really is the worst case."""
+        assert self._limits is not None
+        if "max_tokens" not in body and "max_completion_tokens" not in body:
+            body["max_tokens"] = self._default_max_tokens
+        cap = body.get("max_completion_tokens") or body["max_tokens"]
+        reserve = call.gateway_prompt_tokens + cap * (request.n or 1)
+        limits = self._limits
+        try:
+            call.admission = await anyio.to_thread.run_sync(
+                lambda: limits.admit(key=call.key, reserve_tokens=reserve)
+            )
+        except RateLimitError as exc:
+            record = self._failed_record(call, exc)
+            record.status = UsageStatus.RATE_LIMITED
+            await self._record(record, call)
+            raise
 
     # --- request side --------------------------------------------------------------
 
@@ -267,7 +309,7 @@ class ChatService:
             except GatewayError as exc:
                 failure = exc
             record = self._stream_record(call, texts, finish, upstream_usage, failure)
-            await self._record(record)
+            await self._record(record, call)
             if failure is not None:
                 yield sse_error_event(failure)
                 return
@@ -302,7 +344,7 @@ class ChatService:
                         finish_reasons=[finish.get(i) for i in sorted(texts)],
                         http_status=499,
                     )
-                    await self._record(record)
+                    await self._record(record, call)
 
     def _stream_record(
         self,
@@ -377,8 +419,12 @@ class ChatService:
         record.prompt_tokens = 0
         return record
 
-    async def _record(self, record: UsageRecord) -> None:
-        await anyio.to_thread.run_sync(self._usage.record, record)
+    async def _record(self, record: UsageRecord, call: _Call) -> None:
+        """Write the record; settling the rate-limit reservation joins its transaction."""
+        extra: list[dict[str, Any]] = []
+        if self._limits is not None and call.admission is not None:
+            extra = self._limits.settle_items(call.admission, used_tokens=record.total_tokens)
+        await anyio.to_thread.run_sync(lambda: self._usage.record(record, extra_items=extra))
         upstream_differs = record.upstream_prompt_tokens is not None and (
             record.upstream_prompt_tokens != record.gateway_prompt_tokens
             or record.upstream_completion_tokens != record.gateway_completion_tokens

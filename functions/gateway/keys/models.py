@@ -54,6 +54,10 @@ class ApiKey:
     tpm: int | None = None
     monthly_tokens: int | None = None
 
+    @property
+    def has_limits(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.monthly_tokens is not None
+
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +36,11 @@ class UsageStore:
         self._retention_days = retention_days
         self._sleep = sleep
 
-    def write(self, record: UsageRecord) -> bool:
+    def write(self, record: UsageRecord, *, extra_items: Sequence[Any] = ()) -> bool:
         """Write the record and add it to its rollups, exactly once per request id.
+
+        `extra_items` (e.g. settling a rate-limit reservation) join the same transaction,
+        so they too apply exactly once.
 
         Returns True if written now, False if it was already there. Raises DependencyError
         only after the retries are spent (callers use `record`, which never raises).
@@ -76,6 +79,7 @@ class UsageStore:
                     **rollup,
                 }
             },
+            *extra_items,
         ]
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
@@ -93,10 +97,10 @@ class UsageStore:
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
-    def record(self, record: UsageRecord) -> None:
+    def record(self, record: UsageRecord, *, extra_items: Sequence[Any] = ()) -> None:
         """Write, or, if DynamoDB keeps failing, log the complete record for replay."""
         try:
-            self.write(record)
+            self.write(record, extra_items=extra_items)
         except DependencyError as exc:
             logger.error(
                 UNWRITTEN_MESSAGE,

@@ -1,0 +1,237 @@
+"""Read the usage rollups: one Query on a partition and a sort-key range, never a Scan.
+
+Rollup items (usage table, counters `requests`, `prompt_tokens`, `completion_tokens`,
+`total_tokens`, `errors`, added once per request id by `UsageStore.write`):
+- key daily:            pk `key#<key_id>`     sk `day#<YYYY-MM-DD>`
+- model daily:          pk `model#<model>`    sk `day#<YYYY-MM-DD>`
+- key-and-model daily:  pk `key#<key_id>`     sk `mday#<YYYY-MM-DD>#<model>`
+
+Rollups have no TTL (raw records expire after USAGE_RETENTION_DAYS), so every range here
+reads one small item per day (per model for the last kind), however busy the key was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway.aws import botocore_errors
+from gateway.errors import InvalidRequestError
+from gateway.keys.models import ApiKey
+from gateway.usage.records import key_pk, model_pk
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+DAY_PREFIX = "day#"
+GROUP_BY = ("day", "model")
+MAX_RANGE_DAYS = 366
+KEY_MODEL_DAY_PREFIX = "mday#"
+# Sorts after "#" and every digit: `<prefix><day>~` bounds all items of that day and before.
+_HIGH = "~"
+
+
+def key_model_day_sk(day: str, model: str) -> str:
+    """Sort key of a key's per-model daily rollup (`day` is YYYY-MM-DD)."""
+    return f"{KEY_MODEL_DAY_PREFIX}{day}#{model}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Totals:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    errors: int = 0
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in _FIELDS})
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in _FIELDS}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Totals:
+        return cls(**{f.name: int(item[f.name]["N"]) for f in _FIELDS if f.name in item})
+
+    @classmethod
+    def sum(cls, items: Iterable[Totals]) -> Totals:
+        total = cls()
+        for item in items:
+            total = total + item
+        return total
+
+
+_FIELDS = fields(Totals)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DayTotals:
+    date: str  # YYYY-MM-DD (UTC)
+    totals: Totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"date": self.date, **self.totals.to_dict()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelTotals:
+    model: str
+    totals: Totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, **self.totals.to_dict()}
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def month_end(day: date) -> date:
+    following = date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+    return date.fromordinal(following.toordinal() - 1)
+
+
+class UsageQuery:
+    """Rollup reads. `start`/`end` are UTC days, both inclusive; None leaves that side open."""
+
+    def __init__(self, *, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def key_days(
+        self, *, key_id: str, start: date | None = None, end: date | None = None
+    ) -> list[DayTotals]:
+        """The key's daily totals, oldest first (days without requests are absent)."""
+        return self._days(key_pk(key_id), start, end)
+
+    def model_days(
+        self, *, model: str, start: date | None = None, end: date | None = None
+    ) -> list[DayTotals]:
+        """One model's daily totals over every key, oldest first."""
+        return self._days(model_pk(model), start, end)
+
+    def key_models(
+        self, *, key_id: str, start: date | None = None, end: date | None = None
+    ) -> list[ModelTotals]:
+        """The key's totals per model over the range, by model name."""
+        by_model: dict[str, Totals] = {}
+        for item in self._items(key_pk(key_id), KEY_MODEL_DAY_PREFIX, start, end):
+            model = item["sk"]["S"][len(KEY_MODEL_DAY_PREFIX) + len("YYYY-MM-DD#") :]
+            by_model[model] = by_model.get(model, Totals()) + Totals.from_item(item)
+        return [ModelTotals(model=m, totals=t) for m, t in sorted(by_model.items())]
+
+    def key_month(self, *, key_id: str, day: date | None = None) -> Totals:
+        """The key's totals for the UTC month holding `day` (default: today)."""
+        day = day or utc_today()
+        return Totals.sum(
+            d.totals
+            for d in self.key_days(key_id=key_id, start=month_start(day), end=month_end(day))
+        )
+
+    def _days(self, pk: str, start: date | None, end: date | None) -> list[DayTotals]:
+        return [
+            DayTotals(date=item["sk"]["S"][len(DAY_PREFIX) :], totals=Totals.from_item(item))
+            for item in self._items(pk, DAY_PREFIX, start, end)
+        ]
+
+    def _items(
+        self, pk: str, prefix: str, start: date | None, end: date | None
+    ) -> Iterator[dict[str, Any]]:
+        low = prefix + (start.isoformat() if start else "")
+        high = prefix + (end.isoformat() if end else "") + _HIGH
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": pk},
+                ":lo": {"S": low},
+                ":hi": {"S": high},
+            },
+        }
+        while True:
+            with botocore_errors("DynamoDB"):
+                response = self._client.query(**kwargs)
+            yield from response.get("Items", [])
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def parse_day(value: str | None, *, param: str) -> date | None:
+    """A YYYY-MM-DD query parameter (None if absent); InvalidRequestError otherwise."""
+    if value is None:
+        return None
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"Invalid value for '{param}': expected a date as YYYY-MM-DD, got {value!r}.",
+            param=param,
+        ) from None
+
+
+def usage_report(
+    query: UsageQuery,
+    *,
+    key: ApiKey,
+    start: str | None = None,
+    end: str | None = None,
+    group_by: str | None = None,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """The body of `GET /v1/usage` for this key: its own rollups only.
+
+    `end` defaults to today (UTC), `start` to the first day of `end`'s month (this month
+    when neither is given). The range holds at most MAX_RANGE_DAYS days.
+    """
+    today = today or utc_today()
+    grouping = group_by or "day"
+    if grouping not in GROUP_BY:
+        raise InvalidRequestError(
+            f"Invalid value for 'group_by': expected one of {', '.join(GROUP_BY)}, "
+            f"got {group_by!r}.",
+            param="group_by",
+        )
+    last = parse_day(end, param="end") or today
+    first = parse_day(start, param="start") or month_start(last)
+    if first > last:
+        raise InvalidRequestError(f"'start' ({first}) is after 'end' ({last}).", param="start")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise InvalidRequestError(
+            f"The range from 'start' to 'end' covers more than {MAX_RANGE_DAYS} days.",
+            param="end",
+        )
+    rows: list[DayTotals] | list[ModelTotals]
+    if grouping == "day":
+        rows = query.key_days(key_id=key.key_id, start=first, end=last)
+    else:
+        rows = query.key_models(key_id=key.key_id, start=first, end=last)
+    # TODO(limits): once gateway.limits lands, take the month's used tokens from
+    # LimitStore.month_tokens(key_id=...), the figure the monthly limit is enforced on;
+    # until then they are the sum of the key's daily rollups of this UTC month.
+    used = query.key_month(key_id=key.key_id, day=today).total_tokens
+    remaining = None if key.monthly_tokens is None else max(key.monthly_tokens - used, 0)
+    return {
+        "object": "usage",
+        "key_id": key.key_id,
+        "start": first.isoformat(),
+        "end": last.isoformat(),
+        "group_by": grouping,
+        "data": [row.to_dict() for row in rows],
+        "totals": Totals.sum(row.totals for row in rows).to_dict(),
+        "limits": {"rpm": key.rpm, "tpm": key.tpm, "monthly_tokens": key.monthly_tokens},
+        "month": {
+            "month": today.strftime("%Y-%m"),
+            "used_tokens": used,
+            "remaining_tokens": remaining,
+        },
+    }

@@ -1,0 +1,103 @@
+"""Replay usage records that were logged instead of written (`gateway usage replay`).
+
+When DynamoDB keeps failing, `UsageStore.record` logs the complete record as one JSON
+line: `{"message": "usage_record_unwritten", "usage_record": {...}, ...}`. Feeding those
+log lines back through here writes each record with `UsageStore.write`, which is
+idempotent on the request id: replaying the same lines twice adds nothing twice.
+
+Lines may carry a prefix before the JSON object (as `aws logs tail` or Lambda's text
+format print them: a timestamp, a stream name...); the object is read from the first `{`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import DependencyError
+from gateway.usage.records import UsageRecord
+from gateway.usage.store import UNWRITTEN_MESSAGE, UsageStore
+
+
+@dataclass
+class ReplaySummary:
+    replayed: int = 0
+    already_present: int = 0
+    skipped: int = 0
+    # Lines that carried the unwritten-record message but no readable record (counted in
+    # `skipped` too): (line number, reason).
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"replayed {self.replayed}, already present {self.already_present}, "
+            f"skipped {self.skipped}"
+        )
+
+
+class ReplayInterruptedError(Exception):
+    """DynamoDB failed (after the store's retries) while replaying line `line`."""
+
+    def __init__(self, *, line: int, summary: ReplaySummary, error: DependencyError) -> None:
+        super().__init__(f"{error.message} at line {line}")
+        self.line = line
+        self.summary = summary
+        self.error = error
+
+
+def parse_line(line: str) -> dict[str, Any] | None:
+    """The JSON object a log line holds, or None."""
+    text = line.strip()
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        value = json.loads(text[start:])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def unwritten_record(entry: dict[str, Any]) -> UsageRecord:
+    """The record of an unwritten-record log entry; ValueError if it cannot be rebuilt."""
+    data = entry.get("usage_record")
+    if not isinstance(data, dict):
+        raise ValueError("no usage_record object")
+    try:
+        return UsageRecord.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"unreadable usage_record ({type(exc).__name__}: {exc})") from exc
+
+
+def replay(lines: Iterable[str], store: UsageStore) -> ReplaySummary:
+    """Write every unwritten record found in `lines`; skip everything else (blank lines
+    are not counted).
+
+    Raises ReplayInterruptedError (holding the summary so far) if DynamoDB fails; since
+    writes are idempotent, replaying the same input again is safe.
+    """
+    summary = ReplaySummary()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        entry = parse_line(line)
+        if entry is None or entry.get("message") != UNWRITTEN_MESSAGE:
+            summary.skipped += 1
+            continue
+        try:
+            record = unwritten_record(entry)
+        except ValueError as exc:
+            summary.skipped += 1
+            summary.invalid.append((number, str(exc)))
+            continue
+        try:
+            written = store.write(record)
+        except DependencyError as exc:
+            raise ReplayInterruptedError(line=number, summary=summary, error=exc) from exc
+        if written:
+            summary.replayed += 1
+        else:
+            summary.already_present += 1
+    return summary

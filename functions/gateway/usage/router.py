@@ -1,0 +1,36 @@
+"""`GET /v1/usage`: the calling key's own usage, from the daily rollups (thin; the
+work is in query.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from gateway.deps import CurrentKey, ServicesDep
+from gateway.http import json_response
+from gateway.usage.query import UsageQuery, usage_report
+
+router = APIRouter(tags=["usage"])
+
+_DAY = "YYYY-MM-DD (UTC)"
+
+
+@router.get("/v1/usage", summary="This key's usage by day or by model, with its limits")
+@router.get("/usage", include_in_schema=False)
+async def get_usage(
+    key: CurrentKey,
+    services: ServicesDep,
+    start: Annotated[
+        str | None, Query(description=f"first day, {_DAY}; default the 1st of end's month")
+    ] = None,
+    end: Annotated[str | None, Query(description=f"last day, {_DAY}; default today")] = None,
+    group_by: Annotated[str | None, Query(description="`day` (default) or `model`")] = None,
+) -> Response:
+    query = UsageQuery(client=services.aws.dynamodb, table=services.settings.usage_table)
+    body = await anyio.to_thread.run_sync(
+        lambda: usage_report(query, key=key, start=start, end=end, group_by=group_by)
+    )
+    return json_response(body)
