@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from devstack import motofix
 
 from tests.support.aws import moto_dynamodb
 from tests.support.servers import serve_asgi
@@ -31,6 +32,10 @@ TEST_MODELS = {
     "mistral": "mistral-7b-instruct-v0.1",
     "tinyllama": "tinyllama-1.1b-chat-v1.0",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    motofix.install()  # moto's DynamoDB with per-item atomic writes and cheap transactions
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
+from devstack import motofix
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 
 ROOT = TEMPLATE_PATH.parent
@@ -86,6 +87,7 @@ def main() -> int:
     os.environ.update({k: env[k] for k in (*LOCAL_AWS, "AWS_ENDPOINT_URL_DYNAMODB")})
 
     say(f"starting DynamoDB (moto) on {dynamodb_url}")
+    motofix.install()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=dynamodb_port, verbose=False)
     moto.start()
     children: list[subprocess.Popen[bytes]] = []

@@ -1,14 +1,18 @@
-"""A real DynamoDB endpoint for tests: moto's server on 127.0.0.1, tables from template.yaml."""
+"""A real DynamoDB endpoint for tests: moto's server in its own process on 127.0.0.1,
+with the tables created from template.yaml."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import boto3
+from botocore.exceptions import EndpointConnectionError
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
-from moto.server import ThreadedMotoServer
 
 from tests.support.servers import free_port
 
@@ -25,19 +29,31 @@ FAKE_CREDENTIALS = {
 def moto_dynamodb() -> Iterator[str]:
     """Start moto's server, point AWS_ENDPOINT_URL_DYNAMODB at it, create the tables."""
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.dynamodb", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_DYNAMODB"]}
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
     try:
-        create_tables(
-            boto3.client("dynamodb"), template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES
-        )
+        client = boto3.client("dynamodb")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.list_tables()
+                break
+            except EndpointConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's DynamoDB server did not start") from None
+                time.sleep(0.1)
+        create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
         yield endpoint
     finally:
-        server.stop()
+        process.terminate()
+        process.wait(timeout=10)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
