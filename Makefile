@@ -36,3 +36,74 @@ pytest: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .aws-sam layers/build .pytest_cache .mypy_cache .ruff_cache
+
+## ---- The SAM stack: `make build`, `make deploy`, `make validate` (docs/DEPLOY.md) ----
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_STAMP := $(SAM_VENV)/.installed
+SAM_ENV := SAM_CLI_TELEMETRY=0
+# `sam build` without a container needs python3.12 on PATH (the functions' runtime).
+# The first python3.12 that really runs (pyenv shims may not), as its real executable path.
+ifndef PYTHON312
+PYTHON312 := $(shell for c in python3.12 $(HOME)/.pyenv/versions/3.12*/bin/python3.12; do \
+	"$$c" -c 'import sys; assert sys.version_info[:2] == (3, 12); print(sys.executable)' \
+	2>/dev/null && break; done)
+endif
+# Models config to bundle tokenizers for (the MODELS_CONFIG JSON), used if the file exists.
+MODELS_CONFIG_FILE ?= models.json
+# A directory of tokenizer folders to copy from instead of downloading from the Hub.
+TOKENIZERS_FROM ?=
+LAYER_DIR := layers/build/tokenizers
+LAYER_ARGS := --out $(LAYER_DIR) \
+	$(if $(or $(wildcard $(MODELS_CONFIG_FILE)),$(filter-out file,$(origin MODELS_CONFIG_FILE))),--config $(MODELS_CONFIG_FILE)) \
+	$(if $(TOKENIZERS_FROM),--from-dir $(TOKENIZERS_FROM))
+
+.PHONY: build-layer validate
+
+# aws-sam-cli is heavy and pins its own dependencies: it gets a venv of its own.
+$(SAM_STAMP):
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found: install it (e.g. pyenv install 3.12) or set PYTHON312=/path/to/python3.12" >&2; exit 1; }
+	@echo ">> installing aws-sam-cli into $(SAM_VENV) (kept apart from $(VENV))"
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON312) -m venv $(SAM_VENV)
+	@$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	@$(SAM_VENV)/bin/python -m pip install --quiet --progress-bar off aws-sam-cli
+	@$(SAM) --version
+	@touch $(SAM_STAMP)
+
+## The tokenizer layer only: layers/build/tokenizers (see layers/README.md).
+build-layer:
+	@echo ">> building the tokenizer layer"
+	@$(PYTHON) layers/build_tokenizers.py $(LAYER_ARGS)
+
+## Tokenizer layer, then `sam build` (python3.12, arm64, no container) into .aws-sam/build.
+build: build-layer $(SAM_STAMP)
+	@echo ">> sam build (python3.12, arm64, no container)"
+	@set -e; start=$$(date +%s); \
+	PATH="$$(dirname "$(PYTHON312)"):$$PATH" $(SAM_ENV) $(SAM) build --template-file template.yaml --cached --parallel; \
+	echo ">> sam build took $$(( $$(date +%s) - start )) s"
+	@echo ">> unzipped sizes (Lambda's limit: 250 MB per function with its layers; the"
+	@echo "   public Lambda Web Adapter layer adds a few MB to StreamFunction)"
+	@du -sh --apparent-size .aws-sam/build/StreamFunction .aws-sam/build/ApiFunction $(LAYER_DIR)
+
+## Deploy the built stack: guided the first time (writes samconfig.toml), then as saved.
+deploy: $(SAM_STAMP)
+	@test -f .aws-sam/build/template.yaml || { echo "nothing built: run 'make build' first" >&2; exit 1; }
+	@echo ">> sam deploy"
+	@$(SAM_ENV) $(SAM) deploy $(if $(wildcard samconfig.toml),,--guided) --capabilities CAPABILITY_IAM
+
+## Lint template.yaml offline (cfn-lint; also `sam validate --lint` once aws-sam-cli is installed).
+validate: $(STAMP)
+	@echo ">> cfn-lint template.yaml"
+	@$(BIN)/cfn-lint template.yaml
+	@if [ -x $(SAM) ]; then \
+		echo ">> sam validate --lint"; \
+		$(SAM_ENV) $(SAM) validate --lint --template-file template.yaml --region "$${AWS_REGION:-us-east-1}"; \
+	fi
+
+## ---- Benchmark (not part of `make test`; docs/BENCHMARKS.md) ----
+# gpusim directly vs through the gateway; results in bench-results/ (git-ignored).
+# Options go in BENCH_ARGS, e.g. `make bench BENCH_ARGS="--scale 0.2 --db-latency-ms 5"`.
+BENCH_ARGS ?=
+
+bench: $(STAMP)
+	@$(BIN)/python -m devstack.bench $(BENCH_ARGS)

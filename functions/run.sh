@@ -3,14 +3,46 @@
 # /opt/bootstrap) runs this script; the adapter waits until GET $AWS_LWA_READINESS_CHECK_PATH
 # answers on $AWS_LWA_PORT, then forwards each invocation to uvicorn as an HTTP request and
 # streams the response back (AWS_LWA_INVOKE_MODE=response_stream).
-#
+set -euo pipefail
+
 # The managed runtime does not put the function's packages on the path for a script, so
 # add them: the code and its dependencies in $LAMBDA_TASK_ROOT (/var/task), layers'
 # python/ in /opt/python, and the runtime's own packages in $LAMBDA_RUNTIME_DIR.
-set -euo pipefail
-
 export PATH="${PATH}:${LAMBDA_TASK_ROOT:-/var/task}/bin"
 export PYTHONPATH="${LAMBDA_TASK_ROOT:-/var/task}:/opt/python:${LAMBDA_RUNTIME_DIR:-/var/runtime}${PYTHONPATH:+:${PYTHONPATH}}"
+
+# Upstream credentials, by reference only: the Secrets Manager secret UPSTREAM_SECRET_ARN
+# holds a JSON object {"UPSTREAM_API_KEY": "..."}; each entry becomes an environment
+# variable of the app (the models config's api_key_env names them). Read once, at init;
+# a failure here fails the init, loudly.
+if [[ -n "${UPSTREAM_SECRET_ARN:-}" ]]; then
+    exports="$(python - <<'PY'
+import json
+import os
+import re
+import shlex
+import sys
+
+import botocore.session
+
+client = botocore.session.get_session().create_client("secretsmanager")
+arn = os.environ["UPSTREAM_SECRET_ARN"]
+try:
+    values = json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
+except (KeyError, ValueError) as exc:
+    sys.exit(f"run.sh: {arn} must hold a JSON object of credentials ({exc!r})")
+if not isinstance(values, dict):
+    sys.exit(f"run.sh: {arn} must hold a JSON object of credentials")
+reserved = re.compile(r"^(AWS_|LAMBDA_|LD_|PYTHON|_)|^(PATH|HOME)$")
+for name, value in values.items():
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or reserved.match(name):
+        sys.exit(f"run.sh: {arn}: {name!r} cannot be used as an environment variable")
+    print(f"export {name}={shlex.quote(str(value))}")
+PY
+)"
+    eval "${exports}"
+    unset exports
+fi
 
 log_level="${LOG_LEVEL:-INFO}"
 exec python -m uvicorn --factory gateway.app:create_app \
