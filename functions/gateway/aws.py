@@ -33,6 +33,8 @@ class AwsClients:
 
     session: boto3.session.Session | None = None
     region_name: str | None = None
+    # SageMaker runtime client settings (timeouts, pool); see upstream.sagemaker.client_config.
+    sagemaker_config: Config | None = None
 
     @cached_property
     def _session(self) -> boto3.session.Session:
@@ -48,7 +50,7 @@ class AwsClients:
 
     @cached_property
     def sagemaker_runtime(self) -> Any:
-        return self._session.client("sagemaker-runtime")
+        return self._session.client("sagemaker-runtime", config=self.sagemaker_config)
 
     def read_ssm_parameter(self, name: str) -> str:
         with botocore_errors("SSM"):

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from gateway.aws import AwsClients
 from gateway.chat.service import ChatService
 from gateway.config import ModelConfig, ModelRegistry, OpenAIUpstream
-from gateway.errors import ConfigurationError
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.limits import LimitStore
@@ -16,6 +15,8 @@ from gateway.observability import Telemetry
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
 from gateway.upstream import Backend, HttpPool, OpenAIBackend
+from gateway.upstream.sagemaker import SageMakerBackend
+from gateway.upstream.sagemaker import client_config as sagemaker_client_config
 from gateway.usage import UsageStore
 
 
@@ -48,7 +49,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Services:
-        aws = aws or AwsClients()
+        aws = aws or AwsClients(sagemaker_config=sagemaker_client_config(settings))
         registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
         keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
         return cls(
@@ -75,9 +76,7 @@ class Services:
             if isinstance(upstream, OpenAIUpstream):
                 backend = OpenAIBackend(upstream=upstream, pool=self.http)
             else:
-                raise ConfigurationError(
-                    f"model {model.id}: upstream type {upstream.type!r} is not supported yet"
-                )
+                backend = SageMakerBackend(upstream=upstream, client=self.aws.sagemaker_runtime)
             self._backends[model.id] = backend
         return backend
 

@@ -1,0 +1,375 @@
+"""SageMaker real-time endpoints whose container speaks OpenAI chat completions on
+`/invocations` (TGI's Messages API, LMI, vLLM).
+
+boto3 is synchronous, so every call and every read of a response stream runs in a worker
+thread. Streamed replies arrive as `PayloadPart` events whose bytes are not aligned to
+lines or events: they are buffered and split into server-sent events (or JSON lines, LMI's
+default) here. Closing a stream early closes its connection, which stops the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import orjson
+from botocore.config import Config
+from botocore.eventstream import ParserError as EventStreamParserError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EventStreamError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
+
+from gateway.config import SageMakerUpstream
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from gateway.settings import Settings
+from gateway.upstream.openai_http import _upstream_message, raise_for_upstream_status
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from botocore.eventstream import EventStream
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+    from mypy_boto3_sagemaker_runtime.type_defs import ResponseStreamTypeDef
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Error codes SageMaker uses when it, not the model, turns a request away for load.
+_THROTTLED = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "ModelNotReadyException"}
+)
+_STREAM_ERRORS = ("ModelStreamError", "InternalStreamFailure")
+
+
+def client_config(settings: Settings) -> Config:
+    """The botocore Config for the process-wide sagemaker-runtime client.
+
+    The read timeout bounds each socket read, so for a stream it is the longest silence
+    between two events. Standard retries (throttling, 5xx, connection failures, read
+    timeouts) are capped at one retry: a retried invocation is a whole new generation.
+    `total_max_attempts` counts the first attempt; botocore's `max_attempts` does not.
+    """
+    return Config(
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        max_pool_connections=settings.upstream_max_connections,
+        retries={"mode": "standard", "total_max_attempts": 2},
+        tcp_keepalive=True,
+    )
+
+
+class SSEDecoder:
+    """Server-sent events from bytes that arrive in arbitrary pieces (mid-line, mid-UTF-8
+    character, several events at once). Yields the `data` of each event; a line that is
+    a bare JSON object (JSON lines, as LMI streams by default) counts as one event."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._data: list[bytes] = []
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        self._buffer += piece
+        events: list[bytes] = []
+        start = 0
+        while (end := self._buffer.find(b"\n", start)) != -1:
+            event = self._line(bytes(self._buffer[start:end]).rstrip(b"\r"))
+            start = end + 1
+            if event is not None:
+                events.append(event)
+        del self._buffer[:start]
+        return events
+
+    def close(self) -> list[bytes]:
+        """End of stream: what is left, even without its final blank line."""
+        events: list[bytes] = []
+        if self._buffer:
+            event = self._line(bytes(self._buffer).rstrip(b"\r"))
+            self._buffer.clear()
+            if event is not None:
+                events.append(event)
+        if self._data:
+            events.append(b"\n".join(self._data))
+            self._data = []
+        return events
+
+    def _line(self, line: bytes) -> bytes | None:
+        if not line:
+            if self._data:
+                payload = b"\n".join(self._data)
+                self._data = []
+                return payload
+            return None
+        if line.startswith(b"data:"):
+            self._data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"{") and not self._data:
+            return line
+        return None  # event:, id:, retry: and comments
+
+
+class _EventReader:
+    """A SageMaker response stream read from worker threads, which the event loop can
+    close at any moment without blocking on I/O.
+
+    If a read is in flight, `close` shuts the socket down (which wakes the read) and the
+    reading thread closes the stream when its read returns; otherwise `close` closes it
+    at once. Either way the connection is dropped, so the endpoint stops generating.
+    """
+
+    def __init__(self, open_stream: Callable[[], EventStream[ResponseStreamTypeDef]]) -> None:
+        self._open_stream = open_stream
+        self._lock = threading.Lock()
+        self._stream: EventStream[ResponseStreamTypeDef] | None = None
+        self._events: Iterator[ResponseStreamTypeDef] | None = None
+        self._busy = False
+        self._closed = False
+
+    def start(self) -> None:
+        """Worker thread: send the request; returns once the endpoint accepted it."""
+        self._step(self._start)
+
+    def _start(self) -> None:
+        stream = self._open_stream()
+        self._stream = stream
+        self._events = iter(stream)
+
+    def next(self) -> ResponseStreamTypeDef | None:
+        """Worker thread: the next event, or None at the end of the stream."""
+        return self._step(self._next)
+
+    def _next(self) -> ResponseStreamTypeDef | None:
+        return None if self._events is None else next(self._events, None)
+
+    def _step(self, fn: Callable[[], T]) -> T | None:
+        with self._lock:
+            if self._closed:
+                return None
+            self._busy = True
+        try:
+            return fn()
+        finally:
+            with self._lock:
+                self._busy = False
+                stream = self._stream if self._closed else None
+            if stream is not None:
+                stream.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            busy, stream = self._busy, self._stream
+        if stream is None:
+            return  # still being opened: `start` closes it when the call returns
+        if busy:
+            _shutdown(stream)
+        else:
+            stream.close()
+
+
+def _shutdown(stream: EventStream[Any]) -> None:
+    """Wake a thread blocked reading the stream (urllib3 >= 2.3: HTTPResponse.shutdown)."""
+    raw = getattr(stream, "_raw_stream", None)
+    shutdown = getattr(raw, "shutdown", None)
+    if callable(shutdown):
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            shutdown()
+
+
+def _from_status(status: int, raw: bytes) -> GatewayError:
+    try:
+        raise_for_upstream_status(status, raw)
+    except GatewayError as exc:
+        return exc
+    return UpstreamError(f"The model endpoint failed: HTTP {status}")  # pragma: no cover
+
+
+def _client_error(exc: ClientError, endpoint: str) -> GatewayError:
+    response: Mapping[str, Any] = exc.response
+    error = response.get("Error") or {}
+    code = str(error.get("Code") or "")
+    message = str(error.get("Message") or "")
+    if code == "ModelError":
+        # The container's own answer: its status and body, as an HTTP upstream's would be.
+        status = response.get("OriginalStatusCode")
+        original = response.get("OriginalMessage")
+        if isinstance(status, int) and 400 <= status < 600:
+            raw = original.encode() if isinstance(original, str) else b""
+            return _from_status(status, raw)
+        return UpstreamError(
+            f"The model endpoint failed: {message or 'model error'}", code="upstream_model_error"
+        )
+    if code in _STREAM_ERRORS:
+        return UpstreamError(
+            f"The model endpoint failed mid-stream: {message or code}", code="upstream_stream_error"
+        )
+    logger.warning("SageMaker endpoint %s refused a call: %s: %s", endpoint, code, message)
+    if code in _THROTTLED:
+        return UpstreamError(
+            "The model endpoint is overloaded; retry later.", code="upstream_throttled"
+        )
+    if code == "ValidationError":
+        # The endpoint's name or the request's shape: the gateway's fault, not the client's.
+        return UpstreamError(
+            "The model endpoint refused the call (ValidationError).",
+            code="upstream_validation_error",
+        )
+    return UpstreamError(
+        f"The model endpoint is unavailable ({code or 'error'}).", code="upstream_unavailable"
+    )
+
+
+@contextlib.contextmanager
+def _call_errors(endpoint: str) -> Iterator[None]:
+    """Map failures of a call (before any stream is read) to the gateway's errors."""
+    try:
+        yield
+    except ClientError as exc:
+        raise _client_error(exc, endpoint) from exc
+    except (ReadTimeoutError, ConnectTimeoutError, TimeoutError) as exc:
+        raise UpstreamTimeoutError("The model endpoint timed out.") from exc
+    except (BotoCoreError, Urllib3Error, OSError) as exc:
+        raise UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}") from exc
+
+
+def _parse_chunk(payload: bytes) -> dict[str, Any]:
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError("The model endpoint sent an invalid event.") from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamError("The model endpoint sent an invalid event.")
+    if "error" in chunk:
+        raise UpstreamError(
+            f"The model endpoint failed mid-stream: {_upstream_message(500, payload)}"
+        )
+    return chunk
+
+
+class SageMakerBackend:
+    """The Backend for one SageMaker endpoint, through a shared sagemaker-runtime client
+    (build it with `client_config(settings)`).
+
+    Worker threads come from this backend's own limiter, not anyio's default one: a
+    stream holds a thread while it waits for each event, and must not starve the rest
+    of the gateway's thread work.
+    """
+
+    def __init__(
+        self,
+        *,
+        upstream: SageMakerUpstream,
+        client: SageMakerRuntimeClient,
+        max_concurrency: int = 100,
+    ) -> None:
+        self._upstream = upstream
+        self._client = client
+        self._max_concurrency = max_concurrency
+        self._thread_limiter: anyio.CapacityLimiter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        if self._thread_limiter is None or self._loop is not loop:
+            self._thread_limiter = anyio.CapacityLimiter(self._max_concurrency)
+            self._loop = loop
+        return self._thread_limiter
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        # Abandoned on cancellation: the thread's result is dropped, and for streams
+        # _EventReader.close makes sure the connection goes with it.
+        return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=self._limiter())
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        payload = orjson.dumps(body)
+
+        def invoke() -> bytes:
+            response = self._client.invoke_endpoint(
+                EndpointName=self._upstream.endpoint_name,
+                ContentType="application/json",
+                Accept="application/json",
+                Body=payload,
+            )
+            with contextlib.closing(response["Body"]) as stream:
+                return stream.read()
+
+        with _call_errors(self._upstream.endpoint_name):
+            raw = await self._in_thread(invoke)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError("The model endpoint returned invalid JSON.") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamError("The model endpoint returned an unexpected body.")
+        return data
+
+    async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        payload = orjson.dumps(body if body.get("stream") is True else {**body, "stream": True})
+
+        def invoke() -> EventStream[ResponseStreamTypeDef]:
+            response = self._client.invoke_endpoint_with_response_stream(
+                EndpointName=self._upstream.endpoint_name,
+                ContentType="application/json",
+                Body=payload,
+            )
+            return response["Body"]
+
+        reader = _EventReader(invoke)
+        started = False
+        try:
+            with _call_errors(self._upstream.endpoint_name):
+                await self._in_thread(reader.start)
+            started = True
+        finally:
+            if not started:
+                reader.close()
+        return self._chunks(reader)
+
+    async def _chunks(self, reader: _EventReader) -> AsyncIterator[dict[str, Any]]:
+        decoder = SSEDecoder()
+        try:
+            while True:
+                event = await self._in_thread(reader.next)
+                if event is None:
+                    payloads = decoder.close()
+                elif "PayloadPart" in event:
+                    payloads = decoder.feed(event["PayloadPart"].get("Bytes", b""))
+                else:
+                    # botocore raises modeled error events; this catches them sent as events.
+                    failure = event.get("ModelStreamError") or event.get("InternalStreamFailure")
+                    if failure is not None:
+                        raise UpstreamError(
+                            "The model endpoint failed mid-stream: "
+                            f"{failure.get('Message') or 'stream error'}",
+                            code="upstream_stream_error",
+                        )
+                    continue
+                for data in payloads:
+                    if data.strip() == b"[DONE]":
+                        return
+                    yield _parse_chunk(data)
+                if event is None:
+                    return
+        except EventStreamError as exc:  # ModelStreamError / InternalStreamFailure
+            raise _client_error(exc, self._upstream.endpoint_name) from exc
+        except (Urllib3ReadTimeoutError, ReadTimeoutError, TimeoutError) as exc:
+            raise UpstreamTimeoutError("The model endpoint stopped sending tokens.") from exc
+        except (Urllib3Error, BotoCoreError, EventStreamParserError, OSError) as exc:
+            raise UpstreamError(
+                f"The model endpoint dropped the stream: {type(exc).__name__}"
+            ) from exc
+        finally:
+            reader.close()
