@@ -26,6 +26,7 @@ from gateway.observability import configure_logging
 from gateway.routes import router as misc_router
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.usage.router import router as usage_router
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     app.include_router(chat_router)
     app.include_router(misc_router)
+    app.include_router(usage_router)
     _install_error_handlers(app, services)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
     return app

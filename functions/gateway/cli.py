@@ -1,6 +1,7 @@
 """`gateway`: manage API keys and read usage, against the tables in KEYS_TABLE/USAGE_TABLE.
 
 Point it at a local DynamoDB with AWS_ENDPOINT_URL_DYNAMODB (as `make run` prints).
+docs/USAGE.md describes the tables and every command.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from gateway.aws import AwsClients, ConditionFailed
 from gateway.errors import DependencyError
 from gateway.keys import ApiKey, KeyStore
 from gateway.keys.store import KeyNotFoundError
+from gateway.limits import LimitStore
 from gateway.settings import Settings
 from gateway.usage import UsageRecord, UsageStore
-from gateway.usage.query import UsageQuery, month_end, month_start, utc_today
+from gateway.usage.query import UsageQuery, month_usage, utc_today
 from gateway.usage.replay import ReplayInterruptedError, replay
 
 KEY_COLUMNS = ("key_id", "name", "owner", "status", "created_at", "expires_at")
@@ -267,7 +269,8 @@ def _keys(
     elif args.action == "show":
         key = keys.get(key_id=args.key_id)
         query = UsageQuery(client=aws.dynamodb, table=settings.usage_table)
-        _print_json(show_key(key, query), out)
+        limits = LimitStore(client=aws.dynamodb, table=settings.usage_table)
+        _print_json(show_key(key, query, limits), out)
     return 0
 
 
@@ -297,22 +300,17 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-def show_key(key: ApiKey, query: UsageQuery, *, today: date | None = None) -> dict[str, Any]:
-    """A key's public settings and its totals for the current UTC month."""
+def show_key(
+    key: ApiKey, query: UsageQuery, limits: LimitStore, *, today: date | None = None
+) -> dict[str, Any]:
+    """A key's public settings and its usage this UTC month: the sum of its daily rollups,
+    and `used_tokens`/`remaining_tokens` as its monthly budget counts them."""
     today = today or utc_today()
     totals = query.key_month(key_id=key.key_id, day=today)
-    remaining = (
-        None if key.monthly_tokens is None else max(key.monthly_tokens - totals.total_tokens, 0)
-    )
+    month = month_usage(key, limits, today=today)
     return {
         **key.public_dict(),
-        "usage_this_month": {
-            "month": today.strftime("%Y-%m"),
-            "start": month_start(today).isoformat(),
-            "end": month_end(today).isoformat(),
-            **totals.to_dict(),
-            "remaining_tokens": remaining,
-        },
+        "usage_this_month": {"month": month.pop("month"), **totals.to_dict(), **month},
     }
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.aws import botocore_errors
 from gateway.errors import InvalidRequestError
 from gateway.keys.models import ApiKey
+from gateway.limits import LimitStore
 from gateway.usage.records import key_pk, model_pk
 
 if TYPE_CHECKING:
@@ -181,6 +182,7 @@ def parse_day(value: str | None, *, param: str) -> date | None:
 
 def usage_report(
     query: UsageQuery,
+    limits: LimitStore,
     *,
     key: ApiKey,
     start: str | None = None,
@@ -194,7 +196,7 @@ def usage_report(
     when neither is given). The range holds at most MAX_RANGE_DAYS days.
     """
     today = today or utc_today()
-    grouping = group_by or "day"
+    grouping = "day" if group_by is None else group_by
     if grouping not in GROUP_BY:
         raise InvalidRequestError(
             f"Invalid value for 'group_by': expected one of {', '.join(GROUP_BY)}, "
@@ -215,11 +217,7 @@ def usage_report(
         rows = query.key_days(key_id=key.key_id, start=first, end=last)
     else:
         rows = query.key_models(key_id=key.key_id, start=first, end=last)
-    # TODO(limits): once gateway.limits lands, take the month's used tokens from
-    # LimitStore.month_tokens(key_id=...), the figure the monthly limit is enforced on;
-    # until then they are the sum of the key's daily rollups of this UTC month.
-    used = query.key_month(key_id=key.key_id, day=today).total_tokens
-    remaining = None if key.monthly_tokens is None else max(key.monthly_tokens - used, 0)
+    month = month_usage(key, limits, today=today)
     return {
         "object": "usage",
         "key_id": key.key_id,
@@ -229,9 +227,14 @@ def usage_report(
         "data": [row.to_dict() for row in rows],
         "totals": Totals.sum(row.totals for row in rows).to_dict(),
         "limits": {"rpm": key.rpm, "tpm": key.tpm, "monthly_tokens": key.monthly_tokens},
-        "month": {
-            "month": today.strftime("%Y-%m"),
-            "used_tokens": used,
-            "remaining_tokens": remaining,
-        },
+        "month": month,
     }
+
+
+def month_usage(key: ApiKey, limits: LimitStore, *, today: date | None = None) -> dict[str, Any]:
+    """The key's tokens this UTC month as its monthly budget counts them (in-flight
+    reservations included), and what is left of the budget (None: no budget)."""
+    month = (today or utc_today()).strftime("%Y-%m")
+    used = limits.month_tokens(key_id=key.key_id, month=month)
+    remaining = None if key.monthly_tokens is None else max(key.monthly_tokens - used, 0)
+    return {"month": month, "used_tokens": used, "remaining_tokens": remaining}

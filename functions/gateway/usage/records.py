@@ -4,6 +4,7 @@ Usage table (partition `pk`, sort `sk`):
 - raw record:        pk `key#<key_id>`   sk `req#<created_at>#<request_id>`  (expires by TTL)
 - key daily rollup:  pk `key#<key_id>`   sk `day#<YYYY-MM-DD>`
 - model daily rollup pk `model#<model>`  sk `day#<YYYY-MM-DD>`
+- key-model daily    pk `key#<key_id>`   sk `mday#<YYYY-MM-DD>#<model>`
 GSI `request_id-index` (sparse) finds a raw record by request id.
 """
 

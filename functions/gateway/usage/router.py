@@ -31,6 +31,8 @@ async def get_usage(
 ) -> Response:
     query = UsageQuery(client=services.aws.dynamodb, table=services.settings.usage_table)
     body = await anyio.to_thread.run_sync(
-        lambda: usage_report(query, key=key, start=start, end=end, group_by=group_by)
+        lambda: usage_report(
+            query, services.limits, key=key, start=start, end=end, group_by=group_by
+        )
     )
     return json_response(body)

@@ -79,6 +79,16 @@ class UsageStore:
                     **rollup,
                 }
             },
+            {  # the key's day per model, so /v1/usage?group_by=model never reads raw records
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {
+                        "pk": {"S": key_pk(record.key_id)},
+                        "sk": {"S": f"mday#{record.day}#{record.model}"},
+                    },
+                    **rollup,
+                }
+            },
             *extra_items,
         ]
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):

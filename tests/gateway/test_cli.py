@@ -1,0 +1,383 @@
+"""The `gateway` command against moto's DynamoDB server (the tables of template.yaml)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from gateway.cli import main
+from gateway.keys import KeyStore
+from gateway.settings import Settings
+from gateway.usage import UsageRecord, UsageStatus, UsageStore
+
+from tests.gateway.usage.test_replay import unwritten_log_lines
+from tests.support.servers import free_port
+
+
+@pytest.fixture
+def stores(dynamodb: str) -> tuple[KeyStore, UsageStore]:
+    settings = Settings()
+    client = boto3.client("dynamodb")
+    return (
+        KeyStore(client=client, table=settings.keys_table),
+        UsageStore(client=client, table=settings.usage_table, retention_days=90),
+    )
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def record(key_id: str, created_at: datetime, **kw: Any) -> UsageRecord:
+    values: dict[str, Any] = {
+        "request_id": unique("req"),
+        "key_id": key_id,
+        "model": "qwen3",
+        "endpoint": "http://gpu",
+        "created_at": created_at,
+        "stream": False,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "latency_ms": 20.5,
+    }
+    values.update(kw)
+    return UsageRecord(**values)
+
+
+def at(day: int, hour: int = 12, minute: int = 0, second: float = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC) + timedelta(seconds=second)
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+def test_keys_create_with_limits_then_update(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    keys, _ = stores
+    code, out, _ = cli(
+        capsys, "keys", "create", "--name", "ci", "--owner", unique("o"), "--models",
+        "qwen3,llama3", "--rpm", "60", "--tpm", "1000", "--monthly-tokens", "50000",
+    )  # fmt: skip
+    assert code == 0
+    created = json.loads(out)
+    assert created["key"].startswith("sk-gw-")
+    assert (created["rpm"], created["tpm"], created["monthly_tokens"]) == (60, 1000, 50000)
+    key_id = created["key_id"]
+    assert keys.lookup(secret=created["key"]) == keys.get(key_id=key_id)
+
+    code, out, _ = cli(
+        capsys, "keys", "update", key_id, "--name", "renamed", "--all-models",
+        "--rpm", "none", "--tpm", "2000", "--no-expiry",
+    )  # fmt: skip
+    assert code == 0
+    stored = keys.get(key_id=key_id)
+    assert json.loads(out) == stored.public_dict()
+    assert (stored.name, stored.models, stored.rpm, stored.tpm) == ("renamed", (), None, 2000)
+    assert (stored.monthly_tokens, stored.expires_at) == (50000, None)  # left alone
+    assert keys.lookup(secret=created["key"]) == stored  # same secret, new settings
+
+    before = datetime.now(UTC)
+    code, out, _ = cli(
+        capsys, "keys", "update", key_id, "--models", "b, a", "--expires-in-days", "3",
+        "--monthly-tokens", "none",
+    )  # fmt: skip
+    stored = keys.get(key_id=key_id)
+    assert (code, stored.models, stored.monthly_tokens) == (0, ("a", "b"), None)
+    assert stored.expires_at is not None
+    assert before + timedelta(days=3) - timedelta(seconds=2) <= stored.expires_at
+    assert stored.expires_at <= datetime.now(UTC) + timedelta(days=3)
+
+    assert cli(capsys, "keys", "update", key_id) == (
+        1,
+        "",
+        "gateway: nothing to update: give --name, --models/--all-models, "
+        "--expires-in-days/--no-expiry, --rpm, --tpm or --monthly-tokens\n",
+    )
+    with pytest.raises(SystemExit) as exited:
+        main(["keys", "update", key_id, "--rpm", "0"])
+    assert exited.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["keys", "update", key_id, "--models", "a", "--all-models"])
+
+
+def test_keys_rotate_prints_the_new_secret_once(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    keys, _ = stores
+    key, old_secret = keys.create(name="r", owner=unique("o"), rpm=7)
+    code, out, _ = cli(capsys, "keys", "rotate", key.key_id)
+    assert code == 0
+    rotated = json.loads(out)
+    assert rotated["key_id"] == key.key_id and rotated["rpm"] == 7
+    assert rotated["key"] != old_secret
+    assert keys.lookup(secret=old_secret) is None
+    new = keys.lookup(secret=rotated["key"])
+    assert new is not None and new.key_id == key.key_id
+
+
+def test_keys_show_sums_this_month(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    keys, usage = stores
+    key, _ = keys.create(name="s", owner=unique("o"), monthly_tokens=100, tpm=500)
+    now = datetime.now(UTC)
+    last_month = now.replace(day=1, hour=0, minute=0) - timedelta(hours=1)
+    usage.write(record(key.key_id, now))
+    usage.write(record(key.key_id, now, model="llama3", status=UsageStatus.UPSTREAM_ERROR))
+    usage.write(record(key.key_id, last_month, prompt_tokens=1000))
+
+    code, out, _ = cli(capsys, "keys", "show", key.key_id)
+    assert code == 0
+    shown = json.loads(out)
+    assert {k: v for k, v in shown.items() if k != "usage_this_month"} == key.public_dict()
+    assert shown["usage_this_month"] == {
+        "month": now.strftime("%Y-%m"),
+        "requests": 2, "prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30,
+        "errors": 1, "used_tokens": 30, "remaining_tokens": 70,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["keys", "show", "key_nope"],
+        ["keys", "update", "key_nope", "--name", "x"],
+        ["keys", "rotate", "key_nope"],
+        ["keys", "revoke", "key_nope"],
+    ],
+)
+def test_unknown_key_id_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], dynamodb: str, argv: list[str]
+) -> None:
+    assert cli(capsys, *argv) == (1, "", "gateway: no key with key_id key_nope\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["keys", "show", "key_x"], ["keys", "list"], ["usage", "--key-id", "key_x", "--daily"]],
+)
+def test_unreachable_dynamodb_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # No retries: the test needs the failure, not botocore's backoff.
+    monkeypatch.setattr("gateway.aws._DYNAMODB_CONFIG", Config(retries={"max_attempts": 1}))
+    code, out, err = cli(capsys, *argv)
+    assert (code, out) == (1, "")
+    assert err.startswith("gateway: DynamoDB is unavailable (")
+    assert err.count("\n") == 1
+
+
+# -- usage -----------------------------------------------------------------------------
+
+
+def test_usage_records_as_json_csv_and_table(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    _, usage = stores
+    key_id = unique("key")
+    records = [
+        record(key_id, at(20, 8)),
+        record(key_id, at(21, 0)),
+        record(key_id, at(21, 23, 59, 59.999), model="llama3", finish_reason="length"),
+        record(key_id, at(22, 0)),
+    ]
+    for rec in records:
+        usage.write(rec)
+    day21 = ["--key-id", key_id, "--since", "2026-11-21", "--until", "2026-11-21"]
+
+    code, out, _ = cli(capsys, "usage", *day21, "--json")
+    assert code == 0
+    assert [json.loads(line) for line in out.splitlines()] == [r.to_json() for r in records[1:3]]
+
+    code, out, _ = cli(capsys, "usage", *day21, "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["request_id"] for r in rows] == [r.request_id for r in records[1:3]]
+    assert rows[1]["model"] == "llama3" and rows[1]["finish_reason"] == "length"
+    assert rows[1]["created_at"] == "2026-11-21T23:59:59.999Z"
+    assert rows[0]["total_tokens"] == "15" and rows[0]["ttft_ms"] == ""
+
+    # ISO times: --until is inclusive to the millisecond.
+    code, out, _ = cli(
+        capsys, "usage", "--key-id", key_id, "--since", "2026-11-21T00:00:00.001Z",
+        "--until", "2026-11-22T00:00:00Z", "--json",
+    )  # fmt: skip
+    assert [json.loads(line)["request_id"] for line in out.splitlines()] == [
+        records[2].request_id,
+        records[3].request_id,
+    ]
+
+    code, out, _ = cli(capsys, "usage", "--key-id", key_id)
+    lines = out.splitlines()
+    assert lines[0].split() == ["created_at", "request_id", "model", "status", "stream",
+                                "prompt_tokens", "completion_tokens", "total_tokens",
+                                "latency_ms"]  # fmt: skip
+    assert len(lines) == 1 + 4 + 1 and lines[-1] == "4 requests, 60 tokens"
+
+
+def test_usage_daily_for_a_key(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    _, usage = stores
+    key_id = unique("key")
+    for rec in (
+        record(key_id, at(1)),
+        record(key_id, at(2)),
+        record(key_id, at(2, 23), status=UsageStatus.UPSTREAM_TIMEOUT, completion_tokens=0),
+        record(key_id, at(3)),
+    ):
+        usage.write(rec)
+
+    code, out, _ = cli(
+        capsys, "usage", "--key-id", key_id, "--daily", "--since", "2026-11-02T15:00:00Z",
+        "--until", "2026-11-03", "--json",
+    )  # fmt: skip
+    assert code == 0
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"key_id": key_id, "date": "2026-11-02", "requests": 2, "prompt_tokens": 20,
+         "completion_tokens": 5, "total_tokens": 25, "errors": 1},
+        {"key_id": key_id, "date": "2026-11-03", "requests": 1, "prompt_tokens": 10,
+         "completion_tokens": 5, "total_tokens": 15, "errors": 0},
+    ]  # fmt: skip
+
+    code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily", "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["date"], r["requests"], r["errors"]) for r in rows] == [
+        ("2026-11-01", "1", "0"),
+        ("2026-11-02", "2", "1"),
+        ("2026-11-03", "1", "0"),
+    ]
+    assert list(rows[0]) == ["key_id", "date", "requests", "prompt_tokens",
+                             "completion_tokens", "total_tokens", "errors"]  # fmt: skip
+
+    code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily")
+    assert out.splitlines()[0].split()[0] == "date"  # one key: no key_id column
+    assert out.splitlines()[-1] == "4 requests, 55 tokens"
+
+
+def test_usage_of_a_model_needs_no_key(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    _, usage = stores
+    model = unique("model")
+    usage.write(record(unique("key"), at(10), model=model))
+    usage.write(record(unique("key"), at(10), model=model, prompt_tokens=90))
+    usage.write(record(unique("key"), at(12), model=model))
+    usage.write(record(unique("key"), at(10)))  # another model
+
+    code, out, _ = cli(capsys, "usage", "--model", model, "--until", "2026-11-11", "--csv")
+    assert code == 0
+    assert list(csv.DictReader(io.StringIO(out))) == [
+        {"model": model, "date": "2026-11-10", "requests": "2", "prompt_tokens": "100",
+         "completion_tokens": "10", "total_tokens": "110", "errors": "0"},
+    ]  # fmt: skip
+    code, out, _ = cli(capsys, "usage", "--model", model)
+    assert out.splitlines()[-1] == "3 requests, 125 tokens"
+
+
+def test_usage_of_an_owner_lists_every_key(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    keys, usage = stores
+    owner = unique("owner")
+    first, _ = keys.create(name="a", owner=owner)
+    second, _ = keys.create(name="b", owner=owner)
+    other, _ = keys.create(name="c", owner=unique("owner"))
+    for key, day in ((first, 5), (second, 5), (second, 6), (other, 5)):
+        usage.write(record(key.key_id, at(day)))
+
+    code, out, _ = cli(capsys, "usage", "--owner", owner, "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert sorted((r["key_id"], r["created_at"][:10]) for r in rows) == sorted(
+        [(first.key_id, "2026-11-05"), (second.key_id, "2026-11-05"),
+         (second.key_id, "2026-11-06")]
+    )  # fmt: skip
+
+    code, out, _ = cli(capsys, "usage", "--owner", owner, "--daily", "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert sorted((r["key_id"], r["date"], r["requests"]) for r in rows) == sorted(
+        [(first.key_id, "2026-11-05", "1"), (second.key_id, "2026-11-05", "1"),
+         (second.key_id, "2026-11-06", "1")]
+    )  # fmt: skip
+
+    code, out, _ = cli(capsys, "usage", "--owner", owner)
+    header = out.splitlines()[0].split()
+    assert header[:2] == ["key_id", "created_at"]
+    assert out.splitlines()[-1] == "3 requests, 45 tokens"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["usage"],
+        ["usage", "--daily"],
+        ["usage", "--key-id", "a", "--owner", "b"],
+        ["usage", "--key-id", "a", "--json", "--csv"],
+        ["usage", "--key-id", "a", "--since", "last week"],
+    ],
+)
+def test_usage_arguments_are_checked(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+
+
+# -- usage replay ----------------------------------------------------------------------
+
+
+def test_usage_replay_from_a_file_and_stdin(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stores: tuple[KeyStore, UsageStore],
+    tmp_path: Path,
+) -> None:
+    _, usage = stores
+    key_id = unique("key")
+    lost = record(key_id, at(15))
+    logged = unwritten_log_lines(lost)
+    log = tmp_path / "gateway.log"
+    log.write_text("\n".join(["not json", *logged]) + "\n")
+    skipped = len(logged)  # the retry warnings, and "not json"
+
+    assert cli(capsys, "usage", "replay", str(log)) == (
+        0,
+        f"replayed 1, already present 0, skipped {skipped}\n",
+        "",
+    )
+    assert usage.query(key_id=key_id) == [lost]
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(log.read_text()))
+    assert cli(capsys, "usage", "replay", "-")[1] == (
+        f"replayed 0, already present 1, skipped {skipped}\n"
+    )
+    code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily", "--json")
+    assert json.loads(out)["requests"] == 1  # not doubled
+
+    broken = tmp_path / "broken.log"
+    broken.write_text(json.dumps({"message": "usage_record_unwritten", "usage_record": {}}))
+    code, out, err = cli(capsys, "usage", "replay", str(broken))
+    assert (code, out) == (1, "replayed 0, already present 0, skipped 1\n")
+    assert err.startswith("gateway: line 1: usage_record_unwritten with unreadable usage_record")
+
+    code, out, err = cli(capsys, "usage", "replay", str(tmp_path / "missing.log"))
+    assert (code, out) == (1, "")
+    assert err.startswith("gateway: cannot read ") and err.count("\n") == 1
