@@ -52,6 +52,24 @@ def conformance_schemas() -> Path:
     return CONFORMANCE_SCHEMAS
 
 
+@pytest.fixture
+def mock_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An in-process moto DynamoDB (fresh per test) with the tables from template.yaml."""
+    import boto3
+    from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
+    from moto import mock_aws
+
+    from tests.support.aws import FAKE_CREDENTIALS
+
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
+        yield client
+
+
 @pytest.fixture(scope="session")
 def dynamodb() -> Iterator[str]:
     with moto_dynamodb() as endpoint:

@@ -12,6 +12,7 @@ import orjson
 from gateway.config import OpenAIUpstream
 from gateway.errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
+from gateway.upstream.base import parse_completion
 
 
 class HttpPool:
@@ -108,13 +109,7 @@ class OpenAIBackend:
             raise UpstreamTimeoutError("The model endpoint timed out.") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}") from exc
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError("The model endpoint returned invalid JSON.") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError("The model endpoint returned an unexpected body.")
-        return data
+        return parse_completion(raw)
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         headers = {**self._headers, "Accept": "text/event-stream"}

@@ -34,6 +34,7 @@ from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
 from gateway.config import SageMakerUpstream
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
+from gateway.upstream.base import parse_completion
 from gateway.upstream.openai_http import _upstream_message, raise_for_upstream_status
 
 if TYPE_CHECKING:
@@ -308,13 +309,7 @@ class SageMakerBackend:
 
         with _call_errors(self._upstream.endpoint_name):
             raw = await self._in_thread(invoke)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError("The model endpoint returned invalid JSON.") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError("The model endpoint returned an unexpected body.")
-        return data
+        return parse_completion(raw)
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         payload = orjson.dumps(body if body.get("stream") is True else {**body, "stream": True})

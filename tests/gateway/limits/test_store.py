@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
+from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.errors import DependencyError, RateLimitError
 from gateway.keys.models import ApiKey
 from gateway.limits import Admission, BudgetExceededError, LimitStore
 from gateway.limits.store import month_sk, window_sk
 from gateway.usage import UsageRecord, UsageStore
-from moto import mock_aws
-
-from tests.support.aws import FAKE_CREDENTIALS
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 # 48 s into a minute: the window resets in 12 s.
@@ -59,14 +54,8 @@ class NoCalls:
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
-        yield client
+def client(mock_dynamodb: Any) -> Any:
+    return mock_dynamodb
 
 
 def key(**limits: Any) -> ApiKey:

@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
+from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.store import UNWRITTEN_MESSAGE
-from moto import mock_aws
-
-from tests.support.aws import FAKE_CREDENTIALS
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
-        yield client
+def client(mock_dynamodb: Any) -> Any:
+    return mock_dynamodb
 
 
 def record(request_id: str = "r1", **kw: Any) -> UsageRecord:
