@@ -1,0 +1,77 @@
+"""`make bench` smoke test: the whole bench runs with tiny counts and yields a full table.
+
+No timing assertions: figures on a shared machine are for docs/BENCHMARKS.md, not for tests.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from devstack.bench import (
+    COLUMNS,
+    DIRECT,
+    GATEWAY,
+    GATEWAY_MOTO,
+    BenchConfig,
+    Phase,
+    percentile,
+    render_markdown,
+    run_benchmark,
+    split,
+    write_results,
+)
+
+
+def test_percentile_and_split() -> None:
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([1.0, 2.0], 100) == 2.0
+    assert math.isnan(percentile([], 50))
+    assert split(5, 2) == [3, 2]
+    assert sum(split(7, 3)) == 7
+
+
+def test_bench_smoke(tokenizers_dir: Path, tmp_path: Path) -> None:
+    phases = tuple(
+        Phase(stream=stream, concurrency=c, requests=5) for stream in (False, True) for c in (1, 2)
+    )
+    config = BenchConfig(
+        phases=phases,
+        rounds=2,
+        warmup=2,
+        tokenizers_dir=tokenizers_dir,
+        logs_dir=tmp_path / "logs",
+    )
+    messages: list[str] = []
+    result = run_benchmark(config, progress=messages.append)
+
+    assert [(r.phase, r.path) for r in result.rows] == [
+        (p.name, path) for p in phases for path in (DIRECT, GATEWAY, GATEWAY_MOTO)
+    ]
+    for row in result.rows:
+        assert row.requests == 5 and row.errors == 0, row
+        assert row.rps > 0 and row.p50_ms > 0 and row.p99_ms >= row.p50_ms, row
+        assert row.cpu_ms_per_request >= 0 and row.client_cpu_ms_per_request >= 0, row
+        gateway = row.path != DIRECT
+        assert (row.rps_vs_direct is not None) == gateway
+        assert (row.added_p50_ms is not None) == gateway
+        assert (row.db_cpu_ms_per_request is not None) == gateway
+        streaming = row.phase.startswith("stream")
+        if streaming:
+            assert row.ttft_p50_ms is not None and row.ttft_p50_ms > 0, row
+            assert row.ttft_p99_ms is not None and row.ttft_p99_ms >= row.ttft_p50_ms, row
+            assert row.ttft_p50_ms <= row.p50_ms, row
+        else:
+            assert row.ttft_p50_ms is None and row.added_ttft_p50_ms is None
+        assert (row.added_ttft_p50_ms is not None) == (gateway and streaming)
+    assert any(m.startswith("stream c=2") for m in messages)
+
+    markdown = render_markdown(result)
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert lines[0] == "| " + " | ".join(COLUMNS) + " |"
+    assert len(lines) == 2 + len(result.rows)
+    assert all(line.count("|") == len(COLUMNS) + 1 for line in lines)
+
+    written = write_results(markdown, result.started_at, tmp_path / "results")
+    assert written.read_text() == markdown
+    assert (tmp_path / "results" / "latest.md").read_text() == markdown
