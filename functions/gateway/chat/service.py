@@ -183,6 +183,9 @@ class ChatService:
     # --- request side --------------------------------------------------------------
 
     async def _tokenizer(self, model: ModelConfig) -> ChatTokenizer:
+        loaded = self._tokenizers.loaded(model.tokenizer)
+        if loaded is not None:
+            return loaded
         # The first use of a tokenizer may load (0.1-1 s) or download it: off the loop.
         return await anyio.to_thread.run_sync(self._tokenizers.get, model.tokenizer)
 

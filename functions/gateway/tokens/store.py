@@ -106,6 +106,10 @@ class TokenizerStore:
                 self._by_spec[spec] = found
             return found
 
+    def loaded(self, spec: str) -> ChatTokenizer | None:
+        """The tokenizer if it is already loaded (never loads or downloads)."""
+        return self._by_spec.get(spec)
+
     @property
     def loaded_files(self) -> int:
         return len(self._by_file)
