@@ -107,3 +107,13 @@ BENCH_ARGS ?=
 
 bench: $(STAMP)
 	@$(BIN)/python -m devstack.bench $(BENCH_ARGS)
+
+## ---- Cold-start benchmark (not part of `make test`; docs/BENCHMARKS.md, "Cold start") ----
+# Lambda init in fresh processes: imports, app build, tokenizer preload, peak RSS; the table
+# goes to bench-results/coldstart.md. Options in COLDSTART_ARGS, e.g. "--runs 3".
+COLDSTART_ARGS ?=
+
+.PHONY: bench-coldstart
+
+bench-coldstart: $(STAMP)
+	@$(BIN)/python -m devstack.coldstart $(COLDSTART_ARGS)

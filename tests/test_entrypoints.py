@@ -1,9 +1,9 @@
-"""The two Lambda entry points: run.sh (Lambda Web Adapter + uvicorn) and the Mangum handler."""
+"""StreamFunction's entry point, run.sh: the app under uvicorn, as the Lambda Web Adapter
+runs it (the Mangum handler is tests/test_lambda_handler.py)."""
 
 from __future__ import annotations
 
-import ast
-import importlib
+import json
 import os
 import signal
 import subprocess
@@ -11,17 +11,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.conftest import Gateway, models_config
 from tests.support.servers import free_port
+from tests.support.sse import events
+from tests.support.xray import FakeXRayDaemon, fake_xray_daemon, new_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ROOT / "functions"
 RUN_SH = FUNCTIONS / "run.sh"
-LAMBDA_HANDLER = FUNCTIONS / "gateway" / "lambda_handler.py"
 
 
 def test_run_sh_is_an_executable_bash_script() -> None:
@@ -34,33 +41,47 @@ def test_run_sh_is_an_executable_bash_script() -> None:
     assert "AWS_LWA_PORT" in text
 
 
-def test_run_sh_serves_the_app_where_the_adapter_looks(tmp_path: Path) -> None:
+@contextmanager
+def serving_run_sh(tmp_path: Path, **env: str) -> Iterator[str]:
+    """Start run.sh the way the Lambda Web Adapter does (its environment, LAMBDA_TASK_ROOT
+    = functions/), wait until GET /health answers as the adapter's readiness check does,
+    yield the base URL; SIGTERM at the end, as Lambda's shutdown."""
     port = free_port()
-    env = {
+    full_env = {
         **os.environ,
         # the venv's python stands in for /var/lang/bin/python
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "LAMBDA_TASK_ROOT": str(FUNCTIONS),
         "LAMBDA_RUNTIME_DIR": str(tmp_path),
+        # what template.yaml sets on StreamFunction
+        "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
+        "AWS_LWA_INVOKE_MODE": "response_stream",
         "AWS_LWA_PORT": str(port),
+        "AWS_LWA_READINESS_CHECK_PATH": "/health",
         "AWS_DEFAULT_REGION": "us-east-1",
         "LOG_LEVEL": "WARNING",
+        **env,
     }
-    env.pop("PYTHONPATH", None)
-    process = subprocess.Popen(
-        [str(RUN_SH)], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    full_env.pop("PYTHONPATH", None)
+    full_env.pop("POWERTOOLS_TRACE_DISABLED", None)
+    log_path = tmp_path / f"run-sh-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(RUN_SH)], env=full_env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
-            assert process.poll() is None, process.communicate()[0].decode()
+            assert process.poll() is None, log_path.read_text()
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as r:
                     assert r.status == 200
                     break
             except (urllib.error.URLError, OSError):
-                assert time.monotonic() < deadline, "uvicorn did not answer /health in 30 s"
+                assert time.monotonic() < deadline, "uvicorn did not answer /health in 60 s"
                 time.sleep(0.1)
+        yield url
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -68,6 +89,165 @@ def test_run_sh_serves_the_app_where_the_adapter_looks(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_run_sh_serves_the_app_where_the_adapter_looks(tmp_path: Path) -> None:
+    with serving_run_sh(tmp_path) as url:
+        response = httpx.get(url + "/health")
+        assert response.json() == {"status": "ok"}
+
+
+@dataclass
+class StreamFunction:
+    url: str
+    xray: FakeXRayDaemon
+
+
+@pytest.fixture(scope="module")
+def stream_function(
+    dynamodb: str, tokenizers_dir: Path, sim_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StreamFunction]:
+    """run.sh serving the app on the test stack, as StreamFunction runs in Lambda: tracing
+    is on there (LAMBDA_TASK_ROOT), so X-Ray segments go to a fake daemon."""
+    with (
+        fake_xray_daemon() as xray,
+        serving_run_sh(
+            tmp_path_factory.mktemp("stream-function"),
+            MODELS_CONFIG=models_config(sim_url),
+            TOKENIZERS_DIR=str(tokenizers_dir),
+            PRELOAD_TOKENIZERS="true",
+            KEY_CACHE_TTL_SECONDS="0",
+            AWS_XRAY_DAEMON_ADDRESS=xray.address,
+        ) as url,
+    ):
+        yield StreamFunction(url=url, xray=xray)
+
+
+def _chat_body(content: str, *, stream: bool, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": "qwen3",
+        "messages": [{"role": "user", "content": content}],
+        "stream": stream,
+        **extra,
+    }
+
+
+def test_run_sh_streams_chunks_as_they_are_generated(
+    stream_function: StreamFunction, gateway: Gateway
+) -> None:
+    key = gateway.new_key()
+    tokens, tpot = 20, 50  # the simulated endpoint spends 20 x 50 ms generating
+    body = _chat_body(
+        "Tell me a story.", stream=True, max_tokens=tokens, sim={"tpot_ms": tpot, "ttft_ms": 0}
+    )
+    _, _, trace = new_trace()
+    started = time.monotonic()
+    with httpx.stream(
+        "POST",
+        stream_function.url + "/v1/chat/completions",
+        json=body,
+        # the adapter passes each invocation's trace header on
+        headers={"Authorization": f"Bearer {key}", "x-amzn-trace-id": trace},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        request_id = response.headers["x-request-id"]
+        received = list(events(response))
+    assert received[-1][1] == "[DONE]"
+    arrivals = [
+        t
+        for t, data in received
+        if data != "[DONE]" and data["choices"] and data["choices"][0]["delta"].get("content")
+    ]
+    assert len(arrivals) >= tokens - 2
+    first, last = arrivals[0] - started, arrivals[-1] - started
+    generation = tokens * tpot / 1000
+    # Buffered to the end, the first chunk would arrive with the last (~1 s in).
+    assert last >= 0.8 * generation
+    assert first < last - 0.5 * generation
+    assert arrivals[len(arrivals) // 2] - arrivals[0] > 0.3 * generation
+
+    # usage is written inside the stream, before it ends
+    record = gateway.services.usage.get(request_id=request_id)
+    assert record is not None
+    assert (record.status.value, record.stream, record.completion_tokens) == (
+        "completed",
+        True,
+        tokens,
+    )
+
+
+def test_run_sh_traces_dynamodb_and_upstream_calls(
+    stream_function: StreamFunction, gateway: Gateway
+) -> None:
+    """Tracing on, as in Lambda: each request's DynamoDB calls and its upstream call are
+    subsegments of the invocation named by the adapter's x-amzn-trace-id header, with the
+    model, endpoint and status as annotations, and no prompt or completion text."""
+    key = gateway.new_key()
+    root, parent, trace = new_trace()
+    marker = f"prompt-marker-{uuid.uuid4().hex}"
+    headers = {"Authorization": f"Bearer {key}", "x-amzn-trace-id": trace}
+    url = stream_function.url + "/v1/chat/completions"
+    completion = httpx.post(
+        url, json=_chat_body(marker, stream=False, max_tokens=5), headers=headers, timeout=30
+    )
+    assert completion.status_code == 200
+    with httpx.stream(
+        "POST", url, json=_chat_body(marker, stream=True, max_tokens=5), headers=headers
+    ) as response:
+        assert response.status_code == 200
+        response.read()
+    failed = httpx.post(
+        url,
+        json=_chat_body(marker, stream=False, sim={"fail_status": 503}),
+        headers=headers,
+        timeout=30,
+    )
+    assert failed.status_code == 502
+    # a client that goes away mid-stream: the upstream call ends there, as 499
+    slow = _chat_body(marker, stream=True, max_tokens=200, sim={"tpot_ms": 50})
+    with httpx.stream("POST", url, json=slow, headers=headers, timeout=30) as response:
+        abandoned = response.headers["x-request-id"]
+        next(response.iter_lines())
+
+    def ours(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [d for d in documents if d.get("trace_id") == root]
+
+    documents = ours(
+        stream_function.xray.wait_for(
+            lambda docs: (
+                sum(d.get("aws", {}).get("operation") == "TransactWriteItems" for d in ours(docs))
+                >= 4
+            )
+        )
+    )
+    for document in documents:
+        assert document["type"] == "subsegment"
+        assert document["parent_id"] == parent
+        assert document.get("in_progress") is not True
+        assert marker not in json.dumps(document)
+    dynamodb = [d["aws"] for d in documents if d["name"] == "dynamodb"]
+    # per request: the key lookup, then the usage record (nothing else on the way)
+    assert (
+        sorted(aws["operation"] for aws in dynamodb) == ["GetItem"] * 4 + ["TransactWriteItems"] * 4
+    )
+    assert {aws.get("table_name") for aws in dynamodb} == {"gateway-keys", None}
+    upstream = [d["annotations"] for d in documents if d["name"] == "## upstream"]
+    common = {
+        "model": "qwen3",
+        "endpoint": gateway.services.registry.get("qwen3").upstream.endpoint,
+    }
+    assert sorted(upstream, key=lambda a: (a["status"], a["stream"])) == [
+        {**common, "stream": False, "status": 200},
+        {**common, "stream": True, "status": 200},
+        {**common, "stream": True, "status": 499, "error_code": "client_closed_request"},
+        {**common, "stream": False, "status": 502, "error_code": "upstream_http_503"},
+    ]
+    record = gateway.services.usage.get(request_id=abandoned)
+    assert record is not None and record.status.value == "client_disconnected"
+    (fault,) = [d for d in documents if d["name"] == "## upstream" and d.get("fault")]
+    assert fault["annotations"]["status"] == 502
 
 
 def _run_sh_environment(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -137,55 +317,3 @@ def test_run_sh_exports_upstream_credentials_from_the_secret(tmp_path: Path) -> 
     without = _run_sh_environment(tmp_path)
     assert without.returncode == 0, without.stderr
     assert "UPSTREAM_API_KEY" not in without.stdout
-
-
-def test_lambda_handler_module_does_only_imports_and_the_handler() -> None:
-    tree = ast.parse(LAMBDA_HANDLER.read_text())
-    body = [node for node in tree.body if not isinstance(node, ast.Import | ast.ImportFrom)]
-    docstring, assignment = body
-    assert isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
-    assert isinstance(assignment, ast.Assign)
-    assert [t.id for t in assignment.targets if isinstance(t, ast.Name)] == ["handler"]
-    assert ast.unparse(assignment.value) == "Mangum(create_app(), lifespan='off')"
-
-
-def _rest_api_event(method: str, path: str) -> dict[str, Any]:
-    return {
-        "resource": "/{proxy+}",
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Host": "abc123.execute-api.us-east-1.amazonaws.com"},
-        "multiValueHeaders": {},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": {"proxy": path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/{proxy+}",
-            "httpMethod": method,
-            "path": f"/prod{path}",
-            "stage": "prod",
-            "requestId": "request-1",
-            "identity": {"sourceIp": "192.0.2.1"},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
-
-
-class _Context:
-    aws_request_id = "request-1"
-    function_name = "ApiFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def test_mangum_handler_answers_a_rest_api_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delitem(sys.modules, "gateway.lambda_handler", raising=False)
-    module = importlib.import_module("gateway.lambda_handler")
-    response = module.handler(_rest_api_event("GET", "/health"), _Context())
-    assert response["statusCode"] == 200, response

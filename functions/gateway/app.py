@@ -22,7 +22,7 @@ from gateway.errors import (
     error_body,
 )
 from gateway.http import RequestContextMiddleware, error_response, json_response
-from gateway.observability import configure_logging
+from gateway.observability import TraceHeaderMiddleware, configure_logging
 from gateway.routes import router as misc_router
 from gateway.services import Services
 from gateway.settings import Settings
@@ -119,4 +119,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(usage_router)
     _install_error_handlers(app, services)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    if services.tracing.enabled:
+        app.add_middleware(TraceHeaderMiddleware)
     return app

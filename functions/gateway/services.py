@@ -11,7 +11,7 @@ from gateway.config import ModelConfig, ModelRegistry, OpenAIUpstream
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.limits import LimitStore
-from gateway.observability import Telemetry
+from gateway.observability import Telemetry, Tracing
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
 from gateway.upstream import Backend, HttpPool, OpenAIBackend
@@ -32,6 +32,8 @@ class Services:
     limits: LimitStore
     http: HttpPool
     telemetry: Telemetry
+    # X-Ray (on inside Lambda only): DynamoDB calls and each upstream call.
+    tracing: Tracing = field(default_factory=Tracing)
     started_at: float = field(default_factory=time.time)
     chat: ChatService = field(init=False)
     _backends: dict[str, Backend] = field(init=False, default_factory=dict)
@@ -67,6 +69,7 @@ class Services:
             limits=LimitStore(client=aws.dynamodb, table=settings.usage_table),
             http=HttpPool(settings),
             telemetry=Telemetry(),
+            tracing=Tracing.from_environment(),
         )
 
     def backend_for(self, model: ModelConfig) -> Backend:
@@ -77,6 +80,7 @@ class Services:
                 backend = OpenAIBackend(upstream=upstream, pool=self.http)
             else:
                 backend = SageMakerBackend(upstream=upstream, client=self.aws.sagemaker_runtime)
+            backend = self.tracing.traced(backend, model=model.id, endpoint=upstream.endpoint)
             self._backends[model.id] = backend
         return backend
 

@@ -1,0 +1,277 @@
+"""ApiFunction's entry point: gateway.lambda_handler (the app through Mangum), called the way
+the Lambda runtime calls it, with the API Gateway REST API (v1) proxy events that the
+`/{proxy+}` ANY integration sends, on the test stack (moto's DynamoDB and the simulated
+GPU endpoint).
+
+The module is the real one: it builds its app from the environment at import, so the
+fixture sets the environment, then imports it afresh.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import importlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import TEST_MODELS, models_config
+from tests.support.apigw import LambdaContext, chat_event, rest_api_event
+from tests.support.xray import TRACE_HEADER, TRACE_PARENT, TRACE_ROOT, fake_xray_daemon
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS = ROOT / "functions"
+LAMBDA_HANDLER = FUNCTIONS / "gateway" / "lambda_handler.py"
+
+
+def test_lambda_handler_module_does_only_imports_and_the_handler() -> None:
+    tree = ast.parse(LAMBDA_HANDLER.read_text())
+    body = [node for node in tree.body if not isinstance(node, ast.Import | ast.ImportFrom)]
+    docstring, assignment = body
+    assert isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
+    assert isinstance(assignment, ast.Assign)
+    assert [t.id for t in assignment.targets if isinstance(t, ast.Name)] == ["handler"]
+    assert ast.unparse(assignment.value) == "Mangum(create_app(), lifespan='off')"
+
+
+@pytest.fixture(scope="module")
+def lambda_module(dynamodb: str, tokenizers_dir: Path, sim_url: str) -> Iterator[ModuleType]:
+    with pytest.MonkeyPatch.context() as mp:
+        # What template.yaml sets (table names are the defaults' local twins).
+        mp.setenv("MODELS_CONFIG", models_config(sim_url))
+        mp.setenv("TOKENIZERS_DIR", str(tokenizers_dir))
+        mp.setenv("KEY_CACHE_TTL_SECONDS", "0")
+        mp.setenv("PRELOAD_TOKENIZERS", "false")
+        mp.setenv("LOG_LEVEL", "WARNING")
+        mp.delitem(sys.modules, "gateway.lambda_handler", raising=False)
+        module = importlib.import_module("gateway.lambda_handler")
+        try:
+            yield module
+        finally:
+            services = module.handler.app.state.services
+            asyncio.get_event_loop().run_until_complete(services.http.close())
+            sys.modules.pop("gateway.lambda_handler", None)
+
+
+@pytest.fixture(scope="module")
+def services(lambda_module: ModuleType) -> Any:
+    return lambda_module.handler.app.state.services
+
+
+@pytest.fixture(scope="module")
+def secret(services: Any) -> str:
+    _, key = services.keys.create(name="lambda-handler", owner="tests")
+    return str(key)
+
+
+def invoke(module: ModuleType, event: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = module.handler(event, LambdaContext())
+    # What API Gateway needs from a proxy integration's result.
+    assert isinstance(response["statusCode"], int)
+    assert isinstance(response["headers"], dict)
+    assert isinstance(response["body"], str)
+    assert response["isBase64Encoded"] is False, "JSON must go back as text"
+    return response
+
+
+def header(response: dict[str, Any], name: str) -> str:
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    return str(headers[name])
+
+
+def assert_completion(response: dict[str, Any], services: Any, secret: str) -> str:
+    assert response["statusCode"] == 200, response
+    assert header(response, "content-type") == "application/json"
+    completion = json.loads(response["body"])
+    request_id = header(response, "x-request-id")
+    assert completion["object"] == "chat.completion"
+    assert completion["id"] == f"chatcmpl-{request_id}"
+    assert completion["model"] == "qwen3"
+    assert completion["choices"][0]["message"]["content"]
+    usage = completion["usage"]
+    assert usage["completion_tokens"] == 8
+
+    # The usage record is written before the response (nothing runs after it in Lambda).
+    record = services.usage.get(request_id=request_id)
+    assert record is not None
+    assert record.key_id == services.keys.lookup(secret=secret).key_id
+    assert (record.model, record.status.value, record.http_status) == ("qwen3", "completed", 200)
+    assert record.stream is False
+    assert (record.prompt_tokens, record.completion_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    return request_id
+
+
+def test_chat_completion_is_answered_and_recorded(
+    lambda_module: ModuleType, services: Any, secret: str
+) -> None:
+    assert_completion(invoke(lambda_module, chat_event(secret)), services, secret)
+
+
+def test_consecutive_invocations_reuse_the_loop_and_the_upstream_session(
+    lambda_module: ModuleType, services: Any, secret: str
+) -> None:
+    first = assert_completion(invoke(lambda_module, chat_event(secret)), services, secret)
+    session = services.http._session
+    loop = services.http._loop
+    assert session is not None and not session.closed
+    second = assert_completion(invoke(lambda_module, chat_event(secret)), services, secret)
+    third = invoke(lambda_module, rest_api_event("GET", "/health"))
+    assert third["statusCode"] == 200
+    assert first != second
+    # Mangum runs every invocation on the same event loop, so the pooled aiohttp
+    # session (and its keep-alive connections) outlives each invocation.
+    assert services.http._session is session and services.http._loop is loop
+
+
+def test_base64_encoded_body(lambda_module: ModuleType, services: Any, secret: str) -> None:
+    event = chat_event(secret, content="Ünïcödé ✓ and base64, please.", base64_body=True)
+    assert event["isBase64Encoded"] is True
+    assert "Ünïcödé" not in event["body"]
+    assert_completion(invoke(lambda_module, event), services, secret)
+
+
+def test_models_under_the_stage_prefixed_path(lambda_module: ModuleType, secret: str) -> None:
+    # The client called https://<api>/prod/v1/models?limit=10: API Gateway strips the
+    # stage from `path` (requestContext.path keeps it), and Mangum routes on `path` with
+    # its default api_gateway_base_path "/", so the app sees /v1/models.
+    event = rest_api_event(
+        "GET",
+        "/v1/models",
+        headers={"Authorization": f"Bearer {secret}"},
+        query={"limit": ["10"]},
+    )
+    assert event["requestContext"]["path"] == "/prod/v1/models"
+    response = invoke(lambda_module, event)
+    assert response["statusCode"] == 200, response
+    models = json.loads(response["body"])
+    assert models["object"] == "list"
+    assert sorted(m["id"] for m in models["data"]) == sorted(TEST_MODELS)
+    assert all(m["object"] == "model" for m in models["data"])
+
+
+def test_health(lambda_module: ModuleType) -> None:
+    response = invoke(lambda_module, rest_api_event("GET", "/health", stage="v2"))
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"status": "ok"}
+
+
+def assert_error_envelope(response: dict[str, Any], status: int, type_: str) -> dict[str, Any]:
+    assert response["statusCode"] == status, response
+    assert header(response, "content-type") == "application/json"
+    body = json.loads(response["body"])
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == type_
+    assert isinstance(error["message"], str) and error["message"]
+    return dict(error)
+
+
+def test_errors_come_back_in_openai_envelope(lambda_module: ModuleType, secret: str) -> None:
+    no_key = chat_event(secret)
+    del no_key["headers"]["Authorization"], no_key["multiValueHeaders"]["Authorization"]
+    assert_error_envelope(invoke(lambda_module, no_key), 401, "authentication_error")
+
+    wrong_key = rest_api_event("GET", "/v1/models", headers={"Authorization": "Bearer sk-nope"})
+    assert_error_envelope(invoke(lambda_module, wrong_key), 401, "authentication_error")
+
+    not_json = rest_api_event(
+        "POST",
+        "/v1/chat/completions",
+        body=b'{"model": "qwen3", "messages": [',
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert_error_envelope(invoke(lambda_module, not_json), 400, "invalid_request_error")
+
+    no_messages = rest_api_event(
+        "POST",
+        "/v1/chat/completions",
+        body=json.dumps({"model": "qwen3"}).encode(),
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    error = assert_error_envelope(invoke(lambda_module, no_messages), 400, "invalid_request_error")
+    assert error["param"] == "messages"
+
+    unknown = rest_api_event("GET", "/v1/nothing-here")
+    assert_error_envelope(invoke(lambda_module, unknown), 404, "not_found_error")
+
+
+_TRACED_INVOCATION = """
+import json, sys
+from tests.support.apigw import LambdaContext, chat_event, rest_api_event
+import gateway.lambda_handler as module
+
+services = module.handler.app.state.services
+assert services.tracing.enabled
+_, secret = services.keys.create(name="traced", owner="tests")
+models = rest_api_event("GET", "/v1/models", headers={"Authorization": f"Bearer {secret}"})
+chat = chat_event(secret, content=sys.argv[1])
+statuses = [module.handler(event, LambdaContext())["statusCode"] for event in (models, chat)]
+print(json.dumps(statuses))
+"""
+
+
+def test_traced_in_lambda_under_the_runtime_trace_header(
+    dynamodb: str, tokenizers_dir: Path, sim_url: str
+) -> None:
+    """Inside Lambda (LAMBDA_TASK_ROOT set) tracing is on: DynamoDB calls and the upstream
+    call are subsegments of the invocation the runtime names in _X_AMZN_TRACE_ID, not of
+    the API Gateway trace header that the event carries; the prompt is never sent."""
+    prompt = f"prompt-marker-{uuid.uuid4().hex}"
+    with fake_xray_daemon() as daemon:
+        env = {
+            **os.environ,
+            "LAMBDA_TASK_ROOT": str(FUNCTIONS),
+            "_X_AMZN_TRACE_ID": TRACE_HEADER,
+            "AWS_XRAY_DAEMON_ADDRESS": daemon.address,
+            "MODELS_CONFIG": models_config(sim_url),
+            "TOKENIZERS_DIR": str(tokenizers_dir),
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": f"{FUNCTIONS}{os.pathsep}{ROOT}",
+        }
+        env.pop("POWERTOOLS_TRACE_DISABLED", None)
+        result = subprocess.run(
+            [sys.executable, "-c", _TRACED_INVOCATION, prompt],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.splitlines()[-1]) == [200, 200]
+        documents = daemon.wait_for(
+            lambda docs: any(
+                d.get("aws", {}).get("operation") == "TransactWriteItems" for d in docs
+            )
+        )
+
+    assert documents
+    for document in documents:
+        assert document["type"] == "subsegment"
+        assert document["trace_id"] == TRACE_ROOT
+        assert document["parent_id"] == TRACE_PARENT  # the invocation's Lambda segment
+        assert "in_progress" not in document or document["in_progress"] is False
+    assert all(prompt not in json.dumps(d) for d in documents)
+    operations = [d["aws"]["operation"] for d in documents if d["name"] == "dynamodb"]
+    assert {"GetItem", "TransactWriteItems"} <= set(operations)
+    (upstream,) = [d for d in documents if d["name"] == "## upstream"]
+    assert upstream["annotations"] == {
+        "model": "qwen3",
+        "endpoint": sim_url,
+        "stream": False,
+        "status": 200,
+    }
