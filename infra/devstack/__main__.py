@@ -1,6 +1,7 @@
 """`make run`: the whole stack on this machine until Ctrl-C.
 
-- DynamoDB: moto's server on 127.0.0.1:$DYNAMODB_PORT (8001), tables from template.yaml
+- DynamoDB: moto's server (devstack.dynamodb, patched by motofix) on
+  127.0.0.1:$DYNAMODB_PORT (8001), tables from template.yaml
 - the simulated GPU endpoint on 127.0.0.1:$SIM_PORT (8002)
 - the gateway on 127.0.0.1:$PORT (8000)
 then a demo key ($GATEWAY_DEMO_KEY sets its value), a curl line and the exports that point
@@ -18,11 +19,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+from botocore.exceptions import EndpointConnectionError
 
-from devstack import motofix
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 
 ROOT = TEMPLATE_PATH.parent
@@ -51,6 +52,18 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, name: str) -
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
     raise SystemExit(f"{name} did not become healthy at {url}")
+
+
+def wait_dynamodb(client: Any, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.list_tables()
+            return
+        except EndpointConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the local DynamoDB (moto) did not start") from None
+            time.sleep(0.1)
 
 
 def default_models(tokenizers_dir: Path, sim_url: str) -> str:
@@ -87,12 +100,13 @@ def main() -> int:
     os.environ.update({k: env[k] for k in (*LOCAL_AWS, "AWS_ENDPOINT_URL_DYNAMODB")})
 
     say(f"starting DynamoDB (moto) on {dynamodb_url}")
-    motofix.install()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=dynamodb_port, verbose=False)
-    moto.start()
-    children: list[subprocess.Popen[bytes]] = []
+    db_cmd = [sys.executable, "-m", "devstack.dynamodb", "--port", str(dynamodb_port)]
+    children: list[subprocess.Popen[bytes]] = [
+        subprocess.Popen(db_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ]
     try:
         client = boto3.client("dynamodb")
+        wait_dynamodb(client, children[0])
         create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
         say(f"created tables {', '.join(LOCAL_TABLE_NAMES.values())} from template.yaml")
 
@@ -167,7 +181,6 @@ Point the gateway CLI at this DynamoDB (in another shell):
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
-        moto.stop()
 
 
 if __name__ == "__main__":

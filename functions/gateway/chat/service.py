@@ -290,6 +290,7 @@ class ChatService:
                     if not choices:
                         continue  # the upstream's usage chunk: ours is sent at the end
                     for choice in choices:
+                        choice.pop("stop_reason", None)  # vLLM's, not OpenAI's
                         delta = choice.get("delta") or {}
                         index = choice.get("index", 0)
                         for name in ("content", "reasoning_content"):
