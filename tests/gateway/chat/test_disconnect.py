@@ -8,7 +8,7 @@ import time
 import httpx
 
 from tests.conftest import Gateway
-from tests.support.sse import events
+from tests.support.sse import events, is_content
 
 
 def sim_stats(sim_url: str) -> dict[str, int]:
@@ -36,7 +36,7 @@ def test_disconnect_cancels_upstream_and_bills_partial_tokens(
         timeout=30,
     ) as response:
         for _, data in events(response):
-            if data != "[DONE]" and data["choices"] and data["choices"][0]["delta"].get("content"):
+            if is_content(data):
                 received += 1
             if received == 5:
                 break  # leaving the block closes the connection mid-stream
