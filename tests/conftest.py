@@ -107,6 +107,18 @@ class Gateway:
     def base_url(self) -> str:
         return self.url + "/v1"
 
+    def stream_chat(self, key: str, body: dict[str, Any]) -> Any:
+        """`with gateway.stream_chat(key, body) as response:` a streamed chat request."""
+        import httpx
+
+        return httpx.stream(
+            "POST",
+            self.base_url + "/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+
     def new_key(self, **kwargs: Any) -> str:
         kwargs.setdefault("name", "test")
         kwargs.setdefault("owner", "tests")

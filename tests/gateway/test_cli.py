@@ -19,6 +19,7 @@ from gateway.settings import Settings
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 
 from tests.gateway.usage.test_replay import unwritten_log_lines
+from tests.support.records import usage_record
 from tests.support.servers import free_port
 
 
@@ -43,19 +44,15 @@ def unique(prefix: str) -> str:
 
 
 def record(key_id: str, created_at: datetime, **kw: Any) -> UsageRecord:
-    values: dict[str, Any] = {
-        "request_id": unique("req"),
-        "key_id": key_id,
-        "model": "qwen3",
-        "endpoint": "http://gpu",
-        "created_at": created_at,
-        "stream": False,
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-        "latency_ms": 20.5,
-    }
-    values.update(kw)
-    return UsageRecord(**values)
+    return usage_record(
+        **{
+            "request_id": unique("req"),
+            "key_id": key_id,
+            "created_at": created_at,
+            "latency_ms": 20.5,
+            **kw,
+        }
+    )
 
 
 def at(day: int, hour: int = 12, minute: int = 0, second: float = 0) -> datetime:

@@ -85,17 +85,14 @@ def test_streaming_with_usage_conforms_and_matches_reference(
     gateway: Gateway, tokenizers_dir: Path, conformance_schemas: Path, model: str
 ) -> None:
     key = gateway.new_key()
-    with httpx.stream(
-        "POST",
-        gateway.base_url + "/chat/completions",
-        headers={"Authorization": f"Bearer {key}"},
-        json={
+    with gateway.stream_chat(
+        key,
+        {
             "model": model,
             "messages": _messages(model),
             "stream": True,
             "stream_options": {"include_usage": True},
         },
-        timeout=30,
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")

@@ -28,13 +28,7 @@ def test_disconnect_cancels_upstream_and_bills_partial_tokens(
         "sim": {"tpot_ms": 20},
     }
     received = 0
-    with httpx.stream(
-        "POST",
-        gateway.base_url + "/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-    ) as response:
+    with gateway.stream_chat(key, body) as response:
         for _, data in events(response):
             if is_content(data):
                 received += 1

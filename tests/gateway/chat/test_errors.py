@@ -193,12 +193,7 @@ def test_upstream_rejection_is_400(gateway: Gateway, conformance_schemas: Path) 
 def test_failure_mid_stream_is_one_error_event(gateway: Gateway, conformance_schemas: Path) -> None:
     key = gateway.new_key()
     body = {"model": "qwen3", "messages": HI, "stream": True, "sim": {"fail_after_tokens": 3}}
-    with httpx.stream(
-        "POST",
-        gateway.base_url + "/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {key}"},
-    ) as response:
+    with gateway.stream_chat(key, body) as response:
         assert response.status_code == 200
         received = [data for _, data in events(response)]
     assert "[DONE]" not in received

@@ -51,11 +51,8 @@ def test_rpm_limit_refuses_with_headers_and_records(
 
 def test_streamed_response_carries_rate_headers(gateway: Gateway) -> None:
     key = gateway.new_key(rpm=5, tpm=10_000)
-    with httpx.stream(
-        "POST",
-        gateway.base_url + "/chat/completions",
-        json={"model": "qwen3", "messages": HI, "stream": True, "max_tokens": 3},
-        headers={"Authorization": f"Bearer {key}"},
+    with gateway.stream_chat(
+        key, {"model": "qwen3", "messages": HI, "stream": True, "max_tokens": 3}
     ) as response:
         assert response.status_code == 200
         assert response.headers["x-ratelimit-remaining-requests"] == "4"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
-
 from tests.conftest import Gateway
 from tests.support.sse import assert_incremental, events
 
@@ -21,12 +19,6 @@ def test_first_chunk_arrives_long_before_the_last_is_generated(gateway: Gateway)
         "sim": {"tpot_ms": tpot, "ttft_ms": 0},
     }
     started = time.monotonic()
-    with httpx.stream(
-        "POST",
-        gateway.base_url + "/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-    ) as response:
+    with gateway.stream_chat(key, body) as response:
         received = list(events(response))
     assert_incremental(received, started=started, tokens=tokens, tpot_ms=tpot)

@@ -21,6 +21,8 @@ from gateway.limits import LimitStore
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.query import Totals, UsageQuery, usage_report
 
+from tests.support.records import usage_record
+
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
 
@@ -47,18 +49,15 @@ def n() -> Names:
 
 
 def record(n: Names, request_id: str, day: int, **kw: Any) -> UsageRecord:
-    values: dict[str, Any] = {
-        "request_id": f"{request_id}-{n.key_a}",
-        "key_id": n.key_a,
-        "model": n.qwen,
-        "endpoint": "http://gpu",
-        "created_at": datetime(2026, 11, day, 10, tzinfo=UTC),
-        "stream": False,
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-    }
-    values.update(kw)
-    return UsageRecord(**values)
+    return usage_record(
+        **{
+            "request_id": f"{request_id}-{n.key_a}",
+            "key_id": n.key_a,
+            "model": n.qwen,
+            "created_at": datetime(2026, 11, day, 10, tzinfo=UTC),
+            **kw,
+        }
+    )
 
 
 def test_key_and_model_days_read_only_their_range(client: Any, n: Names) -> None:

@@ -20,6 +20,8 @@ from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.replay import ReplayInterruptedError, replay
 
+from tests.support.records import usage_record
+
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
 
@@ -42,24 +44,22 @@ class FailingClient:
 
 def record(key_id: str, request_id: str = "r1", **kw: Any) -> UsageRecord:
     """A record of this key (request ids and the model are made unique with it)."""
-    values: dict[str, Any] = {
-        "request_id": f"{request_id}-{key_id}",
-        "key_id": key_id,
-        "model": f"model-{key_id}",
-        "endpoint": "http://gpu",
-        "created_at": datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC),
-        "stream": True,
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-        "upstream_prompt_tokens": 10,
-        "gateway_prompt_tokens": 10,
-        "gateway_completion_tokens": 5,
-        "finish_reason": "stop",
-        "latency_ms": 12.5,
-        "ttft_ms": 3.25,
-    }
-    values.update(kw)
-    return UsageRecord(**values)
+    return usage_record(
+        **{
+            "request_id": f"{request_id}-{key_id}",
+            "key_id": key_id,
+            "model": f"model-{key_id}",
+            "created_at": datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC),
+            "stream": True,
+            "upstream_prompt_tokens": 10,
+            "gateway_prompt_tokens": 10,
+            "gateway_completion_tokens": 5,
+            "finish_reason": "stop",
+            "latency_ms": 12.5,
+            "ttft_ms": 3.25,
+            **kw,
+        }
+    )
 
 
 def unwritten_log_lines(*records: UsageRecord) -> list[str]:

@@ -7,7 +7,6 @@ endpoint nor tokenizers.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from gateway.usage import UsageRecord, UsageStatus
 from gateway.usage.router import router
 
 from tests.conftest import Gateway
+from tests.support.records import usage_record
 from tests.support.servers import serve_asgi
 
 
@@ -38,18 +38,7 @@ def get(gw: Gateway, secret: str | None, **params: str) -> httpx.Response:
 
 
 def record(key_id: str, created_at: datetime, **kw: Any) -> UsageRecord:
-    values: dict[str, Any] = {
-        "request_id": uuid.uuid4().hex,
-        "key_id": key_id,
-        "model": "qwen3",
-        "endpoint": "http://gpu",
-        "created_at": created_at,
-        "stream": False,
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-    }
-    values.update(kw)
-    return UsageRecord(**values)
+    return usage_record(**{"key_id": key_id, "created_at": created_at, **kw})
 
 
 def test_a_key_sees_its_own_usage_by_day(gw: Gateway) -> None:

@@ -12,6 +12,8 @@ from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.store import UNWRITTEN_MESSAGE
 
+from tests.support.records import usage_record
+
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
 
@@ -21,21 +23,16 @@ def client(mock_dynamodb: Any) -> Any:
 
 
 def record(request_id: str = "r1", **kw: Any) -> UsageRecord:
-    values: dict[str, Any] = {
-        "request_id": request_id,
-        "key_id": "key_a",
-        "model": "qwen3",
-        "endpoint": "http://gpu",
-        "created_at": datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC),
-        "stream": True,
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-        "gateway_prompt_tokens": 10,
-        "gateway_completion_tokens": 5,
-        "latency_ms": 12.5,
-    }
-    values.update(kw)
-    return UsageRecord(**values)
+    return usage_record(
+        **{
+            "request_id": request_id,
+            "stream": True,
+            "gateway_prompt_tokens": 10,
+            "gateway_completion_tokens": 5,
+            "latency_ms": 12.5,
+            **kw,
+        }
+    )
 
 
 def rollup(client: Any, pk: str, day: str) -> dict[str, int]:
