@@ -1,7 +1,7 @@
 """Wire models for chat completions, fields in OpenAI's order.
 
-Requests are validated here; responses are built as plain dicts on the hot path and these
-response models only document them in /docs.
+Requests are validated here (after gateway/inputs.py has bounded the raw JSON); responses
+are built as plain dicts on the hot path and these response models document them in /docs.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     messages: list[ChatMessage]
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=256)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
@@ -58,7 +58,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1, le=128)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
