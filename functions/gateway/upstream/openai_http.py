@@ -13,12 +13,21 @@ from gateway.config import OpenAIUpstream
 from gateway.errors import UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
 from gateway.upstream.sse import DONE, SSEDecoder
-from gateway.upstream.wire import parse_chunk, parse_completion, status_error
+from gateway.upstream.wire import (
+    MalformedUpstream,
+    parse_chunk,
+    parse_completion,
+    status_error,
+)
 
 # A non-streamed completion larger than this (after decompression) is refused.
 MAX_BODY_BYTES = 32 << 20
 # An error body is read only this far: its text is logged at DEBUG, never sent.
 MAX_ERROR_BYTES = 64 << 10
+# Idle pooled connections are dropped before the server's own keep-alive timeout (uvicorn,
+# which serves vLLM and SGLang, closes them after 5 s): reusing one the server is closing
+# fails the request with ServerDisconnectedError, and a POST is not retried.
+KEEPALIVE_SECONDS = 3.0
 
 
 class HttpPool:
@@ -38,7 +47,9 @@ class HttpPool:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             connector = aiohttp.TCPConnector(
-                limit=self._settings.upstream_max_connections, ttl_dns_cache=300
+                limit=self._settings.upstream_max_connections,
+                ttl_dns_cache=300,
+                keepalive_timeout=KEEPALIVE_SECONDS,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self.timeout, auto_decompress=True
@@ -112,6 +123,9 @@ class OpenAIBackend:
             raise UpstreamTimeoutError("The model endpoint timed out.") from exc
         except aiohttp.ClientError as exc:
             raise _unreachable(exc) from exc
+        if response.content_type != "text/event-stream":
+            response.close()
+            raise MalformedUpstream("The model endpoint did not answer with an event stream.")
         return self._chunks(response)
 
     async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
