@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from gateway.http import RequestContextMiddleware
+
 from tests.conftest import Gateway
 from tests.support.schemas import validate
 
