@@ -13,6 +13,8 @@ import anyio.to_thread
 import jinja2
 import orjson
 
+from gateway.chat import prompt as chat_prompt
+from gateway.chat import responses as chat_responses
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.config import ModelConfig, ModelRegistry
 from gateway.errors import (
@@ -54,6 +56,8 @@ class _Call:
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     admission: Admission | None = None
+    # Modality of each image/audio part of the prompt (not counted by the gateway).
+    media: list[str] = field(default_factory=list)
 
     @property
     def completion_id(self) -> str:
@@ -125,6 +129,7 @@ class ChatService:
     ) -> ChatResult:
         """A chat.completion body, or the SSE byte stream when `stream` is set."""
         model = self.resolve_model(key=key, model_id=request.model)
+        media = chat_prompt.check_modalities(request, model)  # [tools] 400 if not accepted
         tokenizer = await self._tokenizer(model)
         prompt_tokens = await self._count_prompt(tokenizer, request)
         call = _Call(
@@ -135,8 +140,10 @@ class ChatService:
             stream=bool(request.stream),
             gateway_prompt_tokens=prompt_tokens,
             counts_eos=not request.stop,
+            media=media,  # [tools]
         )
         body = self.upstream_body(request, model)
+        chat_prompt.check_context_length(model, prompt_tokens=prompt_tokens, body=body)  # [tools]
         if self._limits is not None and key.has_limits:
             await self._admit(call, request, body)
         headers = call.admission.headers if call.admission else {}
@@ -190,17 +197,13 @@ class ChatService:
         return await anyio.to_thread.run_sync(self._tokenizers.get, model.tokenizer)
 
     async def _count_prompt(self, tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> int:
-        messages = []
-        size = 0
-        for message in request.messages:
-            item = message.model_dump(exclude_none=True)
-            item["content"] = text = message.text()
-            size += len(text)
-            messages.append(item)
+        messages = chat_prompt.template_messages(request)  # [tools] vLLM's normalization
+        tools = chat_prompt.template_tools(request)  # [tools]
+        size = sum(len(m["content"]) for m in messages)
         try:
             if size <= _INLINE_COUNT_CHARS:
-                return tokenizer.count_chat(messages)
-            return await anyio.to_thread.run_sync(tokenizer.count_chat, messages)
+                return tokenizer.count_chat(messages, tools)
+            return await anyio.to_thread.run_sync(tokenizer.count_chat, messages, tools)
         except jinja2.TemplateError as exc:
             # The model's own template refused the conversation (e.g. roles must alternate).
             raise InvalidRequestError(str(exc), param="messages") from exc
@@ -239,12 +242,13 @@ class ChatService:
                     message[extra] = upstream_message[extra]
             texts.append(upstream_message.get("content") or "")
             texts.append(upstream_message.get("reasoning_content") or "")
+            texts.extend(chat_prompt.tool_call_texts(upstream_message.get("tool_calls")))  # [tools]
             finish_reasons.append(choice.get("finish_reason"))
             choices.append(
                 {
                     "index": choice.get("index", position),
                     "message": message,
-                    "logprobs": choice.get("logprobs"),
+                    "logprobs": chat_responses.logprobs(choice.get("logprobs")),  # [tools]
                     "finish_reason": choice.get("finish_reason"),
                 }
             )
@@ -291,10 +295,14 @@ class ChatService:
                         continue  # the upstream's usage chunk: ours is sent at the end
                     for choice in choices:
                         choice.pop("stop_reason", None)  # vLLM's, not OpenAI's
+                        if choice.get("logprobs"):  # [tools]
+                            choice["logprobs"] = chat_responses.logprobs(choice["logprobs"])
                         delta = choice.get("delta") or {}
                         index = choice.get("index", 0)
-                        for name in ("content", "reasoning_content"):
+                        for name in ("content", "reasoning_content", "tool_calls"):
                             text = delta.get(name)
+                            if name == "tool_calls":  # [tools] name + argument fragments
+                                text = "".join(chat_prompt.tool_call_texts(text))
                             if text:
                                 texts.setdefault(index, []).append(text)
                                 if call.first_token_at is None:
@@ -387,6 +395,8 @@ class ChatService:
             gateway_completion += sum(1 for reason in finish_reasons if reason == "stop")
         upstream = _usage_ints(upstream_usage)
         prompt, completion = upstream or (call.gateway_prompt_tokens, gateway_completion)
+        if call.media and upstream is None:  # [tools] text count + a per-part estimate
+            prompt += chat_prompt.media_token_estimate(call.media)
         reasons = [r for r in finish_reasons if r]
         return UsageRecord(
             request_id=call.request_id,
@@ -407,6 +417,8 @@ class ChatService:
             latency_ms=call.elapsed_ms(),
             ttft_ms=call.elapsed_ms(call.first_token_at) if call.first_token_at else None,
             error=error.message if error else None,
+            media_parts=len(call.media) if call.media else None,  # [tools]
+            prompt_estimated=(upstream is None) if call.media else None,  # [tools]
         )
 
     def _failed_record(self, call: _Call, error: GatewayError) -> UsageRecord:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -60,12 +60,24 @@ def _upstream_message(status: int, raw: bytes) -> str:
     return f"upstream returned HTTP {status}"
 
 
-def raise_for_upstream_status(status: int, raw: bytes) -> None:
+def raise_for_upstream_status(
+    status: int, raw: bytes, headers: Mapping[str, str] | None = None
+) -> None:
     """The upstream's own verdict on a request it refused: its 4xx means the request is
-    invalid (too long a prompt, say) and goes back as a 400; anything else is a 502."""
+    invalid (too long a prompt, say) and goes back as a 400; a 429 or 503 that says when
+    to retry (Retry-After) goes back as that status with the same Retry-After, so clients
+    back off and retry; anything else is a 502."""
     message = _upstream_message(status, raw)
     if status in (400, 413, 422):
         raise InvalidRequestError(message, code="upstream_rejected_request")
+    retry_after = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    if status in (429, 503) and retry_after:
+        raise UpstreamError(
+            f"The model endpoint is busy: {message}",
+            status_code=status,
+            code="upstream_overloaded" if status == 503 else "upstream_rate_limited",
+            headers={"Retry-After": retry_after},
+        )
     raise UpstreamError(f"The model endpoint failed: {message}", code=f"upstream_http_{status}")
 
 
@@ -104,7 +116,7 @@ class OpenAIBackend:
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
-                    raise_for_upstream_status(response.status, raw)
+                    raise_for_upstream_status(response.status, raw, response.headers)
         except TimeoutError as exc:
             raise UpstreamTimeoutError("The model endpoint timed out.") from exc
         except aiohttp.ClientError as exc:
@@ -128,7 +140,7 @@ class OpenAIBackend:
                 raw = b""
             finally:
                 response.release()
-            raise_for_upstream_status(response.status, raw)
+            raise_for_upstream_status(response.status, raw, response.headers)
         return self._chunks(response)
 
     async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
