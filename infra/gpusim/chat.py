@@ -17,7 +17,13 @@ from gpusim.generate import ChoiceResult, Limits, run_choice
 from gpusim.models import ModelRegistry, SimModel, TemplateRenderError
 from gpusim.params import ChatRequest, parse_request
 from gpusim.stats import Stats
-from gpusim.structured import json_result, logprobs_for, strip_media, tool_choice_result
+from gpusim.structured import (
+    json_result,
+    logprobs_for,
+    null_content_as_empty,
+    strip_media,
+    tool_choice_result,
+)
 from gpusim.toolcalls import wants_tool_call
 from gpusim.wire import DONE, JSON_HEADERS, SSE_HEADERS, ChunkEncoder, completion_body
 
@@ -115,9 +121,9 @@ class ChatEndpoint:
             message = f"The model `{req.model}` does not exist."
             raise RequestError(404, message, param="model")
         await model.ensure_loaded()
-        messages, media_tokens = req.messages, 0
+        messages, media_tokens = null_content_as_empty(req.messages), 0
         if req.model in self.config.multimodal:
-            messages, media_tokens = strip_media(req.messages)
+            messages, media_tokens = strip_media(messages)
         try:
             prompt_tokens = media_tokens + model.prompt_tokens(
                 messages,

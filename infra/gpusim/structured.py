@@ -99,6 +99,15 @@ def logprobs_for(model: SimModel, token_ids: Sequence[int], top: int) -> list[di
     return entries
 
 
+def null_content_as_empty(messages: Sequence[Any]) -> list[Any]:
+    """vLLM parses a missing or null content (an assistant message that only calls tools)
+    as no parts, which its string content format renders as ""."""
+    return [
+        {**m, "content": ""} if isinstance(m, Mapping) and m.get("content") is None else m
+        for m in messages
+    ]
+
+
 def strip_media(messages: Sequence[Any]) -> tuple[list[Any], int]:
     """Messages with image/audio parts removed (their text parts kept), and the prompt
     tokens those parts add."""
