@@ -129,6 +129,14 @@ def check_context_length(model: ModelConfig, *, prompt_tokens: int, body: dict[s
     )
 
 
+def default_max_tokens(model: ModelConfig, *, prompt_tokens: int, default: int) -> int:
+    """The generation cap sent when a request sets none: the default, but never past the
+    model's context length (vLLM would refuse prompt + max_tokens over max_model_len)."""
+    if model.max_model_len is None:
+        return default
+    return max(1, min(default, model.max_model_len - prompt_tokens))
+
+
 def tool_call_texts(tool_calls: Any) -> list[str]:
     """The generated text of a message's tool calls, for the gateway's own completion
     estimate: each call's function name and argument text."""

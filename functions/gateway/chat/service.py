@@ -173,7 +173,11 @@ class ChatService:
         the default sent upstream too, so the reservation really is the worst case."""
         assert self._limits is not None
         if "max_tokens" not in body and "max_completion_tokens" not in body:
-            body["max_tokens"] = self._default_max_tokens
+            body["max_tokens"] = chat_prompt.default_max_tokens(  # [tools] within max_model_len
+                call.model,
+                prompt_tokens=call.gateway_prompt_tokens,
+                default=self._default_max_tokens,
+            )
         cap = body.get("max_completion_tokens") or body["max_tokens"]
         reserve = call.gateway_prompt_tokens + cap * (request.n or 1)
         limits = self._limits

@@ -286,3 +286,11 @@ def test_context_overflow_is_400_and_never_reaches_the_upstream(
     fits = _post(gw, key, {**body, "max_tokens": room})
     assert fits.status_code == 200, fits.text
     assert _sim_requests(mm_sim_url) == before + 1
+
+
+def test_openapi_documents_roles_and_tool_fields(gw: Gateway) -> None:
+    spec = json.dumps(httpx.get(gw.url + "/openapi.json").json())
+    for word in ("developer", "tool_call_id", "tool_calls", "image_url", "input_audio"):
+        assert f'"{word}"' in spec
+    for field in ("tools", "tool_choice", "parallel_tool_calls", "response_format", "logprobs"):
+        assert f'"{field}"' in spec
