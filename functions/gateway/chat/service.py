@@ -14,6 +14,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from gateway.chat import prompt as chat_prompt
+from gateway.chat import responses as chat_responses
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.stream import MeteredStream, relay
 from gateway.config import ModelConfig, ModelRegistry
@@ -121,11 +123,18 @@ class ChatService:
         meter.stream = bool(request.stream)
         model = self.resolve_model(key=meter.key, model_id=request.model)
         meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
+        meter.media = chat_prompt.check_modalities(request, model)
         tokenizer = await self._tokenizer(model)
         meter.count_text = tokenizer.count_text
         meter.counts_eos = not request.stop
         meter.prompt_tokens = await self._count_prompt(tokenizer, request)
-        body = self.upstream_body(request, model, default_max_tokens=self._default_max_tokens)
+        body = self.upstream_body(
+            request,
+            model,
+            prompt_tokens=meter.prompt_tokens,
+            default_max_tokens=self._default_max_tokens,
+        )
+        chat_prompt.check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
         if self._limits is not None and meter.key.has_limits:
             reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
             meter.admission = await self._admit(self._limits, meter.key, reserve)
@@ -153,19 +162,17 @@ class ChatService:
         return await anyio.to_thread.run_sync(self._tokenizers.get, model.tokenizer)
 
     async def _count_prompt(self, tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> int:
-        messages = []
-        work = 0
-        for message in request.messages:
-            item = message.model_dump(exclude_none=True)
-            item["content"] = text = message.text()
-            work += len(text) + _MESSAGE_WORK
-            messages.append(item)
+        messages = chat_prompt.template_messages(request)  # as vLLM hands them to the template
+        tools = chat_prompt.template_tools(request)
+        work = sum(len(str(m.get("content") or "")) + _MESSAGE_WORK for m in messages)
+        if tools:
+            work += sum(len(str(t)) for t in tools)
         if not tokenizer.has_chat_template:
             raise ConfigurationError(f"the tokenizer of {request.model!r} has no chat template")
         try:
             if work <= INLINE_COUNT_WORK:
-                return tokenizer.count_chat(messages)
-            return await anyio.to_thread.run_sync(tokenizer.count_chat, messages)
+                return tokenizer.count_chat(messages, tools)
+            return await anyio.to_thread.run_sync(tokenizer.count_chat, messages, tools)
         except Exception as exc:
             # The model's own template refused the conversation (roles must alternate,
             # a field of the wrong type): the request's fault, a 400.
@@ -176,18 +183,26 @@ class ChatService:
 
     @staticmethod
     def upstream_body(
-        request: ChatCompletionRequest, model: ModelConfig, *, default_max_tokens: int
+        request: ChatCompletionRequest,
+        model: ModelConfig,
+        *,
+        prompt_tokens: int,
+        default_max_tokens: int,
     ) -> dict[str, Any]:
         """What the upstream is sent. `max_tokens` is decided here, once, for every key:
         the request's, capped by the model's `max_tokens` (or DEFAULT_MAX_TOKENS), and
-        that cap when the request sets none, so a reservation really is the worst case and
-        a forgotten stream cannot generate without bound."""
+        that cap when the request sets none (never past `max_model_len`), so a reservation
+        really is the worst case and a forgotten stream cannot generate without bound."""
         body = request.model_dump(exclude_unset=True, exclude_none=True, exclude={"model_params"})
         body["model"] = model.upstream_model
         cap = model.max_tokens or default_max_tokens
         asked = request.requested_max_tokens
         body.pop("max_completion_tokens", None)
-        body["max_tokens"] = min(asked, cap) if asked else cap
+        body["max_tokens"] = (
+            min(asked, cap)
+            if asked
+            else chat_prompt.default_max_tokens(model, prompt_tokens=prompt_tokens, default=cap)
+        )
         if request.stream:
             # Always ask for usage, so the record has the upstream's figures; the usage
             # chunk is dropped on the way back unless the client asked for it.
@@ -227,7 +242,7 @@ def _response(meter: Meter, data: dict[str, Any], record: UsageRecord) -> dict[s
             {
                 "index": choice.get("index", position),
                 "message": message,
-                "logprobs": choice.get("logprobs"),
+                "logprobs": chat_responses.logprobs(choice.get("logprobs")),
                 "finish_reason": choice.get("finish_reason"),
             }
         )

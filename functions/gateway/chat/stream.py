@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import orjson
 
+from gateway.chat import responses as chat_responses
 from gateway.errors import GatewayError, InternalError, UpstreamError, sse_error_event
 from gateway.metering import Meter
 from gateway.usage import UsageStatus
@@ -30,6 +31,8 @@ def frame(payload: dict[str, Any]) -> bytes:
 def _stamp(meter: Meter, chunk: dict[str, Any], include_usage: bool) -> dict[str, Any]:
     for choice in chunk["choices"]:
         choice.pop("stop_reason", None)  # vLLM's, not OpenAI's
+        if choice.get("logprobs"):
+            choice["logprobs"] = chat_responses.logprobs(choice["logprobs"])
     chunk["id"] = f"chatcmpl-{meter.request_id}"
     chunk["object"] = "chat.completion.chunk"
     chunk["created"] = meter.created

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from gateway.chat.prompt import media_token_estimate
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -117,6 +118,8 @@ class Meter:
     # gateway adds it when a choice stops without a stop string having been requested.
     counts_eos: bool = True
     admission: Admission | None = None
+    # Modality of each image/audio part of the prompt: the model server alone counts them.
+    media: list[str] = field(default_factory=list)
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
@@ -231,6 +234,11 @@ class Meter:
             prompt, completion = self.prompt_tokens, gateway_completion
         else:
             prompt, completion = 0, 0
+        estimated = None
+        if self.media:  # the gateway's count is text-only; without upstream usage, estimate
+            estimated = upstream is None and prompt > 0
+            if estimated:
+                prompt += media_token_estimate(self.media)
         reasons = [r for r in self.finish_reasons if r]
         now = time.perf_counter()
         return UsageRecord(
@@ -258,6 +266,8 @@ class Meter:
             ),
             error=error.message if error else None,
             flags=",".join(self._flags) if self._flags else None,
+            media_parts=len(self.media) if self.media else None,
+            prompt_estimated=estimated,
         )
 
     @staticmethod

@@ -130,13 +130,14 @@ def status_error(status: int, raw: bytes, headers: Mapping[str, str] | None = No
             code="upstream_rejected_request",
         )
     retry_after = (headers or {}).get("Retry-After")
-    if status in (429, 503):
-        kept = {"Retry-After": retry_after} if retry_after and retry_after.isdigit() else {}
+    if status in (429, 503) and retry_after and len(retry_after) <= 64:
+        # The upstream says when to retry: the client gets the same status and header, so
+        # SDKs back off and retry instead of failing on a 502.
         return UpstreamError(
-            "The model endpoint is overloaded; retry later.",
+            "The model endpoint is busy; retry after the time given in Retry-After.",
             status_code=status,
-            code="upstream_overloaded",
-            headers=kept,
+            code="upstream_overloaded" if status == 503 else "upstream_rate_limited",
+            headers={"Retry-After": retry_after},
         )
     return UpstreamError(
         f"The model endpoint failed (HTTP {status}).", code=f"upstream_http_{status}"

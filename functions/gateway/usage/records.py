@@ -68,6 +68,11 @@ class UsageRecord:
     error: str | None = None
     # Comma-separated notes on how the figures were decided, e.g. `upstream_usage_invalid`.
     flags: str | None = None
+    # Image/audio parts in the prompt: the gateway's prompt count is then text-only (media
+    # tokens are counted by the model server alone), and when the upstream reported no
+    # usage the billed prompt is that count plus a per-part estimate, flagged here.
+    media_parts: int | None = None
+    prompt_estimated: bool | None = None
 
     @property
     def total_tokens(self) -> int:
