@@ -93,6 +93,13 @@ def _install_error_handlers(app: FastAPI, services: Services) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def _docs_routes(settings: Settings) -> dict[str, Any]:
+    """FastAPI's docs arguments: its defaults, or none of the docs routes (DOCS_ENABLED)."""
+    if settings.docs_enabled:
+        return {}
+    return {"openapi_url": None, "docs_url": None, "redoc_url": None}
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """Build the app. No network I/O happens here unless the models config is an SSM
     parameter (read once, at init); tokenizers load now only with PRELOAD_TOKENIZERS."""
@@ -112,6 +119,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         version=__version__,
         description="OpenAI-compatible chat completions for self-hosted GPU endpoints.",
         lifespan=lifespan,
+        **_docs_routes(settings),
     )
     app.state.services = services
     app.include_router(chat_router)
