@@ -569,3 +569,23 @@ def test_stream_timeout_covers_the_upstream_timeout(template: dict[str, Any]) ->
     assert template["Parameters"]["UpstreamReadTimeoutSeconds"]["MaxValue"] < props["Timeout"]
     for event in props["Events"].values():
         assert event["Properties"]["TimeoutInMillis"] == props["Timeout"] * 1000
+
+
+def test_api_gateway_errors_use_openai_error_format(translated: dict[str, Any]) -> None:
+    import json
+
+    (api,) = _resources(translated, "AWS::ApiGateway::RestApi").values()
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    assert set(responses) == {"THROTTLED", "WAF_FILTERED", "DEFAULT_4XX", "DEFAULT_5XX"}
+    for kind, response in responses.items():
+        template = response["responseTemplates"]["application/json"]
+        # $context.error.messageString is the message already JSON-quoted by API Gateway.
+        body = json.loads(template.replace("$context.error.messageString", '"Forbidden"'))
+        assert set(body) == {"error"}, kind
+        assert set(body["error"]) == {"message", "type", "param", "code"}, kind
+    throttled = responses["THROTTLED"]
+    assert throttled["statusCode"] == "429"
+    assert throttled["responseParameters"] == {"gatewayresponse.header.Retry-After": "'1'"}
+    error = json.loads(throttled["responseTemplates"]["application/json"])["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
+    assert responses["WAF_FILTERED"]["statusCode"] == "403"
