@@ -80,6 +80,13 @@ def _document_body_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _docs_routes(settings: Settings) -> dict[str, Any]:
+    """FastAPI's docs arguments: its defaults, or none of the docs routes (DOCS_ENABLED)."""
+    if settings.docs_enabled:
+        return {}
+    return {"openapi_url": None, "docs_url": None, "redoc_url": None}
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """Build the app. No network I/O happens here unless the models config is an SSM
     parameter (read once, at init); tokenizers load now only with PRELOAD_TOKENIZERS."""
@@ -99,6 +106,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         version=__version__,
         description="OpenAI-compatible chat completions for self-hosted GPU endpoints.",
         lifespan=lifespan,
+        **_docs_routes(settings),
     )
     app.state.services = services
     _document_body_schemas(app, BODY_SCHEMAS)
