@@ -202,7 +202,7 @@ def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
     cases = []
     for path, options, commands in _walk(parser, ()):
         name = " ".join(path)
-        cases.append(f'        "{name}|options") echo "{" ".join(["--help", *options])}" ;;')
+        cases.append(f'        "{name}|options") echo "{" ".join(options)}" ;;')
         cases.append(f'        "{name}|commands") echo "{" ".join(commands)}" ;;')
     script = _BASH % "\n".join(cases)
     if shell == "zsh":
