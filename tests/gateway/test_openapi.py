@@ -133,3 +133,16 @@ def test_rate_limit_headers_are_documented(spec: dict[str, Any]) -> None:
     refused = spec["paths"]["/v1/chat/completions"]["post"]["responses"]["429"]
     assert {"Retry-After", "x-ratelimit-remaining-tokens"} <= set(refused["headers"])
     assert json.dumps(refused).count("insufficient_quota") == 1
+
+
+def test_docs_behind_the_lambda_web_adapter_follow_the_stage(gateway: Gateway) -> None:
+    """The Web Adapter (StreamFunction) passes API Gateway's request context as the
+    `x-amzn-request-context` header: the same prefix applies there."""
+    context = {"path": "/prod/docs", "stage": "prod", "domainName": "abc.execute-api"}
+    page = httpx.get(gateway.url + "/docs", headers={"x-amzn-request-context": json.dumps(context)})
+    assert page.status_code == 200
+    assert "url: '/prod/openapi.json'" in page.text
+    plain = httpx.get(gateway.url + "/docs")
+    assert "url: '/openapi.json'" in plain.text
+    garbage = httpx.get(gateway.url + "/docs", headers={"x-amzn-request-context": "{nope"})
+    assert "url: '/openapi.json'" in garbage.text

@@ -212,6 +212,29 @@ def test_dashboard_shows_what_the_cli_shows(
     assert {r["key_name"] for r in table} == set(ids)
 
 
+def test_report_without_a_browser_matches_the_cli(
+    capsys: pytest.CaptureFixture[str],
+    gateway: Gateway,
+    scripted_run: dict[str, Any],
+    dashboard: str,
+) -> None:
+    """The page's data route alone (runs where Chromium is missing, too)."""
+    owner, start, end = scripted_run["owner"], scripted_run["start"], scripted_run["end"]
+    rows = cli_json(capsys, "usage", "--owner", owner, "--daily", "--since", start, "--json")
+    report = httpx.get(
+        dashboard + "api/report", params={"start": start, "end": end}, timeout=30
+    ).json()
+    assert report["days"][0] == start and report["days"][-1] == end and len(report["days"]) == 14
+    for name in ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors"):
+        assert report["totals"][name] == sum(row[name] for row in rows), name
+    assert report["totals"]["rate_limited"] == 2
+    keys = {row["name"]: row for row in report["keys"]}
+    assert keys["research"]["monthly_tokens"] == 50_000
+    assert keys["research"]["remaining_tokens"] == 50_000 - keys["research"]["used_tokens"]
+    assert keys["chatbot"]["rpm"] == 3 and keys["chatbot"]["remaining_tokens"] is None
+    assert [top["name"] for top in report["top_models"]] == ["qwen3", "llama3"]
+
+
 def test_dashboard_refuses_bad_ranges_and_other_hosts(dashboard: str) -> None:
     inverted = httpx.get(dashboard + "api/report?start=2026-11-20&end=2026-11-01", timeout=30)
     assert inverted.status_code == 400
