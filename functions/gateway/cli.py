@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError
 
 from gateway.aws import AwsClients, ConditionFailed
 from gateway.clitools import (
+    EXIT_CODES,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     CliError,
@@ -114,7 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The `gateway` parser and its `usage` subparser (whose errors parse_args reports)."""
-    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description=__doc__,
+        epilog="exit status: "
+        + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+        + ". Shell completion: source <(gateway completion bash).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(

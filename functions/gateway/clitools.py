@@ -28,9 +28,9 @@ EXIT_BROKEN_PIPE = 141  # the reader went away, e.g. `| head` (128 + SIGPIPE, as
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_FAILED: "the command was refused or failed (one line on stderr says why)",
-    EXIT_USAGE: "bad arguments (the parser's message on stderr); nothing was done",
+    EXIT_USAGE: "bad arguments, nothing done (the parser's message on stderr)",
     EXIT_INTERRUPTED: "interrupted with Ctrl-C",
-    EXIT_BROKEN_PIPE: "the reader of stdout closed it early (e.g. `| head`); silent",
+    EXIT_BROKEN_PIPE: "stdout's reader closed it early, e.g. `| head` (silent)",
 }
 
 T = TypeVar("T")
