@@ -23,7 +23,7 @@ from gateway.errors import (
 )
 from gateway.http import RequestContextMiddleware, error_response, json_response
 from gateway.observability import TraceHeaderMiddleware, configure_logging
-from gateway.openapi import TAGS, StagePrefixMiddleware, install_openapi
+from gateway.openapi import TAGS, install_docs, install_openapi
 from gateway.routes import router as misc_router
 from gateway.services import Services
 from gateway.settings import Settings
@@ -115,8 +115,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         'Press "Authorize" and paste an API key to call the routes from this page.',
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # served by install_docs, under the API Gateway stage's prefix
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     install_openapi(app)
+    install_docs(app)
     app.state.services = services
     app.include_router(chat_router)
     app.include_router(misc_router)
@@ -125,5 +130,4 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
     if services.tracing.enabled:
         app.add_middleware(TraceHeaderMiddleware)
-    app.add_middleware(StagePrefixMiddleware)  # outermost: every layer sees the full path
     return app

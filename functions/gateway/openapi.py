@@ -6,10 +6,11 @@ URLs behind an API Gateway stage or a custom domain's base path.
   answers validation failures with a 400 (app.validation_error).
 - `bearerAuth` (HTTP Bearer) is declared, and the routes that take a key require it, so
   Swagger UI's "Authorize" sends `Authorization: Bearer <key>`.
-- `StagePrefixMiddleware` gives the app the ASGI `root_path` that API Gateway removed:
-  Mangum routes on the event's `path` (`/docs`) and sets `root_path` to "", while the
-  browser asked for `requestContext.path` (`/prod/docs`). Without the prefix, /docs would
-  load `/openapi.json` from the host's root, which API Gateway does not route.
+- `install_docs` serves /docs, /redoc and /openapi.json under the prefix that API Gateway
+  removed: Mangum routes on the event's `path` (`/docs`) and sets `root_path` to "", while
+  the browser asked for `requestContext.path` (`/prod/docs`). With FastAPI's own pages,
+  /docs would load `/openapi.json` from the host's root, which API Gateway does not route,
+  and "Try it out" would call /v1/... there too. Routing itself is left alone.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Scope
 
 from gateway.chat.protocol import ErrorResponse
+from gateway.http import json_response
+from gateway.openapi_fields import FIELD_DOCS
 
 BEARER = "bearerAuth"
 # `openapi_extra` of a route that needs an API key.
@@ -151,77 +156,10 @@ TAGS: list[dict[str, Any]] = [
     {"name": "health", "description": "Liveness."},
 ]
 
-# Descriptions of request fields, added to the schema where the model has none (the wire
-# models stay lean: chat/protocol.py is shared with the request path).
-_FIELD_DOCS: dict[str, dict[str, str]] = {
-    "ChatCompletionRequest": {
-        "messages": "The conversation: system, user and assistant messages, oldest first.",
-        "model": "A model id from `GET /v1/models`.",
-        "max_tokens": "Most tokens to generate. Without it (and max_completion_tokens) the "
-        "gateway sends and reserves DEFAULT_MAX_TOKENS (4096 by default) against the key's "
-        "tpm and monthly budget: set it to fit a small limit.",
-        "max_completion_tokens": "OpenAI's newer name for max_tokens; wins when both are set.",
-        "stream": "Stream the answer as server-sent events.",
-        "stream_options": "`include_usage: true` adds a last chunk with the usage.",
-        "n": "How many choices to generate; each reserves max_tokens.",
-        "temperature": "Sampling temperature, 0 to 2.",
-        "top_p": "Nucleus sampling, 0 to 1.",
-        "frequency_penalty": "-2 to 2.",
-        "presence_penalty": "-2 to 2.",
-        "stop": "Up to 4 sequences where generation stops.",
-        "seed": "Sampling seed, where the upstream supports it.",
-        "logit_bias": "Token id to bias, -100 to 100.",
-        "logprobs": "Return log probabilities of the output tokens.",
-        "top_logprobs": "How many most likely tokens to return per position (0 to 20).",
-        "user": "An end-user id, passed upstream.",
-        "top_k": "vLLM's top-k sampling (-1: off).",
-        "model_params": "Sampling fields nested here are merged into the request.",
-    },
-    "ChatCompletion": {
-        "id": "`chatcmpl-` and the request id (the `x-request-id` header).",
-        "object": "Always `chat.completion`.",
-        "created": "Unix seconds.",
-        "model": "The model id the request named.",
-        "choices": "The generated choices.",
-        "usage": "Tokens billed: the upstream's counts where it reported them, else the "
-        "gateway's own.",
-    },
-    "Usage": {
-        "prompt_tokens": "Tokens of the rendered chat template.",
-        "completion_tokens": "Tokens generated.",
-        "total_tokens": "Their sum.",
-    },
-    "ErrorDetail": {
-        "message": "What went wrong, and what to do about it.",
-        "type": "OpenAI's error type, e.g. `invalid_request_error`, `rate_limit_error`.",
-        "param": "The request parameter at fault, if one is.",
-        "code": "A machine-readable code, e.g. `invalid_api_key`, `rate_limit_exceeded`.",
-    },
-    "ErrorResponse": {"error": "OpenAI's error envelope."},
-    "ChatMessage": {
-        "role": "`system`, `user` or `assistant`.",
-        "content": "The text, or a list of text parts (joined with newlines).",
-        "name": "An optional participant name.",
-    },
-    "TextContentPart": {"type": "Always `text`.", "text": "The text."},
-    "StreamOptions": {"include_usage": "Send a last chunk with the request's usage."},
-    "Choice": {
-        "index": "The choice's position.",
-        "message": "The generated message.",
-        "logprobs": "Log probabilities, when asked for.",
-        "finish_reason": "`stop`, `length` (max_tokens reached), `tool_calls` or `content_filter`.",
-    },
-    "ResponseMessage": {
-        "role": "Always `assistant`.",
-        "content": "The generated text.",
-        "refusal": "A refusal, if the model refused.",
-    },
-}
-
 
 def _describe_fields(schema: dict[str, Any]) -> None:
     components = schema.get("components", {}).get("schemas", {})
-    for name, docs in _FIELD_DOCS.items():
+    for name, docs in FIELD_DOCS.items():
         for component in (name, f"{name}-Input", f"{name}-Output"):
             properties = components.get(component, {}).get("properties", {})
             for field, text in docs.items():
@@ -300,16 +238,29 @@ def _prefix(scope: Scope) -> str:
     return prefix if prefix.startswith("/") else ""
 
 
-class StagePrefixMiddleware:
-    """Sets `root_path` (and prefixes `path`, as ASGI wants) to what API Gateway removed,
-    so /docs, /openapi.json's `servers` and request URLs name the URL the client used."""
+def install_docs(app: FastAPI) -> None:
+    """/openapi.json, /docs and /redoc, naming the URL the browser used: FastAPI's own
+    pages read the ASGI `root_path`, which Mangum leaves empty behind a stage."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    async def openapi_json(request: Request) -> Response:
+        schema = app.openapi()
+        prefix = _prefix(request.scope)
+        if prefix:
+            schema = {**schema, "servers": [{"url": prefix}]}
+        return json_response(schema)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
-            prefix = _prefix(scope)
-            if prefix:
-                scope = {**scope, "root_path": prefix, "path": prefix + scope["path"]}
-        await self.app(scope, receive, send)
+    async def swagger(request: Request) -> Response:
+        url = _prefix(request.scope) + "/openapi.json"
+        return get_swagger_ui_html(
+            openapi_url=url,
+            title=f"{app.title} - Swagger UI",
+            swagger_ui_parameters={"tryItOutEnabled": True},
+        )
+
+    async def redoc(request: Request) -> Response:
+        url = _prefix(request.scope) + "/openapi.json"
+        return get_redoc_html(openapi_url=url, title=f"{app.title} - ReDoc")
+
+    app.add_route("/openapi.json", openapi_json, include_in_schema=False)
+    app.add_route("/docs", swagger, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)

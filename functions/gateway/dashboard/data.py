@@ -62,6 +62,7 @@ class Report:
     end: date
     keys: list[ApiKey]
     cells: list[Cell] = field(default_factory=list)
+    _names: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def days(self) -> list[str]:
@@ -69,8 +70,9 @@ class Report:
         return [(self.start + timedelta(days=i)).isoformat() for i in range(count)]
 
     def label(self, key_id: str) -> str:
-        names = {k.key_id: k.name for k in self.keys}
-        return f"{names.get(key_id, '?')} ({key_id})"
+        if len(self._names) != len(self.keys):
+            self._names = {k.key_id: k.name for k in self.keys}
+        return f"{self._names.get(key_id, '?')} ({key_id})"
 
 
 def _sum(cells: Iterable[Cell]) -> dict[str, int]:
