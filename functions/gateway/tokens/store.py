@@ -13,25 +13,8 @@ from tokenizers import Tokenizer
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
 from gateway.tokens.hub import HubDownloadError, download_tokenizer
+from gateway.tokens.loading import SPECIAL_TOKEN_KEYS, build_backend, token_text
 from gateway.tokens.template import ChatTemplate
-
-_SPECIAL_TOKEN_KEYS = (
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-)
-
-
-def _token_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return str(value["content"])  # an AddedToken saved as a dict
-    return None
 
 
 def _pick_template(raw: Any) -> str | None:
@@ -45,20 +28,27 @@ def _pick_template(raw: Any) -> str | None:
 
 
 class ChatTokenizer:
-    """A loaded tokenizer.json with the chat template of its tokenizer_config.json."""
+    """A tokenizer.json with the chat template of its tokenizer_config.json, loaded with the
+    rules transformers 5's AutoTokenizer applies (gateway.tokens.loading)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         config_path = directory / "tokenizer_config.json"
         config: dict[str, Any] = {}
         if config_path.is_file():
             config = json.loads(config_path.read_text(encoding="utf-8"))
-        special = {k: t for k in _SPECIAL_TOKEN_KEYS if (t := _token_text(config.get(k)))}
-        source = _pick_template(config.get("chat_template"))
+        raw = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        backend = build_backend(raw, config)
+        self._tokenizer = backend.tokenizer
+        self.tokenizer_class = backend.tokenizer_class
+        self.loading_rule = backend.rule
+        special = {k: t for k in SPECIAL_TOKEN_KEYS if (t := token_text(config.get(k)))}
+        # transformers 5: a chat_template.jinja file wins over the config's template
         jinja_path = directory / "chat_template.jinja"
-        if source is None and jinja_path.is_file():
-            source = jinja_path.read_text(encoding="utf-8")
+        if jinja_path.is_file():
+            source: str | None = jinja_path.read_text(encoding="utf-8")
+        else:
+            source = _pick_template(config.get("chat_template"))
         self._template = ChatTemplate(source, special) if source else None
 
     @property
@@ -75,9 +65,15 @@ class ChatTokenizer:
         return self.count_text(self.render_chat(messages))
 
     def count_text(self, text: str) -> int:
+        """Tokens of a text with no special tokens added (a completion, a rendered prompt)."""
         if not text:
             return 0
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def count_text_with_special(self, text: str) -> int:
+        """Tokens of a plain-text prompt as /v1/completions and /v1/embeddings count it:
+        `tokenizer(text, add_special_tokens=True)`, so BOS/EOS of the post-processor count."""
+        return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
 
 
 class TokenizerStore:
