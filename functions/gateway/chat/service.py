@@ -50,10 +50,26 @@ class _Call:
     # vLLM and TGI count the EOS token that ends a natural stop; it has no text, so the
     # gateway adds it when a choice stops without a stop string having been requested.
     counts_eos: bool = True
+    # vLLM's stop_reason, when the upstream sends it, says how a "stop" ended: None or a
+    # token id is the EOS/stop token (one id, no text); a string is the stop string.
+    stop_reasons_seen: bool = False
+    stop_tokens: int = 0
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     admission: Admission | None = None
+
+    def billed_stop_text(self, choice: dict[str, Any]) -> str:
+        """The stop string that ended this choice, if any: vLLM counts the ids up to the one
+        that completed it, so it is counted with the text (gateway.tokens' docs/TOKENS.md)."""
+        if choice.get("finish_reason") != "stop" or "stop_reason" not in choice:
+            return ""
+        self.stop_reasons_seen = True
+        stop = choice["stop_reason"]
+        if isinstance(stop, str):
+            return stop
+        self.stop_tokens += 1
+        return ""
 
     @property
     def completion_id(self) -> str:
@@ -237,7 +253,7 @@ class ChatService:
             for extra in ("tool_calls", "reasoning_content"):
                 if upstream_message.get(extra):
                     message[extra] = upstream_message[extra]
-            texts.append(upstream_message.get("content") or "")
+            texts.append((upstream_message.get("content") or "") + call.billed_stop_text(choice))
             texts.append(upstream_message.get("reasoning_content") or "")
             finish_reasons.append(choice.get("finish_reason"))
             choices.append(
@@ -290,9 +306,11 @@ class ChatService:
                     if not choices:
                         continue  # the upstream's usage chunk: ours is sent at the end
                     for choice in choices:
-                        choice.pop("stop_reason", None)  # vLLM's, not OpenAI's
                         delta = choice.get("delta") or {}
                         index = choice.get("index", 0)
+                        if stop := call.billed_stop_text(choice):
+                            texts.setdefault(index, []).append(stop)
+                        choice.pop("stop_reason", None)  # vLLM's, not OpenAI's
                         for name in ("content", "reasoning_content"):
                             text = delta.get(name)
                             if text:
@@ -383,7 +401,9 @@ class ChatService:
         error: GatewayError | None = None,
     ) -> UsageRecord:
         gateway_completion = sum(call.tokenizer.count_text(t) for t in texts)
-        if call.counts_eos:
+        if call.stop_reasons_seen:
+            gateway_completion += call.stop_tokens
+        elif call.counts_eos:
             gateway_completion += sum(1 for reason in finish_reasons if reason == "stop")
         upstream = _usage_ints(upstream_usage)
         prompt, completion = upstream or (call.gateway_prompt_tokens, gateway_completion)
