@@ -12,7 +12,14 @@ from tokenizers import Tokenizer
 
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
-from gateway.tokens.hub import HubDownloadError, download_tokenizer
+from gateway.tokens.hub import (
+    REQUIRED_FILE,
+    HubDownloadError,
+    Progress,
+    download_tokenizer,
+    human_size,
+    split_repo,
+)
 from gateway.tokens.loading import SPECIAL_TOKEN_KEYS, build_backend, token_text
 from gateway.tokens.template import ChatTemplate
 
@@ -79,11 +86,13 @@ class ChatTokenizer:
 class TokenizerStore:
     """Finds, downloads if need be, and loads tokenizers; one instance per distinct file."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, progress: Progress | None = None) -> None:
         self._settings = settings
+        self._progress = progress
         self._lock = threading.Lock()
         self._by_spec: dict[str, ChatTokenizer] = {}
         self._by_file: dict[Path, ChatTokenizer] = {}
+        self._sources: dict[str, str] = {}
 
     def get(self, spec: str) -> ChatTokenizer:
         """The tokenizer for a model entry's `tokenizer` (directory name or HF repo id)."""
@@ -102,6 +111,10 @@ class TokenizerStore:
                 self._by_spec[spec] = found
             return found
 
+    def source(self, spec: str) -> str | None:
+        """Where a loaded tokenizer's files came from (a folder, the cache, or the Hub)."""
+        return self._sources.get(spec)
+
     def loaded(self, spec: str) -> ChatTokenizer | None:
         """The tokenizer if it is already loaded (never loads or downloads)."""
         return self._by_spec.get(spec)
@@ -112,17 +125,25 @@ class TokenizerStore:
 
     def _locate(self, spec: str) -> Path:
         name = spec.replace("/", "--")
-        candidates = []
-        if self._settings.tokenizers_dir is not None:
-            candidates.append(self._settings.tokenizers_dir / name)
         cached = self._settings.tokenizer_cache_dir / name
-        candidates.append(cached)
-        for directory in candidates:
-            if (directory / "tokenizer.json").is_file():
-                return directory
+        if self._settings.tokenizers_dir is not None:
+            folder = self._settings.tokenizers_dir / name
+            if (folder / REQUIRED_FILE).is_file():
+                self._sources[spec] = f"folder {folder}"
+                return folder
+        repo, revision = split_repo(spec)
+        if (cached / REQUIRED_FILE).is_file():
+            self._sources[spec] = f"cache {cached} (Hub {repo}@{revision})"
+            return cached
         token = self._settings.hf_token.get_secret_value() if self._settings.hf_token else None
+        endpoint = self._settings.hf_endpoint
         try:
-            download_tokenizer(spec, dest=cached, endpoint=self._settings.hf_endpoint, token=token)
+            size = download_tokenizer(
+                spec, dest=cached, endpoint=endpoint, token=token, progress=self._progress
+            )
         except HubDownloadError as exc:
             raise ConfigurationError(f"tokenizer {spec!r} not found locally: {exc}") from exc
+        self._sources[spec] = (
+            f"Hub {endpoint.rstrip('/')}/{repo}@{revision}, {human_size(size)} into {cached}"
+        )
         return cached

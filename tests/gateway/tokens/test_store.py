@@ -123,15 +123,16 @@ def test_downloads_from_hub_once_and_caches(
         tokenizers_dir / "qwen3", messages
     )
     assert [p for p, _ in state.requests] == [
-        "/Qwen/Qwen3-8B/resolve/main/tokenizer.json",
         "/Qwen/Qwen3-8B/resolve/main/tokenizer_config.json",
+        "/Qwen/Qwen3-8B/resolve/main/chat_template.jinja",  # a 404: optional
+        "/Qwen/Qwen3-8B/resolve/main/tokenizer.json",
     ]
     assert all(auth == "Bearer hf_secret" for _, auth in state.requests)
     assert (tmp_path / "Qwen--Qwen3-8B" / "tokenizer.json").is_file()
 
     # A new process (new store) finds the cached files and does not download again.
     TokenizerStore(settings).get("Qwen/Qwen3-8B")
-    assert len(state.requests) == 2
+    assert len(state.requests) == 3
 
 
 def test_unknown_repo_is_a_configuration_error(hub: tuple[str, _Hub], tmp_path: Path) -> None:
