@@ -1,4 +1,5 @@
-"""`gateway`: manage API keys and read usage, against the tables in KEYS_TABLE/USAGE_TABLE.
+"""`gateway`: manage API keys and read usage, against the tables in KEYS_TABLE/USAGE_TABLE;
+`gateway tokens count` audits a prompt count (docs/TOKENS.md).
 
 Point it at a local DynamoDB with AWS_ENDPOINT_URL_DYNAMODB (as `make run` prints).
 docs/USAGE.md describes the tables and every command.
@@ -24,6 +25,7 @@ from gateway.keys import ApiKey, KeyStore
 from gateway.keys.store import KeyNotFoundError
 from gateway.limits import LimitStore
 from gateway.settings import Settings
+from gateway.tokens import cli as tokens_cli
 from gateway.usage import UsageRecord, UsageStore
 from gateway.usage.query import UsageQuery, month_usage, utc_today
 from gateway.usage.replay import ReplayInterruptedError, replay
@@ -173,6 +175,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "`usage_record_unwritten` record again; idempotent on the request id.",
     )
     replay_parser.add_argument("file", nargs="?", default="-", help="log file (default stdin)")
+    tokens_cli.add_parser(commands)
     return parser, usage
 
 
@@ -216,6 +219,8 @@ def run(
     stdin: TextIO | None = None,
 ) -> int:
     err = err or sys.stderr
+    if args.command == "tokens":
+        return tokens_cli.count(args, settings=settings, out=out, stdin=stdin)
     if args.command == "keys":
         keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
         return _keys(args, keys, aws=aws, settings=settings, out=out)
@@ -417,7 +422,7 @@ def main(
         sys.stderr.write(
             "gateway: the key changed while this ran (rotated or updated elsewhere); try again\n"
         )
-    except CliError as exc:
+    except (CliError, tokens_cli.TokensCliError) as exc:
         sys.stderr.write(f"gateway: {exc}\n")
     except BotoCoreError as exc:  # e.g. no region configured, found when the client is built
         sys.stderr.write(f"gateway: AWS configuration: {exc}\n")
