@@ -127,6 +127,7 @@ def _bpe(tokenizer: Tokenizer, *, fuse_unk: bool, byte_fallback: bool) -> None:
     model.end_of_word_suffix = None
 
 
+RESETS_SPECIAL_FLAGS = frozenset({"Qwen2Tokenizer"})
 _Rule = Callable[[Tokenizer, Mapping[str, Any]], str]
 REBUILDING_CLASSES: dict[str, _Rule] = {
     "LlamaTokenizer": _llama,
@@ -148,13 +149,18 @@ def _added_tokens(tokenizer: Tokenizer, config: Mapping[str, Any]) -> None:
     if tokens:
         tokenizer.add_tokens(tokens)
     known = {t.content for t in tokenizer.get_added_tokens_decoder().values()}
+    missing = [t for t in _special_tokens(config) if t not in known]
+    if missing:
+        tokenizer.add_tokens([AddedToken(t, special=True) for t in missing])
+
+
+def _special_tokens(config: Mapping[str, Any]) -> list[str]:
+    """The named special tokens, then the extra (additional) special tokens, once each."""
     extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
     named = [token_text(config.get(k)) for k in SPECIAL_TOKEN_KEYS]
     if isinstance(extra, list):
         named += [token_text(t) for t in extra]
-    missing = [t for t in named if t and t not in known]
-    if missing:
-        tokenizer.add_tokens([AddedToken(t, special=True) for t in dict.fromkeys(missing)])
+    return list(dict.fromkeys(t for t in named if t))
 
 
 _FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
@@ -188,6 +194,11 @@ def build_backend(tokenizer: Tokenizer, config: Mapping[str, Any]) -> LoadedBack
     if tokenizer.post_processor is None:
         applied += ", no post-processor"
     _added_tokens(tokenizer, config)
+    if name in RESETS_SPECIAL_FLAGS:
+        # Qwen2Tokenizer.__init__ ends with add_tokens([AddedToken(t, special=True) for t in
+        # all_special_tokens]): default flags (no lstrip/rstrip) for every special token.
+        specials = _special_tokens(config)
+        tokenizer.add_tokens([AddedToken(t, special=True) for t in specials])
     # transformers encodes with truncation and padding off unless asked (__call__ resets both)
     tokenizer.no_truncation()
     tokenizer.no_padding()
