@@ -28,6 +28,11 @@ class HubDownloadError(Exception):
     pass
 
 
+def folder_name(spec: str) -> str:
+    """The folder of a tokenizer in TOKENIZERS_DIR and in the cache: "/" becomes "--"."""
+    return spec.replace("/", "--")
+
+
 def split_repo(spec: str) -> tuple[str, str]:
     """`org/name@revision` -> (`org/name`, `revision`); the revision defaults to main."""
     repo, _, revision = spec.partition("@")

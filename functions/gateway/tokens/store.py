@@ -17,6 +17,7 @@ from gateway.tokens.hub import (
     HubDownloadError,
     Progress,
     download_tokenizer,
+    folder_name,
     human_size,
     split_repo,
 )
@@ -124,7 +125,7 @@ class TokenizerStore:
         return len(self._by_file)
 
     def _locate(self, spec: str) -> Path:
-        name = spec.replace("/", "--")
+        name = folder_name(spec)
         cached = self._settings.tokenizer_cache_dir / name
         if self._settings.tokenizers_dir is not None:
             folder = self._settings.tokenizers_dir / name
