@@ -19,7 +19,6 @@ REQUIRED_FILE = "tokenizer.json"
 # legacy, add_prefix_space, special tokens, template) and a chat_template.jinja, which wins
 # over the config's template.
 OPTIONAL_FILES = ("tokenizer_config.json", "chat_template.jinja")
-TOKENIZER_FILES = (REQUIRED_FILE, *OPTIONAL_FILES)
 
 Progress = Callable[[str], None]
 

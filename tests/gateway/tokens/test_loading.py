@@ -86,3 +86,23 @@ def test_variant_counts_equal_transformers(tokenizers_dir: Path, tmp_path: Path,
         if gateway.count_text_with_special(text) != want_text:
             wrong.append((text[:30], gateway.count_text_with_special(text), want_text))
     assert wrong == []
+
+
+def test_gateway_loads_and_counts_without_transformers(tokenizers_dir: Path) -> None:
+    """Lambda must not import transformers; the simulated endpoint must not import gateway."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from gateway.tokens import ChatTokenizer; "
+        "import gateway.app; "
+        f"t = ChatTokenizer(Path({str(tokenizers_dir / 'tinyllama-1.1b-chat-v1.0')!r})); "
+        "t.count_chat([{'role': 'user', 'content': 'hi'}]); "
+        "assert 'transformers' not in sys.modules, 'transformers imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    code = (
+        "import sys, gpusim, gpusim.app, gpusim.models; "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'gateway']"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
