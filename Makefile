@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check pytest bench build deploy clean
+.PHONY: install run test test-unit check pytest bench build deploy clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ check: $(STAMP)
 pytest: $(STAMP)
 	@echo ">> pytest"
 	@$(BIN)/python -m pytest
+
+## The fast unit tier alone (fakes, no sockets; seconds): tests/unit.
+test-unit: $(STAMP)
+	@$(BIN)/python -m pytest -q tests/unit
 
 clean:
 	rm -rf $(VENV) .aws-sam layers/build .pytest_cache .mypy_cache .ruff_cache

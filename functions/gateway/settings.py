@@ -51,3 +51,7 @@ class Settings(BaseSettings):
     usage_retention_days: int = Field(default=90, gt=0)
 
     log_level: str = "INFO"
+
+    # Serve the interactive docs (/docs, /redoc) and /openapi.json. Production stacks may
+    # turn them off (template.yaml: EnableApiDocs=false); the API itself is unchanged.
+    docs_enabled: bool = True

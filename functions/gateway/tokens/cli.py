@@ -16,9 +16,10 @@ from typing import Any, TextIO
 import jinja2
 from pydantic import ValidationError
 
+from gateway.chat import prompt as chat_prompt
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.config import ModelRegistry
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, GatewayError
 from gateway.settings import Settings
 from gateway.tokens.store import TokenizerStore
 
@@ -41,16 +42,6 @@ def add_parser(commands: Any) -> None:
     count.add_argument("--model", help="model id in the models config (default: the body's)")
     count.add_argument("--tokenizer", help="a tokenizer folder name or Hub repo, not a model")
     count.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def prompt_messages(request: ChatCompletionRequest) -> list[dict[str, Any]]:
-    """The messages as the chat service hands them to the template (parts joined)."""
-    messages = []
-    for message in request.messages:
-        item = message.model_dump(exclude_none=True)
-        item["content"] = message.text()
-        messages.append(item)
-    return messages
 
 
 def _body(path: str, stdin: TextIO) -> dict[str, Any]:
@@ -93,9 +84,15 @@ def count(
     store = TokenizerStore(settings)
     try:
         tokenizer = store.get(spec)
-        prompt_tokens = tokenizer.count_chat(prompt_messages(request))
+        # the same messages and tools the chat service counts (gateway.chat.prompt)
+        messages = chat_prompt.template_messages(request)
+        prompt_tokens = tokenizer.count_chat(messages, chat_prompt.template_tools(request))
     except ConfigurationError as exc:
         raise TokensCliError(str(exc)) from exc
+    except GatewayError as exc:  # what the gateway would answer with a 4xx
+        raise TokensCliError(
+            f"the gateway refuses this request ({exc.status_code}): {exc}"
+        ) from exc
     except jinja2.TemplateError as exc:
         raise TokensCliError(f"the chat template refuses this conversation (a 400): {exc}") from exc
     result = {

@@ -176,11 +176,17 @@ def text_cases() -> list[str]:
     return [*EDGE_TEXTS, *ASSISTANT_REPLIES]
 
 
+def forwarded_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as the gateway forwards them: `developer` becomes `system`
+    (gateway/chat/legacy.py), so that is what the model server renders and bills."""
+    return [{**m, "role": "system"} if m["role"] == "developer" else m for m in messages]
+
+
 def vllm_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The messages as vLLM hands them to the chat template: text parts joined with a
-    newline (vLLM's "string" content format, which these templates are detected as)."""
+    """The forwarded messages as vLLM hands them to the chat template: text parts joined
+    with a newline (vLLM's "string" content format, which these templates are detected as)."""
     out = []
-    for message in messages:
+    for message in forwarded_messages(messages):
         content = message.get("content")
         if isinstance(content, list):
             message = {**message, "content": "\n".join(part["text"] for part in content)}

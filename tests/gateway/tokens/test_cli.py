@@ -65,7 +65,7 @@ def test_count_prints_the_gateway_prompt_count(
         (
             {"model": "qwen3", "messages": [{"role": "robot"}]},
             [],
-            "invalid request body at messages.0.role",
+            "invalid request body at messages.0",
         ),
         ("not json", [], "is not JSON"),
     ],

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import jinja2
 import pytest
+from gateway.chat import prompt as chat_prompt
+from gateway.chat.protocol import ChatCompletionRequest
 from gateway.settings import Settings
 from gateway.tokens import ChatTokenizer, TokenizerStore
 
@@ -23,17 +25,14 @@ from tests.gateway.tokens import generate_reference
 from tests.gateway.tokens.reference_cases import (
     Case,
     conversation_cases,
+    forwarded_messages,
     text_cases,
-    vllm_messages,
 )
 from tests.support.hub import local_hub
 
 CASES = conversation_cases()
 FAMILIES = sorted(TEST_MODELS.values())
 PUBLIC_ID = {folder: public for public, folder in TEST_MODELS.items()}
-# The gateway's request model accepts system/user/assistant (not yet "developer"): those
-# cases are checked on the gateway's own count only, not through the HTTP stack.
-NOT_ACCEPTED_BY_GATEWAY_PROTOCOL = {"developer"}
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +42,14 @@ def reference(tokenizers_dir: Path) -> dict[str, Any]:
 
 
 def gateway_prompt_count(tokenizer: ChatTokenizer, case: Case) -> int:
-    """The gateway's own prompt count for a case (the tools= engineer adds `tools` here)."""
-    assert "tools" not in case, "tools= cases need ChatTokenizer.count_chat(tools=...)"
-    return tokenizer.count_chat(vllm_messages(case["messages"]))
+    """The gateway's own prompt count for a case, through the chat service's own request
+    model and normalization (gateway.chat.prompt), as a request would be counted."""
+    body = {"model": "m", "messages": case["messages"]}
+    if "tools" in case:
+        body["tools"] = case["tools"]
+    request = ChatCompletionRequest.model_validate(body)
+    messages = chat_prompt.template_messages(request)
+    return tokenizer.count_chat(messages, chat_prompt.template_tools(request))
 
 
 def _mismatches(tokenizer: ChatTokenizer, expected: dict[str, int | str]) -> list[str]:
@@ -120,7 +124,8 @@ def test_endpoint_counts_equal_transformers(
     wrong = []
     with httpx.Client(base_url=sim_url + "/v1", timeout=30) as client:
         for case in CASES:
-            body = {"model": family, "messages": case["messages"], "max_tokens": 1}
+            messages = forwarded_messages(case["messages"])
+            body = {"model": family, "messages": messages, "max_tokens": 1}
             response = client.post("/chat/completions", json=body)
             if expected[case["id"]] == "refused":
                 assert response.status_code == 400, (case["id"], response.text)
@@ -146,8 +151,6 @@ def test_mixed_run_through_the_stack_has_no_mismatches(
         for k, (family, case) in enumerate(
             (f, c) for f in FAMILIES for c in CASES[FAMILIES.index(f) % 3 :: 3]
         ):
-            if {m["role"] for m in case["messages"]} & NOT_ACCEPTED_BY_GATEWAY_PROTOCOL:
-                continue
             want = reference["families"][family]["chat"][case["id"]]
             body = {"model": PUBLIC_ID[family], "messages": case["messages"], "max_tokens": 8}
             if k % 2:
