@@ -65,7 +65,7 @@ def test_variant_counts_equal_transformers(tokenizers_dir: Path, tmp_path: Path,
     reference = AutoTokenizer.from_pretrained(str(folder))
     gateway = ChatTokenizer(folder)
     wrong = []
-    for case in conversation_cases()[::2] if gateway.has_chat_template else []:
+    for case in conversation_cases()[::3] if gateway.has_chat_template else []:
         messages = vllm_messages(case["messages"])
         try:
             want: int | str = len(

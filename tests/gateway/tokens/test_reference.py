@@ -140,7 +140,7 @@ def test_endpoint_counts_equal_transformers(
 def test_mixed_run_through_the_stack_has_no_mismatches(
     gateway: Gateway, reference: dict[str, Any]
 ) -> None:
-    """Every third case of every family through gateway and endpoint, streamed and not: the
+    """Every fourth case of every family through gateway and endpoint, streamed and not: the
     usage records' gateway and upstream figures agree (no UsageMismatches) and equal
     transformers' count; refused conversations are a 400 in OpenAI's error format."""
     key = gateway.new_key()
@@ -149,7 +149,7 @@ def test_mixed_run_through_the_stack_has_no_mismatches(
     with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
         headers = {"Authorization": f"Bearer {key}"}
         for k, (family, case) in enumerate(
-            (f, c) for f in FAMILIES for c in CASES[FAMILIES.index(f) % 3 :: 3]
+            (f, c) for f in FAMILIES for c in CASES[FAMILIES.index(f) % 4 :: 4]
         ):
             want = reference["families"][family]["chat"][case["id"]]
             body = {"model": PUBLIC_ID[family], "messages": case["messages"], "max_tokens": 8}
@@ -171,5 +171,5 @@ def test_mixed_run_through_the_stack_has_no_mismatches(
         or r.upstream_prompt_tokens != want
         or r.gateway_completion_tokens != r.upstream_completion_tokens
     ]
-    assert len(sent) > 150 and refused > 10
+    assert len(sent) > 140 and refused > 10
     assert wrong == []
