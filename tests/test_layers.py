@@ -188,3 +188,29 @@ def test_downloads_from_the_hub_with_the_token_only_to_the_hub(tmp_path: Path) -
 
         with pytest.raises(bt.BuildError, match=r"HTTP 401.*set HF_TOKEN"):
             bt.build(config, tmp_path / "x", from_dir=None, hf_endpoint=hub_url, token=None)
+
+
+def test_layer_counts_as_transformers(tmp_path: Path, tokenizers_dir: Path) -> None:
+    """The layer carries the files unchanged; the gateway's loader applies transformers 5's
+    rules when it reads them from /opt/tokenizers, so every family counts as the reference."""
+    from gateway.settings import Settings
+    from gateway.tokens import TokenizerStore
+
+    from tests.gateway.tokens.generate_reference import OUTPUT
+    from tests.gateway.tokens.reference_cases import conversation_cases, vllm_messages
+
+    families = json.loads(OUTPUT.read_text())["families"]
+    config = _config(*((f"m-{name}", f"org/{name}") for name in families))
+    local = tmp_path / "local"
+    local.mkdir()
+    for name in families:
+        (local / f"org--{name}").symlink_to(tokenizers_dir / name)
+    out = tmp_path / "layer"
+    bt.build(config, out, from_dir=local, hf_endpoint=None, token=None)
+    store = TokenizerStore(Settings(tokenizers_dir=out / "tokenizers"))
+    cases = [c for c in conversation_cases() if c["id"].startswith(("user-", "turns-"))]
+    for name, expected in families.items():
+        tokenizer = store.get(f"org/{name}")
+        assert tokenizer.directory == out / "tokenizers" / f"org--{name}"
+        counts = {c["id"]: tokenizer.count_chat(vllm_messages(c["messages"])) for c in cases}
+        assert counts == {c["id"]: expected["chat"][c["id"]] for c in cases}, name

@@ -1,4 +1,5 @@
-"""`gateway`: manage API keys and read usage, against the tables in KEYS_TABLE/USAGE_TABLE.
+"""`gateway`: manage API keys and read usage, against the tables in KEYS_TABLE/USAGE_TABLE;
+`gateway tokens count` audits a prompt count (docs/TOKENS.md).
 
 Point it at a local DynamoDB with AWS_ENDPOINT_URL_DYNAMODB (as `make run` prints).
 docs/USAGE.md describes the tables and every command.
@@ -35,6 +36,7 @@ from gateway.keys import ApiKey, KeyStore
 from gateway.keys.store import KeyNotFoundError
 from gateway.limits import LimitStore
 from gateway.settings import Settings
+from gateway.tokens import cli as tokens_cli
 from gateway.usage import UsageRecord, UsageStore
 from gateway.usage.query import UsageQuery, month_usage, utc_today
 from gateway.usage.replay import ReplayInterruptedError, replay
@@ -194,6 +196,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     replay_parser.add_argument("file", nargs="?", default="-", help="log file (default stdin)")
     replay_parser.add_argument("--json", action="store_true", help="the summary as JSON")
     _add_extra_commands(commands)
+    tokens_cli.add_parser(commands)
     return parser, usage
 
 
@@ -267,6 +270,8 @@ def run(
         from gateway.dashboard.command import run_dashboard
 
         return run_dashboard(args, aws=aws, settings=settings, err=err)
+    if args.command == "tokens":
+        return tokens_cli.count(args, settings=settings, out=out, stdin=stdin)
     if args.command == "keys":
         models = getattr(args, "models", None)
         if models and not getattr(args, "allow_unknown_models", False):
@@ -485,7 +490,7 @@ def main(
         sys.stderr.write(
             "gateway: the key changed while this ran (rotated or updated elsewhere); try again\n"
         )
-    except CliError as exc:
+    except (CliError, tokens_cli.TokensCliError) as exc:
         sys.stderr.write(f"gateway: {exc}\n")
     except BotoCoreError as exc:  # e.g. no region configured, found when the client is built
         sys.stderr.write(f"gateway: AWS configuration: {exc}\n")

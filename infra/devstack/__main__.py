@@ -2,7 +2,8 @@
 
 - DynamoDB: moto's server (devstack.dynamodb, patched by motofix) on
   127.0.0.1:$DYNAMODB_PORT (8001), tables from template.yaml
-- the simulated GPU endpoint on 127.0.0.1:$SIM_PORT (8002)
+- the simulated GPU endpoint on 127.0.0.1:$SIM_PORT (8002), serving the tokenizers that
+  devstack.tokenizers selects: a local folder, else public ones fetched from the Hub
 - the gateway on 127.0.0.1:$PORT (8000)
 then a demo key ($GATEWAY_DEMO_KEY sets its value), a curl line and the exports that point
 the `gateway` CLI at this DynamoDB.
@@ -18,13 +19,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.exceptions import EndpointConnectionError
 
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
+from devstack.tokenizers import select, sim_args
 
 ROOT = TEMPLATE_PATH.parent
 DEFAULT_TOKENIZERS = ROOT.parent / "shared" / "tokenizers"
@@ -66,32 +67,11 @@ def wait_dynamodb(client: Any, process: subprocess.Popen[bytes]) -> None:
             time.sleep(0.1)
 
 
-def default_models(tokenizers_dir: Path, sim_url: str) -> str:
-    models = []
-    for folder in sorted(p for p in tokenizers_dir.iterdir() if (p / "tokenizer.json").is_file()):
-        config = folder / "tokenizer_config.json"
-        if not config.is_file() or "chat_template" not in json.loads(config.read_text()):
-            continue  # a model without a chat template cannot serve chat completions
-        models.append(
-            {
-                "id": folder.name,
-                "tokenizer": folder.name,
-                "upstream": {"type": "openai", "base_url": sim_url, "model": folder.name},
-            }
-        )
-    return json.dumps({"models": models})
-
-
 def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     dynamodb_port = int(os.environ.get("DYNAMODB_PORT", "8001"))
     sim_port = int(os.environ.get("SIM_PORT", "8002"))
-    tokenizers_dir = Path(os.environ.get("TOKENIZERS_DIR", DEFAULT_TOKENIZERS)).resolve()
-    if not tokenizers_dir.is_dir():
-        raise SystemExit(
-            f"no tokenizer files at {tokenizers_dir}: set TOKENIZERS_DIR to a directory of "
-            "<model>/tokenizer.json folders (the repo expects ../shared/tokenizers)"
-        )
+    selection = select(os.environ, default_dir=DEFAULT_TOKENIZERS, say=say)
     dynamodb_url = f"http://127.0.0.1:{dynamodb_port}"
     sim_url = f"http://127.0.0.1:{sim_port}"
     gateway_url = f"http://127.0.0.1:{port}"
@@ -112,7 +92,7 @@ def main() -> int:
 
         say(f"starting the simulated GPU endpoint on {sim_url}")
         sim_cmd = [sys.executable, "-m", "gpusim", "--host", "127.0.0.1", "--port", str(sim_port),
-                   "--tokenizers-dir", str(tokenizers_dir)]  # fmt: skip
+                   *sim_args(selection)]  # fmt: skip
         children.append(subprocess.Popen(sim_cmd, env=env))
         wait_healthy(sim_url + "/health", children[-1], "gpusim")
 
@@ -120,12 +100,12 @@ def main() -> int:
             **env,
             "KEYS_TABLE": LOCAL_TABLE_NAMES["KeysTable"],
             "USAGE_TABLE": LOCAL_TABLE_NAMES["UsageTable"],
-            "TOKENIZERS_DIR": str(tokenizers_dir),
+            **selection.gateway_env(),
             "PRELOAD_TOKENIZERS": "true",
             "POWERTOOLS_METRICS_DISABLED": env.get("POWERTOOLS_METRICS_DISABLED", "true"),
         }
         if "MODELS_CONFIG" not in env and "MODELS_CONFIG_FILE" not in env:
-            gateway_env["MODELS_CONFIG"] = default_models(tokenizers_dir, sim_url)
+            gateway_env["MODELS_CONFIG"] = selection.models_config(sim_url)
         models = [
             m["id"] for m in json.loads(gateway_env.get("MODELS_CONFIG", '{"models":[]}'))["models"]
         ]

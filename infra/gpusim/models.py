@@ -1,7 +1,7 @@
 """Per-model tokenizer, chat template and cached completion scripts.
 
-Prompt tokens are counted the way vLLM counts them: transformers'
-``apply_chat_template(messages, add_generation_prompt=True, tokenize=True)``, which renders
+Prompt tokens are counted the way vLLM counts them: ``AutoTokenizer.from_pretrained(folder)``
+and its ``apply_chat_template(messages, add_generation_prompt=True, tokenize=True)``, which renders
 the template and tokenizes the result without adding special tokens (the template writes
 BOS itself). This is deliberately independent of the gateway's own renderer.
 """
@@ -21,20 +21,11 @@ import orjson
 from gpusim.text import completion_text
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerBase
 
 NO_TEMPLATE_MESSAGE = (
     "As of transformers v4.44, default chat template is no longer allowed, so you must "
     "provide a chat template if the tokenizer does not define one."
-)
-# tokenizer_config.json fields handed to PreTrainedTokenizerFast
-_CONFIG_FIELDS = (
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "pad_token",
-    "model_max_length",
-    "clean_up_tokenization_spaces",
 )
 _PROMPT_CACHE_SIZE = 1024
 _SCRIPT_CACHE_SIZE = 256
@@ -55,32 +46,15 @@ class Script:
     deltas: tuple[str, ...]
 
 
-def _token_content(value: Any) -> Any:
-    # tokenizer_config.json may store special tokens as serialized AddedToken objects
-    if isinstance(value, Mapping):
-        return value.get("content")
-    return value
+def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer exactly as vLLM loads it: transformers' AutoTokenizer on the folder.
 
+    transformers picks the class named in tokenizer_config.json and, for classes such as
+    LlamaTokenizer, rebuilds the backend from the config (``legacy``, ``add_prefix_space``),
+    so this is not the same as reading tokenizer.json with ``tokenizers``."""
+    from transformers import AutoTokenizer  # heavy import, done on first use
 
-def _chat_template(value: Any) -> str | None:
-    if isinstance(value, list):  # [{"name": ..., "template": ...}, ...]
-        named = {t.get("name"): t.get("template") for t in value if isinstance(t, Mapping)}
-        value = named.get("default")
-    return value if isinstance(value, str) else None
-
-
-def _load_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
-    from transformers import PreTrainedTokenizerFast  # heavy import, done on first use
-
-    config_path = folder / "tokenizer_config.json"
-    config: dict[str, Any] = orjson.loads(config_path.read_bytes()) if config_path.is_file() else {}
-    kwargs = {k: _token_content(config[k]) for k in _CONFIG_FIELDS if k in config}
-    template = _chat_template(config.get("chat_template"))
-    if template is None and (folder / "chat_template.jinja").is_file():
-        template = (folder / "chat_template.jinja").read_text()
-    if template is not None:
-        kwargs["chat_template"] = template
-    return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), **kwargs)  # type: ignore[no-untyped-call]
+    return AutoTokenizer.from_pretrained(str(folder))
 
 
 def _as_id_list(result: Any) -> list[int]:
@@ -134,7 +108,7 @@ class SimModel:
     def __init__(self, name: str, folder: Path) -> None:
         self.name = name
         self.folder = folder
-        self._tokenizer: PreTrainedTokenizerFast | None = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
         self._lock = threading.Lock()
         self._prompts: OrderedDict[bytes, int] = OrderedDict()
         self._scripts: OrderedDict[tuple[int, int], Script] = OrderedDict()
@@ -144,7 +118,7 @@ class SimModel:
         return self._tokenizer is not None
 
     @property
-    def tokenizer(self) -> PreTrainedTokenizerFast:
+    def tokenizer(self) -> PreTrainedTokenizerBase:
         tokenizer = self._tokenizer
         if tokenizer is None:
             with self._lock:

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 # Completion text longer than this (characters) is counted in a worker thread.
 INLINE_COUNT_CHARS = 16_000
 _TEXT_FIELDS = ("content", "reasoning_content")
+# A stop_reason longer than this is not a stop string a client could have sent (untrusted).
+_MAX_STOP_CHARS = 4096
 
 
 class RecordSink(Protocol):
@@ -116,6 +118,7 @@ class Meter:
     count_text: Callable[[str], int] | None = None
     # vLLM and TGI count the EOS token that ends a natural stop; it has no text, so the
     # gateway adds it when a choice stops without a stop string having been requested.
+    # vLLM's `stop_reason`, when sent, decides instead (observe_stop_reason).
     counts_eos: bool = True
     admission: Admission | None = None
     # Modality of each image/audio part of the prompt: the model server alone counts them.
@@ -126,6 +129,8 @@ class Meter:
     forwarded: bool = False
     record: UsageRecord | None = None
     _choices: _Choices = field(default_factory=_Choices)
+    _stop_reasons_seen: bool = False
+    _stop_tokens: int = 0
     _upstream: tuple[int, int] | None = None
     _flags: list[str] = field(default_factory=list)
     _closed: anyio.Event | None = None
@@ -152,6 +157,21 @@ class Meter:
                 self.first_token_at = time.perf_counter()
             if choice.get("finish_reason"):
                 self._choices.finish[index] = choice["finish_reason"]
+                self._observe_stop_reason(index, choice)
+
+    def _observe_stop_reason(self, index: int, choice: Mapping[str, Any]) -> None:
+        """vLLM's stop_reason on a "stop" finish: None or a token id is the EOS/stop token
+        (one id, no text); a string is the stop string, and vLLM counts the ids through the
+        one that completed it, so it is counted with the choice's text (docs/TOKENS.md)."""
+        if choice.get("finish_reason") != "stop" or "stop_reason" not in choice:
+            return
+        stop = choice["stop_reason"]
+        if isinstance(stop, str) and len(stop) <= _MAX_STOP_CHARS:
+            self._stop_reasons_seen = True
+            self._choices.texts.setdefault(index, []).append(stop)
+        elif stop is None or (isinstance(stop, int) and not isinstance(stop, bool)):
+            self._stop_reasons_seen = True
+            self._stop_tokens += 1
 
     def observe_completion(self, data: Mapping[str, Any]) -> None:
         """A validated chat.completion body."""
@@ -161,6 +181,7 @@ class Meter:
             self._choices.add(index, choice.get("message") or {})
             if choice.get("finish_reason"):
                 self._choices.finish[index] = choice["finish_reason"]
+                self._observe_stop_reason(index, choice)
 
     @property
     def generated_anything(self) -> bool:
@@ -213,7 +234,9 @@ class Meter:
             logger.exception("completion count failed", extra={"request_id": self.request_id})
             self._flags.append("gateway_count_failed")
             total = 0
-        if self.counts_eos:
+        if self._stop_reasons_seen:
+            total += self._stop_tokens
+        elif self.counts_eos:
             total += sum(1 for reason in self.finish_reasons if reason == "stop")
         return total
 

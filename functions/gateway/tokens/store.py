@@ -12,26 +12,17 @@ from tokenizers import Tokenizer
 
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
-from gateway.tokens.hub import HubDownloadError, download_tokenizer
-from gateway.tokens.template import ChatTemplate
-
-_SPECIAL_TOKEN_KEYS = (
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
+from gateway.tokens.hub import (
+    REQUIRED_FILE,
+    HubDownloadError,
+    Progress,
+    download_tokenizer,
+    folder_name,
+    human_size,
+    split_repo,
 )
-
-
-def _token_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return str(value["content"])  # an AddedToken saved as a dict
-    return None
+from gateway.tokens.loading import SPECIAL_TOKEN_KEYS, build_backend, token_text
+from gateway.tokens.template import ChatTemplate
 
 
 def _pick_template(raw: Any) -> str | None:
@@ -45,20 +36,27 @@ def _pick_template(raw: Any) -> str | None:
 
 
 class ChatTokenizer:
-    """A loaded tokenizer.json with the chat template of its tokenizer_config.json."""
+    """A tokenizer.json with the chat template of its tokenizer_config.json, loaded with the
+    rules transformers 5's AutoTokenizer applies (gateway.tokens.loading)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         config_path = directory / "tokenizer_config.json"
         config: dict[str, Any] = {}
         if config_path.is_file():
             config = json.loads(config_path.read_text(encoding="utf-8"))
-        special = {k: t for k in _SPECIAL_TOKEN_KEYS if (t := _token_text(config.get(k)))}
-        source = _pick_template(config.get("chat_template"))
+        raw = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        backend = build_backend(raw, config)
+        self._tokenizer = backend.tokenizer
+        self.tokenizer_class = backend.tokenizer_class
+        self.loading_rule = backend.rule
+        special = {k: t for k in SPECIAL_TOKEN_KEYS if (t := token_text(config.get(k)))}
+        # transformers 5: a chat_template.jinja file wins over the config's template
         jinja_path = directory / "chat_template.jinja"
-        if source is None and jinja_path.is_file():
-            source = jinja_path.read_text(encoding="utf-8")
+        if jinja_path.is_file():
+            source: str | None = jinja_path.read_text(encoding="utf-8")
+        else:
+            source = _pick_template(config.get("chat_template"))
         self._template = ChatTemplate(source, special) if source else None
 
     @property
@@ -84,19 +82,27 @@ class ChatTokenizer:
         return self.count_text(self.render_chat(messages, tools))
 
     def count_text(self, text: str) -> int:
+        """Tokens of a text with no special tokens added (a completion, a rendered prompt)."""
         if not text:
             return 0
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def count_text_with_special(self, text: str) -> int:
+        """Tokens of a plain-text prompt as /v1/completions and /v1/embeddings count it:
+        `tokenizer(text, add_special_tokens=True)`, so BOS/EOS of the post-processor count."""
+        return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
 
 
 class TokenizerStore:
     """Finds, downloads if need be, and loads tokenizers; one instance per distinct file."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, progress: Progress | None = None) -> None:
         self._settings = settings
+        self._progress = progress
         self._lock = threading.Lock()
         self._by_spec: dict[str, ChatTokenizer] = {}
         self._by_file: dict[Path, ChatTokenizer] = {}
+        self._sources: dict[str, str] = {}
 
     def get(self, spec: str) -> ChatTokenizer:
         """The tokenizer for a model entry's `tokenizer` (directory name or HF repo id)."""
@@ -115,6 +121,10 @@ class TokenizerStore:
                 self._by_spec[spec] = found
             return found
 
+    def source(self, spec: str) -> str | None:
+        """Where a loaded tokenizer's files came from (a folder, the cache, or the Hub)."""
+        return self._sources.get(spec)
+
     def loaded(self, spec: str) -> ChatTokenizer | None:
         """The tokenizer if it is already loaded (never loads or downloads)."""
         return self._by_spec.get(spec)
@@ -124,18 +134,26 @@ class TokenizerStore:
         return len(self._by_file)
 
     def _locate(self, spec: str) -> Path:
-        name = spec.replace("/", "--")
-        candidates = []
-        if self._settings.tokenizers_dir is not None:
-            candidates.append(self._settings.tokenizers_dir / name)
+        name = folder_name(spec)
         cached = self._settings.tokenizer_cache_dir / name
-        candidates.append(cached)
-        for directory in candidates:
-            if (directory / "tokenizer.json").is_file():
-                return directory
+        if self._settings.tokenizers_dir is not None:
+            folder = self._settings.tokenizers_dir / name
+            if (folder / REQUIRED_FILE).is_file():
+                self._sources[spec] = f"folder {folder}"
+                return folder
+        repo, revision = split_repo(spec)
+        if (cached / REQUIRED_FILE).is_file():
+            self._sources[spec] = f"cache {cached} (Hub {repo}@{revision})"
+            return cached
         token = self._settings.hf_token.get_secret_value() if self._settings.hf_token else None
+        endpoint = self._settings.hf_endpoint
         try:
-            download_tokenizer(spec, dest=cached, endpoint=self._settings.hf_endpoint, token=token)
+            size = download_tokenizer(
+                spec, dest=cached, endpoint=endpoint, token=token, progress=self._progress
+            )
         except HubDownloadError as exc:
             raise ConfigurationError(f"tokenizer {spec!r} not found locally: {exc}") from exc
+        self._sources[spec] = (
+            f"Hub {endpoint.rstrip('/')}/{repo}@{revision}, {human_size(size)} into {cached}"
+        )
         return cached

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
 
 from tests.support import reference
+from tests.support.hub import LocalHub, local_hub
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello, world!"}],
@@ -68,54 +67,16 @@ def test_one_instance_per_distinct_file(tokenizers_dir: Path, tmp_path: Path) ->
     assert not store.get("c").has_chat_template
 
 
-class _Hub:
-    """A local stand-in for the Hugging Face Hub's `resolve` URLs."""
-
-    def __init__(self, files: dict[str, Path]) -> None:
-        self.files = files
-        self.requests: list[tuple[str, str | None]] = []
-
-
 @pytest.fixture
-def hub(tokenizers_dir: Path) -> Iterator[tuple[str, _Hub]]:
-    state = _Hub(
-        {
-            "/Qwen/Qwen3-8B/resolve/main/tokenizer.json": tokenizers_dir / "qwen3/tokenizer.json",
-            "/Qwen/Qwen3-8B/resolve/main/tokenizer_config.json": tokenizers_dir
-            / "qwen3/tokenizer_config.json",
-        }
-    )
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests.append((self.path, self.headers.get("Authorization")))
-            path = state.files.get(self.path)
-            if path is None:
-                self.send_error(404)
-                return
-            data = path.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
-    finally:
-        server.shutdown()
-        server.server_close()
+def hub(tokenizers_dir: Path) -> Iterator[LocalHub]:
+    with local_hub({"Qwen/Qwen3-8B": tokenizers_dir / "qwen3"}) as state:
+        yield state
 
 
 def test_downloads_from_hub_once_and_caches(
-    hub: tuple[str, _Hub], tmp_path: Path, tokenizers_dir: Path
+    hub: LocalHub, tmp_path: Path, tokenizers_dir: Path
 ) -> None:
-    endpoint, state = hub
+    endpoint, state = hub.url, hub
     settings = Settings(tokenizer_cache_dir=tmp_path, hf_endpoint=endpoint, hf_token="hf_secret")
     tokenizer = TokenizerStore(settings).get("Qwen/Qwen3-8B")
     messages = [{"role": "user", "content": "Hello"}]
@@ -123,19 +84,20 @@ def test_downloads_from_hub_once_and_caches(
         tokenizers_dir / "qwen3", messages
     )
     assert [p for p, _ in state.requests] == [
-        "/Qwen/Qwen3-8B/resolve/main/tokenizer.json",
         "/Qwen/Qwen3-8B/resolve/main/tokenizer_config.json",
+        "/Qwen/Qwen3-8B/resolve/main/chat_template.jinja",  # a 404: optional
+        "/Qwen/Qwen3-8B/resolve/main/tokenizer.json",
     ]
     assert all(auth == "Bearer hf_secret" for _, auth in state.requests)
     assert (tmp_path / "Qwen--Qwen3-8B" / "tokenizer.json").is_file()
 
     # A new process (new store) finds the cached files and does not download again.
     TokenizerStore(settings).get("Qwen/Qwen3-8B")
-    assert len(state.requests) == 2
+    assert len(state.requests) == 3
 
 
-def test_unknown_repo_is_a_configuration_error(hub: tuple[str, _Hub], tmp_path: Path) -> None:
-    endpoint, _ = hub
+def test_unknown_repo_is_a_configuration_error(hub: LocalHub, tmp_path: Path) -> None:
+    endpoint = hub.url
     store = TokenizerStore(Settings(tokenizer_cache_dir=tmp_path, hf_endpoint=endpoint))
     with pytest.raises(ConfigurationError, match="not found"):
         store.get("nobody/nothing")

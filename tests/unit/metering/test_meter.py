@@ -146,3 +146,50 @@ def test_status_for_each_error_class() -> None:
     assert status_for(InvalidRequestError("v")) is UsageStatus.REJECTED
     rejected = InvalidRequestError("x", code="upstream_rejected_request")
     assert status_for(rejected) is UsageStatus.UPSTREAM_ERROR
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "counts_eos", "expected"),
+    [
+        (None, False, 3),  # EOS ended it although stop strings were requested: +1
+        (2, False, 3),  # a stop token id: +1
+        (" stop here", True, 4),  # the stop string is counted with the text, no EOS
+        ("x" * 5000, False, 2),  # not a plausible stop string: the request's rule (no EOS)
+        (True, True, 3),  # not vLLM's shape: the request's rule (EOS)
+    ],
+)
+async def test_vllm_stop_reason_decides_eos_and_stop_strings(
+    stop_reason: object, counts_eos: bool, expected: int
+) -> None:
+    """vLLM counts the EOS/stop token, and the ids through the one that completed a stop
+    string (whose text it cuts): the gateway's own count follows `stop_reason`."""
+    for streamed in (True, False):
+        m = meter(RecordingSink(), forwarded=True, counts_eos=counts_eos)
+        if streamed:
+            m.observe_chunk(chunk("one two"))
+            m.observe_chunk(
+                {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {},
+                            "finish_reason": "stop",
+                            "stop_reason": stop_reason,
+                        }
+                    ]
+                }
+            )
+        else:
+            m.observe_completion(
+                {
+                    "choices": [
+                        {
+                            "message": {"content": "one two"},
+                            "finish_reason": "stop",
+                            "stop_reason": stop_reason,
+                        }
+                    ]
+                }
+            )
+        record = await m.close(UsageStatus.COMPLETED)
+        assert record.gateway_completion_tokens == expected, (streamed, stop_reason)
