@@ -169,11 +169,8 @@ class ChatService:
             body["max_tokens"] = self._default_max_tokens
         cap = body.get("max_completion_tokens") or body["max_tokens"]
         reserve = call.gateway_prompt_tokens + cap * (request.n or 1)
-        limits = self._limits
         try:
-            call.admission = await anyio.to_thread.run_sync(
-                lambda: limits.admit(key=call.key, reserve_tokens=reserve)
-            )
+            call.admission = await self._limits.admit_within(key=call.key, reserve_tokens=reserve)
         except RateLimitError as exc:
             record = self._failed_record(call, exc)
             record.status = UsageStatus.RATE_LIMITED
@@ -424,11 +421,13 @@ class ChatService:
         return record
 
     async def _record(self, record: UsageRecord, call: _Call) -> None:
-        """Write the record; settling the rate-limit reservation joins its transaction."""
-        extra: list[dict[str, Any]] = []
-        if self._limits is not None and call.admission is not None:
-            extra = self._limits.settle_items(call.admission, used_tokens=record.total_tokens)
-        await anyio.to_thread.run_sync(lambda: self._usage.record(record, extra_items=extra))
+        """Write the record (within its deadline; never raises). It carries what admission
+        reserved, which the aggregator settles off the request path."""
+        if call.admission is not None:
+            record.reserved_tokens = call.admission.reserved_tokens
+            record.reserved_window_minute = call.admission.window_minute
+            record.reserved_month = call.admission.month
+        await self._usage.record(record)
         upstream_differs = record.upstream_prompt_tokens is not None and (
             record.upstream_prompt_tokens != record.gateway_prompt_tokens
             or record.upstream_completion_tokens != record.gateway_completion_tokens

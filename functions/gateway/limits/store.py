@@ -28,10 +28,15 @@ request, one more call takes the window's increment back, so a refused request c
 nothing. A request that could never fit (its reservation alone is above tpm or the
 budget, or rpm is 0) is refused without any call.
 
-Settling: `settle_items` returns TransactWriteItems entries that `ADD used - reserved` to
-the same items. The caller puts them into the usage record's own transaction (idempotent
-on the request id), so a request settles exactly once, together with its record. The
-window is settled only while its minute lasts (later, it no longer limits anything).
+Both updates touch only the key's own items. An item may be busy in the aggregator's
+settling transaction (TransactionConflictException): that, and throttling, are retried
+after a few milliseconds, within the admission deadline; past it, admission refuses with a
+503 (DependencyError). `admit_within` bounds the whole admission, stuck calls included.
+
+Settling happens off the request path: the usage record carries what was reserved
+(`reserved_tokens`, `reserved_window_minute`, `reserved_month`, copied from the Admission),
+and the aggregator (usage/aggregate.py) adds `used - reserved` to these items, once per
+record. The window is settled only while its minute lasts (later it limits nothing).
 """
 
 from __future__ import annotations
@@ -44,9 +49,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.to_thread
 from botocore.exceptions import ClientError
 
-from gateway.aws import ConditionFailed, botocore_errors
+from gateway.aws import ConditionFailed, botocore_errors, retry_quickly
 from gateway.errors import DependencyError, RateLimitError
 from gateway.keys.models import ApiKey
 from gateway.usage.records import key_pk
@@ -153,19 +160,41 @@ class LimitStore:
         client: DynamoDBClient,
         table: str,
         clock: Callable[[], float] = time.time,
+        deadline_seconds: float = 1.0,
     ) -> None:
         self._client = client
         self._table = table
         self._clock = clock
+        self._deadline_seconds = deadline_seconds
 
     # -- admission ---------------------------------------------------------------------
 
-    def admit(self, *, key: ApiKey, reserve_tokens: int) -> Admission:
+    async def admit_within(self, *, key: ApiKey, reserve_tokens: int) -> Admission:
+        """`admit` in a worker thread, bounded by the admission deadline: past it the
+        request is refused with DependencyError (a 503), even if a call still hangs."""
+        if not key.has_limits:
+            return Admission(key_id=key.key_id)
+        deadline = time.monotonic() + self._deadline_seconds
+        try:
+            with anyio.fail_after(self._deadline_seconds):
+                return await anyio.to_thread.run_sync(
+                    lambda: self.admit(key=key, reserve_tokens=reserve_tokens, deadline=deadline),
+                    abandon_on_cancel=True,
+                )
+        except TimeoutError:
+            raise DependencyError(
+                f"DynamoDB did not answer within {self._deadline_seconds:g}s (rate limits)"
+            ) from None
+
+    def admit(
+        self, *, key: ApiKey, reserve_tokens: int, deadline: float | None = None
+    ) -> Admission:
         """Count the request against the key's limits and reserve its worst-case tokens.
 
         Raises RateLimitError (429, with Retry-After and x-ratelimit-* headers) when a
         limit refuses it (BudgetExceededError for the monthly budget); a refused request
-        consumes nothing. Raises DependencyError if DynamoDB fails.
+        consumes nothing. Raises DependencyError if DynamoDB fails; conflicts and
+        throttling are retried quickly until `deadline` (time.monotonic(); None: a few).
         """
         if reserve_tokens < 0:
             raise ValueError("reserve_tokens must be >= 0")
@@ -179,12 +208,12 @@ class LimitStore:
         minute: int | None = None
         if rpm is not None or tpm is not None:
             minute = int(now // 60)
-            headers.update(self._take_window(key, minute, reserve_tokens, now))
+            headers.update(self._take_window(key, minute, reserve_tokens, now, deadline))
         month: str | None = None
         if budget is not None:
             month = month_of(now)
             try:
-                headers.update(self._take_month(key, month, reserve_tokens, now))
+                headers.update(self._take_month(key, month, reserve_tokens, now, deadline))
             except (RateLimitError, DependencyError):
                 if minute is not None:
                     self._give_back_window(key, minute, reserve_tokens)
@@ -217,7 +246,9 @@ class LimitStore:
                 headers={**headers, LIMIT_TOKENS_MONTH: str(key.monthly_tokens)},
             )
 
-    def _take_window(self, key: ApiKey, minute: int, reserve: int, now: float) -> dict[str, str]:
+    def _take_window(
+        self, key: ApiKey, minute: int, reserve: int, now: float, deadline: float | None
+    ) -> dict[str, str]:
         rpm, tpm = key.rpm, key.tpm
         adds: list[str] = []
         conditions: list[str] = []
@@ -234,16 +265,13 @@ class LimitStore:
             values[":room"] = {"N": str(tpm - reserve)}
         reset = _seconds_until((minute + 1) * 60, now)
         try:
-            with botocore_errors("DynamoDB"):
-                response = self._client.update_item(
-                    TableName=self._table,
-                    Key=self._key(key.key_id, window_sk(minute)),
-                    UpdateExpression="ADD " + ", ".join(adds) + " SET expires_at = :exp",
-                    ConditionExpression=" AND ".join(conditions),
-                    ExpressionAttributeValues=values,
-                    ReturnValues="UPDATED_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+            response = self._update(
+                deadline,
+                Key=self._key(key.key_id, window_sk(minute)),
+                UpdateExpression="ADD " + ", ".join(adds) + " SET expires_at = :exp",
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeValues=values,
+            )
         except ConditionFailed as exc:
             old = _old_item(exc)
             if old is None:  # not returned (older DynamoDB emulators): read it instead
@@ -287,24 +315,40 @@ class LimitStore:
             headers=headers,
         )
 
-    def _take_month(self, key: ApiKey, month: str, reserve: int, now: float) -> dict[str, str]:
+    def _update(self, deadline: float | None, **kwargs: Any) -> dict[str, Any]:
+        """One conditional UpdateItem returning the new counts, retried quickly while the
+        item is busy in a transaction or throttled."""
+
+        def call() -> dict[str, Any]:
+            with botocore_errors("DynamoDB"):
+                return dict(
+                    self._client.update_item(
+                        TableName=self._table,
+                        ReturnValues="UPDATED_NEW",
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                        **kwargs,
+                    )
+                )
+
+        return retry_quickly(call, deadline=deadline)
+
+    def _take_month(
+        self, key: ApiKey, month: str, reserve: int, now: float, deadline: float | None
+    ) -> dict[str, str]:
         budget = key.monthly_tokens
         assert budget is not None
         reset = _seconds_until(next_month_start(now), now)
         try:
-            with botocore_errors("DynamoDB"):
-                response = self._client.update_item(
-                    TableName=self._table,
-                    Key=self._key(key.key_id, month_sk(month)),
-                    UpdateExpression="ADD tokens :reserve",
-                    ConditionExpression="attribute_not_exists(tokens) OR tokens <= :room",
-                    ExpressionAttributeValues={
-                        ":reserve": {"N": str(reserve)},
-                        ":room": {"N": str(budget - reserve)},
-                    },
-                    ReturnValues="UPDATED_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+            response = self._update(
+                deadline,
+                Key=self._key(key.key_id, month_sk(month)),
+                UpdateExpression="ADD tokens :reserve",
+                ConditionExpression="attribute_not_exists(tokens) OR tokens <= :room",
+                ExpressionAttributeValues={
+                    ":reserve": {"N": str(reserve)},
+                    ":room": {"N": str(budget - reserve)},
+                },
+            )
         except ConditionFailed as exc:
             old = _old_item(exc)
             if old is None:
@@ -342,7 +386,8 @@ class LimitStore:
             values[":minus_reserve"] = {"N": str(-reserve)}
         if not adds:
             return
-        try:
+
+        def call() -> None:
             with botocore_errors("DynamoDB"):
                 self._client.update_item(
                     TableName=self._table,
@@ -350,63 +395,12 @@ class LimitStore:
                     UpdateExpression="ADD " + ", ".join(adds),
                     ExpressionAttributeValues=values,
                 )
+
+        try:
+            retry_quickly(call, deadline=time.monotonic() + 0.5)
         except (ConditionFailed, DependencyError):
             # The window over-counts one request until its minute ends: log, go on.
             logger.warning("rate window not compensated", extra={"key_id": key.key_id})
-
-    # -- settling ----------------------------------------------------------------------
-
-    def settle_items(self, admission: Admission, *, used_tokens: int) -> list[dict[str, Any]]:
-        """TransactWriteItems entries that replace the reservation by the real figure.
-
-        Add them to the usage record's transaction, so they apply exactly once. Empty
-        when there is nothing to correct.
-        """
-        delta = used_tokens - admission.reserved_tokens
-        if delta == 0:
-            return []
-        add = {
-            "UpdateExpression": "ADD tokens :delta",
-            "ExpressionAttributeValues": {":delta": {"N": str(delta)}},
-        }
-        items: list[dict[str, Any]] = []
-        minute = admission.window_minute
-        if minute is not None and int(self._clock() // 60) == minute:
-            expires = {"N": str((minute + 1) * 60 + WINDOW_TTL_SECONDS)}
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": self._key(admission.key_id, window_sk(minute)),
-                        # The TTL guard keeps a window deleted meanwhile from living forever.
-                        "UpdateExpression": "ADD tokens :delta "
-                        "SET expires_at = if_not_exists(expires_at, :exp)",
-                        "ExpressionAttributeValues": {":delta": {"N": str(delta)}, ":exp": expires},
-                    }
-                }
-            )
-        if admission.month is not None:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": self._key(admission.key_id, month_sk(admission.month)),
-                        **add,
-                    }
-                }
-            )
-        return items
-
-    def settle(self, admission: Admission, *, used_tokens: int) -> None:
-        """Settle on its own (one call), for a request that leaves no usage record.
-
-        Not idempotent: call it at most once per admission, and never together with
-        `settle_items` in a usage record's transaction.
-        """
-        items = self.settle_items(admission, used_tokens=used_tokens)
-        if items:
-            with botocore_errors("DynamoDB"):
-                self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
 
     # -- reading -----------------------------------------------------------------------
 
