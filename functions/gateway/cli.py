@@ -26,7 +26,7 @@ from gateway.limits import LimitStore
 from gateway.settings import Settings
 from gateway.usage import UsageRecord, UsageStore
 from gateway.usage.query import UsageQuery, month_usage, utc_today
-from gateway.usage.replay import ReplayInterruptedError, replay
+from gateway.usage.replay import replay
 
 KEY_COLUMNS = ("key_id", "name", "owner", "status", "created_at", "expires_at")
 USAGE_COLUMNS = (
@@ -388,16 +388,15 @@ def _lines(path: str, stdin: TextIO) -> Iterator[TextIO]:
 
 def _replay(path: str, usage: UsageStore, *, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     with _lines(path, stdin) as lines:
-        try:
-            summary = replay(lines, usage)
-        except ReplayInterruptedError as exc:
-            raise CliError(
-                f"{exc}; so far {exc.summary}. Run the replay again: it is idempotent."
-            ) from exc
+        summary = replay(lines, usage)
     for number, reason in summary.invalid:
         err.write(f"gateway: line {number}: usage_record_unwritten with {reason}; skipped\n")
+    for number, reason in summary.failed:
+        err.write(f"gateway: line {number}: not written ({reason}); skipped\n")
     out.write(f"{summary}\n")
-    return 1 if summary.invalid else 0
+    if summary.failed:
+        err.write("gateway: run the replay again for the failed lines: it is idempotent\n")
+    return 0 if summary.ok else 1
 
 
 def main(
