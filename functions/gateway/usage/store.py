@@ -76,13 +76,17 @@ class UsageStore:
         deadline even if DynamoDB hangs (a write still in flight is left to finish: the
         write-back is idempotent with it)."""
         deadline = time.monotonic() + self._deadline_seconds
-        try:
-            with anyio.fail_after(self._deadline_seconds):
-                await anyio.to_thread.run_sync(
-                    lambda: self.write(record, deadline=deadline), abandon_on_cancel=True
-                )
-        except Exception as exc:  # noqa: BLE001 - whatever failed, the record must survive
-            self.log_unwritten(record, reason=str(exc) or type(exc).__name__)
+        # Shielded: a client leaving mid-write must not abandon its own record.
+        with anyio.CancelScope(shield=True):
+            try:
+                with anyio.fail_after(self._deadline_seconds):
+                    await anyio.to_thread.run_sync(
+                        lambda: self.write(record, deadline=deadline), abandon_on_cancel=True
+                    )
+            except TimeoutError:
+                self.log_unwritten(record, reason=f"no answer within {self._deadline_seconds:g}s")
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the record must survive
+                self.log_unwritten(record, reason=str(exc) or type(exc).__name__)
 
     @staticmethod
     def log_unwritten(record: UsageRecord, *, reason: str) -> None:

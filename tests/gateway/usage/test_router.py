@@ -28,7 +28,7 @@ from tests.support.usage import drain
 
 @pytest.fixture(scope="module")
 def gw(dynamodb: str) -> Iterator[Gateway]:
-    app = create_app(Settings(key_cache_ttl_seconds=0))
+    app = create_app(Settings(key_cache_ttl_seconds=0, dynamodb_read_timeout=10))
     if not any(getattr(route, "path", None) == "/v1/usage" for route in app.routes):
         app.include_router(router)  # until app.py includes it
     with serve_asgi(app) as url:
