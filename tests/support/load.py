@@ -72,9 +72,7 @@ def _one(base_url: str, secret: str, kind: str, client: httpx.Client) -> Outcome
             r.read()
             return Outcome(kind, r.status_code, r.headers.get("x-request-id"),
                            time.monotonic() - started, r.text[:300])  # fmt: skip
-        chunks = 0
-        for _ in r.iter_lines():
-            chunks += 1
+        for chunks, _ in enumerate(r.iter_lines(), start=1):
             if kind == "dropped" and chunks >= 2:
                 break  # closes the connection mid-stream
         return Outcome(kind, r.status_code, r.headers.get("x-request-id"),
