@@ -12,8 +12,9 @@ transaction holds, for its records:
   starts at another record, and events do not name their shard), records do;
 - one `ADD` per rollup item the records touch (key/day, model/day, key/model/day), their
   counters summed over the records;
-- one `ADD tokens` per budget month and per still-current tpm window the records
-  reserved in: the sum of `used - reserved`.
+- one `ADD` per limits item the records reserved in (the budget month, with its window
+  attributes, or the tpm window item of a key without a budget), of the sums of
+  `used - reserved`; a window only while its minute lasts.
 
 Only the aggregator writes rollups, and the request path's only writes to a key's limit
 items are admission's single-item UpdateItems, which retry quickly when they meet one of
@@ -33,7 +34,7 @@ from botocore.exceptions import ClientError
 
 from gateway.aws import RETRYABLE_CODES, error_code
 from gateway.errors import DependencyError
-from gateway.limits.store import WINDOW_TTL_SECONDS, month_sk, window_sk
+from gateway.limits.store import WINDOW_TTL_SECONDS, month_sk, window_attributes, window_sk
 from gateway.usage.records import UsageRecord, key_pk, model_pk
 
 if TYPE_CHECKING:
@@ -77,18 +78,15 @@ class _Plan:
 
     records: list[UsageRecord] = field(default_factory=list)
     rollups: dict[ItemKey, dict[str, int]] = field(default_factory=dict)
-    months: dict[ItemKey, int] = field(default_factory=dict)
-    windows: dict[ItemKey, tuple[int, int]] = field(default_factory=dict)  # (delta, minute)
+    # Limits items: attribute -> tokens to add (`used - reserved`, summed).
+    settles: dict[ItemKey, dict[str, int]] = field(default_factory=dict)
 
     def size(self) -> int:
-        return len(self.records) + len(self.rollups) + len(self.months) + len(self.windows)
+        return len(self.records) + len(self.rollups) + len(self.settles)
 
     def new_items(self, record: UsageRecord, current_minute: int) -> int:
-        keys = [k for k in _settle_keys(record, current_minute) if k not in self._settles()]
-        return 1 + sum(k not in self.rollups for k in rollup_keys(record)) + len(keys)
-
-    def _settles(self) -> set[ItemKey]:
-        return set(self.months) | set(self.windows)
+        settles = [k for k, _ in _settlements(record, current_minute) if k not in self.settles]
+        return 1 + sum(k not in self.rollups for k in rollup_keys(record)) + len(set(settles))
 
     def add(self, record: UsageRecord, current_minute: int) -> None:
         self.records.append(record)
@@ -98,25 +96,27 @@ class _Plan:
             for name, value in values.items():
                 totals[name] += value
         delta = record.total_tokens - record.reserved_tokens
-        for key in _settle_keys(record, current_minute):
-            if key[1].startswith("month#"):
-                self.months[key] = self.months.get(key, 0) + delta
-            else:
-                assert record.reserved_window_minute is not None
-                old, _ = self.windows.get(key, (0, record.reserved_window_minute))
-                self.windows[key] = (old + delta, record.reserved_window_minute)
+        for key, attribute in _settlements(record, current_minute):
+            deltas = self.settles.setdefault(key, {})
+            deltas[attribute] = deltas.get(attribute, 0) + delta
 
 
-def _settle_keys(record: UsageRecord, current_minute: int) -> list[ItemKey]:
-    keys: list[ItemKey] = []
+def _settlements(record: UsageRecord, current_minute: int) -> list[tuple[ItemKey, str]]:
+    """(item, attribute) pairs holding this record's reservation (limits/store.py)."""
+    found: list[tuple[ItemKey, str]] = []
     if record.total_tokens == record.reserved_tokens:
-        return keys
-    if record.reserved_month is not None:
-        keys.append((key_pk(record.key_id), month_sk(record.reserved_month)))
+        return found
+    pk = key_pk(record.key_id)
     minute = record.reserved_window_minute
-    if minute is not None and minute >= current_minute:  # a past window limits nothing
-        keys.append((key_pk(record.key_id), window_sk(minute)))
-    return keys
+    current = minute is not None and minute >= current_minute  # a past window limits nothing
+    if record.reserved_month is not None:
+        month = (pk, month_sk(record.reserved_month))
+        found.append((month, "tokens"))
+        if current and minute is not None:
+            found.append((month, window_attributes(minute)[1]))
+    elif current and minute is not None:
+        found.append(((pk, window_sk(minute)), "tokens"))
+    return found
 
 
 def plan(records: Iterable[UsageRecord], *, current_minute: int) -> list[_Plan]:
@@ -230,18 +230,22 @@ class Aggregator:
             expression = "ADD " + ", ".join(f"{name} :{name}" for name in COUNTERS)
             values = {f":{name}": {"N": str(totals[name])} for name in COUNTERS}
             items.append(self._update(key, expression, values))
-        for key, delta in chunk.months.items():
-            if delta:
-                items.append(self._update(key, "ADD tokens :d", {":d": {"N": str(delta)}}))
-        for key, (delta, minute) in chunk.windows.items():
-            if delta:
-                expires = {"N": str((minute + 1) * 60 + WINDOW_TTL_SECONDS)}
-                # The TTL guard keeps a window deleted meanwhile from living forever.
-                expression = "ADD tokens :d SET expires_at = if_not_exists(expires_at, :exp)"
-                items.append(
-                    self._update(key, expression, {":d": {"N": str(delta)}, ":exp": expires})
-                )
+        for key, deltas in chunk.settles.items():
+            if any(deltas.values()):
+                items.append(self._settle(key, deltas))
         return items
+
+    def _settle(self, key: ItemKey, deltas: dict[str, int]) -> dict[str, Any]:
+        names = {f"#a{i}": name for i, name in enumerate(deltas)}
+        values = {f":d{i}": {"N": str(d)} for i, d in enumerate(deltas.values())}
+        expression = "ADD " + ", ".join(f"#a{i} :d{i}" for i in range(len(deltas)))
+        if key[1].startswith("win#"):  # a window item: keep its TTL if it was deleted meanwhile
+            minute = int(datetime.fromisoformat(key[1][4:] + "+00:00").timestamp() // 60)
+            values[":exp"] = {"N": str((minute + 1) * 60 + WINDOW_TTL_SECONDS)}
+            expression += " SET expires_at = if_not_exists(expires_at, :exp)"
+        update = self._update(key, expression, values)
+        update["Update"]["ExpressionAttributeNames"] = names
+        return update
 
     def _update(
         self,

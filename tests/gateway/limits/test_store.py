@@ -208,13 +208,13 @@ def test_monthly_budget_refuses_until_next_month(client: Any) -> None:
     assert store.month_tokens(key_id="key_a") == 300
 
 
-def test_budget_refusal_gives_back_the_window(client: Any) -> None:
+def test_all_limits_in_one_call_and_a_refusal_consumes_nothing(client: Any) -> None:
     counting = CountingClient(client)
     clock = Clock()
     store = LimitStore(client=counting, table=TABLE, clock=clock)  # type: ignore[arg-type]
     k = key(rpm=100, tpm=10_000, monthly_tokens=500)
     admission = store.admit(key=k, reserve_tokens=400)
-    assert counting.calls == ["update_item", "update_item"]  # window, month
+    assert counting.calls == ["update_item"]  # window and month: one item, one call
     assert set(admission.headers) == {
         "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
         "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
@@ -222,17 +222,27 @@ def test_budget_refusal_gives_back_the_window(client: Any) -> None:
         "x-ratelimit-limit-tokens-month", "x-ratelimit-remaining-tokens-month",
         "x-ratelimit-reset-tokens-month",
     }  # fmt: skip
+    assert admission.headers["x-ratelimit-remaining-requests"] == "99"
+    assert admission.headers["x-ratelimit-remaining-tokens"] == "9600"
+    assert admission.headers["x-ratelimit-remaining-tokens-month"] == "100"
     counting.calls.clear()
     with pytest.raises(BudgetExceededError):
         store.admit(key=k, reserve_tokens=400)
-    assert counting.calls == ["update_item"] * 3  # window, month (refused), window undone
-    assert counters(client, window_sk(MINUTE)) == {"requests": 1, "tokens": 400}
-    assert counters(client, month_sk("2026-11")) == {"tokens": 400}
+    assert counting.calls == ["update_item"]  # refused by its condition: nothing to undo
+    month = {"tokens": 400, f"w{MINUTE}r": 1, f"w{MINUTE}t": 400}
+    assert counters(client, month_sk("2026-11")) == month
 
     # Both reservations settle with the usage record's aggregation.
     settle(client, admission, used=100, clock=clock)
-    assert counters(client, window_sk(MINUTE)) == {"requests": 1, "tokens": 100}
-    assert counters(client, month_sk("2026-11")) == {"tokens": 100}
+    assert counters(client, month_sk("2026-11")) == {
+        "tokens": 100, f"w{MINUTE}r": 1, f"w{MINUTE}t": 100,
+    }  # fmt: skip
+    # A later minute's admission removes the earlier minutes' window attributes.
+    clock.now += 60
+    store.admit(key=k, reserve_tokens=10)
+    assert counters(client, month_sk("2026-11")) == {
+        "tokens": 110, f"w{MINUTE + 1}r": 1, f"w{MINUTE + 1}t": 10,
+    }  # fmt: skip
 
 
 def test_window_refusal_leaves_the_month_alone(client: Any) -> None:
@@ -242,7 +252,8 @@ def test_window_refusal_leaves_the_month_alone(client: Any) -> None:
     with pytest.raises(RateLimitError) as refused:
         store.admit(key=k, reserve_tokens=100)
     assert not isinstance(refused.value, BudgetExceededError)
-    assert counters(client, month_sk("2026-11")) == {"tokens": 100}
+    assert "requests per minute (RPM): limit 1, used 1" in refused.value.message
+    assert counters(client, month_sk("2026-11")) == {"tokens": 100, f"w{MINUTE}r": 1}
 
 
 def test_settling_happens_once_however_often_the_aggregator_sees_the_record(
@@ -322,9 +333,9 @@ def test_dynamodb_failures_are_dependency_errors(client: Any) -> None:
     store = LimitStore(client=counting, table=TABLE, clock=Clock())  # type: ignore[arg-type]
     with pytest.raises(DependencyError):
         store.admit(key=key(rpm=5, monthly_tokens=1000), reserve_tokens=10)
-    # window, month (a 5xx: retried quickly, then given up), the window's count taken back
-    assert counting.calls == ["update_item"] * 9
-    assert counters(client, window_sk(MINUTE)) == {"requests": 0}
+    # one update (window and month), a 5xx: retried quickly, then given up
+    assert counting.calls == ["update_item"] * 7
+    assert counters(client, month_sk("2026-11")) == {}
 
     broken = CountingClient(client, fail=lambda name, kwargs: True)
     store = LimitStore(client=broken, table=TABLE, clock=Clock())  # type: ignore[arg-type]
