@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check pytest bench build deploy clean soak
+.PHONY: install run test test-unit check pytest bench build deploy clean soak
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ check: $(STAMP)
 pytest: $(STAMP)
 	@echo ">> pytest"
 	@$(BIN)/python -m pytest
+
+## The fast unit tier alone (fakes, no sockets; seconds): tests/unit.
+test-unit: $(STAMP)
+	@$(BIN)/python -m pytest -q tests/unit
 
 ## Usage at scale at issue 10's size (not part of `make test`, which runs it scaled down):
 ## 2,000 requests at concurrency 64 on one key against the conflict-emulating DynamoDB,

@@ -189,7 +189,7 @@ def test_run_sh_traces_dynamodb_and_upstream_calls(
         response.read()
     failed = httpx.post(
         url,
-        json=_chat_body(marker, stream=False, sim={"fail_status": 503}),
+        json=_chat_body(marker, stream=False, sim={"fail_status": 500}),
         headers=headers,
         timeout=30,
     )
@@ -231,7 +231,7 @@ def test_run_sh_traces_dynamodb_and_upstream_calls(
         {**common, "stream": False, "status": 200},
         {**common, "stream": True, "status": 200},
         {**common, "stream": True, "status": 499, "error_code": "client_closed_request"},
-        {**common, "stream": False, "status": 502, "error_code": "upstream_http_503"},
+        {**common, "stream": False, "status": 502, "error_code": "upstream_http_500"},
     ]
     record = gateway.services.usage.get(request_id=abandoned)
     assert record is not None and record.status.value == "client_disconnected"

@@ -410,3 +410,184 @@ def test_layer_paths_match_the_layer_builder(template: dict[str, Any]) -> None:
     condition, bundled, _ = env["MODELS_CONFIG_FILE"]["Fn::If"]
     assert condition == "UsesBundledModelsConfig"
     assert bundled == "/opt/gateway/models.json"
+
+
+# ------------------------------------------------ hardening (issue 15, docs/SECURITY.md)
+
+
+def _stage(translated: dict[str, Any]) -> dict[str, Any]:
+    (stage,) = _resources(translated, "AWS::ApiGateway::Stage").values()
+    props: dict[str, Any] = stage["Properties"]
+    return props
+
+
+def test_stage_throttling_comes_from_parameters(
+    translated: dict[str, Any], template: dict[str, Any]
+) -> None:
+    settings = {
+        (s["ResourcePath"], s["HttpMethod"]): s for s in _stage(translated)["MethodSettings"]
+    }
+    everything = settings[("/*", "*")]
+    assert everything["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert everything["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    (api,) = _resources(translated, "AWS::ApiGateway::RestApi").values()
+    paths = api["Properties"]["Body"]["paths"]
+    chat = {k: v for k, v in settings.items() if k != ("/*", "*")}
+
+    # Method settings name real routes ("/" + the path with "/" as "~1"): both chat routes.
+    def route(path: str) -> str:
+        assert path.startswith("/~1")
+        return path[1:].replace("~1", "/")
+
+    assert {(route(p), m) for p, m in chat} == {
+        ("/v1/chat/completions", "POST"),
+        ("/chat/completions", "POST"),
+    }
+    for (path, method), setting in chat.items():
+        assert method.lower() in paths[route(path)]
+        assert setting["ThrottlingRateLimit"] == {"Ref": "ChatThrottlingRateLimit"}
+        assert setting["ThrottlingBurstLimit"] == {"Ref": "ChatThrottlingBurstLimit"}
+        assert setting["MetricsEnabled"] is True
+    params = template["Parameters"]
+    for name in ("Api", "Chat"):
+        rate, burst = params[f"{name}ThrottlingRateLimit"], params[f"{name}ThrottlingBurstLimit"]
+        assert rate["Type"] == burst["Type"] == "Number"
+        assert rate["MinValue"] >= 1 and burst["Default"] >= rate["Default"]
+    assert (
+        params["ChatThrottlingRateLimit"]["Default"] <= params["ApiThrottlingRateLimit"]["Default"]
+    )
+
+
+def test_access_logs_are_json_lines_without_secrets(
+    translated: dict[str, Any], template: dict[str, Any]
+) -> None:
+    import json
+
+    setting = _stage(translated)["AccessLogSetting"]
+    fields = json.loads(setting["Format"])
+    assert {"requestId", "ip", "httpMethod", "resourcePath", "status", "xrayTraceId"} <= set(fields)
+    assert all(re.fullmatch(r"\$context\.[A-Za-z.]+", v) for v in fields.values()), fields
+    # Nothing that could carry the key or a prompt: no header, query string or body.
+    lowered = setting["Format"].lower()
+    for forbidden in ("header", "querystring", "authorization", "$input", "$method", "body"):
+        assert forbidden not in lowered
+    group = template["Resources"]["ApiAccessLogGroup"]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    for create in ("false", "true"):
+        evaluated = _Evaluator(template, {"CreateApiGatewayLogsRole": create})
+        destination = evaluated(setting["DestinationArn"])
+        assert destination.endswith("/<ApiAccessLogGroup>"), destination
+
+
+def test_account_logs_role_is_created_only_on_request(
+    translated: dict[str, Any], template: dict[str, Any]
+) -> None:
+    resources = template["Resources"]
+    for name in ("ApiGatewayLogsRole", "ApiGatewayAccount"):
+        assert resources[name]["Condition"] == "CreatesApiGatewayLogsRole"
+    assert not _Evaluator(template, {}).condition("CreatesApiGatewayLogsRole")
+    assert _Evaluator(template, {"CreateApiGatewayLogsRole": "true"}).condition(
+        "CreatesApiGatewayLogsRole"
+    )
+    role = resources["ApiGatewayLogsRole"]["Properties"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert role["ManagedPolicyArns"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs"
+        }
+    ]
+    # When the stack sets the account's role, the stage refers to it (so waits for it).
+    condition, when_created, otherwise = _stage(translated)["AccessLogSetting"]["DestinationArn"][
+        "Fn::If"
+    ]
+    assert condition == "CreatesApiGatewayLogsRole"
+    assert {"Ref": "ApiGatewayAccount"} in when_created["Fn::Select"][1]
+    assert "ApiGatewayAccount" not in str(otherwise)
+
+
+@pytest.mark.parametrize(
+    ("function", "parameter"),
+    [
+        ("StreamFunction", "StreamFunctionReservedConcurrency"),
+        ("ApiFunction", "ApiFunctionReservedConcurrency"),
+    ],
+)
+def test_reserved_concurrency_is_optional(
+    translated: dict[str, Any], template: dict[str, Any], function: str, parameter: str
+) -> None:
+    value = translated["Resources"][function]["Properties"]["ReservedConcurrentExecutions"]
+    assert template["Parameters"][parameter]["Default"] == 0
+    assert _Evaluator(template, {})(value) is _Evaluator.NO_VALUE  # default: none reserved
+    assert _Evaluator(template, {parameter: "0"})(value) is _Evaluator.NO_VALUE
+    assert _Evaluator(template, {parameter: "40"})(value) == "40"
+
+
+WEB_ACL = "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/gateway/1234abcd-12ab-34cd-56ef"
+
+
+def test_waf_association_is_conditional_on_a_regional_web_acl(
+    translated: dict[str, Any], template: dict[str, Any]
+) -> None:
+    association = translated["Resources"]["ApiWebAclAssociation"]
+    assert association["Type"] == "AWS::WAFv2::WebACLAssociation"
+    assert association["Condition"] == "HasWebAcl"
+    props = association["Properties"]
+    assert props["WebACLArn"] == {"Ref": "WebAclArn"}
+    (stage_id,) = _resources(translated, "AWS::ApiGateway::Stage")
+    assert props["ResourceArn"]["Fn::Sub"] == (
+        "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${Api}/stages/"
+        f"${{{stage_id}}}"
+    )
+    assert not _Evaluator(template, {}).condition("HasWebAcl")
+    assert _Evaluator(template, {"WebAclArn": WEB_ACL}).condition("HasWebAcl")
+    pattern = template["Parameters"]["WebAclArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, WEB_ACL)
+    assert re.fullmatch(pattern, "")
+    # CloudFront-scope ("global") web ACLs cannot be associated with a regional stage.
+    assert not re.fullmatch(pattern, WEB_ACL.replace(":regional/", ":global/"))
+
+
+def test_docs_toggle_reaches_the_settings(
+    translated: dict[str, Any], template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.settings import Settings
+
+    env = translated["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["DOCS_ENABLED"] == {"Ref": "EnableApiDocs"}
+    parameter = template["Parameters"]["EnableApiDocs"]
+    assert parameter["AllowedValues"] == ["true", "false"]
+    for value in parameter["AllowedValues"]:
+        monkeypatch.setenv("DOCS_ENABLED", value)
+        assert Settings().docs_enabled is (value == "true")
+
+
+def test_stream_timeout_covers_the_upstream_timeout(template: dict[str, Any]) -> None:
+    # 900 s is API Gateway's and Lambda's 15-minute ceiling (docs/DEPLOY.md, "Timeouts").
+    props = template["Resources"]["StreamFunction"]["Properties"]
+    assert props["Timeout"] == 900
+    assert template["Parameters"]["UpstreamReadTimeoutSeconds"]["MaxValue"] < props["Timeout"]
+    for event in props["Events"].values():
+        assert event["Properties"]["TimeoutInMillis"] == props["Timeout"] * 1000
+
+
+def test_api_gateway_errors_use_openai_error_format(translated: dict[str, Any]) -> None:
+    import json
+
+    (api,) = _resources(translated, "AWS::ApiGateway::RestApi").values()
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    assert set(responses) == {"THROTTLED", "WAF_FILTERED", "DEFAULT_4XX", "DEFAULT_5XX"}
+    for kind, response in responses.items():
+        template = response["responseTemplates"]["application/json"]
+        # $context.error.messageString is the message already JSON-quoted by API Gateway.
+        body = json.loads(template.replace("$context.error.messageString", '"Forbidden"'))
+        assert set(body) == {"error"}, kind
+        assert set(body["error"]) == {"message", "type", "param", "code"}, kind
+    throttled = responses["THROTTLED"]
+    assert throttled["statusCode"] == "429"
+    assert throttled["responseParameters"] == {"gatewayresponse.header.Retry-After": "'1'"}
+    error = json.loads(throttled["responseTemplates"]["application/json"])["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
+    assert responses["WAF_FILTERED"]["statusCode"] == "403"

@@ -13,15 +13,11 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
+from gateway.chat.router import BODY_SCHEMAS
 from gateway.chat.router import router as chat_router
-from gateway.errors import (
-    ConfigurationError,
-    GatewayError,
-    InvalidRequestError,
-    UpstreamError,
-    error_body,
-)
+from gateway.errors import ConfigurationError, GatewayError, UpstreamError, error_body
 from gateway.http import RequestContextMiddleware, error_response, json_response
+from gateway.inputs import invalid_request
 from gateway.observability import TraceHeaderMiddleware, configure_logging
 from gateway.routes import router as misc_router
 from gateway.services import Services
@@ -30,41 +26,18 @@ from gateway.usage.router import router as usage_router
 
 logger = logging.getLogger(__name__)
 
-# Our own messages for pydantic error types whose default text reads poorly to API users.
-_CUSTOM_ERROR_TYPES = {"empty_messages", "model_params", "model_params_conflict", "stop"}
-
-
-def validation_error(exc: RequestValidationError) -> InvalidRequestError:
-    errors = exc.errors()
-    if not errors:
-        return InvalidRequestError("Invalid request body.")
-    first = errors[0]
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    param = ".".join(loc) or None
-    kind = first.get("type", "")
-    message = str(first.get("msg", "Invalid value."))
-    if kind == "json_invalid":
-        return InvalidRequestError("We could not parse the JSON body of your request.")
-    if kind == "missing":
-        return InvalidRequestError(f"Missing required parameter: '{param}'.", param=param)
-    if kind in _CUSTOM_ERROR_TYPES:
-        return InvalidRequestError(message, param=param or "model_params")
-    if param is None:
-        return InvalidRequestError(f"Invalid request body: {message}")
-    return InvalidRequestError(f"Invalid value for '{param}': {message}", param=param)
-
 
 def _install_error_handlers(app: FastAPI, services: Services) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         if not isinstance(exc, UpstreamError):
-            # Refused before reaching an upstream: no usage record, but counted.
+            # Refused before reaching an upstream: counted (metered routes also record it).
             services.telemetry.rejected(error_type=exc.code or exc.type, status=exc.status_code)
         return error_response(exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return await on_gateway_error(request, validation_error(exc))
+        return await on_gateway_error(request, invalid_request(exc.errors()))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -93,6 +66,27 @@ def _install_error_handlers(app: FastAPI, services: Services) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def _document_body_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Add the schemas of bodies the routes parse themselves to the OpenAPI components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _docs_routes(settings: Settings) -> dict[str, Any]:
+    """FastAPI's docs arguments: its defaults, or none of the docs routes (DOCS_ENABLED)."""
+    if settings.docs_enabled:
+        return {}
+    return {"openapi_url": None, "docs_url": None, "redoc_url": None}
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """Build the app. No network I/O happens here unless the models config is an SSM
     parameter (read once, at init); tokenizers load now only with PRELOAD_TOKENIZERS."""
@@ -112,8 +106,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         version=__version__,
         description="OpenAI-compatible chat completions for self-hosted GPU endpoints.",
         lifespan=lifespan,
+        **_docs_routes(settings),
     )
     app.state.services = services
+    _document_body_schemas(app, BODY_SCHEMAS)
     app.include_router(chat_router)
     app.include_router(misc_router)
     app.include_router(usage_router)

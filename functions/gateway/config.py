@@ -74,6 +74,14 @@ class ModelConfig(_Frozen):
     upstream: Upstream
     # Upper bound on generated tokens per choice; also the default when a request sets none.
     max_tokens: int | None = Field(default=None, gt=0)
+    # The model's context length (vLLM's max_model_len): a prompt plus max_tokens over it is
+    # refused with 400 context_length_exceeded before anything is forwarded.
+    max_model_len: int | None = Field(default=None, gt=0)
+    # Input kinds the model accepts; content parts of any other kind get a 400.
+    modalities: tuple[Literal["text", "image", "audio"], ...] = ("text",)
+
+    def accepts(self, modality: str) -> bool:
+        return modality in self.modalities
 
     @property
     def upstream_model(self) -> str:

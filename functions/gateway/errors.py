@@ -90,6 +90,14 @@ class UpstreamTimeoutError(UpstreamError):
     code = "upstream_timeout"
 
 
+class InternalError(GatewayError):
+    """The gateway itself failed: a bug. Clients get this generic 500; the log has the rest."""
+
+    status_code = 500
+    type = "server_error"
+    code = "internal_error"
+
+
 class DependencyError(GatewayError):
     """An AWS dependency (DynamoDB, SSM) failed."""
 

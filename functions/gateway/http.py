@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -11,7 +12,9 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import GatewayError, RequestTooLargeError
+from gateway.errors import GatewayError, InternalError, RequestTooLargeError
+
+logger = logging.getLogger(__name__)
 
 
 def json_response(
@@ -85,12 +88,27 @@ class RequestContextMiddleware:
                     raise _too_large(limit)
             return message
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        await self.app(scope, limited_receive, send_with_id)
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except Exception:
+            # The last resort (the app's own handlers answer every known failure): one
+            # 500 in OpenAI's format, and the connection closed cleanly rather than reset.
+            logger.exception("unhandled error", extra={"request_id": request_id})
+            if started:
+                raise
+            response = error_response(InternalError("The gateway had an internal error."))
+            response.headers["connection"] = "close"
+            response.headers["x-request-id"] = request_id
+            await response(scope, receive, send)
 
 
 def _too_large(limit: int) -> RequestTooLargeError:

@@ -64,6 +64,7 @@ class Telemetry:
                 "completion_tokens": record.completion_tokens,
                 "latency_ms": record.latency_ms,
                 "ttft_ms": record.ttft_ms,
+                "error": record.error,
             },
         )
         if mismatch:

@@ -11,6 +11,7 @@ from gateway.config import ModelConfig, ModelRegistry, OpenAIUpstream
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.limits import LimitStore
+from gateway.metering import UsageSink
 from gateway.observability import Telemetry, Tracing
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
@@ -42,8 +43,8 @@ class Services:
         self.chat = ChatService(
             registry=self.registry,
             tokenizers=self.tokenizers,
-            usage=self.usage,
             backend_for=self.backend_for,
+            sink=UsageSink(usage=self.usage),
             telemetry=self.telemetry,
             limits=self.limits,
             default_max_tokens=self.settings.default_max_tokens,
@@ -94,7 +95,11 @@ class Services:
             if isinstance(upstream, OpenAIUpstream):
                 backend = OpenAIBackend(upstream=upstream, pool=self.http)
             else:
-                backend = SageMakerBackend(upstream=upstream, client=self.aws.sagemaker_runtime)
+                backend = SageMakerBackend(
+                    upstream=upstream,
+                    client=self.aws.sagemaker_runtime,
+                    max_concurrency=self.settings.upstream_max_connections,
+                )
             backend = self.tracing.traced(backend, model=model.id, endpoint=upstream.endpoint)
             self._backends[model.id] = backend
         return backend

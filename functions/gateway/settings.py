@@ -63,3 +63,7 @@ class Settings(BaseSettings):
     dynamodb_read_timeout: float = Field(default=1.0, gt=0)
 
     log_level: str = "INFO"
+
+    # Serve the interactive docs (/docs, /redoc) and /openapi.json. Production stacks may
+    # turn them off (template.yaml: EnableApiDocs=false); the API itself is unchanged.
+    docs_enabled: bool = True

@@ -31,6 +31,20 @@ Behaviour, as vLLM:
   ``n``, ``min_tokens``, ``ignore_eos``, ``stream``, ``stream_options.include_usage``
   are honoured; ``temperature`` and the rest are accepted and ignored. Choices carry vLLM's
   ``stop_reason``.
+- Tools, as vLLM started with ``--enable-auto-tool-choice --tool-call-parser P`` (P:
+  ``hermes`` for Qwen, ``llama3_json`` for Llama, ``mistral`` for Mistral, by model id):
+  with ``tools`` and ``tool_choice`` ``required`` or a named function (or ``auto`` and
+  ``sim.tool_calls``), the model generates the call in its family's own format (every
+  token counted), and the server returns it parsed (``message.tool_calls``,
+  ``finish_reason`` ``tool_calls``, ``stop`` for a named choice) or streams it as
+  ``delta.tool_calls`` fragments: name first, then the argument JSON piece by piece.
+  ``parallel_tool_calls: false`` keeps one call. Arguments fill every property of the
+  tool's ``parameters`` schema (first enum value, a word for strings).
+- ``logprobs`` / ``top_logprobs`` return per-token entries (deterministic values);
+  ``response_format`` ``json_object`` / ``json_schema`` makes the output one JSON object.
+- Image / audio parts are accepted by models listed in ``SimConfig.multimodal``
+  (``--multimodal``), each adding a fixed number of prompt tokens (256 per image, 188 per
+  audio part); other models answer 400.
 - A client that disconnects while its request is generating (streamed or not) stops the
   generation at once and counts in ``cancelled``.
 
@@ -47,6 +61,8 @@ Per-request overrides and fault injection: an extra body field ``"sim": {...}``:
 - ``hang``: true: never answer; the request ends only when the client gives up (counts as
   cancelled then).
 - ``omit_usage``: true: report no usage (no ``usage`` field, no usage chunk).
+- ``tool_calls``: how many tool calls the model makes under ``tool_choice`` ``auto``
+  (default 0: it answers in text) or ``required`` (at least 1).
 """
 
 from gpusim.app import create_app

@@ -34,6 +34,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--models", help="comma-separated model ids (default: all folders)")
     parser.add_argument(
+        "--multimodal",
+        default=os.environ.get("SIM_MULTIMODAL", ""),
+        help="comma-separated model ids served as multimodal (accept image/audio parts)",
+    )
+    parser.add_argument(
         "--preload", action="store_true", help="load every tokenizer before serving"
     )
     args = parser.parse_args(argv)
@@ -58,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         tpot_ms=args.tpot_ms,
         completion_tokens=args.completion_tokens,
         models=models,
+        multimodal=tuple(m.strip() for m in args.multimodal.split(",") if m.strip()),
     )
     app = create_app(config)
     if args.preload:

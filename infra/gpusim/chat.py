@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import orjson
@@ -17,6 +17,14 @@ from gpusim.generate import ChoiceResult, Limits, run_choice
 from gpusim.models import ModelRegistry, SimModel, TemplateRenderError
 from gpusim.params import ChatRequest, parse_request
 from gpusim.stats import Stats
+from gpusim.structured import (
+    json_result,
+    logprobs_for,
+    null_content_as_empty,
+    strip_media,
+    tool_choice_result,
+)
+from gpusim.toolcalls import wants_tool_call
 from gpusim.wire import DONE, JSON_HEADERS, SSE_HEADERS, ChunkEncoder, completion_body
 
 
@@ -113,9 +121,12 @@ class ChatEndpoint:
             message = f"The model `{req.model}` does not exist."
             raise RequestError(404, message, param="model")
         await model.ensure_loaded()
+        messages, media_tokens = null_content_as_empty(req.messages), 0
+        if req.model in self.config.multimodal:
+            messages, media_tokens = strip_media(messages)
         try:
-            prompt_tokens = model.prompt_tokens(
-                req.messages,
+            prompt_tokens = media_tokens + model.prompt_tokens(
+                messages,
                 tools=req.tools,
                 chat_template=req.chat_template,
                 add_generation_prompt=req.add_generation_prompt,
@@ -134,9 +145,21 @@ class ChatEndpoint:
             ignore_eos=req.ignore_eos,
             stop=req.stop,
         )
-        return [
-            run_choice(partial(model.script, req.seed, choice), limits) for choice in range(req.n)
-        ]
+        if wants_tool_call(req.tools, req.tool_choice, req.sim.tool_calls):
+            results = [tool_choice_result(model, req, choice) for choice in range(req.n)]
+        elif req.response_format != "text":
+            results = [json_result(model, req, choice) for choice in range(req.n)]
+        else:
+            results = [
+                run_choice(partial(model.script, req.seed, choice), limits)
+                for choice in range(req.n)
+            ]
+        if req.logprobs:
+            results = [
+                replace(r, logprobs=logprobs_for(model, r.token_ids, req.top_logprobs))
+                for r in results
+            ]
+        return results
 
     async def _respond(
         self,
@@ -198,8 +221,9 @@ class ChatEndpoint:
             parts = [encoder.role(c) for c in range(len(results))] if j == 0 else []
             for c, result in enumerate(results):
                 if j < len(result.steps):
-                    if result.steps[j]:
-                        parts.append(encoder.content(c, result.steps[j]))
+                    step = encoder.step(c, result, j)
+                    if step:
+                        parts.append(step)
                     if j == len(result.steps) - 1 and not failing:
                         parts.append(encoder.finish(c, result))
             if j == total - 1 and not failing:

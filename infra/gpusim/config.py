@@ -15,6 +15,8 @@ class SimConfig:
     tpot_ms: float = 0.0
     completion_tokens: int = 48
     models: tuple[str, ...] | None = None
+    # Models served as multimodal (they accept image_url / input_audio parts).
+    multimodal: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.ttft_ms < 0 or self.tpot_ms < 0:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from gpusim.models import Script
 
@@ -40,6 +41,16 @@ class ChoiceResult:
     completion_tokens: int
     finish_reason: str
     stop_reason: str | None
+    # The generated token ids, EOS_ID where the EOS token ends the choice.
+    token_ids: tuple[int, ...] = ()
+    # Set when a tool parser rewrote the output: the response message, and per step the
+    # streamed delta (None: no chunk for that token).
+    message: dict[str, Any] | None = None
+    deltas: tuple[dict[str, Any] | None, ...] | None = None
+    logprobs: list[dict[str, Any]] | None = field(default=None)
+
+
+EOS_ID = -1
 
 
 def _find_stop(text: str, new_chars: int, stop: tuple[str, ...]) -> tuple[str, int] | None:
@@ -66,6 +77,7 @@ def run_choice(script_for: Callable[[int], Script], limits: Limits) -> ChoiceRes
     text = ""
     sent = 0
     steps: list[str] = []
+    ids: list[int] = []
     finish_reason = "length"
     stop_reason: str | None = None
     for i in range(1, horizon + 1):
@@ -73,8 +85,10 @@ def run_choice(script_for: Callable[[int], Script], limits: Limits) -> ChoiceRes
         if i == eos_at:
             finished = True
             finish_reason = "stop"
+            ids.append(EOS_ID)
         else:
             delta = script.deltas[i - 1]
+            ids.append(script.ids[i - 1])
             text += delta
             if delta and limits.stop and i > limits.min_tokens:
                 found = _find_stop(text, len(delta), limits.stop)
@@ -99,4 +113,5 @@ def run_choice(script_for: Callable[[int], Script], limits: Limits) -> ChoiceRes
         completion_tokens=len(steps),
         finish_reason=finish_reason,
         stop_reason=stop_reason,
+        token_ids=tuple(ids),
     )

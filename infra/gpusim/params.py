@@ -24,6 +24,9 @@ class SimOptions:
     retry_after: float | None = None
     hang: bool = False
     omit_usage: bool = False
+    # How many tool calls the model makes under tool_choice "auto" (0: it answers in text);
+    # under "required" it makes max(1, this) calls.
+    tool_calls: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,12 @@ class ChatRequest:
     stop: tuple[str, ...]
     seed: int
     tools: Any
+    tool_choice: Any
+    parallel_tool_calls: bool
+    logprobs: bool
+    top_logprobs: int
+    response_format: str  # "text", "json_object" or "json_schema"
+    json_schema: Any
     chat_template: str | None
     add_generation_prompt: bool
     template_kwargs: dict[str, Any] | None
@@ -107,7 +116,41 @@ def parse_sim(raw: Any, config: SimConfig) -> SimOptions:
         retry_after=None if retry_after is None else _number(raw, "retry_after", 0.0),
         hang=_bool(raw, "hang", False, "sim."),
         omit_usage=_bool(raw, "omit_usage", False, "sim."),
+        tool_calls=_int(raw, "tool_calls", 0, 0) or 0,
     )
+
+
+def _tool_choice(body: Mapping[str, Any]) -> Any:
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    if tools is not None and not isinstance(tools, list):
+        raise _bad("tools must be a list", "tools")
+    if choice is None:
+        return "auto" if tools else "none"
+    if choice in ("none", "auto", "required"):
+        if choice != "none" and not tools:
+            raise _bad("When using `tool_choice`, `tools` must be set.", "tool_choice")
+        return choice
+    function = choice.get("function") if isinstance(choice, Mapping) else None
+    name = function.get("name") if isinstance(function, Mapping) else None
+    if not isinstance(name, str):
+        raise _bad("Invalid tool_choice", "tool_choice")
+    names = [t.get("function", {}).get("name") for t in tools or [] if isinstance(t, Mapping)]
+    if name not in names:
+        raise _bad(f"Tool '{name}' has not been passed in `tools`.", "tool_choice")
+    return choice
+
+
+def _response_format(body: Mapping[str, Any]) -> tuple[str, Any]:
+    value = body.get("response_format")
+    if value is None:
+        return "text", None
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise _bad("response_format.type must be text, json_object or json_schema")
+    schema = value.get("json_schema") if kind == "json_schema" else None
+    if kind == "json_schema" and not isinstance(schema, Mapping):
+        raise _bad("response_format.json_schema is required", "response_format")
+    return kind, (schema or {}).get("schema")
 
 
 def parse_request(body: Any, config: SimConfig) -> ChatRequest:
@@ -140,6 +183,11 @@ def parse_request(body: Any, config: SimConfig) -> ChatRequest:
     chat_template = body.get("chat_template")
     if chat_template is not None and not isinstance(chat_template, str):
         raise _bad("chat_template must be a string", "chat_template")
+    top_logprobs = _int(body, "top_logprobs", 0, 0) or 0
+    logprobs = _bool(body, "logprobs", False)
+    if top_logprobs > 20 or (top_logprobs and not logprobs):
+        raise _bad("top_logprobs must be 0-20, and needs logprobs", "top_logprobs")
+    response_format, json_schema = _response_format(body)
     template_kwargs = body.get("chat_template_kwargs")
     if template_kwargs is not None and not isinstance(template_kwargs, Mapping):
         raise _bad("chat_template_kwargs must be an object", "chat_template_kwargs")
@@ -155,6 +203,12 @@ def parse_request(body: Any, config: SimConfig) -> ChatRequest:
         stop=_stop(body.get("stop")),
         seed=seed or 0,
         tools=body.get("tools"),
+        tool_choice=_tool_choice(body),
+        parallel_tool_calls=_bool(body, "parallel_tool_calls", True),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+        response_format=response_format,
+        json_schema=json_schema,
         chat_template=chat_template,
         add_generation_prompt=_bool(body, "add_generation_prompt", True),
         template_kwargs=dict(template_kwargs) if template_kwargs else None,

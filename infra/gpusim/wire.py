@@ -42,8 +42,9 @@ def completion_body(
         "choices": [
             {
                 "index": index,
-                "message": {"role": "assistant", "content": r.content, "refusal": None},
-                "logprobs": None,
+                "message": r.message
+                or {"role": "assistant", "content": r.content, "refusal": None},
+                "logprobs": None if r.logprobs is None else {"content": r.logprobs},
                 "finish_reason": r.finish_reason,
                 "stop_reason": r.stop_reason,
             }
@@ -78,10 +79,26 @@ class ChunkEncoder:
             chunk["usage"] = None
         return sse(chunk)
 
-    def _delta(self, index: int, delta: dict[str, str]) -> bytes:
+    def _delta(
+        self, index: int, delta: dict[str, Any], logprobs: dict[str, Any] | None = None
+    ) -> bytes:
         return self._chunk(
-            {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+            {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": None}
         )
+
+    def step(self, index: int, result: ChoiceResult, j: int) -> bytes | None:
+        """The chunk for generated token j of a choice (None: vLLM sends none). The last
+        token's chunk is the finish chunk's job."""
+        logprobs = None if result.logprobs is None else {"content": [result.logprobs[j]]}
+        if result.deltas is not None:
+            delta: dict[str, Any] | None = result.deltas[j]
+        else:
+            delta = {"content": result.steps[j]} if result.steps[j] else None
+        if j == len(result.steps) - 1 and logprobs is not None and delta is None:
+            return None  # the finish chunk carries the last token's logprobs
+        if delta is None and logprobs is None:
+            return None
+        return self._delta(index, delta or {}, logprobs)
 
     def role(self, index: int) -> bytes:
         return self._delta(index, {"role": "assistant", "content": ""})
@@ -90,15 +107,27 @@ class ChunkEncoder:
         return self._delta(index, {"content": text})
 
     def finish(self, index: int, result: ChoiceResult) -> bytes:
+        last = len(result.steps) - 1
+        logprobs = None
+        if result.logprobs is not None and not self._sent_with_delta(result, last):
+            logprobs = {"content": [result.logprobs[last]]}
         return self._chunk(
             {
                 "index": index,
                 "delta": {},
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": result.finish_reason,
                 "stop_reason": result.stop_reason,
             }
         )
+
+    @staticmethod
+    def _sent_with_delta(result: ChoiceResult, j: int) -> bool:
+        if j < 0:
+            return True
+        if result.deltas is not None:
+            return result.deltas[j] is not None
+        return bool(result.steps[j])
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         return sse({**self._base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})

@@ -74,7 +74,7 @@ def test_keys_create_with_limits_then_update(
     )  # fmt: skip
     assert code == 0
     created = json.loads(out)
-    assert created["key"].startswith("sk-gw-")
+    assert created["key"].startswith("sk-gw2_")  # checksummed (gateway.keys.secret)
     assert (created["rpm"], created["tpm"], created["monthly_tokens"]) == (60, 1000, 50000)
     key_id = created["key_id"]
     assert keys.lookup(secret=created["key"]) == keys.get(key_id=key_id)

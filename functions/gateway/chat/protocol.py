@@ -1,15 +1,17 @@
 """Wire models for chat completions, fields in OpenAI's order.
 
-Requests are validated here; responses are built as plain dicts on the hot path and these
-response models only document them in /docs.
+Requests are validated here (after gateway/inputs.py has bounded the raw JSON); responses
+are built as plain dicts on the hot path and these response models document them in /docs.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from gateway.chat.legacy import check_tool_choice, map_legacy_request
 
 # Sampling fields a client may also send nested under `model_params`.
 _NON_SAMPLING = frozenset({"model", "messages", "stream", "stream_options", "model_params"})
@@ -22,20 +24,183 @@ class TextContentPart(BaseModel):
     text: str
 
 
-class ChatMessage(BaseModel):
+class ImageUrl(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "user", "assistant"]
-    content: str | list[TextContentPart] | None = None
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _https_or_data(cls, value: str) -> str:
+        if not (value.startswith("https://") or value.startswith("data:")):
+            raise PydanticCustomError(
+                "image_url", "image_url.url must be an https:// URL or a data: URL."
+            )
+        return value
+
+
+class ImageContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class InputAudio(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class AudioContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class RefusalContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["refusal"]
+    refusal: str
+
+
+UserContentPart = Annotated[
+    TextContentPart | ImageContentPart | AudioContentPart, Field(discriminator="type")
+]
+AssistantContentPart = Annotated[TextContentPart | RefusalContentPart, Field(discriminator="type")]
+# Which modality each media part needs from the model (see ModelConfig.modalities).
+PART_MODALITY = {"image_url": "image", "input_audio": "audio"}
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     name: str | None = None
 
     def text(self) -> str:
-        """The content as the chat template sees it (parts joined by newlines, as vLLM)."""
-        if self.content is None:
+        """The content as the chat template sees it: text parts joined by newlines (vLLM's
+        string content format; media parts contribute no text), None as ""."""
+        content = getattr(self, "content", None)
+        if content is None:
             return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "\n".join(part.text for part in self.content)
+        if isinstance(content, str):
+            return content
+        return "\n".join(part.text for part in content if isinstance(part, TextContentPart))
+
+
+class SystemMessage(_Message):
+    # `developer` is OpenAI's successor to `system`; it is rendered and forwarded as system.
+    role: Literal["system", "developer"]
+    content: str | list[TextContentPart]
+
+
+class UserMessage(_Message):
+    role: Literal["user"]
+    content: str | list[UserContentPart]
+
+
+class AssistantMessage(_Message):
+    role: Literal["assistant"]
+    content: str | list[AssistantContentPart] | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+    @model_validator(mode="after")
+    def _content_or_tool_calls(self) -> AssistantMessage:
+        if self.content is None and not self.tool_calls:
+            raise PydanticCustomError(
+                "assistant_content", "An assistant message needs content or tool_calls."
+            )
+        return self
+
+
+class ToolMessage(_Message):
+    role: Literal["tool"]
+    content: str | list[TextContentPart]
+    tool_call_id: str
+
+
+ChatMessage = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage,
+    Field(discriminator="role"),
+]
+_ROLE_OF = {"developer": "system"}
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class ResponseFormatText(BaseModel):
+    type: Literal["text"]
+
+
+class ResponseFormatJsonObject(BaseModel):
+    type: Literal["json_object"]
+
+
+class JsonSchema(BaseModel):
+    # `schema` (the JSON Schema itself) is kept as an extra field: it would shadow
+    # BaseModel's own `schema` attribute, and is forwarded unchanged either way.
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormatJsonSchema(BaseModel):
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+ResponseFormat = Annotated[
+    ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema,
+    Field(discriminator="type"),
+]
 
 
 class StreamOptions(BaseModel):
@@ -49,20 +214,24 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     messages: list[ChatMessage]
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=256)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1, le=128)
+    parallel_tool_calls: bool | None = None
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
+    response_format: ResponseFormat | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
+    tool_choice: ToolChoice | None = None
+    tools: list[Tool] | None = None
     top_p: float | None = Field(default=None, ge=0, le=1)
     user: str | None = None
 
@@ -72,6 +241,19 @@ class ChatCompletionRequest(BaseModel):
     # Sampling fields nested by some clients; merged into the top level on validation.
     model_params: dict[str, Any] | None = None
     # ---------------------------------------------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _map_legacy_shapes(cls, data: Any) -> Any:
+        """developer -> system; the deprecated functions/function_call -> tools/tool_choice."""
+        return map_legacy_request(data)
+
+    @model_validator(mode="after")
+    def _tool_choice_needs_tools(self) -> ChatCompletionRequest:
+        check_tool_choice(self.tools, self.tool_choice)
+        if self.top_logprobs and not self.logprobs:
+            raise PydanticCustomError("top_logprobs", "top_logprobs requires logprobs to be true.")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -128,6 +310,7 @@ class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):

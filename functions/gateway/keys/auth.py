@@ -12,6 +12,7 @@ import anyio.to_thread
 
 from gateway.errors import AuthenticationError, DependencyError
 from gateway.keys.models import ApiKey, KeyStatus, hash_key
+from gateway.keys.secret import is_well_formed
 from gateway.keys.store import KeyStore
 
 # Unknown secrets are cached too (so a flood of bad keys costs no DynamoDB reads),
@@ -69,6 +70,8 @@ class Authenticator:
                 "Missing API key. Send it as `Authorization: Bearer <key>`.",
                 code="missing_api_key",
             )
+        if not is_well_formed(secret):  # wrong checksum or shape: refused with no lookup
+            raise AuthenticationError("Incorrect API key provided.")
         key = await self._resolve(secret)
         if key is None:
             raise AuthenticationError("Incorrect API key provided.")

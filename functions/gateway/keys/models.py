@@ -9,16 +9,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-SECRET_PREFIX = "sk-gw-"
+from gateway.keys.secret import new_secret
+
+__all__ = ["ApiKey", "KeyStatus", "hash_key", "new_key_id", "new_secret", "parse_iso"]
 
 
 class KeyStatus(StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"
-
-
-def new_secret() -> str:
-    return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
 def new_key_id() -> str:

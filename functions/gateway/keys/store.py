@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.aws import botocore_errors
 from gateway.keys.models import ApiKey, KeyStatus, hash_key, new_key_id, new_secret
+from gateway.keys.secret import is_well_formed
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -49,6 +50,8 @@ class KeyStore:
         secret: str | None = None,
     ) -> tuple[ApiKey, str]:
         """Store a new key; returns it with its secret (which is never stored)."""
+        if secret and not is_well_formed(secret):  # it could never authenticate
+            raise ValueError("malformed secret: use gateway.keys.new_secret()")
         secret = secret or new_secret()
         key = ApiKey(
             key_id=new_key_id(),

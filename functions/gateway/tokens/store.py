@@ -65,14 +65,23 @@ class ChatTokenizer:
     def has_chat_template(self) -> bool:
         return self._template is not None
 
-    def render_chat(self, messages: Sequence[dict[str, Any]]) -> str:
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> str:
         if self._template is None:
             raise ConfigurationError(f"tokenizer at {self.directory} has no chat template")
-        return self._template.render(messages, add_generation_prompt=True)
+        return self._template.render(messages, add_generation_prompt=True, tools=tools)
 
-    def count_chat(self, messages: Sequence[dict[str, Any]]) -> int:
-        """prompt_tokens as vLLM reports it: the rendered template, no special tokens added."""
-        return self.count_text(self.render_chat(messages))
+    def count_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> int:
+        """prompt_tokens as vLLM reports it: the rendered template (with the request's tool
+        definitions, if any), no special tokens added."""
+        return self.count_text(self.render_chat(messages, tools))
 
     def count_text(self, text: str) -> int:
         if not text:

@@ -68,10 +68,18 @@ class ChatTemplate:
         self._template = _environment().from_string(source)
         self._special_tokens = special_tokens
 
-    def render(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool) -> str:
+    def render(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        add_generation_prompt: bool,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> str:
+        """As transformers' apply_chat_template(messages, tools=tools, tokenize=False):
+        `tools` are JSON-schema dicts, rendered by the template itself (None: no tools)."""
         return self._template.render(
             messages=messages,
-            tools=None,
+            tools=list(tools) if tools else None,
             documents=None,
             add_generation_prompt=add_generation_prompt,
             **self._special_tokens,

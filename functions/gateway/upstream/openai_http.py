@@ -10,9 +10,24 @@ import aiohttp
 import orjson
 
 from gateway.config import OpenAIUpstream
-from gateway.errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
+from gateway.errors import UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
-from gateway.upstream.base import parse_completion
+from gateway.upstream.sse import DONE, SSEDecoder
+from gateway.upstream.wire import (
+    MalformedUpstream,
+    parse_chunk,
+    parse_completion,
+    status_error,
+)
+
+# A non-streamed completion larger than this (after decompression) is refused.
+MAX_BODY_BYTES = 32 << 20
+# An error body is read only this far: its text is logged at DEBUG, never sent.
+MAX_ERROR_BYTES = 64 << 10
+# Idle pooled connections are dropped before the server's own keep-alive timeout (uvicorn,
+# which serves vLLM and SGLang, closes them after 5 s): reusing one the server is closing
+# fails the request with ServerDisconnectedError, and a POST is not retried.
+KEEPALIVE_SECONDS = 3.0
 
 
 class HttpPool:
@@ -32,7 +47,9 @@ class HttpPool:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             connector = aiohttp.TCPConnector(
-                limit=self._settings.upstream_max_connections, ttl_dns_cache=300
+                limit=self._settings.upstream_max_connections,
+                ttl_dns_cache=300,
+                keepalive_timeout=KEEPALIVE_SECONDS,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self.timeout, auto_decompress=True
@@ -46,46 +63,21 @@ class HttpPool:
         self._session = None
 
 
-def _upstream_message(status: int, raw: bytes) -> str:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])
-        if isinstance(err, str):
-            return err
-    return f"upstream returned HTTP {status}"
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The (decompressed) body, refused past `limit`: aiohttp inflates piece by piece, so
+    a compression bomb costs at most `limit` bytes of memory."""
+    parts: list[bytes] = []
+    size = 0
+    async for piece in response.content.iter_any():
+        size += len(piece)
+        if size > limit:
+            raise UpstreamError("The model endpoint sent a response over the size limit.")
+        parts.append(piece)
+    return b"".join(parts)
 
 
-def raise_for_upstream_status(status: int, raw: bytes) -> None:
-    """The upstream's own verdict on a request it refused: its 4xx means the request is
-    invalid (too long a prompt, say) and goes back as a 400; anything else is a 502."""
-    message = _upstream_message(status, raw)
-    if status in (400, 413, 422):
-        raise InvalidRequestError(message, code="upstream_rejected_request")
-    raise UpstreamError(f"The model endpoint failed: {message}", code=f"upstream_http_{status}")
-
-
-async def iter_sse_data(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    """The `data` of each server-sent event, as bytes, until `[DONE]` or end of stream."""
-    data: list[bytes] = []
-    async for raw in content:
-        line = raw.rstrip(b"\r\n")
-        if not line:
-            if data:
-                payload = b"\n".join(data)
-                data = []
-                if payload == b"[DONE]":
-                    return
-                yield payload
-            continue
-        if line.startswith(b"data:"):
-            data.append(line[6:] if line[5:6] == b" " else line[5:])
-    if data and (payload := b"\n".join(data)) != b"[DONE]":
-        yield payload
+def _unreachable(exc: aiohttp.ClientError) -> UpstreamError:
+    return UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}")
 
 
 class OpenAIBackend:
@@ -97,53 +89,59 @@ class OpenAIBackend:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
+    async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> aiohttp.ClientResponse:
+        # Redirects are never followed: they would re-send the body and the upstream's key.
+        response = await self._pool.session().post(
+            self._upstream.chat_url, data=orjson.dumps(body), headers=headers, allow_redirects=False
+        )
+        if response.status >= 300:
+            try:
+                raw = await read_capped(response, MAX_ERROR_BYTES)
+            except (aiohttp.ClientError, TimeoutError, UpstreamError):
+                raw = b""
+            finally:
+                response.release()
+            raise status_error(response.status, raw, response.headers)
+        return response
+
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            async with self._pool.session().post(
-                self._upstream.chat_url, data=orjson.dumps(body), headers=self._headers
-            ) as response:
-                raw = await response.read()
-                if response.status >= 400:
-                    raise_for_upstream_status(response.status, raw)
+            response = await self._post(body, self._headers)
+            async with response:
+                raw = await read_capped(response, MAX_BODY_BYTES)
         except TimeoutError as exc:
             raise UpstreamTimeoutError("The model endpoint timed out.") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}") from exc
+            raise _unreachable(exc) from exc
         return parse_completion(raw)
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         headers = {**self._headers, "Accept": "text/event-stream"}
         try:
-            response = await self._pool.session().post(
-                self._upstream.chat_url, data=orjson.dumps(body), headers=headers
-            )
+            response = await self._post(body, headers)
         except TimeoutError as exc:
             raise UpstreamTimeoutError("The model endpoint timed out.") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}") from exc
-        if response.status >= 400:
-            try:
-                raw = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
-                raw = b""
-            finally:
-                response.release()
-            raise_for_upstream_status(response.status, raw)
+            raise _unreachable(exc) from exc
+        if response.content_type != "text/event-stream":
+            response.close()
+            raise MalformedUpstream("The model endpoint did not answer with an event stream.")
         return self._chunks(response)
 
     async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
         finished = False
+        decoder = SSEDecoder()
         try:
-            async for payload in iter_sse_data(response.content):
-                try:
-                    chunk = orjson.loads(payload)
-                except orjson.JSONDecodeError as exc:
-                    raise UpstreamError("The model endpoint sent an invalid event.") from exc
-                if isinstance(chunk, dict) and "error" in chunk:
-                    raise UpstreamError(
-                        f"The model endpoint failed mid-stream: {_upstream_message(500, payload)}"
-                    )
-                yield chunk
+            async for piece in response.content.iter_any():
+                for payload in decoder.feed(piece):
+                    if payload.strip() == DONE:
+                        finished = True
+                        return
+                    yield parse_chunk(payload)
+            for payload in decoder.close():
+                if payload.strip() == DONE:
+                    break
+                yield parse_chunk(payload)
             finished = True
         except TimeoutError as exc:
             raise UpstreamTimeoutError("The model endpoint stopped sending tokens.") from exc

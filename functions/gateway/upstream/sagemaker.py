@@ -34,8 +34,8 @@ from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
 from gateway.config import SageMakerUpstream
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
-from gateway.upstream.base import parse_completion
-from gateway.upstream.openai_http import _upstream_message, raise_for_upstream_status
+from gateway.upstream.sse import DONE, SSEDecoder
+from gateway.upstream.wire import parse_chunk, parse_completion, status_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -70,54 +70,6 @@ def client_config(settings: Settings) -> Config:
         retries={"mode": "standard", "total_max_attempts": 2},
         tcp_keepalive=True,
     )
-
-
-class SSEDecoder:
-    """Server-sent events from bytes that arrive in arbitrary pieces (mid-line, mid-UTF-8
-    character, several events at once). Yields the `data` of each event; a line that is
-    a bare JSON object (JSON lines, as LMI streams by default) counts as one event."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._data: list[bytes] = []
-
-    def feed(self, piece: bytes) -> list[bytes]:
-        self._buffer += piece
-        events: list[bytes] = []
-        start = 0
-        while (end := self._buffer.find(b"\n", start)) != -1:
-            event = self._line(bytes(self._buffer[start:end]).rstrip(b"\r"))
-            start = end + 1
-            if event is not None:
-                events.append(event)
-        del self._buffer[:start]
-        return events
-
-    def close(self) -> list[bytes]:
-        """End of stream: what is left, even without its final blank line."""
-        events: list[bytes] = []
-        if self._buffer:
-            event = self._line(bytes(self._buffer).rstrip(b"\r"))
-            self._buffer.clear()
-            if event is not None:
-                events.append(event)
-        if self._data:
-            events.append(b"\n".join(self._data))
-            self._data = []
-        return events
-
-    def _line(self, line: bytes) -> bytes | None:
-        if not line:
-            if self._data:
-                payload = b"\n".join(self._data)
-                self._data = []
-                return payload
-            return None
-        if line.startswith(b"data:"):
-            self._data.append(line[6:] if line[5:6] == b" " else line[5:])
-        elif line.startswith(b"{") and not self._data:
-            return line
-        return None  # event:, id:, retry: and comments
 
 
 class _EventReader:
@@ -190,14 +142,6 @@ def _shutdown(stream: EventStream[Any]) -> None:
             shutdown()
 
 
-def _from_status(status: int, raw: bytes) -> GatewayError:
-    try:
-        raise_for_upstream_status(status, raw)
-    except GatewayError as exc:
-        return exc
-    return UpstreamError(f"The model endpoint failed: HTTP {status}")  # pragma: no cover
-
-
 def _client_error(exc: ClientError, endpoint: str) -> GatewayError:
     response: Mapping[str, Any] = exc.response
     error = response.get("Error") or {}
@@ -209,15 +153,14 @@ def _client_error(exc: ClientError, endpoint: str) -> GatewayError:
         original = response.get("OriginalMessage")
         if isinstance(status, int) and 400 <= status < 600:
             raw = original.encode() if isinstance(original, str) else b""
-            return _from_status(status, raw)
+            return status_error(status, raw)
         return UpstreamError(
-            f"The model endpoint failed: {message or 'model error'}", code="upstream_model_error"
+            "The model endpoint failed (model error).", code="upstream_model_error"
         )
     if code in _STREAM_ERRORS:
-        return UpstreamError(
-            f"The model endpoint failed mid-stream: {message or code}", code="upstream_stream_error"
-        )
-    logger.warning("SageMaker endpoint %s refused a call: %s: %s", endpoint, code, message)
+        return UpstreamError("The model endpoint failed mid-stream.", code="upstream_stream_error")
+    logger.warning("SageMaker endpoint refused a call", extra={"endpoint": endpoint, "code": code})
+    logger.debug("SageMaker error text", extra={"endpoint": endpoint, "text": message[:500]})
     if code in _THROTTLED:
         return UpstreamError(
             "The model endpoint is overloaded; retry later.", code="upstream_throttled"
@@ -244,20 +187,6 @@ def _call_errors(endpoint: str) -> Iterator[None]:
         raise UpstreamTimeoutError("The model endpoint timed out.") from exc
     except (BotoCoreError, Urllib3Error, OSError) as exc:
         raise UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}") from exc
-
-
-def _parse_chunk(payload: bytes) -> dict[str, Any]:
-    try:
-        chunk = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError("The model endpoint sent an invalid event.") from exc
-    if not isinstance(chunk, dict):
-        raise UpstreamError("The model endpoint sent an invalid event.")
-    if "error" in chunk:
-        raise UpstreamError(
-            f"The model endpoint failed mid-stream: {_upstream_message(500, payload)}"
-        )
-    return chunk
 
 
 class SageMakerBackend:
@@ -347,15 +276,13 @@ class SageMakerBackend:
                     failure = event.get("ModelStreamError") or event.get("InternalStreamFailure")
                     if failure is not None:
                         raise UpstreamError(
-                            "The model endpoint failed mid-stream: "
-                            f"{failure.get('Message') or 'stream error'}",
-                            code="upstream_stream_error",
+                            "The model endpoint failed mid-stream.", code="upstream_stream_error"
                         )
                     continue
                 for data in payloads:
-                    if data.strip() == b"[DONE]":
+                    if data.strip() == DONE:
                         return
-                    yield _parse_chunk(data)
+                    yield parse_chunk(data)
                 if event is None:
                     return
         except EventStreamError as exc:  # ModelStreamError / InternalStreamFailure

@@ -28,7 +28,11 @@ class UsageStatus(StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     CLIENT_DISCONNECTED = "client_disconnected"
     RATE_LIMITED = "rate_limited"
-    ERROR = "error"
+    # Refused after authentication, before reaching an upstream (bad input, unknown or
+    # forbidden model, a template that refuses the conversation): nothing billed.
+    REJECTED = "rejected"
+    # The gateway itself failed (a bug): billed what the upstream had generated.
+    INTERNAL_ERROR = "internal_error"
 
 
 def iso_ms(dt: datetime) -> str:
@@ -51,6 +55,8 @@ class UsageRecord:
     endpoint: str
     created_at: datetime
     stream: bool
+    # Which API route: chat, completions, embeddings.
+    route: str = "chat"
     status: UsageStatus = UsageStatus.COMPLETED
     http_status: int = 200
     # Billed figures: the upstream's where it reported them, else the gateway's.
@@ -65,6 +71,13 @@ class UsageRecord:
     latency_ms: float | None = None
     ttft_ms: float | None = None
     error: str | None = None
+    # Comma-separated notes on how the figures were decided, e.g. `upstream_usage_invalid`.
+    flags: str | None = None
+    # Image/audio parts in the prompt: the gateway's prompt count is then text-only (media
+    # tokens are counted by the model server alone), and when the upstream reported no
+    # usage the billed prompt is that count plus a per-part estimate, flagged here.
+    media_parts: int | None = None
+    prompt_estimated: bool | None = None
     # What admission reserved for this request (limits.Admission), for the aggregator to
     # settle: tokens, the epoch minute of the tpm window and the "YYYY-MM" budget month
     # that hold them (None: that limit reserved nothing).

@@ -1,4 +1,4 @@
-"""Every error class: status, OpenAI's envelope, and no usage record where none is due."""
+"""Every error class: status, OpenAI's envelope, and the one usage record each leaves."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def assert_error(
     if code is not None:
         assert body["error"]["code"] == code
     return body["error"]
+
+
+def assert_rejected(gateway: Gateway, key: str, *statuses: int) -> None:
+    """An authenticated request refused before any upstream: one record each, 0 tokens."""
+    records = sorted(gateway.records(key), key=lambda r: r.created_at)
+    assert [(r.status, r.http_status) for r in records] == [("rejected", s) for s in statuses]
+    assert all(r.total_tokens == 0 and r.error for r in records)
 
 
 @pytest.mark.parametrize(
@@ -80,7 +87,7 @@ def test_invalid_input_is_400(
         assert str(error["param"]).startswith(param)
     if message is not None:
         assert error["message"] == message
-    assert gateway.records(key) == []
+    assert_rejected(gateway, key, 400)
 
 
 def test_malformed_json_is_400(gateway: Gateway, conformance_schemas: Path) -> None:
@@ -98,6 +105,7 @@ def test_template_refusal_is_400(gateway: Gateway, conformance_schemas: Path) ->
     body = {"model": "mistral", "messages": [{"role": "system", "content": "x"}, *HI]}
     error = assert_error(post(gateway, body, key), 400, conformance_schemas)
     assert "alternate" in str(error["message"])
+    assert_rejected(gateway, key, 400)
 
 
 def test_missing_unknown_revoked_expired_keys_are_401(
@@ -143,7 +151,7 @@ def test_model_not_allowed_is_403_and_unknown_is_404(
         code="model_not_found",
     )
     assert "gpt-9" in str(error["message"])
-    assert gateway.records(key) == []
+    assert_rejected(gateway, key, 403, 404)
 
 
 def test_oversized_body_is_413(gateway: Gateway, conformance_schemas: Path) -> None:
@@ -164,7 +172,9 @@ def test_oversized_body_is_413(gateway: Gateway, conformance_schemas: Path) -> N
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     assert_error(response, 413, conformance_schemas, code="request_too_large")
-    assert gateway.records(key) == []
+    # The first was refused on its Content-Length before authentication; the second was
+    # authenticated before its body ran over the limit.
+    assert_rejected(gateway, key, 413)
 
 
 def test_unknown_route_is_404_envelope(gateway: Gateway, conformance_schemas: Path) -> None:

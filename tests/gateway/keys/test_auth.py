@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 from gateway.errors import AuthenticationError
-from gateway.keys import ApiKey, KeyStatus, hash_key
+from gateway.keys import ApiKey, KeyStatus, hash_key, new_secret
 from gateway.keys.auth import NEGATIVE_TTL_SECONDS, Authenticator, parse_bearer
 
 
@@ -57,52 +57,64 @@ def authenticate(auth: Authenticator, secret: str) -> ApiKey:
 
 
 def test_revocation_takes_effect_once_the_cache_lifetime_passes() -> None:
-    store, clock = FakeStore(), Clock()
-    store.keys["s1"] = make_key("s1")
+    store, clock, s1 = FakeStore(), Clock(), new_secret()
+    store.keys[s1] = make_key(s1)
     auth = Authenticator(store=store, ttl=30, clock=clock)  # type: ignore[arg-type]
-    assert authenticate(auth, "s1").key_id == "key_1"
+    assert authenticate(auth, s1).key_id == "key_1"
 
-    store.keys["s1"] = replace(store.keys["s1"], status=KeyStatus.REVOKED)
+    store.keys[s1] = replace(store.keys[s1], status=KeyStatus.REVOKED)
     clock.now += 29.9
-    assert authenticate(auth, "s1").status is KeyStatus.ACTIVE  # served from cache only
+    assert authenticate(auth, s1).status is KeyStatus.ACTIVE  # served from cache only
     assert store.lookups == 1
     clock.now += 0.2
     with pytest.raises(AuthenticationError) as info:
-        authenticate(auth, "s1")
+        authenticate(auth, s1)
     assert info.value.code == "revoked_api_key"
     assert store.lookups == 2
 
 
 def test_rotated_out_secret_is_refused_after_the_lifetime() -> None:
     store, clock = FakeStore(), Clock()
-    store.keys["old"] = make_key("old")
+    old, new = new_secret(), new_secret()
+    store.keys[old] = make_key(old)
     auth = Authenticator(store=store, ttl=10, clock=clock)  # type: ignore[arg-type]
-    authenticate(auth, "old")
-    del store.keys["old"]
-    store.keys["new"] = make_key("new")
-    assert authenticate(auth, "new").key_id == "key_1"
-    assert authenticate(auth, "old").key_id == "key_1"  # still cached
+    authenticate(auth, old)
+    del store.keys[old]
+    store.keys[new] = make_key(new)
+    assert authenticate(auth, new).key_id == "key_1"
+    assert authenticate(auth, old).key_id == "key_1"  # still cached
     clock.now += 10.01
     with pytest.raises(AuthenticationError):
-        authenticate(auth, "old")
+        authenticate(auth, old)
 
 
 def test_unknown_keys_are_cached_briefly() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock, nope = FakeStore(), Clock(), new_secret()
     auth = Authenticator(store=store, ttl=30, clock=clock)  # type: ignore[arg-type]
     for _ in range(3):
         with pytest.raises(AuthenticationError):
-            authenticate(auth, "nope")
+            authenticate(auth, nope)
     assert store.lookups == 1
-    store.keys["nope"] = make_key("nope")  # created after a failed attempt
+    store.keys[nope] = make_key(nope)  # created after a failed attempt
     clock.now += NEGATIVE_TTL_SECONDS + 0.01
-    assert authenticate(auth, "nope").key_id == "key_1"
+    assert authenticate(auth, nope).key_id == "key_1"
 
 
 def test_zero_lifetime_means_no_cache() -> None:
-    store = FakeStore()
-    store.keys["s"] = make_key("s")
+    store, s = FakeStore(), new_secret()
+    store.keys[s] = make_key(s)
     auth = Authenticator(store=store, ttl=0)  # type: ignore[arg-type]
-    authenticate(auth, "s")
-    authenticate(auth, "s")
+    authenticate(auth, s)
+    authenticate(auth, s)
     assert store.lookups == 2
+
+
+@pytest.mark.parametrize("secret", ["sk-gw-nope", "sk-gw2_" + "a" * 49, "hunter2"])
+def test_malformed_keys_are_refused_without_a_lookup(secret: str) -> None:
+    store = FakeStore()
+    store.keys[secret] = make_key(secret)  # even if the store somehow had it
+    auth = Authenticator(store=store, ttl=30)  # type: ignore[arg-type]
+    with pytest.raises(AuthenticationError) as info:
+        authenticate(auth, secret)
+    assert (info.value.status_code, info.value.code) == (401, "invalid_api_key")
+    assert store.lookups == 0

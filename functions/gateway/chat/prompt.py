@@ -1,0 +1,148 @@
+"""What the chat template sees, the checks decided before forwarding, and media billing.
+
+Messages are normalized the way vLLM's chat-message parsing does it (string content format,
+vllm/entrypoints/chat_utils.py `_parse_chat_message_content` and `_postprocess_messages`):
+content None becomes "", text parts are joined with a newline, media parts add no text;
+assistant `tool_calls` are kept, with JSON-text `arguments` parsed to objects (invalid JSON
+becomes {}); tool messages keep `tool_call_id`; a string `name` is kept. The request's
+`tools` are handed to the template as sent (HF `apply_chat_template(..., tools=...)`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.chat.protocol import (
+    PART_MODALITY,
+    AssistantMessage,
+    ChatCompletionRequest,
+    ToolMessage,
+    UserMessage,
+)
+from gateway.config import ModelConfig
+from gateway.errors import InvalidRequestError
+
+# Billed per image / audio part when a multimodal request's upstream reports no usage (the
+# gateway cannot count media tokens: only the model's processor can). 765 is what OpenAI
+# bills a 512x512 high-detail image; Qwen2.5-VL spends ~1 token per 28x28 pixels, so it is
+# the right order for a typical photo. Audio: ~30 s of Whisper-style features at 25 tokens/s.
+MEDIA_TOKEN_ESTIMATE = {"image": 765, "audio": 750}
+
+
+def _arguments(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+    return value if isinstance(value, dict | list) else {}
+
+
+def _tool_calls(message: AssistantMessage) -> list[dict[str, Any]] | None:
+    if message.tool_calls is None or not message.tool_calls:
+        return None  # vLLM drops an empty list, keeping the template on the plain path
+    calls = []
+    for call in message.tool_calls:
+        item = call.model_dump(exclude_unset=True)
+        function = dict(item["function"])
+        function["arguments"] = _arguments(function.get("arguments"))
+        item["function"] = function
+        calls.append(item)
+    return calls
+
+
+def template_messages(request: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """The conversation as vLLM hands it to the chat template."""
+    out: list[dict[str, Any]] = []
+    for message in request.messages:
+        item: dict[str, Any] = {"role": message.role, "content": message.text()}
+        if isinstance(message, AssistantMessage):
+            calls = _tool_calls(message)
+            if calls is not None:
+                item["tool_calls"] = calls
+            extra = message.model_extra or {}
+            if isinstance(extra.get("reasoning"), str):
+                item["reasoning"] = item["reasoning_content"] = extra["reasoning"]
+        elif isinstance(message, ToolMessage):
+            item["tool_call_id"] = message.tool_call_id
+        if isinstance(message.name, str):
+            item["name"] = message.name
+        out.append(item)
+    return out
+
+
+def template_tools(request: ChatCompletionRequest) -> list[dict[str, Any]] | None:
+    if not request.tools:
+        return None
+    return [tool.model_dump(exclude_unset=True, by_alias=True) for tool in request.tools]
+
+
+def media_parts(request: ChatCompletionRequest) -> list[str]:
+    """The modality of each image / audio part, in order."""
+    found: list[str] = []
+    for message in request.messages:
+        if isinstance(message, UserMessage) and isinstance(message.content, list):
+            found.extend(PART_MODALITY[p.type] for p in message.content if p.type in PART_MODALITY)
+    return found
+
+
+def check_modalities(request: ChatCompletionRequest, model: ModelConfig) -> list[str]:
+    """The request's media parts; a 400 naming the first part the model cannot take."""
+    for m, message in enumerate(request.messages):
+        if not isinstance(message, UserMessage) or not isinstance(message.content, list):
+            continue
+        for p, part in enumerate(message.content):
+            modality = PART_MODALITY.get(part.type)
+            if modality is not None and not model.accepts(modality):
+                raise InvalidRequestError(
+                    f"The model `{model.id}` does not accept {modality} input: content part "
+                    f"messages[{m}].content[{p}] is of type '{part.type}'. Send text only, or "
+                    "use a model whose configuration lists this modality.",
+                    param=f"messages.[{m}].content.[{p}].type",
+                    code="unsupported_content_part",
+                )
+    return media_parts(request)
+
+
+def media_token_estimate(modalities: Sequence[str]) -> int:
+    return sum(MEDIA_TOKEN_ESTIMATE[m] for m in modalities)
+
+
+def check_context_length(model: ModelConfig, *, prompt_tokens: int, body: dict[str, Any]) -> None:
+    """A prompt plus the generation asked for over the model's context length is refused
+    before forwarding, in vLLM's words (code `context_length_exceeded`, as OpenAI)."""
+    limit = model.max_model_len
+    if limit is None:
+        return
+    asked = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    if prompt_tokens + asked <= limit and prompt_tokens < limit:
+        return
+    raise InvalidRequestError(
+        f"This model's maximum context length is {limit} tokens. However, you requested "
+        f"{asked} output tokens and your prompt contains at least {prompt_tokens} input "
+        f"tokens, for a total of at least {prompt_tokens + asked} tokens. Please reduce the "
+        "length of the input prompt or the number of requested output tokens.",
+        param="messages",
+        code="context_length_exceeded",
+    )
+
+
+def default_max_tokens(model: ModelConfig, *, prompt_tokens: int, default: int) -> int:
+    """The generation cap sent when a request sets none: the default, but never past the
+    model's context length (vLLM would refuse prompt + max_tokens over max_model_len)."""
+    if model.max_model_len is None:
+        return default
+    return max(1, min(default, model.max_model_len - prompt_tokens))
+
+
+def tool_call_texts(tool_calls: Any) -> list[str]:
+    """The generated text of a message's tool calls, for the gateway's own completion
+    estimate: each call's function name and argument text."""
+    texts = []
+    for call in tool_calls if isinstance(tool_calls, list) else []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            texts.append(str(function.get("name") or "") + str(function.get("arguments") or ""))
+    return texts

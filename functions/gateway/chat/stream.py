@@ -1,0 +1,144 @@
+"""Relaying an upstream's chat.completion.chunk stream to the client as SSE frames.
+
+The relay never writes usage itself: it tells the Meter how the stream ended, in a
+`finally` shielded from cancellation, so no await between deciding the record and writing
+it can be interrupted, whatever the client does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import orjson
+
+from gateway.chat import responses as chat_responses
+from gateway.errors import GatewayError, InternalError, UpstreamError, sse_error_event
+from gateway.metering import Meter
+from gateway.usage import UsageStatus
+
+logger = logging.getLogger(__name__)
+
+DONE_FRAME = b"data: [DONE]\n\n"
+
+
+def frame(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def _stamp(meter: Meter, chunk: dict[str, Any], include_usage: bool) -> dict[str, Any]:
+    for choice in chunk["choices"]:
+        choice.pop("stop_reason", None)  # vLLM's, not OpenAI's
+        if choice.get("logprobs"):
+            choice["logprobs"] = chat_responses.logprobs(choice["logprobs"])
+    chunk["id"] = f"chatcmpl-{meter.request_id}"
+    chunk["object"] = "chat.completion.chunk"
+    chunk["created"] = meter.created
+    chunk["model"] = meter.model_id
+    if include_usage:
+        chunk["usage"] = None
+    else:
+        chunk.pop("usage", None)
+    return chunk
+
+
+def usage_frame(meter: Meter) -> bytes:
+    record = meter.record
+    assert record is not None
+    return frame(
+        {
+            "id": f"chatcmpl-{meter.request_id}",
+            "object": "chat.completion.chunk",
+            "created": meter.created,
+            "model": meter.model_id,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": record.prompt_tokens,
+                "completion_tokens": record.completion_tokens,
+                "total_tokens": record.total_tokens,
+            },
+        }
+    )
+
+
+async def close_upstream(chunks: AsyncIterator[Any]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # closing a broken stream must not cost the record
+            logger.warning("closing the upstream stream failed", exc_info=True)
+
+
+async def relay(
+    meter: Meter, chunks: AsyncIterator[dict[str, Any]], *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    failure: GatewayError | None = None
+    ended = False
+    relayed = 0
+    try:
+        try:
+            async for chunk in chunks:
+                meter.observe_chunk(chunk)
+                if not chunk["choices"]:
+                    continue  # the upstream's usage chunk: ours is sent at the end
+                relayed += 1
+                yield frame(_stamp(meter, chunk, include_usage))
+            if relayed == 0:
+                raise UpstreamError("The model endpoint ended the stream without generating.")
+            ended = True
+        except GatewayError as exc:
+            failure = exc
+        except Exception as exc:
+            logger.exception("relay failed", extra={"request_id": meter.request_id})
+            failure = InternalError("The gateway had an internal error.")
+            failure.__cause__ = exc
+    finally:
+        # Runs on normal end, on failure, and when the client went away (GeneratorExit or
+        # cancellation): close the upstream at once, and bill what was generated.
+        with anyio.CancelScope(shield=True):
+            await close_upstream(chunks)
+            if failure is not None:
+                await meter.fail(failure)
+            elif ended:
+                await meter.close(UsageStatus.COMPLETED)
+            else:
+                await meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+    if failure is not None:
+        yield sse_error_event(failure)
+        return
+    if include_usage:
+        yield usage_frame(meter)
+    yield DONE_FRAME
+
+
+class MeteredStream:
+    """The relay as the response body. Closing it before its first frame (the client left
+    before the response started) still closes the upstream and writes the record, which a
+    never-started async generator's own `finally` would not."""
+
+    def __init__(
+        self, frames: AsyncIterator[bytes], meter: Meter, chunks: AsyncIterator[Any]
+    ) -> None:
+        self._frames = frames
+        self._meter = meter
+        self._chunks = chunks
+
+    def __aiter__(self) -> MeteredStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._frames.__anext__()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._frames, "aclose", None)
+        try:
+            if aclose is not None:
+                await aclose()
+        finally:
+            if self._meter.record is None:
+                with anyio.CancelScope(shield=True):
+                    await close_upstream(self._chunks)
+                    await self._meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)

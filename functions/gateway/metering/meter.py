@@ -1,0 +1,278 @@
+"""One request's accounting, from admission to its one usage record.
+
+A `Meter` is made for every authenticated request. It holds what the request reserved,
+what the upstream sent back, and writes exactly one usage record however the request
+ends: completed, refused, failed upstream, failed inside the gateway, or abandoned by its
+client at any await. `close` is idempotent and shielded from cancellation, so a `finally`
+that calls it can never lose the record or leave a reservation unsettled.
+
+Billing rules:
+- Nothing reached an upstream (refused, rate-limited, failed to connect): 0 tokens.
+- Completed: the upstream's figures where it reported sane ones, else the gateway's.
+- Cut short (client gone, upstream failed mid-stream, gateway error after forwarding):
+  the gateway's prompt count and the completion tokens seen so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+
+from gateway.chat.prompt import media_token_estimate
+from gateway.errors import (
+    GatewayError,
+    InternalError,
+    RateLimitError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from gateway.keys import ApiKey
+from gateway.limits import Admission
+from gateway.upstream.wire import usage_figures
+from gateway.usage import UsageRecord, UsageStatus
+
+logger = logging.getLogger(__name__)
+
+# Completion text longer than this (characters) is counted in a worker thread.
+INLINE_COUNT_CHARS = 16_000
+_TEXT_FIELDS = ("content", "reasoning_content")
+
+
+class RecordSink(Protocol):
+    async def write(self, record: UsageRecord, *, admission: Admission | None) -> None:
+        """Store the record (and settle its admission) or log it for replay; never raises."""
+        ...
+
+
+class Telemetry(Protocol):
+    def completed(self, record: UsageRecord, *, mismatch: bool) -> None: ...
+
+
+def status_for(error: GatewayError) -> UsageStatus:
+    if isinstance(error, UpstreamTimeoutError):
+        return UsageStatus.UPSTREAM_TIMEOUT
+    if isinstance(error, UpstreamError) or error.code == "upstream_rejected_request":
+        return UsageStatus.UPSTREAM_ERROR
+    if isinstance(error, RateLimitError):
+        return UsageStatus.RATE_LIMITED
+    if isinstance(error, InternalError):
+        return UsageStatus.INTERNAL_ERROR
+    return UsageStatus.REJECTED
+
+
+@dataclass
+class _Choices:
+    """What the upstream generated, per choice index."""
+
+    texts: dict[int, list[str]] = field(default_factory=dict)
+    finish: dict[int, str] = field(default_factory=dict)
+
+    def add(self, index: int, part: Mapping[str, Any]) -> bool:
+        seen = False
+        for name in _TEXT_FIELDS:
+            text = part.get(name)
+            if text:
+                self.texts.setdefault(index, []).append(text)
+                seen = True
+        for call in part.get("tool_calls") or ():
+            function = call.get("function")
+            if isinstance(function, dict):
+                for name in ("name", "arguments"):
+                    if isinstance(function.get(name), str) and function[name]:
+                        self.texts.setdefault(index, []).append(function[name])
+                        seen = True
+        return seen
+
+    @property
+    def indexes(self) -> list[int]:
+        return sorted(set(self.texts) | set(self.finish))
+
+    def joined(self) -> list[str]:
+        return ["".join(self.texts.get(i, [])) for i in self.indexes]
+
+    def chars(self) -> int:
+        return sum(len(t) for parts in self.texts.values() for t in parts)
+
+
+@dataclass
+class Meter:
+    request_id: str
+    key: ApiKey
+    sink: RecordSink
+    telemetry: Telemetry
+    route: str = "chat"
+    stream: bool = False
+    model_id: str = "-"
+    endpoint: str = "-"
+    # The gateway's prompt count, and its counter for generated text (None: no tokenizer).
+    prompt_tokens: int = 0
+    count_text: Callable[[str], int] | None = None
+    # vLLM and TGI count the EOS token that ends a natural stop; it has no text, so the
+    # gateway adds it when a choice stops without a stop string having been requested.
+    counts_eos: bool = True
+    admission: Admission | None = None
+    # Modality of each image/audio part of the prompt: the model server alone counts them.
+    media: list[str] = field(default_factory=list)
+    created: int = field(default_factory=lambda: int(time.time()))
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    forwarded: bool = False
+    record: UsageRecord | None = None
+    _choices: _Choices = field(default_factory=_Choices)
+    _upstream: tuple[int, int] | None = None
+    _flags: list[str] = field(default_factory=list)
+    _closed: anyio.Event | None = None
+
+    # --- observing ------------------------------------------------------------------
+
+    def observe_usage(self, usage: Any) -> None:
+        if usage is None:
+            return
+        figures = usage_figures(usage)
+        if figures is None:
+            if "upstream_usage_invalid" not in self._flags:
+                self._flags.append("upstream_usage_invalid")
+                logger.warning("upstream usage ignored", extra={"request_id": self.request_id})
+            return
+        self._upstream = figures
+
+    def observe_chunk(self, chunk: Mapping[str, Any]) -> None:
+        """A validated chat.completion.chunk (upstream/wire.py) as the upstream sent it."""
+        self.observe_usage(chunk.get("usage"))
+        for choice in chunk["choices"]:
+            index = choice.get("index", 0)
+            if self._choices.add(index, choice.get("delta") or {}) and self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
+            if choice.get("finish_reason"):
+                self._choices.finish[index] = choice["finish_reason"]
+
+    def observe_completion(self, data: Mapping[str, Any]) -> None:
+        """A validated chat.completion body."""
+        self.observe_usage(data.get("usage"))
+        for position, choice in enumerate(data["choices"]):
+            index = choice.get("index", position)
+            self._choices.add(index, choice.get("message") or {})
+            if choice.get("finish_reason"):
+                self._choices.finish[index] = choice["finish_reason"]
+
+    @property
+    def generated_anything(self) -> bool:
+        return bool(self._choices.texts or self._choices.finish)
+
+    @property
+    def finish_reasons(self) -> list[str | None]:
+        return [self._choices.finish.get(i) for i in self._choices.indexes]
+
+    # --- closing --------------------------------------------------------------------
+
+    async def close(
+        self,
+        status: UsageStatus,
+        *,
+        http_status: int = 200,
+        error: GatewayError | None = None,
+    ) -> UsageRecord:
+        """Decide the record and write it, once; later calls return the first record."""
+        if self._closed is not None:
+            await self._closed.wait()
+            assert self.record is not None
+            return self.record
+        self._closed = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                gateway_completion = await self._count_completion()
+                record = self._decide(status, http_status, error, gateway_completion)
+                self.record = record
+                await self.sink.write(record, admission=self.admission)
+                self.telemetry.completed(record, mismatch=self._mismatch(record))
+        finally:
+            self._closed.set()
+        return record
+
+    async def fail(self, error: GatewayError) -> UsageRecord:
+        return await self.close(status_for(error), http_status=error.status_code, error=error)
+
+    async def _count_completion(self) -> int:
+        count = self.count_text
+        if count is None:
+            return 0
+        texts = self._choices.joined()
+        try:
+            if self._choices.chars() <= INLINE_COUNT_CHARS:
+                total = sum(count(t) for t in texts if t)
+            else:
+                total = await anyio.to_thread.run_sync(lambda: sum(count(t) for t in texts if t))
+        except Exception:  # a tokenizer fault must not cost the record
+            logger.exception("completion count failed", extra={"request_id": self.request_id})
+            self._flags.append("gateway_count_failed")
+            total = 0
+        if self.counts_eos:
+            total += sum(1 for reason in self.finish_reasons if reason == "stop")
+        return total
+
+    def _decide(
+        self,
+        status: UsageStatus,
+        http_status: int,
+        error: GatewayError | None,
+        gateway_completion: int,
+    ) -> UsageRecord:
+        upstream = self._upstream if status is UsageStatus.COMPLETED else None
+        if upstream is not None:
+            prompt, completion = upstream
+        elif self.forwarded and (
+            status in (UsageStatus.COMPLETED, UsageStatus.CLIENT_DISCONNECTED)
+            or self.generated_anything
+        ):
+            prompt, completion = self.prompt_tokens, gateway_completion
+        else:
+            prompt, completion = 0, 0
+        estimated = None
+        if self.media:  # the gateway's count is text-only; without upstream usage, estimate
+            estimated = upstream is None and prompt > 0
+            if estimated:
+                prompt += media_token_estimate(self.media)
+        reasons = [r for r in self.finish_reasons if r]
+        now = time.perf_counter()
+        return UsageRecord(
+            request_id=self.request_id,
+            key_id=self.key.key_id,
+            model=self.model_id,
+            endpoint=self.endpoint,
+            created_at=datetime.now(UTC),
+            stream=self.stream,
+            route=self.route,
+            status=status,
+            http_status=http_status,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            upstream_prompt_tokens=self._upstream[0] if self._upstream else None,
+            upstream_completion_tokens=self._upstream[1] if self._upstream else None,
+            gateway_prompt_tokens=self.prompt_tokens if self.forwarded else None,
+            gateway_completion_tokens=gateway_completion if self.forwarded else None,
+            finish_reason=",".join(reasons) if reasons else None,
+            latency_ms=round((now - self.started) * 1000, 3),
+            ttft_ms=(
+                round((self.first_token_at - self.started) * 1000, 3)
+                if self.first_token_at is not None
+                else None
+            ),
+            error=error.message if error else None,
+            flags=",".join(self._flags) if self._flags else None,
+            media_parts=len(self.media) if self.media else None,
+            prompt_estimated=estimated,
+        )
+
+    @staticmethod
+    def _mismatch(record: UsageRecord) -> bool:
+        return record.upstream_prompt_tokens is not None and (
+            record.upstream_prompt_tokens != record.gateway_prompt_tokens
+            or record.upstream_completion_tokens != record.gateway_completion_tokens
+        )
