@@ -11,6 +11,9 @@ import pytest
 from gateway.errors import DependencyError
 from gateway.keys import ApiKey, hash_key
 from gateway.keys.auth import Authenticator
+from gateway.keys.secret import new_secret
+
+SECRET = new_secret()  # well formed: checked before any lookup
 
 
 class SlowStore:
@@ -19,14 +22,14 @@ class SlowStore:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.lookups = 0
-        self.key = ApiKey(key_id="k1", key_hash=hash_key("sk-1"), name="n", owner="o")
+        self.key = ApiKey(key_id="k1", key_hash=hash_key(SECRET), name="n", owner="o")
         self._lock = threading.Lock()
 
     def lookup(self, *, secret: str) -> ApiKey | None:
         with self._lock:
             self.lookups += 1
         time.sleep(self.delay)
-        return self.key if secret == "sk-1" else None
+        return self.key if secret == SECRET else None
 
 
 def test_concurrent_requests_share_one_lookup_when_the_cache_expires() -> None:
@@ -35,7 +38,7 @@ def test_concurrent_requests_share_one_lookup_when_the_cache_expires() -> None:
     auth = Authenticator(store=store, ttl=10, clock=lambda: now[0])  # type: ignore[arg-type]
 
     async def burst() -> list[ApiKey]:
-        return await asyncio.gather(*(auth.authenticate("Bearer sk-1") for _ in range(60)))
+        return await asyncio.gather(*(auth.authenticate(f"Bearer {SECRET}") for _ in range(60)))
 
     assert {k.key_id for k in asyncio.run(burst())} == {"k1"}
     assert store.lookups == 1
@@ -49,7 +52,7 @@ def test_a_hanging_lookup_is_a_503_within_the_deadline() -> None:
     auth = Authenticator(store=store, ttl=10, deadline_seconds=0.3)  # type: ignore[arg-type]
 
     async def burst() -> list[BaseException | ApiKey]:
-        calls = (auth.authenticate("Bearer sk-1") for _ in range(20))
+        calls = (auth.authenticate(f"Bearer {SECRET}") for _ in range(20))
         return await asyncio.gather(*calls, return_exceptions=True)
 
     started = time.monotonic()
@@ -69,6 +72,6 @@ def test_a_failed_lookup_is_not_cached() -> None:
 
     store.lookup = broken  # type: ignore[method-assign]
     with pytest.raises(DependencyError):
-        asyncio.run(auth.authenticate("Bearer sk-1"))
+        asyncio.run(auth.authenticate(f"Bearer {SECRET}"))
     store.lookup = original  # type: ignore[method-assign]
-    assert asyncio.run(auth.authenticate("Bearer sk-1")).key_id == "k1"
+    assert asyncio.run(auth.authenticate(f"Bearer {SECRET}")).key_id == "k1"
