@@ -88,6 +88,11 @@ class ChatTokenizer:
             return 0
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
+    def count_text_with_special(self, text: str) -> int:
+        """A raw prompt as vLLM counts it for /v1/completions and /v1/embeddings: the
+        tokenizer's special tokens added (BOS, or BERT's [CLS] ... [SEP])."""
+        return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
+
 
 class TokenizerStore:
     """Finds, downloads if need be, and loads tokenizers; one instance per distinct file."""
