@@ -6,10 +6,13 @@ reason on the chunk of the last token."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import time
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -103,11 +106,24 @@ def prompts_of(body: Any) -> list[str] | list[list[int]]:
     raise RequestError(400, message, param="prompt")
 
 
-def count_prompt(model: SimModel, prompt: str | list[int]) -> int:
+@functools.lru_cache(maxsize=32)
+def _auto_tokenizer(folder: Path) -> Any:
+    """transformers' AutoTokenizer, as vLLM loads it: it may rebuild the tokenizer.json
+    pipeline (Llama classes), which matters for raw text such as a leading space."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def prompt_ids(model: SimModel, prompt: str | list[int]) -> list[int]:
     if isinstance(prompt, list):
-        return len(prompt)
-    # vLLM: CompletionRequest.add_special_tokens defaults to True
-    return len(model.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        return prompt
+    # vLLM: CompletionRequest.add_special_tokens (and the embeddings one) default to True
+    return list(_auto_tokenizer(model.folder)(prompt, add_special_tokens=True)["input_ids"])
+
+
+def count_prompt(model: SimModel, prompt: str | list[int]) -> int:
+    return len(prompt_ids(model, prompt))
 
 
 class CompletionsEndpoint(ChatEndpoint):
@@ -128,6 +144,7 @@ class CompletionsEndpoint(ChatEndpoint):
         if model is None:
             raise RequestError(404, f"The model `{req.model}` does not exist.", param="model")
         await model.ensure_loaded()
+        await asyncio.to_thread(_auto_tokenizer, model.folder)
         prompt_tokens = sum(count_prompt(model, p) for p in prompts)
         limits = self._limits(req)
         results = [

@@ -7,6 +7,7 @@ configured `max_batch_size` is refused with 413, as TEI refuses one."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import math
@@ -20,9 +21,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gpusim.completions import prompt_ids
 from gpusim.config import SimConfig
 from gpusim.errors import RequestError
-from gpusim.models import ModelRegistry, SimModel
+from gpusim.models import ModelRegistry
 from gpusim.stats import Stats
 
 
@@ -46,12 +48,6 @@ def inputs_of(body: Any) -> list[str] | list[list[int]]:
         if all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value):
             return value
     raise RequestError(400, "input must be a string, array of strings or token ids", param="input")
-
-
-def _ids(model: SimModel, item: str | list[int]) -> list[int]:
-    if isinstance(item, list):
-        return item
-    return list(model.tokenizer(item, add_special_tokens=True)["input_ids"])
 
 
 class EmbeddingsEndpoint:
@@ -87,8 +83,7 @@ class EmbeddingsEndpoint:
         if not isinstance(dimensions, int) or not 0 < dimensions <= full:
             message = "Model does not support matryoshka representation"
             raise RequestError(400, message, param="dimensions")
-        await model.ensure_loaded()
-        token_ids = [_ids(model, item) for item in inputs]
+        token_ids = await asyncio.to_thread(lambda: [prompt_ids(model, item) for item in inputs])
         prompt_tokens = sum(len(ids) for ids in token_ids)
         base64_out = body.get("encoding_format") == "base64"
         data = []

@@ -14,6 +14,7 @@ from gateway.errors import ConfigurationError
 from gateway.settings import Settings
 from gateway.tokens.hub import HubDownloadError, download_tokenizer
 from gateway.tokens.template import ChatTemplate
+from gateway.tokens.text import RawTextCounter
 
 _SPECIAL_TOKEN_KEYS = (
     "bos_token",
@@ -60,6 +61,7 @@ class ChatTokenizer:
         if source is None and jinja_path.is_file():
             source = jinja_path.read_text(encoding="utf-8")
         self._template = ChatTemplate(source, special) if source else None
+        self._raw_text = RawTextCounter(self._tokenizer, config)
 
     @property
     def has_chat_template(self) -> bool:
@@ -91,7 +93,7 @@ class ChatTokenizer:
     def count_text_with_special(self, text: str) -> int:
         """A raw prompt as vLLM counts it for /v1/completions and /v1/embeddings: the
         tokenizer's special tokens added (BOS, or BERT's [CLS] ... [SEP])."""
-        return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
+        return self._raw_text.count(text)
 
 
 class TokenizerStore:
