@@ -35,6 +35,9 @@ class StreamKind:
     object: str
     id_prefix: str
     text_field: str | None = None
+    # Chat chunks carry `"usage": null` until the usage chunk when it was asked for (as
+    # OpenAI sends them); vLLM's text_completion chunks leave it out.
+    null_usage: bool = True
 
     def observed(self, data: Mapping[str, Any], part_key: str = "delta") -> Mapping[str, Any]:
         """The chunk (or, with part_key "message", the whole body) as the Meter reads it."""
@@ -77,7 +80,7 @@ def _stamp(
     chunk["object"] = kind.object
     chunk["created"] = meter.created
     chunk["model"] = meter.model_id
-    if include_usage:
+    if include_usage and kind.null_usage:
         chunk["usage"] = None
     else:
         chunk.pop("usage", None)

@@ -27,7 +27,7 @@ from gateway.upstream.wire import COMPLETIONS, WireRoute
 from gateway.usage import UsageRecord, UsageStatus
 
 ROUTE = "completions"
-TEXT_COMPLETION = StreamKind("text_completion", "cmpl", text_field="text")
+TEXT_COMPLETION = StreamKind("text_completion", "cmpl", text_field="text", null_usage=False)
 # OpenAI's (and vLLM's) default for this route when a request sets no max_tokens.
 DEFAULT_MAX_TOKENS = 16
 
