@@ -75,7 +75,7 @@ def create_app(config: SimConfig) -> Starlette:
             ),
             Route(
                 "/v1/embeddings",
-                EmbeddingsEndpoint(config, state.registry, state.stats),
+                EmbeddingsEndpoint(config, state.registry, state.stats).handle,
                 methods=["POST"],
             ),
             Route("/v1/models", state.models, methods=["GET"]),

@@ -56,7 +56,7 @@ class EmbeddingsEndpoint:
         self.registry = registry
         self.stats = stats
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         self.stats.requests += 1
         try:
             body = await self._answer(orjson.loads(await request.body()))
