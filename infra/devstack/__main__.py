@@ -79,6 +79,20 @@ def default_models(tokenizers_dir: Path, sim_url: str) -> str:
                 "upstream": {"type": "openai", "base_url": sim_url, "model": folder.name},
             }
         )
+    embedder = tokenizers_dir / "qwen3"
+    if (embedder / "tokenizer.json").is_file():
+        # An embedding model (as vLLM --runner pooling or TEI would serve it) on the sim's
+        # /v1/embeddings, counted with qwen3's tokenizer.
+        models.append(
+            {
+                "id": "qwen3-embedding",
+                "tokenizer": "qwen3",
+                "upstream": {"type": "openai", "base_url": sim_url, "model": "qwen3"},
+                "routes": ["embeddings"],
+                "max_input_tokens": 8192,
+                "max_batch_size": 32,
+            }
+        )
     return json.dumps({"models": models})
 
 
