@@ -70,9 +70,9 @@ class EmbeddingService:
         meter.forwarded = True
         backend = self._backend_for(model, EMBEDDINGS)
         replies = await embed_batches(backend, body, inputs, batch_size=model.max_batch_size)
+        data = reassemble(replies, encoding=request.encoding_format or "float")
         meter.observe_usage(upstream_usage(replies))
         record = await meter.close(UsageStatus.COMPLETED)
-        data = reassemble(replies, encoding=request.encoding_format or "float")
         response = {
             "object": "list",
             "data": data,
@@ -96,13 +96,16 @@ def check_input_limit(model: ModelConfig, counts: Sequence[int]) -> None:
     )
 
 
+Batch = tuple[int, int, dict[str, Any]]  # first input's position, inputs, the reply
+
+
 async def embed_batches(
     backend: Backend, body: dict[str, Any], inputs: Sequence[Any], *, batch_size: int | None
-) -> list[tuple[int, dict[str, Any]]]:
-    """(first input's position, reply) per batch, in order; batches of at most
-    `batch_size` inputs, at most MAX_CONCURRENT_BATCHES in flight."""
+) -> list[Batch]:
+    """Each batch's reply, in order; batches of at most `batch_size` inputs, at most
+    MAX_CONCURRENT_BATCHES in flight."""
     if batch_size is None or len(inputs) <= batch_size:
-        return [(0, await backend.complete(body))]
+        return [(0, len(inputs), await backend.complete(body))]
     starts = list(range(0, len(inputs), batch_size))
     replies: dict[int, dict[str, Any]] = {}
     limiter = anyio.CapacityLimiter(MAX_CONCURRENT_BATCHES)
@@ -121,7 +124,7 @@ async def embed_batches(
         if first is None:
             raise
         raise first from None
-    return [(start, replies[start]) for start in starts]
+    return [(s, len(inputs[s : s + batch_size]), replies[s]) for s in starts]
 
 
 def _first_gateway_error(group: BaseExceptionGroup[Any]) -> GatewayError | None:
@@ -135,11 +138,11 @@ def _first_gateway_error(group: BaseExceptionGroup[Any]) -> GatewayError | None:
     return None
 
 
-def upstream_usage(replies: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, int] | None:
+def upstream_usage(replies: Sequence[Batch]) -> dict[str, int] | None:
     """The upstreams' prompt tokens summed, in the Meter's terms; None unless every batch
     reported a sane figure (then the gateway's count is billed)."""
     total = 0
-    for _, reply in replies:
+    for _, _, reply in replies:
         usage = reply.get("usage")
         prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
         if not isinstance(prompt, int) or isinstance(prompt, bool) or prompt < 0:
@@ -148,13 +151,13 @@ def upstream_usage(replies: Sequence[tuple[int, dict[str, Any]]]) -> dict[str, i
     return {"prompt_tokens": min(total, MAX_USAGE_TOKENS + 1), "completion_tokens": 0}
 
 
-def reassemble(
-    replies: Sequence[tuple[int, dict[str, Any]]], *, encoding: str
-) -> list[dict[str, Any]]:
+def reassemble(replies: Sequence[Batch], *, encoding: str) -> list[dict[str, Any]]:
+    """The batches' vectors as one list, in input order; a reply without exactly one
+    vector per input (by index) is malformed."""
     data: list[dict[str, Any]] = []
-    for start, reply in replies:
+    for start, size, reply in replies:
         items = sorted(reply["data"], key=lambda item: item.get("index", 0))
-        if [item.get("index", i) for i, item in enumerate(items)] != list(range(len(items))):
+        if [item.get("index", i) for i, item in enumerate(items)] != list(range(size)):
             raise MalformedUpstream("The model endpoint sent a malformed body.")
         for item in items:
             vector = encoded(item["embedding"], encoding)
