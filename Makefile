@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test check pytest bench build deploy clean
+.PHONY: install run test test-unit check pytest bench build deploy clean browser
 
 install: $(STAMP)
 
@@ -20,8 +20,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	@$(BIN)/python -m devstack
 
-## Lint, type-check, then every test.
-test: check pytest
+## Lint, type-check, then every test (the dashboard's test needs Chromium: `make browser`).
+test: check browser pytest
+
+## Debian's Chromium and its WebDriver for the dashboard's browser test, installed with
+## apt-get when missing and this is root; otherwise that test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo ">> installing chromium and chromium-driver (apt-get) for the dashboard test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver >/dev/null \
+		|| echo ">> apt-get failed: the dashboard browser test will skip"; \
+	else \
+		echo ">> chromium/chromedriver missing and not root: the dashboard browser test will skip"; \
+	fi
 
 check: $(STAMP)
 	@echo ">> ruff"
@@ -33,6 +46,10 @@ check: $(STAMP)
 pytest: $(STAMP)
 	@echo ">> pytest"
 	@$(BIN)/python -m pytest
+
+## The fast unit tier alone (fakes, no sockets; seconds): tests/unit.
+test-unit: $(STAMP)
+	@$(BIN)/python -m pytest -q tests/unit
 
 clean:
 	rm -rf $(VENV) .aws-sam layers/build .pytest_cache .mypy_cache .ruff_cache

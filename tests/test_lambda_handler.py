@@ -14,6 +14,7 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate as validate_spec
 
 from tests.conftest import TEST_MODELS, models_config
 from tests.support.apigw import LambdaContext, chat_event, rest_api_event
@@ -275,3 +277,58 @@ def test_traced_in_lambda_under_the_runtime_trace_header(
         "stream": False,
         "status": 200,
     }
+
+
+def _spec_url(html: str) -> str:
+    """The URL Swagger UI's page loads the OpenAPI document from."""
+    match = re.search(r"url: '([^']+)'", html)
+    assert match, html
+    return match.group(1)
+
+
+@pytest.mark.parametrize("stage", ["prod", "v2"])
+def test_docs_under_a_stage_load_the_spec_through_the_stage(
+    lambda_module: ModuleType, stage: str
+) -> None:
+    """The browser asked for https://<api>/<stage>/docs: the page must load the spec from
+    /<stage>/openapi.json (API Gateway routes nothing outside the stage), and the spec's
+    `servers` must make "Try it out" call /<stage>/v1/...."""
+    page = invoke(lambda_module, rest_api_event("GET", "/docs", stage=stage))
+    assert page["statusCode"] == 200, page
+    assert header(page, "content-type").startswith("text/html")
+    url = _spec_url(page["body"])
+    assert url == f"/{stage}/openapi.json"
+
+    # Follow the URL as API Gateway would route it: stage off `path`, kept in the context.
+    event = rest_api_event("GET", url.removeprefix(f"/{stage}"), stage=stage)
+    assert event["requestContext"]["path"] == url
+    response = invoke(lambda_module, event)
+    assert response["statusCode"] == 200, response
+    spec = json.loads(response["body"])
+    assert spec["servers"] == [{"url": f"/{stage}"}]
+    validate_spec(spec)
+    assert "bearerAuth" in spec["components"]["securitySchemes"]
+    assert "/v1/chat/completions" in spec["paths"]
+
+
+def test_docs_on_a_custom_domain_without_a_base_path(lambda_module: ModuleType) -> None:
+    """On a custom domain mapped at its root, requestContext.path has no stage: the spec
+    is at /openapi.json, whatever the stage is called."""
+    event = rest_api_event("GET", "/docs", stage="prod")
+    event["requestContext"]["path"] = "/docs"
+    event["requestContext"]["domainName"] = "llm.example.com"
+    event["headers"]["Host"] = event["multiValueHeaders"]["Host"][0] = "llm.example.com"
+    page = invoke(lambda_module, event)
+    assert page["statusCode"] == 200, page
+    assert _spec_url(page["body"]) == "/openapi.json"
+    spec_event = rest_api_event("GET", "/openapi.json", stage="prod")
+    spec_event["requestContext"]["path"] = "/openapi.json"
+    spec = json.loads(invoke(lambda_module, spec_event)["body"])
+    assert "servers" not in spec
+
+
+def test_stage_prefix_does_not_change_routing(lambda_module: ModuleType, secret: str) -> None:
+    event = rest_api_event("GET", "/v1/models", headers={"Authorization": f"Bearer {secret}"})
+    assert invoke(lambda_module, event)["statusCode"] == 200
+    missing = invoke(lambda_module, rest_api_event("GET", "/prod/v1/models"))
+    assert missing["statusCode"] == 404  # the stage is never part of the route

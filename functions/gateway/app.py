@@ -23,6 +23,7 @@ from gateway.errors import ConfigurationError, GatewayError, UpstreamError, erro
 from gateway.http import RequestContextMiddleware, error_response, json_response
 from gateway.inputs import invalid_request
 from gateway.observability import TraceHeaderMiddleware, configure_logging
+from gateway.openapi import TAGS, install_docs, install_openapi
 from gateway.routes import router as misc_router
 from gateway.services import Services
 from gateway.settings import Settings
@@ -70,27 +71,6 @@ def _install_error_handlers(app: FastAPI, services: Services) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def _document_body_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
-    """Add the schemas of bodies the routes parse themselves to the OpenAPI components."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = build()
-            document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _docs_routes(settings: Settings) -> dict[str, Any]:
-    """FastAPI's docs arguments: its defaults, or none of the docs routes (DOCS_ENABLED)."""
-    if settings.docs_enabled:
-        return {}
-    return {"openapi_url": None, "docs_url": None, "redoc_url": None}
-
-
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
     """Build the app. No network I/O happens here unless the models config is an SSM
     parameter (read once, at init); tokenizers load now only with PRELOAD_TOKENIZERS."""
@@ -108,15 +88,20 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app = FastAPI(
         title="GPU gateway",
         version=__version__,
-        description=(
-            "OpenAI-compatible chat completions, completions and embeddings for "
-            "self-hosted GPU endpoints."
-        ),
+        description="OpenAI-compatible chat completions, completions and embeddings for "
+        'self-hosted GPU endpoints. Press "Authorize" and paste an API key to call the routes '
+        "from this page.",
+        openapi_tags=TAGS,
         lifespan=lifespan,
-        **_docs_routes(settings),
+        # served by install_docs, under the API Gateway stage's prefix
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_openapi(app, body_schemas={**BODY_SCHEMAS, **COMPLETION_SCHEMAS, **EMBEDDING_SCHEMAS})
+    if settings.docs_enabled:  # DOCS_ENABLED=false: no /docs, /redoc or /openapi.json
+        install_docs(app)
     app.state.services = services
-    _document_body_schemas(app, {**BODY_SCHEMAS, **COMPLETION_SCHEMAS, **EMBEDDING_SCHEMAS})
     app.include_router(chat_router)
     app.include_router(completions_router)
     app.include_router(embeddings_router)

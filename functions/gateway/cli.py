@@ -19,6 +19,17 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError
 
 from gateway.aws import AwsClients, ConditionFailed
+from gateway.clitools import (
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    CliError,
+    Progress,
+    check_models,
+    check_range,
+    completion_script,
+    quiet_broken_pipe,
+)
 from gateway.errors import DependencyError
 from gateway.keys import ApiKey, KeyStore
 from gateway.keys.store import KeyNotFoundError
@@ -39,10 +50,6 @@ DAILY_COLUMNS = (
     "date", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors",
 )  # fmt: skip
 LIMITS = ("rpm", "tpm", "monthly_tokens")
-
-
-class CliError(Exception):
-    """A usage mistake found after parsing: printed as one line, exit status 1."""
 
 
 def _models(value: str) -> tuple[str, ...]:
@@ -108,7 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The `gateway` parser and its `usage` subparser (whose errors parse_args reports)."""
-    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description=__doc__,
+        epilog="exit status: "
+        + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+        + ". Shell completion: source <(gateway completion bash).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
@@ -120,9 +133,10 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     create.add_argument("--models", type=_models, default=(), help="comma-separated allow-list")
     create.add_argument("--expires-in-days", type=_positive)
     _add_limits(create)
+    _add_model_check(create)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--owner")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="a JSON array, not a table")
     revoke = keys.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
 
@@ -141,10 +155,15 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     expiry.add_argument("--expires-in-days", type=_positive, help="expire N days from now")
     expiry.add_argument("--no-expiry", action="store_true", help="never expire")
     _add_limits(update)
+    _add_model_check(update)
     rotate = keys.add_parser("rotate", help="a new secret for a key; the old one stops working")
     rotate.add_argument("key_id")
     show = keys.add_parser("show", help="a key's settings and its usage this UTC month")
     show.add_argument("key_id")
+    for name in ("create", "revoke", "update", "rotate", "show"):
+        keys.choices[name].add_argument(
+            "--json", action="store_true", default=False, help="JSON output (the default)"
+        )
 
     usage = commands.add_parser(
         "usage",
@@ -173,7 +192,31 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "`usage_record_unwritten` record again; idempotent on the request id.",
     )
     replay_parser.add_argument("file", nargs="?", default="-", help="log file (default stdin)")
+    replay_parser.add_argument("--json", action="store_true", help="the summary as JSON")
+    _add_extra_commands(commands)
     return parser, usage
+
+
+def _add_model_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-unknown-models",
+        action="store_true",
+        default=False,
+        help="accept --models ids that the models config does not have",
+    )
+
+
+def _add_extra_commands(commands: Any) -> None:
+    from gateway.dashboard.command import add_dashboard_parser
+
+    add_dashboard_parser(commands)
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Enable with: source <(gateway completion bash), or add that line to "
+        "~/.bashrc (zsh: source <(gateway completion zsh) in ~/.zshrc).",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -182,6 +225,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.command == "usage" and args.usage_action is None:
         try:
             _usage_target(args)
+            check_range(args.since, args.until)
         except CliError as exc:
             usage.error(str(exc))
     return args
@@ -216,7 +260,17 @@ def run(
     stdin: TextIO | None = None,
 ) -> int:
     err = err or sys.stderr
+    if args.command == "completion":
+        out.write(completion_script(build_parser(), args.shell))
+        return 0
+    if args.command == "dashboard":
+        from gateway.dashboard.command import run_dashboard
+
+        return run_dashboard(args, aws=aws, settings=settings, err=err)
     if args.command == "keys":
+        models = getattr(args, "models", None)
+        if models and not getattr(args, "allow_unknown_models", False):
+            check_models(models, settings, read_ssm_parameter=aws.read_ssm_parameter, err=err)
         keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
         return _keys(args, keys, aws=aws, settings=settings, out=out)
     usage = UsageStore(
@@ -225,7 +279,7 @@ def run(
         retention_days=settings.usage_retention_days,
     )
     if args.usage_action == "replay":
-        return _replay(args.file, usage, out=out, err=err, stdin=stdin or sys.stdin)
+        return _replay(args, usage, out=out, err=err, stdin=stdin or sys.stdin)
     query = UsageQuery(client=aws.dynamodb, table=settings.usage_table)
     keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
     return _usage(args, usage, query, keys, out=out)
@@ -386,17 +440,24 @@ def _lines(path: str, stdin: TextIO) -> Iterator[TextIO]:
         yield handle
 
 
-def _replay(path: str, usage: UsageStore, *, out: TextIO, err: TextIO, stdin: TextIO) -> int:
-    with _lines(path, stdin) as lines:
+def _replay(
+    args: argparse.Namespace, usage: UsageStore, *, out: TextIO, err: TextIO, stdin: TextIO
+) -> int:
+    with _lines(args.file, stdin) as lines:
+        progress = Progress("replay", err=err, unit="lines read")
         try:
-            summary = replay(lines, usage)
+            summary = replay(progress.track(lines), usage)
         except ReplayInterruptedError as exc:
             raise CliError(
                 f"{exc}; so far {exc.summary}. Run the replay again: it is idempotent."
             ) from exc
     for number, reason in summary.invalid:
         err.write(f"gateway: line {number}: usage_record_unwritten with {reason}; skipped\n")
-    out.write(f"{summary}\n")
+    if args.json:
+        fields = ("replayed", "already_present", "skipped")
+        _print_json({name: getattr(summary, name) for name in fields}, out)
+    else:
+        out.write(f"{summary}\n")
     return 1 if summary.invalid else 0
 
 
@@ -408,7 +469,14 @@ def main(
 ) -> int:
     args = parse_args(argv)
     try:
-        return run(args, aws=aws or AwsClients(), settings=settings or Settings(), out=sys.stdout)
+        code = run(args, aws=aws or AwsClients(), settings=settings or Settings(), out=sys.stdout)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except KeyboardInterrupt:
+        sys.stderr.write("\ngateway: interrupted\n")
+        return EXIT_INTERRUPTED
     except KeyNotFoundError as exc:
         sys.stderr.write(f"gateway: no key with key_id {exc}\n")
     except DependencyError as exc:
@@ -421,7 +489,7 @@ def main(
         sys.stderr.write(f"gateway: {exc}\n")
     except BotoCoreError as exc:  # e.g. no region configured, found when the client is built
         sys.stderr.write(f"gateway: AWS configuration: {exc}\n")
-    return 1
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

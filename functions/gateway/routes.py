@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from gateway.config import ModelConfig
 from gateway.deps import CurrentKey, ServicesDep
 from gateway.errors import NotFoundError
 from gateway.http import json_response
+from gateway.openapi import REQUIRES_KEY, errors
+from gateway.protocol import Health, Model, ModelList
 from gateway.serving import echo_id
 
 router = APIRouter()
@@ -29,7 +31,16 @@ def model_object(model: ModelConfig, *, created: int) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models", tags=["models"], summary="List the models this key may use")
+@router.get(
+    "/v1/models",
+    tags=["models"],
+    summary="List the models this key may use",
+    description="The models of the gateway's models config that the key's allow-list "
+    "permits (every model for a key without one).",
+    response_model=ModelList,
+    responses=errors(401, 500, 503),
+    openapi_extra=REQUIRES_KEY,
+)
 @router.get("/models", include_in_schema=False)
 async def list_models(key: CurrentKey, services: ServicesDep) -> Response:
     created = int(services.started_at)
@@ -41,9 +52,23 @@ async def list_models(key: CurrentKey, services: ServicesDep) -> Response:
     return json_response({"object": "list", "data": data})
 
 
-@router.get("/v1/models/{model_id:path}", tags=["models"], summary="One model this key may use")
+@router.get(
+    "/v1/models/{model_id}",
+    tags=["models"],
+    summary="Retrieve a model this key may use",
+    description="One model object, as in the list; a model the key's allow-list does not "
+    "permit is answered 404, as one that does not exist.",
+    response_model=Model,
+    responses=errors(401, 404, 500, 503),
+    openapi_extra=REQUIRES_KEY,
+)
+@router.get("/v1/models/{model_id:path}", include_in_schema=False)
 @router.get("/models/{model_id:path}", include_in_schema=False)
-async def retrieve_model(model_id: str, key: CurrentKey, services: ServicesDep) -> Response:
+async def retrieve_model(
+    model_id: Annotated[str, Path(description="The model's id, as requests name it.")],
+    key: CurrentKey,
+    services: ServicesDep,
+) -> Response:
     model = services.registry.get(model_id)
     if model is None or not key.allows_model(model_id):
         # A model the key may not use is reported as absent, as OpenAI does.
@@ -54,6 +79,13 @@ async def retrieve_model(model_id: str, key: CurrentKey, services: ServicesDep) 
     return json_response(model_object(model, created=int(services.started_at)))
 
 
-@router.get("/health", tags=["health"], summary="Liveness check (no dependencies called)")
+@router.get(
+    "/health",
+    tags=["health"],
+    summary="Liveness check (no dependencies called)",
+    description="Answers 200 while the function runs; it calls neither DynamoDB nor an "
+    "upstream, so it says nothing about them. No key needed.",
+    response_model=Health,
+)
 async def health() -> Response:
     return json_response({"status": "ok"})

@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +17,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from gateway.cli import main
+from gateway.cli import KEY_COLUMNS, main
+from gateway.clitools import EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_USAGE, Progress
 from gateway.keys import KeyStore
 from gateway.settings import Settings
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 
+from tests.conftest import models_config
 from tests.gateway.usage.test_replay import unwritten_log_lines
 from tests.support.records import usage_record
 from tests.support.servers import free_port
@@ -378,3 +384,184 @@ def test_usage_replay_from_a_file_and_stdin(
     code, out, err = cli(capsys, "usage", "replay", str(tmp_path / "missing.log"))
     assert (code, out) == (1, "")
     assert err.startswith("gateway: cannot read ") and err.count("\n") == 1
+
+
+# -- rough edges: pipes, --json, ranges, model ids, completion, progress, exit codes ----
+
+
+def _gateway_process(*argv: str, **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+        **kw,
+    )
+
+
+def test_a_closed_pipe_is_silent_and_exits_141() -> None:
+    process = _gateway_process("completion", "bash")
+    assert process.stdout is not None
+    process.stdout.close()  # the reader is gone before the command writes a byte
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (EXIT_BROKEN_PIPE, "")
+
+
+def test_piped_to_head_prints_no_traceback(stores: tuple[KeyStore, UsageStore]) -> None:
+    keys, _ = stores
+    owner = unique("pipe")
+    for i in range(40):
+        keys.create(name=f"pipe-{i}-" + "x" * 200, owner=owner)
+    result = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m gateway.cli keys list --owner {owner} | head -n 2'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+        check=True,
+    )
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[0].split()[:2] == ["key_id", "name"]
+
+
+def test_keys_list_json_and_json_accepted_everywhere(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    owner = unique("json")
+    code, out, _ = cli(capsys, "keys", "create", "--name", "a", "--owner", owner, "--json")
+    assert code == 0
+    key_id = json.loads(out)["key_id"]
+    code, out, _ = cli(capsys, "keys", "list", "--owner", owner, "--json")
+    assert code == 0
+    [listed] = json.loads(out)
+    assert listed["key_id"] == key_id and "key" not in listed and "hash" not in listed
+    code, out, _ = cli(capsys, "keys", "list", "--owner", owner)
+    assert out.splitlines()[0].split() == list(KEY_COLUMNS)
+    for argv in (["show", key_id], ["update", key_id, "--name", "b"], ["revoke", key_id]):
+        code, out, _ = cli(capsys, "keys", *argv, "--json")
+        assert code == 0 and json.loads(out)["key_id"] == key_id
+
+
+def test_replay_summary_as_json(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore], tmp_path: Path
+) -> None:
+    log = tmp_path / "gateway.log"
+    log.write_text("\n".join(unwritten_log_lines(record(unique("key"), at(16)))) + "\n")
+    code, out, err = cli(capsys, "usage", "replay", str(log), "--json")
+    assert code == 0 and err == ""
+    summary = json.loads(out)
+    assert (summary["replayed"], summary["already_present"]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--since", "2026-11-20", "--until", "2026-11-01"],
+        ["--since", "2026-11-20T10:00:00Z", "--until", "2026-11-20T09:59:59Z", "--daily"],
+    ],
+)
+def test_an_inverted_range_is_an_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["usage", "--key-id", "key_x", *argv])
+    assert exited.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "is after --until" in err and "nothing can match" in err
+
+
+def test_model_ids_are_checked_against_the_models_config(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stores: tuple[KeyStore, UsageStore],
+) -> None:
+    monkeypatch.setenv("MODELS_CONFIG", models_config("http://127.0.0.1:9"))
+    owner = unique("models")
+    code, out, err = cli(
+        capsys, "keys", "create", "--name", "m", "--owner", owner, "--models", "qwen3,qwen-3,gpt9"
+    )
+    assert (code, out) == (EXIT_FAILED, "")
+    assert err == (
+        "gateway: unknown model id(s): gpt9, qwen-3; the models config has llama3, mistral, "
+        "qwen3, tinyllama "
+        "(--allow-unknown-models to allow them anyway)\n"
+    )
+    assert cli(capsys, "keys", "list", "--owner", owner, "--json")[1] == "[]\n"  # nothing made
+
+    code, out, _ = cli(capsys, "keys", "create", "--name", "m", "--owner", owner,
+                       "--models", "qwen3,gpt9", "--allow-unknown-models")  # fmt: skip
+    assert code == 0
+    key_id = json.loads(out)["key_id"]
+    code, _, err = cli(capsys, "keys", "update", key_id, "--models", "llama3,qwen3")
+    assert (code, err) == (0, "")
+
+    monkeypatch.delenv("MODELS_CONFIG")
+    code, _, err = cli(capsys, "keys", "update", key_id, "--models", "anything")
+    assert code == 0
+    assert err.startswith("gateway: warning: model ids not checked: no models config")
+
+
+def _complete(script: str, line: str) -> list[str]:
+    """What bash offers for `line` (the cursor at its end) with the generated script."""
+    words = line.split(" ")
+    program = (
+        f"{script}\nCOMP_WORDS=({' '.join(repr(w) for w in words)})\n"
+        f"COMP_CWORD={len(words) - 1}\n_gateway_complete\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n"
+    )
+    result = subprocess.run(
+        ["bash", "--norc", "--noprofile"], input=program, capture_output=True, text=True,
+        timeout=30, check=True,
+    )  # fmt: skip
+    return sorted(filter(None, result.stdout.splitlines()))
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_bash_completion_from_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    code, script, _ = cli(capsys, "completion", "bash")
+    assert code == 0 and "complete -o default -F _gateway_complete gateway" in script
+    assert _complete(script, "gateway ") == ["completion", "dashboard", "keys", "usage"]
+    assert _complete(script, "gateway ke") == ["keys"]
+    assert "list" in _complete(script, "gateway keys ")
+    assert _complete(script, "gateway keys list --") == ["--help", "--json", "--owner"]
+    assert _complete(script, "gateway usage --s") == ["--since"]
+    assert _complete(script, "gateway usage --key-id k --daily --j") == ["--json"]
+    assert _complete(script, "gateway usage ") == ["replay"]
+    zsh = cli(capsys, "completion", "zsh")[1]
+    assert zsh.startswith("autoload -U +X bashcompinit && bashcompinit\n")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal_and_logs_lines_elsewhere() -> None:
+    now = [0.0]
+    terminal = _Terminal()
+    progress = Progress("replay", err=terminal, unit="lines read", clock=lambda: now[0])
+    for _ in range(3):
+        now[0] += 0.25
+        progress.advance(100)
+    progress.finish()
+    shown = terminal.getvalue()
+    assert shown.count("\r\x1b[K") == 4 and shown.endswith("replay: 300 lines read, 1s, done\n")
+    assert "replay: 100 lines read, 0s" in shown
+
+    log = io.StringIO()
+    total = Progress("rebuild", err=log, unit="days", total=10, clock=lambda: now[0])
+    for _ in total.track(range(10)):
+        now[0] += 1.0
+    assert log.getvalue().splitlines() == [
+        "rebuild: 5/10 days (50%), 5s",
+        "rebuild: 10/10 days (100%), 10s",
+        "rebuild: 10/10 days (100%), 10s, done",
+    ]
+    quick = io.StringIO()
+    Progress("quick", err=quick).finish()
+    assert quick.getvalue() == ""  # a quick run says nothing
+
+
+def test_exit_codes_are_documented() -> None:
+    usage_doc = (Path(__file__).resolve().parents[2] / "docs" / "USAGE.md").read_text()
+    section = usage_doc.split("## Exit codes", 1)[1]
+    for code in EXIT_CODES:
+        assert f"| {code} |" in section

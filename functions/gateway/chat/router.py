@@ -11,17 +11,27 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.chat.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse
+from gateway.chat.protocol import ChatCompletion, ChatCompletionRequest
 from gateway.deps import ChatServiceDep, CurrentKey, RequestId
 from gateway.http import SSEResponse, json_response
+from gateway.openapi import REQUIRES_KEY, errors
 
 router = APIRouter(tags=["chat"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse}
-    for status in (400, 401, 403, 404, 413, 429, 500, 502, 503, 504)
+_OK: dict[str, Any] = {
+    "description": "A `chat.completion` object; with `stream: true`, server-sent events: "
+    "`chat.completion.chunk` objects, then `data: [DONE]`. A failure after the stream "
+    'started arrives as one last `data: {"error": ...}` event. Rate-limited keys get '
+    "`x-ratelimit-*` headers; every answer has `x-request-id`.",
+    "content": {
+        "text/event-stream": {
+            "schema": {"type": "string"},
+            "example": 'data: {"id":"chatcmpl-1","object":"chat.completion.chunk",'
+            '"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\ndata: [DONE]\n\n',
+        }
+    },
 }
-# The request body's schema, for /docs (components are added by the app factory).
+# The request body's schema, for /docs (install_openapi adds it to the components).
 REQUEST_SCHEMA = ChatCompletionRequest.model_json_schema(
     ref_template="#/components/schemas/{model}"
 )
@@ -29,26 +39,29 @@ BODY_SCHEMAS: dict[str, Any] = {
     **REQUEST_SCHEMA.pop("$defs", {}),
     ChatCompletionRequest.__name__: REQUEST_SCHEMA,
 }
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{ChatCompletionRequest.__name__}"}
+            }
+        },
+    }
+}
 
 
 @router.post(
     "/v1/chat/completions",
     response_model=ChatCompletion,
-    responses={
-        200: {"content": {"text/event-stream": {}}, "description": "chat.completion, or SSE"},
-        **_ERRORS,
-    },
+    responses={200: _OK, **errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504)},
     summary="Create a chat completion",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{ChatCompletionRequest.__name__}"}
-                }
-            },
-        }
-    },
+    description="OpenAI's chat completions on a self-hosted model. The gateway checks the "
+    "key, its model allow-list and limits, counts the prompt's tokens with the model's own "
+    "chat template, reserves prompt plus `max_tokens` against the key's limits (a request "
+    "without `max_tokens` gets DEFAULT_MAX_TOKENS, 4096 by default, sent upstream too), "
+    "forwards to the model's endpoint and records the usage.",
+    openapi_extra={**REQUIRES_KEY, **_BODY},
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def create_chat_completion(

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.chat.router import _ERRORS
 from gateway.completions.protocol import Completion, CompletionRequest
 from gateway.deps import CurrentKey, RequestId, ServicesDep
 from gateway.http import SSEResponse, json_response
+from gateway.openapi import REQUIRES_KEY, errors
 
 router = APIRouter(tags=["completions"])
 
@@ -26,11 +26,19 @@ BODY_SCHEMAS: dict[str, Any] = {
     "/v1/completions",
     response_model=Completion,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "text_completion, or SSE"},
-        **_ERRORS,
+        200: {
+            "description": "A `text_completion` object; with `stream: true`, server-sent "
+            "events: `text_completion` chunks, then `data: [DONE]`.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
     },
     summary="Create a (legacy) text completion",
+    description="OpenAI's legacy completions on a self-hosted model, with chat's keys, "
+    "allow-lists, limits and usage records. Prompts are counted as vLLM counts them: "
+    "special tokens added; token-id prompts count their length.",
     openapi_extra={
+        **REQUIRES_KEY,
         "requestBody": {
             "required": True,
             "content": {
@@ -38,7 +46,7 @@ BODY_SCHEMAS: dict[str, Any] = {
                     "schema": {"$ref": f"#/components/schemas/{CompletionRequest.__name__}"}
                 }
             },
-        }
+        },
     },
 )
 @router.post("/completions", include_in_schema=False)

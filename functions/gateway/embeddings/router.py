@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.chat.router import _ERRORS
 from gateway.deps import CurrentKey, RequestId, ServicesDep
 from gateway.embeddings.protocol import EmbeddingList, EmbeddingRequest
 from gateway.http import json_response
+from gateway.openapi import REQUIRES_KEY, errors
 
 router = APIRouter(tags=["embeddings"])
 
@@ -24,9 +24,13 @@ BODY_SCHEMAS: dict[str, Any] = {
 @router.post(
     "/v1/embeddings",
     response_model=EmbeddingList,
-    responses=_ERRORS,
+    responses=errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
     summary="Create embeddings",
+    description="Embeddings from a model whose config lists the `embeddings` route, with "
+    "chat's keys, allow-lists, limits and usage records. Inputs over the model's limit are a "
+    "400 before forwarding; larger batches than the upstream takes are split and reassembled.",
     openapi_extra={
+        **REQUIRES_KEY,
         "requestBody": {
             "required": True,
             "content": {
@@ -34,7 +38,7 @@ BODY_SCHEMAS: dict[str, Any] = {
                     "schema": {"$ref": f"#/components/schemas/{EmbeddingRequest.__name__}"}
                 }
             },
-        }
+        },
     },
 )
 @router.post("/embeddings", include_in_schema=False)

@@ -198,22 +198,37 @@ class LimitStore:
         )
 
     def _refuse_impossible(self, key: ApiKey, reserve: int, now: float) -> None:
-        """Refuse, without a call, a request that no amount of waiting would admit."""
+        """Refuse, without a call, a request that no amount of waiting would admit: a 429
+        (OpenAI's answer to a request above a limit) with `x-should-retry: false` and no
+        Retry-After, whose message names the reservation and how to make it fit."""
         headers = {SHOULD_RETRY: "false"}
+
+        def advice(limit: int) -> str:
+            return (
+                "The gateway reserves a request's worst case before sending it: its prompt "
+                "tokens plus max_tokens for each choice (n); a request without max_tokens or "
+                "max_completion_tokens reserves the gateway's default (DEFAULT_MAX_TOKENS, "
+                "4096 unless configured). Set max_tokens so that the prompt plus "
+                f"n * max_tokens is at most {limit}, or shorten the prompt. Waiting will not help."
+            )
+
         if key.rpm is not None and key.rpm < 1:
-            raise RateLimitError("This API key allows no requests (rpm is 0).", headers=headers)
+            raise RateLimitError(
+                "This API key allows no requests (rpm is 0): ask its owner to raise its rpm.",
+                headers=headers,
+            )
         if key.tpm is not None and reserve > key.tpm:
             raise RateLimitError(
                 f"Request too large for tokens per minute (TPM): limit {key.tpm}, "
-                f"requested {reserve} (prompt tokens plus max tokens). "
-                "Reduce the prompt or max_tokens.",
+                f"requested {reserve}. {advice(key.tpm)}",
+                param="max_tokens",
                 headers={**headers, LIMIT_TOKENS: str(key.tpm)},
             )
         if key.monthly_tokens is not None and reserve > key.monthly_tokens:
             raise BudgetExceededError(
                 f"Request too large for the monthly token budget: limit {key.monthly_tokens}, "
-                f"requested {reserve} (prompt tokens plus max tokens). "
-                "Reduce the prompt or max_tokens.",
+                f"requested {reserve}. {advice(key.monthly_tokens)}",
+                param="max_tokens",
                 headers={**headers, LIMIT_TOKENS_MONTH: str(key.monthly_tokens)},
             )
 

@@ -11,6 +11,8 @@ from fastapi.responses import Response
 
 from gateway.deps import CurrentKey, ServicesDep
 from gateway.http import json_response
+from gateway.openapi import REQUIRES_KEY, errors
+from gateway.usage.protocol import UsageReport
 from gateway.usage.query import UsageQuery, usage_report
 
 router = APIRouter(tags=["usage"])
@@ -18,7 +20,16 @@ router = APIRouter(tags=["usage"])
 _DAY = "YYYY-MM-DD (UTC)"
 
 
-@router.get("/v1/usage", summary="This key's usage by day or by model, with its limits")
+@router.get(
+    "/v1/usage",
+    summary="This key's usage by day or by model, with its limits",
+    description="The calling key's own usage from the daily rollups (never another key's), "
+    "for `start`..`end` (at most 366 days), grouped by day or by model, with its limits "
+    "and what is left of its monthly token budget.",
+    response_model=UsageReport,
+    responses=errors(400, 401, 500, 503),
+    openapi_extra=REQUIRES_KEY,
+)
 @router.get("/usage", include_in_schema=False)
 async def get_usage(
     key: CurrentKey,

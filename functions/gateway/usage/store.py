@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.aws import ConditionFailed, botocore_errors
 from gateway.errors import DependencyError
-from gateway.usage.records import UsageRecord, iso_ms, key_pk, model_pk
+from gateway.usage.records import UsageRecord, UsageStatus, iso_ms, key_pk, model_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -47,13 +47,15 @@ class UsageStore:
         """
         rollup = {
             "UpdateExpression": "ADD requests :one, prompt_tokens :p, completion_tokens :c, "
-            "total_tokens :t, errors :e",
+            "total_tokens :t, errors :e, rate_limited :r",
             "ExpressionAttributeValues": {
                 ":one": {"N": "1"},
                 ":p": {"N": str(record.prompt_tokens)},
                 ":c": {"N": str(record.completion_tokens)},
                 ":t": {"N": str(record.total_tokens)},
                 ":e": {"N": "1" if record.is_error else "0"},
+                # refusals by a limit, also counted in `errors` (the usage dashboard)
+                ":r": {"N": "1" if record.status is UsageStatus.RATE_LIMITED else "0"},
             },
         }
         day = {"S": f"day#{record.day}"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,6 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
 AUDIO = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
 # gpusim's prompt tokens per image part of a multimodal model (its processor's expansion).
 SIM_IMAGE_TOKENS = 256
-
-
-@pytest.fixture(scope="module")
-def mm_sim_url(tokenizers_dir: Path) -> Iterator[str]:
-    yield from ts.serve_multimodal_sim(tokenizers_dir)
-
-
-@pytest.fixture(scope="module")
-def gw(dynamodb: str, tokenizers_dir: Path, mm_sim_url: str) -> Iterator[Gateway]:
-    yield from ts.serve_gateway(tokenizers_dir, mm_sim_url)
 
 
 def _post(gw: Gateway, key: str, body: dict[str, Any]) -> httpx.Response:

@@ -6,7 +6,6 @@ transformers' apply_chat_template(tools=...); usage records keep every count."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,6 @@ from tests.gateway.chat import tools_support as ts
 from tests.support.schemas import validate
 
 QUESTION = "What is the weather in Paris, and what time is it there?"
-
-
-@pytest.fixture(scope="module")
-def mm_sim_url(tokenizers_dir: Path) -> Iterator[str]:
-    yield from ts.serve_multimodal_sim(tokenizers_dir)
-
-
-@pytest.fixture(scope="module")
-def gw(dynamodb: str, tokenizers_dir: Path, mm_sim_url: str) -> Iterator[Gateway]:
-    yield from ts.serve_gateway(tokenizers_dir, mm_sim_url)
 
 
 def _reference_turn2(

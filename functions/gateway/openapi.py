@@ -1,0 +1,270 @@
+"""The OpenAPI description and Swagger UI: honest statuses, a Bearer scheme, and the right
+URLs behind an API Gateway stage or a custom domain's base path.
+
+- Every route lists the statuses it really answers with (`errors(...)`), each with OpenAI's
+  error envelope and an example; FastAPI's automatic 422 is removed, because the gateway
+  answers validation failures with a 400 (app.validation_error).
+- `bearerAuth` (HTTP Bearer) is declared, and the routes that take a key require it, so
+  Swagger UI's "Authorize" sends `Authorization: Bearer <key>`.
+- `install_docs` serves /docs, /redoc and /openapi.json under the prefix that API Gateway
+  removed: Mangum routes on the event's `path` (`/docs`) and sets `root_path` to "", while
+  the browser asked for `requestContext.path` (`/prod/docs`). With FastAPI's own pages,
+  /docs would load `/openapi.json` from the host's root, which API Gateway does not route,
+  and "Try it out" would call /v1/... there too. Routing itself is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+from starlette.types import Scope
+
+from gateway.chat.protocol import ErrorResponse
+from gateway.http import json_response
+from gateway.openapi_fields import FIELD_DOCS
+
+BEARER = "bearerAuth"
+# `openapi_extra` of a route that needs an API key.
+REQUIRES_KEY: dict[str, Any] = {"security": [{BEARER: []}]}
+
+# status: (description, example error type, code, message)
+_ERRORS: dict[int, tuple[str, str, str | None, str]] = {
+    400: (
+        "The request is invalid (a bad JSON body, a missing or out-of-range parameter, or "
+        "a request the model's endpoint refused). Nothing was changed.",
+        "invalid_request_error",
+        None,
+        "Missing required parameter: 'messages'.",
+    ),
+    401: (
+        "No API key, an unknown one, or a revoked or expired one.",
+        "authentication_error",
+        "invalid_api_key",
+        "Incorrect API key provided.",
+    ),
+    403: (
+        "The key may not use this model (its allow-list).",
+        "permission_error",
+        "model_not_allowed",
+        "This API key may not use the model `llama3`.",
+    ),
+    404: (
+        "No model has this id.",
+        "invalid_request_error",
+        "model_not_found",
+        "The model `gpt-9` does not exist or you do not have access to it.",
+    ),
+    413: (
+        "The request body is larger than the gateway's limit (MAX_REQUEST_BYTES).",
+        "invalid_request_error",
+        "request_too_large",
+        "Request body is larger than the limit of 1048576 bytes.",
+    ),
+    429: (
+        "A limit of the key refused the request: requests or tokens per minute "
+        "(`rate_limit_exceeded`, with `Retry-After` and `x-ratelimit-*` headers), or its "
+        "monthly token budget (`insufficient_quota`). A request that could never fit "
+        "(its reservation alone exceeds the limit) has no `Retry-After` and says how to fit.",
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests per minute (RPM): limit 60, used 60. "
+        "Please try again in 12s.",
+    ),
+    500: (
+        "The gateway failed (a misconfigured model, or an internal error).",
+        "server_error",
+        None,
+        "The gateway had an internal error.",
+    ),
+    502: (
+        "The model's endpoint failed, was unreachable, or answered with an error.",
+        "upstream_error",
+        "upstream_error",
+        "The model endpoint is unreachable: ClientConnectorError",
+    ),
+    503: (
+        "DynamoDB (keys, limits or usage) is unavailable; retry later.",
+        "server_error",
+        "dependency_unavailable",
+        "DynamoDB is unavailable (ThrottlingException)",
+    ),
+    504: (
+        "The model's endpoint did not answer in time.",
+        "upstream_error",
+        "upstream_timeout",
+        "The model endpoint timed out.",
+    ),
+}
+
+_RATE_HEADERS: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds until the limit that refused the request resets (absent "
+        "when waiting cannot help).",
+        "schema": {"type": "integer"},
+    },
+    "x-should-retry": {
+        "description": "`false` when retrying cannot succeed soon (read by the openai SDKs).",
+        "schema": {"type": "string"},
+    },
+    **{
+        f"x-ratelimit-{what}": {
+            "description": f"The key's {what.replace('-', ' ')} (OpenAI's header).",
+            "schema": {"type": "string"},
+        }
+        for what in (
+            "limit-requests",
+            "remaining-requests",
+            "reset-requests",
+            "limit-tokens",
+            "remaining-tokens",
+            "reset-tokens",
+        )
+    },
+}
+_PARAMS = {400: "messages", 403: "model", 404: "model"}
+
+
+def _example(status: int) -> dict[str, Any]:
+    _, kind, code, message = _ERRORS[status]
+    param = _PARAMS.get(status)
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for these error statuses: the envelope, a description, an example."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        responses[status] = {
+            "model": ErrorResponse,
+            "description": _ERRORS[status][0],
+            "content": {"application/json": {"example": _example(status)}},
+        }
+        if status == 429:
+            responses[status]["headers"] = _RATE_HEADERS
+    return responses
+
+
+TAGS: list[dict[str, Any]] = [
+    {"name": "chat", "description": "OpenAI's chat completions, streamed or not."},
+    {"name": "completions", "description": "OpenAI's legacy text completions."},
+    {"name": "embeddings", "description": "Embeddings from embedding models."},
+    {"name": "models", "description": "The models a key may use."},
+    {"name": "usage", "description": "A key's own usage and limits."},
+    {"name": "health", "description": "Liveness."},
+]
+
+
+def _describe_fields(schema: dict[str, Any]) -> None:
+    components = schema.get("components", {}).get("schemas", {})
+    for name, docs in FIELD_DOCS.items():
+        for component in (name, f"{name}-Input", f"{name}-Output"):
+            properties = components.get(component, {}).get("properties", {})
+            for field, text in docs.items():
+                if field in properties:
+                    properties[field].setdefault("description", text)
+
+
+def _fix_responses(schema: dict[str, Any]) -> None:
+    """Drop FastAPI's automatic 422, and restore the examples' nulls (FastAPI's encoder
+    drops None values, but the envelope always has all four fields)."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            for status, response in responses.items():
+                content = response.get("content", {}).get("application/json", {})
+                if int(status) in _ERRORS and "example" in content:
+                    content["example"] = _example(int(status))
+    components = schema.get("components", {}).get("schemas", {})
+    text = json.dumps(schema.get("paths", {}))
+    for name in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{name}" not in text:
+            components.pop(name, None)
+
+
+def install_openapi(app: FastAPI, *, body_schemas: dict[str, Any] | None = None) -> None:
+    """Replace `app.openapi` with one that adds the Bearer scheme and drops the 422s.
+    `body_schemas` are the components of request bodies that routes parse themselves."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                openapi_version=app.openapi_version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+                servers=app.servers,
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(body_schemas or {})
+            _fix_responses(schema)
+            _describe_fields(schema)
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[BEARER] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key from `gateway keys create`, sent as "
+                "`Authorization: Bearer <key>`.",
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _prefix(scope: Scope) -> str:
+    """What API Gateway removed before `scope["path"]`: the stage (`/prod`), or a custom
+    domain's base path, from the REST event's `requestContext.path` (Mangum puts the event
+    in the scope; the Lambda Web Adapter sends the context as `x-amzn-request-context`)."""
+    context: Any = None
+    event = scope.get("aws.event")
+    if isinstance(event, dict):
+        context = event.get("requestContext")
+    else:
+        for name, value in scope.get("headers", ()):
+            if name == b"x-amzn-request-context":
+                try:
+                    context = json.loads(value)
+                except ValueError:
+                    return ""
+                break
+    full = context.get("path") if isinstance(context, dict) else None
+    path = str(scope.get("path", ""))
+    if not isinstance(full, str) or not path or full == path or not full.endswith(path):
+        return ""
+    prefix = full[: -len(path)].rstrip("/")
+    return prefix if prefix.startswith("/") else ""
+
+
+def install_docs(app: FastAPI) -> None:
+    """/openapi.json, /docs and /redoc, naming the URL the browser used: FastAPI's own
+    pages read the ASGI `root_path`, which Mangum leaves empty behind a stage."""
+
+    async def openapi_json(request: Request) -> Response:
+        schema = app.openapi()
+        prefix = _prefix(request.scope)
+        if prefix:
+            schema = {**schema, "servers": [{"url": prefix}]}
+        return json_response(schema)
+
+    async def swagger(request: Request) -> Response:
+        url = _prefix(request.scope) + "/openapi.json"
+        return get_swagger_ui_html(
+            openapi_url=url,
+            title=f"{app.title} - Swagger UI",
+            swagger_ui_parameters={"tryItOutEnabled": True},
+        )
+
+    async def redoc(request: Request) -> Response:
+        url = _prefix(request.scope) + "/openapi.json"
+        return get_redoc_html(openapi_url=url, title=f"{app.title} - ReDoc")
+
+    app.add_route("/openapi.json", openapi_json, include_in_schema=False)
+    app.add_route("/docs", swagger, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)

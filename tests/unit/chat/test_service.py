@@ -1,0 +1,219 @@
+"""ChatService end to end over fakes: bodies, streams, refusals, faults and cancellation,
+each leaving exactly one record."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from gateway.chat.service import ChatService
+from gateway.chat.stream import DONE_FRAME
+from gateway.errors import (
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UpstreamError,
+)
+from gateway.limits import Admission
+
+from tests.unit.fakes import (
+    FakeBackend,
+    FakeTokenizers,
+    NullTelemetry,
+    RecordingSink,
+    api_key,
+    chunk,
+    model,
+    registry,
+)
+
+pytestmark = pytest.mark.anyio
+HI = [{"role": "user", "content": "hi there"}]
+
+
+class FakeLimits:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.reserved: list[int] = []
+
+    def admit(self, *, key: Any, reserve_tokens: int) -> Admission:
+        if self.refuse:
+            raise RateLimitError("slow down", headers={"Retry-After": "1"})
+        self.reserved.append(reserve_tokens)
+        return Admission(key_id=key.key_id, reserved_tokens=reserve_tokens, headers={"x": "1"})
+
+
+def service(
+    backend: FakeBackend, sink: RecordingSink, *, limits: FakeLimits | None = None, **cfg: Any
+) -> ChatService:
+    return ChatService(
+        registry=registry(model(**cfg)),
+        tokenizers=FakeTokenizers(),  # type: ignore[arg-type]
+        backend_for=lambda m: backend,
+        sink=sink,
+        telemetry=NullTelemetry(),
+        limits=limits,  # type: ignore[arg-type]
+        default_max_tokens=100,
+    )
+
+
+def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:
+    async def read() -> bytes:
+        return orjson.dumps({"model": "m", "messages": HI, **fields})
+
+    return read
+
+
+COMPLETION = {
+    "choices": [{"index": 0, "message": {"content": "hello you"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 6, "completion_tokens": 3},
+}
+
+
+async def test_create_returns_a_completion_and_one_record() -> None:
+    backend, sink = FakeBackend(body=COMPLETION), RecordingSink()
+    result = await service(backend, sink).create(body(), key=api_key(), request_id="r")
+    assert result.body is not None
+    assert result.body["id"] == "chatcmpl-r" and result.body["model"] == "m"
+    assert result.body["usage"] == {"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9}
+    [record] = sink.records
+    assert (record.status, record.gateway_prompt_tokens) == ("completed", 4)
+    assert backend.sent[0]["max_tokens"] == 100  # decided once: the default cap
+
+
+async def test_stream_relays_frames_then_usage_then_done() -> None:
+    chunks = [chunk("a"), chunk("b", finish="stop"), {"choices": [], "usage": COMPLETION["usage"]}]
+    backend, sink = FakeBackend(chunks=chunks), RecordingSink()
+    result = await service(backend, sink).create(
+        body(stream=True, stream_options={"include_usage": True}), key=api_key(), request_id="r"
+    )
+    assert result.stream is not None
+    frames = [frame async for frame in result.stream]
+    assert frames[-1] == DONE_FRAME
+    usage = orjson.loads(frames[-2][6:])
+    assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 9
+    first = orjson.loads(frames[0][6:])
+    assert (first["id"], first["object"], first["usage"]) == (
+        "chatcmpl-r",
+        "chat.completion.chunk",
+        None,
+    )
+    assert [r.status for r in sink.records] == ["completed"] and backend.closed == 1
+    assert backend.sent[0]["stream_options"] == {"include_usage": True}
+
+
+async def test_a_stream_closed_mid_way_bills_what_was_seen_once() -> None:
+    backend, sink = FakeBackend(chunks=[chunk("a b"), chunk("c"), chunk("d")]), RecordingSink()
+    result = await service(backend, sink).create(body(stream=True), key=api_key(), request_id="r")
+    assert result.stream is not None
+    await result.stream.__anext__()
+    await result.stream.aclose()  # type: ignore[attr-defined]
+    [record] = sink.records
+    assert (record.status, record.http_status, record.completion_tokens) == (
+        "client_disconnected",
+        499,
+        2,
+    )
+    assert backend.closed == 1
+
+
+async def test_a_stream_closed_before_its_first_frame_still_records_and_closes() -> None:
+    backend, sink = FakeBackend(chunks=[chunk("a")]), RecordingSink()
+    result = await service(backend, sink).create(body(stream=True), key=api_key(), request_id="r")
+    assert result.stream is not None
+    await result.stream.aclose()  # type: ignore[attr-defined]
+    assert [r.status for r in sink.records] == ["client_disconnected"]
+
+
+async def test_an_upstream_failure_mid_stream_is_one_error_event_and_record() -> None:
+    backend = FakeBackend(
+        chunks=[chunk("a"), chunk("b")], fail_after=1, fail_with=UpstreamError("dropped")
+    )
+    sink = RecordingSink()
+    result = await service(backend, sink).create(body(stream=True), key=api_key(), request_id="r")
+    assert result.stream is not None
+    frames = [frame async for frame in result.stream]
+    assert b'"error"' in frames[-1] and DONE_FRAME not in frames
+    assert [r.status for r in sink.records] == ["upstream_error"]
+
+
+@pytest.mark.parametrize(
+    ("read", "error"),
+    [
+        (body(messages=[]), InvalidRequestError),
+        (body(model="nope"), NotFoundError),
+        (body(messages=[{"role": "user", "content": "raise"}]), InvalidRequestError),
+    ],
+)
+async def test_refusals_raise_and_leave_a_rejected_record(read: Any, error: type) -> None:
+    backend, sink = FakeBackend(body=COMPLETION), RecordingSink()
+    with pytest.raises(error):
+        await service(backend, sink).create(read, key=api_key(), request_id="r")
+    assert [(r.status, r.total_tokens) for r in sink.records] == [("rejected", 0)]
+    assert backend.sent == []
+
+
+async def test_a_key_that_may_not_use_the_model_is_403_without_echoing_long_names() -> None:
+    sink = RecordingSink()
+    svc = service(FakeBackend(body=COMPLETION), sink)
+    with pytest.raises(PermissionDeniedError):
+        await svc.create(body(), key=api_key(models=("other",)), request_id="r")
+    with pytest.raises(NotFoundError) as raised:
+        await svc.create(body(model="x" * 200), key=api_key(), request_id="r2")
+    assert len(raised.value.message) < 150
+
+
+async def test_a_bug_is_an_internal_error_with_a_record() -> None:
+    backend, sink = FakeBackend(error=RuntimeError("bug")), RecordingSink()
+    with pytest.raises(InternalError):
+        await service(backend, sink).create(body(), key=api_key(), request_id="r")
+    assert [r.status for r in sink.records] == ["internal_error"]
+
+
+async def test_limits_reserve_the_worst_case_and_refusals_are_recorded() -> None:
+    limits, sink = FakeLimits(), RecordingSink()
+    svc = service(FakeBackend(body=COMPLETION), sink, limits=limits)
+    result = await svc.create(body(max_tokens=7, n=2), key=api_key(rpm=5), request_id="r")
+    assert limits.reserved == [4 + 7 * 2] and result.headers == {"x": "1"}
+    refused = service(FakeBackend(body=COMPLETION), sink, limits=FakeLimits(refuse=True))
+    with pytest.raises(RateLimitError):
+        await refused.create(body(), key=api_key(rpm=5), request_id="r2")
+    assert [r.status for r in sink.records] == ["completed", "rate_limited"]
+
+
+async def test_cancellation_while_waiting_for_the_upstream_records_a_disconnect() -> None:
+    sink = RecordingSink()
+
+    class Hanging(FakeBackend):
+        async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+            await anyio.sleep_forever()
+            raise AssertionError
+
+    svc = service(Hanging(), sink)
+    with anyio.move_on_after(0.05):
+        await svc.create(body(), key=api_key(), request_id="r")
+    assert [(r.status, r.prompt_tokens) for r in sink.records] == [("client_disconnected", 4)]
+
+
+def test_upstream_body_caps_max_tokens_the_same_way_for_every_request() -> None:
+    from gateway.chat.protocol import ChatCompletionRequest
+
+    request = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": HI, "max_completion_tokens": 500, "model_params": None}
+    )
+    capped = ChatService.upstream_body(
+        request, model(max_tokens=50), prompt_tokens=5, default_max_tokens=100
+    )
+    assert capped["max_tokens"] == 50 and "max_completion_tokens" not in capped
+    within = ChatService.upstream_body(
+        ChatCompletionRequest.model_validate({"model": "m", "messages": HI}),
+        model(max_model_len=60),
+        prompt_tokens=20,
+        default_max_tokens=100,
+    )
+    assert within["max_tokens"] == 40  # never past the context length

@@ -1,0 +1,131 @@
+"""In-memory fakes for the unit tier: no sockets, no DynamoDB, no tokenizer files.
+
+The fake tokenizer counts whitespace-separated words (and renders a chat as `role: text`
+lines); the fake backend replays scripted chunks or bodies, httpx-MockTransport style.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.config import ModelConfig, ModelRegistry
+from gateway.errors import GatewayError
+from gateway.keys import ApiKey
+from gateway.limits import Admission
+from gateway.usage import UsageRecord
+
+
+def api_key(**overrides: Any) -> ApiKey:
+    values: dict[str, Any] = {
+        "key_id": "key_unit",
+        "key_hash": "0" * 64,
+        "name": "unit",
+        "owner": "tests",
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    return ApiKey(**{**values, **overrides})
+
+
+def model(model_id: str = "m", **overrides: Any) -> ModelConfig:
+    data = {
+        "id": model_id,
+        "tokenizer": "fake",
+        "upstream": {"type": "openai", "base_url": "http://upstream.invalid"},
+        **overrides,
+    }
+    return ModelConfig.model_validate(data)
+
+
+class FakeTokenizer:
+    has_chat_template = True
+
+    def count_text(self, text: str) -> int:
+        return len(text.split())
+
+    def count_chat(self, messages: Sequence[dict[str, Any]], tools: Any = None) -> int:
+        rendered = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
+        if "raise" in rendered:
+            raise TypeError("template refused")
+        return self.count_text(rendered) + 1  # + the generation prompt
+
+
+class FakeTokenizers:
+    def __init__(self) -> None:
+        self.tokenizer = FakeTokenizer()
+
+    def loaded(self, spec: str) -> FakeTokenizer:
+        return self.tokenizer
+
+    def get(self, spec: str) -> FakeTokenizer:
+        return self.tokenizer
+
+
+@dataclass
+class RecordingSink:
+    """Keeps every record written, with the admission it settled."""
+
+    records: list[UsageRecord] = field(default_factory=list)
+    admissions: list[Admission | None] = field(default_factory=list)
+
+    async def write(self, record: UsageRecord, *, admission: Admission | None) -> None:
+        await asyncio.sleep(0)  # a real write awaits: a cancellation point
+        self.records.append(record)
+        self.admissions.append(admission)
+
+
+@dataclass
+class NullTelemetry:
+    mismatches: int = 0
+
+    def completed(self, record: UsageRecord, *, mismatch: bool) -> None:
+        self.mismatches += mismatch
+
+
+def chunk(content: str | None = None, *, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    delta = {} if content is None else {"content": content}
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+@dataclass
+class FakeBackend:
+    """Replays `chunks` for streams (raising `fail_after` chunks if set) or `body`."""
+
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    body: dict[str, Any] | None = None
+    error: Exception | None = None
+    fail_with: GatewayError | None = None
+    fail_after: int | None = None
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    closed: int = 0
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.sent.append(body)
+        if self.error is not None:
+            raise self.error
+        assert self.body is not None
+        return self.body
+
+    async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        self.sent.append(body)
+        if self.error is not None:
+            raise self.error
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[dict[str, Any]]:
+        try:
+            for position, item in enumerate(self.chunks):
+                if self.fail_after is not None and position == self.fail_after:
+                    assert self.fail_with is not None
+                    raise self.fail_with
+                await asyncio.sleep(0)
+                yield item
+        finally:
+            self.closed += 1
+
+
+def registry(*models: ModelConfig) -> ModelRegistry:
+    return ModelRegistry(list(models) or [model()])

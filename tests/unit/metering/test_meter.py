@@ -1,0 +1,148 @@
+"""Billing rules, one record per request, and cancellation safety of the Meter."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from gateway.errors import (
+    InternalError,
+    InvalidRequestError,
+    RateLimitError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from gateway.limits import Admission
+from gateway.metering import Meter, status_for
+from gateway.usage import UsageStatus
+
+from tests.unit.fakes import NullTelemetry, RecordingSink, api_key, chunk
+
+pytestmark = pytest.mark.anyio
+
+
+def meter(sink: RecordingSink, **kw: object) -> Meter:
+    values: dict[str, object] = {
+        "request_id": "r1",
+        "key": api_key(),
+        "sink": sink,
+        "telemetry": NullTelemetry(),
+        "prompt_tokens": 10,
+        "count_text": lambda text: len(text.split()),
+        "model_id": "m",
+    }
+    return Meter(**{**values, **kw})  # type: ignore[arg-type]
+
+
+async def test_completed_bills_upstream_figures_and_records_both_counts() -> None:
+    sink = RecordingSink()
+    m = meter(sink, forwarded=True)
+    m.observe_chunk(chunk("one two"))
+    m.observe_chunk(chunk(finish="stop", usage={"prompt_tokens": 11, "completion_tokens": 4}))
+    record = await m.close(UsageStatus.COMPLETED)
+    assert (record.prompt_tokens, record.completion_tokens) == (11, 4)
+    assert (record.gateway_prompt_tokens, record.gateway_completion_tokens) == (10, 3)  # + EOS
+    assert m.telemetry.mismatches == 1  # type: ignore[attr-defined]
+    assert sink.records == [record]
+
+
+async def test_completed_without_upstream_usage_bills_the_gateway_count() -> None:
+    m = meter(RecordingSink(), forwarded=True, counts_eos=False)
+    m.observe_completion({"choices": [{"message": {"content": "a b c"}, "finish_reason": "stop"}]})
+    record = await m.close(UsageStatus.COMPLETED)
+    assert (record.prompt_tokens, record.completion_tokens) == (10, 3)
+    assert record.finish_reason == "stop"
+
+
+async def test_insane_upstream_usage_is_ignored_and_flagged() -> None:
+    m = meter(RecordingSink(), forwarded=True)
+    m.observe_usage({"prompt_tokens": -5, "completion_tokens": 1})
+    record = await m.close(UsageStatus.COMPLETED)
+    assert record.prompt_tokens == 10 and record.upstream_prompt_tokens is None
+    assert record.flags == "upstream_usage_invalid"
+
+
+async def test_nothing_is_billed_before_forwarding() -> None:
+    m = meter(RecordingSink())
+    record = await m.fail(InvalidRequestError("bad"))
+    assert (record.status, record.total_tokens, record.http_status) == ("rejected", 0, 400)
+    assert record.gateway_prompt_tokens is None
+
+
+async def test_disconnect_after_forwarding_bills_prompt_and_what_was_seen() -> None:
+    m = meter(RecordingSink(), forwarded=True)
+    m.observe_chunk(chunk("a b"))
+    record = await m.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+    assert (record.prompt_tokens, record.completion_tokens) == (10, 2)
+    assert record.ttft_ms is not None
+
+
+async def test_failure_before_any_token_bills_nothing_after_some_bills_them() -> None:
+    clean = await meter(RecordingSink(), forwarded=True).fail(UpstreamError("down"))
+    assert (clean.status, clean.total_tokens) == ("upstream_error", 0)
+    m = meter(RecordingSink(), forwarded=True)
+    m.observe_chunk(chunk("x y z"))
+    partial = await m.fail(UpstreamError("dropped"))
+    assert (partial.prompt_tokens, partial.completion_tokens) == (10, 3)
+
+
+async def test_tool_call_text_is_counted_as_generated() -> None:
+    m = meter(RecordingSink(), forwarded=True, counts_eos=False)
+    call = {"index": 0, "function": {"name": "get weather", "arguments": '{"city": "Paris"}'}}
+    m.observe_chunk({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
+    record = await m.close(UsageStatus.COMPLETED)
+    # name and arguments are one generated text: 'get weather{"city": "Paris"}', 3 words
+    assert record.completion_tokens == 3
+
+
+async def test_close_is_idempotent_and_concurrent_closes_write_once() -> None:
+    sink = RecordingSink()
+    m = meter(sink, forwarded=True)
+    results = []
+
+    async def close(status: UsageStatus) -> None:
+        results.append(await m.close(status))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(close, UsageStatus.COMPLETED)
+        group.start_soon(close, UsageStatus.CLIENT_DISCONNECTED)
+    assert len(sink.records) == 1 and results[0] is results[1]
+
+
+async def test_a_cancelled_close_still_writes_and_settles() -> None:
+    sink = RecordingSink()
+    admission = Admission(key_id="key_unit", reserved_tokens=50)
+    m = meter(sink, forwarded=True, admission=admission)
+    with anyio.CancelScope() as scope:
+        scope.cancel()  # cancelled before close even starts: the write is shielded
+        await m.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+    assert len(sink.records) == 1 and sink.admissions == [admission]
+
+
+async def test_a_failing_counter_costs_a_flag_not_the_record() -> None:
+    def broken(text: str) -> int:
+        raise RuntimeError("tokenizer bug")
+
+    m = meter(RecordingSink(), forwarded=True, count_text=broken)
+    m.observe_chunk(chunk("x"))
+    record = await m.close(UsageStatus.COMPLETED)
+    assert record.flags == "gateway_count_failed"
+
+
+async def test_media_parts_are_estimated_only_without_upstream_usage() -> None:
+    m = meter(RecordingSink(), forwarded=True, media=["image"])
+    record = await m.close(UsageStatus.COMPLETED)
+    assert record.prompt_estimated and record.prompt_tokens > 10
+    m2 = meter(RecordingSink(), forwarded=True, media=["image"])
+    m2.observe_usage({"prompt_tokens": 300, "completion_tokens": 1})
+    record2 = await m2.close(UsageStatus.COMPLETED)
+    assert record2.prompt_estimated is False and record2.prompt_tokens == 300
+
+
+def test_status_for_each_error_class() -> None:
+    assert status_for(UpstreamTimeoutError("t")) is UsageStatus.UPSTREAM_TIMEOUT
+    assert status_for(UpstreamError("u")) is UsageStatus.UPSTREAM_ERROR
+    assert status_for(RateLimitError("r")) is UsageStatus.RATE_LIMITED
+    assert status_for(InternalError("i")) is UsageStatus.INTERNAL_ERROR
+    assert status_for(InvalidRequestError("v")) is UsageStatus.REJECTED
+    rejected = InvalidRequestError("x", code="upstream_rejected_request")
+    assert status_for(rejected) is UsageStatus.UPSTREAM_ERROR
