@@ -87,7 +87,17 @@ def test_cfn_lint_passes() -> None:
 # ---------------------------------------------------------------------- API routes
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions"])
+METERED_ROUTES = [
+    "/v1/chat/completions",
+    "/chat/completions",
+    "/v1/completions",
+    "/completions",
+    "/v1/embeddings",
+    "/embeddings",
+]
+
+
+@pytest.mark.parametrize("path", METERED_ROUTES)
 def test_chat_routes_stream_from_the_lwa_function(translated: dict[str, Any], path: str) -> None:
     integration = _integration(translated, path, "post")
     assert integration["type"] == "aws_proxy"
@@ -439,10 +449,7 @@ def test_stage_throttling_comes_from_parameters(
         assert path.startswith("/~1")
         return path[1:].replace("~1", "/")
 
-    assert {(route(p), m) for p, m in chat} == {
-        ("/v1/chat/completions", "POST"),
-        ("/chat/completions", "POST"),
-    }
+    assert {(route(p), m) for p, m in chat} == {(path, "POST") for path in METERED_ROUTES}
     for (path, method), setting in chat.items():
         assert method.lower() in paths[route(path)]
         assert setting["ThrottlingRateLimit"] == {"Ref": "ChatThrottlingRateLimit"}

@@ -15,6 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import __version__
 from gateway.chat.router import BODY_SCHEMAS
 from gateway.chat.router import router as chat_router
+from gateway.completions.router import BODY_SCHEMAS as COMPLETION_SCHEMAS
+from gateway.completions.router import router as completions_router
+from gateway.embeddings.router import BODY_SCHEMAS as EMBEDDING_SCHEMAS
+from gateway.embeddings.router import router as embeddings_router
 from gateway.errors import ConfigurationError, GatewayError, UpstreamError, error_body
 from gateway.http import RequestContextMiddleware, error_response, json_response
 from gateway.inputs import invalid_request
@@ -84,8 +88,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app = FastAPI(
         title="GPU gateway",
         version=__version__,
-        description="OpenAI-compatible chat completions for self-hosted GPU endpoints. "
-        'Press "Authorize" and paste an API key to call the routes from this page.',
+        description="OpenAI-compatible chat completions, completions and embeddings for "
+        'self-hosted GPU endpoints. Press "Authorize" and paste an API key to call the routes '
+        "from this page.",
         openapi_tags=TAGS,
         lifespan=lifespan,
         # served by install_docs, under the API Gateway stage's prefix
@@ -93,11 +98,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         docs_url=None,
         redoc_url=None,
     )
-    install_openapi(app, body_schemas=BODY_SCHEMAS)
+    install_openapi(app, body_schemas={**BODY_SCHEMAS, **COMPLETION_SCHEMAS, **EMBEDDING_SCHEMAS})
     if settings.docs_enabled:  # DOCS_ENABLED=false: no /docs, /redoc or /openapi.json
         install_docs(app)
     app.state.services = services
     app.include_router(chat_router)
+    app.include_router(completions_router)
+    app.include_router(embeddings_router)
     app.include_router(misc_router)
     app.include_router(usage_router)
     _install_error_handlers(app, services)

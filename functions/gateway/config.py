@@ -39,10 +39,14 @@ class OpenAIUpstream(_Frozen):
 
     @property
     def chat_url(self) -> str:
+        return self.url_for("/chat/completions")
+
+    def url_for(self, path: str) -> str:
+        """The URL of an OpenAI route (`/chat/completions`, `/completions`, `/embeddings`)."""
         base = self.base_url.rstrip("/")
         if not base.endswith("/v1"):
             base += "/v1"
-        return base + "/chat/completions"
+        return base + path
 
     @property
     def endpoint(self) -> str:
@@ -65,6 +69,7 @@ class SageMakerUpstream(_Frozen):
 
 
 Upstream = Annotated[OpenAIUpstream | SageMakerUpstream, Field(discriminator="type")]
+RouteKind = Literal["chat", "completions", "embeddings"]
 
 
 class ModelConfig(_Frozen):
@@ -79,9 +84,25 @@ class ModelConfig(_Frozen):
     max_model_len: int | None = Field(default=None, gt=0)
     # Input kinds the model accepts; content parts of any other kind get a 400.
     modalities: tuple[Literal["text", "image", "audio"], ...] = ("text",)
+    # The OpenAI routes the upstream serves: a generative model (vLLM's default runner)
+    # serves chat and completions; an embedding model (vLLM `--runner pooling`, TEI)
+    # is declared with ["embeddings"].
+    routes: tuple[RouteKind, ...] = Field(default=("chat", "completions"), min_length=1)
+    # Embeddings: the longest input, in tokens (default max_model_len), and the most inputs
+    # the upstream takes in one request (TEI's --max-client-batch-size): larger requests
+    # are split into batches of this size, sent concurrently and reassembled in order.
+    max_input_tokens: int | None = Field(default=None, gt=0)
+    max_batch_size: int | None = Field(default=None, gt=0)
 
     def accepts(self, modality: str) -> bool:
         return modality in self.modalities
+
+    def serves(self, route: str) -> bool:
+        return route in self.routes
+
+    @property
+    def input_limit(self) -> int | None:
+        return self.max_input_tokens or self.max_model_len
 
     @property
     def upstream_model(self) -> str:

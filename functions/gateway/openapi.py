@@ -151,6 +151,8 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 TAGS: list[dict[str, Any]] = [
     {"name": "chat", "description": "OpenAI's chat completions, streamed or not."},
+    {"name": "completions", "description": "OpenAI's legacy text completions."},
+    {"name": "embeddings", "description": "Embeddings from embedding models."},
     {"name": "models", "description": "The models a key may use."},
     {"name": "usage", "description": "A key's own usage and limits."},
     {"name": "health", "description": "Liveness."},

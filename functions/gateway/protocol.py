@@ -13,6 +13,12 @@ class Model(BaseModel):
     object: Literal["model"] = Field("model", description="Always `model`.")
     created: int = Field(description="When this gateway instance started (Unix seconds).")
     owned_by: str = Field(description="Always `gateway`.")
+    max_model_len: int | None = Field(
+        default=None, description="The model's context length (vLLM's field), if configured."
+    )
+    routes: list[Literal["chat", "completions", "embeddings"]] = Field(
+        default_factory=list, description="The OpenAI routes the model serves."
+    )
 
 
 class ModelList(BaseModel):

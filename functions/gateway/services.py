@@ -7,17 +7,21 @@ from dataclasses import dataclass, field
 
 from gateway.aws import AwsClients, path_dynamodb_config
 from gateway.chat.service import ChatService
+from gateway.completions.service import CompletionService
 from gateway.config import ModelConfig, ModelRegistry, OpenAIUpstream
+from gateway.embeddings.service import EmbeddingService
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.limits import LimitStore
 from gateway.metering import UsageSink
 from gateway.observability import Telemetry, Tracing
+from gateway.serving import RouteDeps
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
 from gateway.upstream import Backend, HttpPool, OpenAIBackend
 from gateway.upstream.sagemaker import SageMakerBackend
 from gateway.upstream.sagemaker import client_config as sagemaker_client_config
+from gateway.upstream.wire import CHAT, WireRoute
 from gateway.usage import UsageStore
 
 
@@ -37,7 +41,9 @@ class Services:
     tracing: Tracing = field(default_factory=Tracing)
     started_at: float = field(default_factory=time.time)
     chat: ChatService = field(init=False)
-    _backends: dict[str, Backend] = field(init=False, default_factory=dict)
+    completions: CompletionService = field(init=False)
+    embeddings: EmbeddingService = field(init=False)
+    _backends: dict[tuple[str, str], Backend] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.chat = ChatService(
@@ -49,6 +55,22 @@ class Services:
             limits=self.limits,
             default_max_tokens=self.settings.default_max_tokens,
         )
+        self._build_route_services()
+
+    def _build_route_services(self) -> None:
+        deps = RouteDeps(
+            registry=self.registry,
+            tokenizers=self.tokenizers,
+            sink=UsageSink(usage=self.usage),
+            telemetry=self.telemetry,
+            limits=self.limits,
+        )
+        self.completions = CompletionService(
+            deps=deps,
+            backend_for=self.backend_for,
+            default_max_tokens=self.settings.default_max_tokens,
+        )
+        self.embeddings = EmbeddingService(deps=deps, backend_for=self.backend_for)
 
     @classmethod
     def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Services:
@@ -88,20 +110,21 @@ class Services:
             tracing=Tracing.from_environment(),
         )
 
-    def backend_for(self, model: ModelConfig) -> Backend:
-        backend = self._backends.get(model.id)
+    def backend_for(self, model: ModelConfig, route: WireRoute = CHAT) -> Backend:
+        backend = self._backends.get((model.id, route.name))
         if backend is None:
             upstream = model.upstream
             if isinstance(upstream, OpenAIUpstream):
-                backend = OpenAIBackend(upstream=upstream, pool=self.http)
+                backend = OpenAIBackend(upstream=upstream, pool=self.http, route=route)
             else:
                 backend = SageMakerBackend(
                     upstream=upstream,
                     client=self.aws.sagemaker_runtime,
                     max_concurrency=self.settings.upstream_max_connections,
+                    route=route,
                 )
             backend = self.tracing.traced(backend, model=model.id, endpoint=upstream.endpoint)
-            self._backends[model.id] = backend
+            self._backends[(model.id, route.name)] = backend
         return backend
 
     def preload_tokenizers(self) -> None:

@@ -63,6 +63,19 @@ class Selection:
             }
             for model_id, folder in self.folders.items()
         ]
+        if "qwen3" in self.folders:
+            # An embedding model (as vLLM --runner pooling or TEI would serve it) on the
+            # sim's /v1/embeddings, counted with qwen3's tokenizer.
+            models.append(
+                {
+                    "id": "qwen3-embedding",
+                    "tokenizer": self.folders["qwen3"],
+                    "upstream": {"type": "openai", "base_url": sim_url, "model": "qwen3"},
+                    "routes": ["embeddings"],
+                    "max_input_tokens": 8192,
+                    "max_batch_size": 32,
+                }
+            )
         return json.dumps({"models": models})
 
     def gateway_env(self) -> dict[str, str]:

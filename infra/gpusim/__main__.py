@@ -39,6 +39,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma-separated model ids served as multimodal (accept image/audio parts)",
     )
     parser.add_argument(
+        "--embedding-dimensions",
+        type=int,
+        default=int(os.environ.get("SIM_EMBEDDING_DIMENSIONS") or 64),
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=int(os.environ.get("SIM_MAX_BATCH_SIZE") or 0) or None,
+        help="most inputs per /v1/embeddings request (413 above, as TEI)",
+    )
+    parser.add_argument(
         "--preload", action="store_true", help="load every tokenizer before serving"
     )
     args = parser.parse_args(argv)
@@ -64,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         completion_tokens=args.completion_tokens,
         models=models,
         multimodal=tuple(m.strip() for m in args.multimodal.split(",") if m.strip()),
+        embedding_dimensions=args.embedding_dimensions,
+        max_batch_size=args.max_batch_size,
     )
     app = create_app(config)
     if args.preload:

@@ -11,7 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gpusim.chat import ChatEndpoint
+from gpusim.completions import CompletionsEndpoint
 from gpusim.config import SimConfig, discover_models
+from gpusim.embeddings import EmbeddingsEndpoint
 from gpusim.models import ModelRegistry
 from gpusim.stats import Stats
 
@@ -66,6 +68,16 @@ def create_app(config: SimConfig) -> Starlette:
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route(
+                "/v1/completions",
+                CompletionsEndpoint(config, state.registry, state.stats),
+                methods=["POST"],
+            ),
+            Route(
+                "/v1/embeddings",
+                EmbeddingsEndpoint(config, state.registry, state.stats).handle,
+                methods=["POST"],
+            ),
             Route("/v1/models", state.models, methods=["GET"]),
             Route("/health", state.health, methods=["GET"]),
             Route("/sim/stats", state.get_stats, methods=["GET"]),

@@ -81,7 +81,11 @@ def _failure_after(tokens: int) -> bytes:
 
 
 class ChatEndpoint:
-    """Generates deterministic completions for the configured models."""
+    """Generates deterministic completions for the configured models. Subclasses (legacy
+    completions) change the request parsing, the body and the chunk encoder."""
+
+    body_for = staticmethod(completion_body)
+    encoder_class: type[ChunkEncoder] = ChunkEncoder
 
     def __init__(self, config: SimConfig, registry: ModelRegistry, stats: Stats) -> None:
         self.config = config
@@ -137,14 +141,18 @@ class ChatEndpoint:
             raise RequestError(400, str(exc)) from exc
         return req, prompt_tokens, results
 
-    def _generate(self, model: SimModel, req: ChatRequest) -> list[ChoiceResult]:
-        limits = Limits(
+    @staticmethod
+    def _limits(req: ChatRequest) -> Limits:
+        return Limits(
             natural_tokens=req.sim.completion_tokens,
             max_tokens=req.max_tokens,
             min_tokens=req.min_tokens,
             ignore_eos=req.ignore_eos,
             stop=req.stop,
         )
+
+    def _generate(self, model: SimModel, req: ChatRequest) -> list[ChoiceResult]:
+        limits = self._limits(req)
         if wants_tool_call(req.tools, req.tool_choice, req.sim.tool_calls):
             results = [tool_choice_result(model, req, choice) for choice in range(req.n)]
         elif req.response_format != "text":
@@ -192,7 +200,7 @@ class ChatEndpoint:
         if sim.fail_after_tokens is not None:
             await send_json(send, 500, _failure_after(steps))
             return
-        body = completion_body(req.model, prompt_tokens, results, with_usage=not sim.omit_usage)
+        body = self.body_for(req.model, prompt_tokens, results, with_usage=not sim.omit_usage)
         outcome.completed = True
         await send_json(send, 200, body)
 
@@ -209,7 +217,7 @@ class ChatEndpoint:
         if sim.hang:
             await _hang()
         report_usage = req.include_usage and not sim.omit_usage
-        encoder = ChunkEncoder(req.model, usage_field=report_usage)
+        encoder = self.encoder_class(req.model, usage_field=report_usage)
         total = max(len(r.steps) for r in results)
         failing = sim.fail_after_tokens is not None
         steps = min(total, sim.fail_after_tokens or 0) if failing else total

@@ -17,6 +17,10 @@ class SimConfig:
     models: tuple[str, ...] | None = None
     # Models served as multimodal (they accept image_url / input_audio parts).
     multimodal: tuple[str, ...] = ()
+    # /v1/embeddings: the vectors' dimension, and the most inputs one request may carry
+    # (None: any number), as TEI's --max-client-batch-size.
+    embedding_dimensions: int = 64
+    max_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.ttft_ms < 0 or self.tpot_ms < 0:

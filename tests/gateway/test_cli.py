@@ -529,7 +529,7 @@ def test_bash_completion_from_the_parser(capsys: pytest.CaptureFixture[str]) -> 
     assert _complete(script, "gateway keys list --") == ["--help", "--json", "--owner"]
     assert _complete(script, "gateway usage --s") == ["--since"]
     assert _complete(script, "gateway usage --key-id k --daily --j") == ["--json"]
-    assert _complete(script, "gateway usage ") == ["replay"]
+    assert _complete(script, "gateway usage ") == ["rebuild-rollups", "replay"]
     zsh = cli(capsys, "completion", "zsh")[1]
     assert zsh.startswith("autoload -U +X bashcompinit && bashcompinit\n")
 

@@ -65,7 +65,10 @@ def test_bearer_scheme_on_every_route_that_takes_a_key(spec: dict[str, Any]) -> 
     secured = {(m, p) for m, p, op in operations(spec) if op.get("security")}
     assert secured == {
         ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/completions"),
+        ("POST", "/v1/embeddings"),
         ("GET", "/v1/models"),
+        ("GET", "/v1/models/{model_id}"),
         ("GET", "/v1/usage"),
     }
     for method, path, operation in operations(spec):

@@ -1,4 +1,5 @@
-"""Relaying an upstream's chat.completion.chunk stream to the client as SSE frames.
+"""Relaying an upstream's chat.completion.chunk (or text_completion) stream to the client
+as SSE frames.
 
 The relay never writes usage itself: it tells the Meter how the stream ended, in a
 `finally` shielded from cancellation, so no await between deciding the record and writing
@@ -8,7 +9,8 @@ it can be interrupted, whatever the client does.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -24,33 +26,74 @@ logger = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
 
 
+@dataclass(frozen=True)
+class StreamKind:
+    """What a relayed stream's chunks are: chat.completion.chunk, whose choices carry a
+    `delta` (text_field None), or a route whose choices carry their text in `text_field`
+    (legacy completions: text_completion, `text`)."""
+
+    object: str
+    id_prefix: str
+    text_field: str | None = None
+    # Chat chunks carry `"usage": null` until the usage chunk when it was asked for (as
+    # OpenAI sends them); vLLM's text_completion chunks leave it out.
+    null_usage: bool = True
+
+    def observed(self, data: Mapping[str, Any], part_key: str = "delta") -> Mapping[str, Any]:
+        """The chunk (or, with part_key "message", the whole body) as the Meter reads it."""
+        if self.text_field is None:
+            return data
+        choices = [
+            {
+                "index": choice.get("index", position),
+                part_key: {"content": choice.get(self.text_field)},
+                "finish_reason": choice.get("finish_reason"),
+            }
+            for position, choice in enumerate(data["choices"])
+        ]
+        return {"usage": data.get("usage"), "choices": choices}
+
+
+CHAT_STREAM = StreamKind("chat.completion.chunk", "chatcmpl")
+
+
 def frame(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def _stamp(meter: Meter, chunk: dict[str, Any], include_usage: bool) -> dict[str, Any]:
+def _stamp_choice(choice: dict[str, Any], kind: StreamKind) -> None:
+    choice.pop("stop_reason", None)  # vLLM's, not OpenAI's
+    if kind.text_field is not None:  # OpenAI's required keys of a completion choice
+        choice.setdefault(kind.text_field, "")
+        choice.setdefault("logprobs", None)
+        choice.setdefault("finish_reason", None)
+    elif choice.get("logprobs"):
+        choice["logprobs"] = chat_responses.logprobs(choice["logprobs"])
+
+
+def _stamp(
+    meter: Meter, chunk: dict[str, Any], include_usage: bool, kind: StreamKind
+) -> dict[str, Any]:
     for choice in chunk["choices"]:
-        choice.pop("stop_reason", None)  # vLLM's, not OpenAI's
-        if choice.get("logprobs"):
-            choice["logprobs"] = chat_responses.logprobs(choice["logprobs"])
-    chunk["id"] = f"chatcmpl-{meter.request_id}"
-    chunk["object"] = "chat.completion.chunk"
+        _stamp_choice(choice, kind)
+    chunk["id"] = f"{kind.id_prefix}-{meter.request_id}"
+    chunk["object"] = kind.object
     chunk["created"] = meter.created
     chunk["model"] = meter.model_id
-    if include_usage:
+    if include_usage and kind.null_usage:
         chunk["usage"] = None
     else:
         chunk.pop("usage", None)
     return chunk
 
 
-def usage_frame(meter: Meter) -> bytes:
+def usage_frame(meter: Meter, kind: StreamKind = CHAT_STREAM) -> bytes:
     record = meter.record
     assert record is not None
     return frame(
         {
-            "id": f"chatcmpl-{meter.request_id}",
-            "object": "chat.completion.chunk",
+            "id": f"{kind.id_prefix}-{meter.request_id}",
+            "object": kind.object,
             "created": meter.created,
             "model": meter.model_id,
             "choices": [],
@@ -73,7 +116,11 @@ async def close_upstream(chunks: AsyncIterator[Any]) -> None:
 
 
 async def relay(
-    meter: Meter, chunks: AsyncIterator[dict[str, Any]], *, include_usage: bool
+    meter: Meter,
+    chunks: AsyncIterator[dict[str, Any]],
+    *,
+    include_usage: bool,
+    kind: StreamKind = CHAT_STREAM,
 ) -> AsyncIterator[bytes]:
     failure: GatewayError | None = None
     ended = False
@@ -81,11 +128,11 @@ async def relay(
     try:
         try:
             async for chunk in chunks:
-                meter.observe_chunk(chunk)
+                meter.observe_chunk(kind.observed(chunk))
                 if not chunk["choices"]:
                     continue  # the upstream's usage chunk: ours is sent at the end
                 relayed += 1
-                yield frame(_stamp(meter, chunk, include_usage))
+                yield frame(_stamp(meter, chunk, include_usage, kind))
             if relayed == 0:
                 raise UpstreamError("The model endpoint ended the stream without generating.")
             ended = True
@@ -110,7 +157,7 @@ async def relay(
         yield sse_error_event(failure)
         return
     if include_usage:
-        yield usage_frame(meter)
+        yield usage_frame(meter, kind)
     yield DONE_FRAME
 
 

@@ -13,12 +13,7 @@ from gateway.config import OpenAIUpstream
 from gateway.errors import UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
 from gateway.upstream.sse import DONE, SSEDecoder
-from gateway.upstream.wire import (
-    MalformedUpstream,
-    parse_chunk,
-    parse_completion,
-    status_error,
-)
+from gateway.upstream.wire import CHAT, MalformedUpstream, WireRoute, status_error
 
 # A non-streamed completion larger than this (after decompression) is refused.
 MAX_BODY_BYTES = 32 << 20
@@ -81,9 +76,13 @@ def _unreachable(exc: aiohttp.ClientError) -> UpstreamError:
 
 
 class OpenAIBackend:
-    def __init__(self, *, upstream: OpenAIUpstream, pool: HttpPool) -> None:
+    def __init__(
+        self, *, upstream: OpenAIUpstream, pool: HttpPool, route: WireRoute = CHAT
+    ) -> None:
         self._upstream = upstream
         self._pool = pool
+        self._route = route
+        self._url = upstream.url_for(route.path)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         api_key = upstream.api_key()
         if api_key:
@@ -92,7 +91,7 @@ class OpenAIBackend:
     async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> aiohttp.ClientResponse:
         # Redirects are never followed: they would re-send the body and the upstream's key.
         response = await self._pool.session().post(
-            self._upstream.chat_url, data=orjson.dumps(body), headers=headers, allow_redirects=False
+            self._url, data=orjson.dumps(body), headers=headers, allow_redirects=False
         )
         if response.status >= 300:
             try:
@@ -113,7 +112,7 @@ class OpenAIBackend:
             raise UpstreamTimeoutError("The model endpoint timed out.") from exc
         except aiohttp.ClientError as exc:
             raise _unreachable(exc) from exc
-        return parse_completion(raw)
+        return self._route.parse_body(raw)
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         headers = {**self._headers, "Accept": "text/event-stream"}
@@ -137,11 +136,11 @@ class OpenAIBackend:
                     if payload.strip() == DONE:
                         finished = True
                         return
-                    yield parse_chunk(payload)
+                    yield self._route.parse_chunk(payload)
             for payload in decoder.close():
                 if payload.strip() == DONE:
                     break
-                yield parse_chunk(payload)
+                yield self._route.parse_chunk(payload)
             finished = True
         except TimeoutError as exc:
             raise UpstreamTimeoutError("The model endpoint stopped sending tokens.") from exc

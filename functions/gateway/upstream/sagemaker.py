@@ -35,7 +35,7 @@ from gateway.config import SageMakerUpstream
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from gateway.settings import Settings
 from gateway.upstream.sse import DONE, SSEDecoder
-from gateway.upstream.wire import parse_chunk, parse_completion, status_error
+from gateway.upstream.wire import CHAT, WireRoute, status_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -204,8 +204,11 @@ class SageMakerBackend:
         upstream: SageMakerUpstream,
         client: SageMakerRuntimeClient,
         max_concurrency: int = 100,
+        route: WireRoute = CHAT,
     ) -> None:
         self._upstream = upstream
+        # The container tells routes apart by the body (vLLM: messages, prompt, input).
+        self._route = route
         self._client = client
         self._max_concurrency = max_concurrency
         self._thread_limiter: anyio.CapacityLimiter | None = None
@@ -238,7 +241,7 @@ class SageMakerBackend:
 
         with _call_errors(self._upstream.endpoint_name):
             raw = await self._in_thread(invoke)
-        return parse_completion(raw)
+        return self._route.parse_body(raw)
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         payload = orjson.dumps(body if body.get("stream") is True else {**body, "stream": True})
@@ -282,7 +285,7 @@ class SageMakerBackend:
                 for data in payloads:
                     if data.strip() == DONE:
                         return
-                    yield parse_chunk(data)
+                    yield self._route.parse_chunk(data)
                 if event is None:
                     return
         except EventStreamError as exc:  # ModelStreamError / InternalStreamFailure

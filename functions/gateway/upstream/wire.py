@@ -10,7 +10,8 @@ logged at DEBUG, and the client gets a generic message with the upstream's statu
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -63,18 +64,24 @@ def _check_text_fields(part: Mapping[str, Any], what: str) -> None:
         raise _malformed(what)
 
 
-def _check_choice(choice: Any, body_key: str, what: str) -> None:
+def _check_choice(choice: Any, body_key: str | None, what: str) -> None:
+    """`body_key` names the choice's message part (chat); None: the choice holds its
+    generated `text` itself (legacy completions)."""
     if not isinstance(choice, dict):
         raise _malformed(what)
     index = choice.get("index", 0)
     if not _is_int(index) or not 0 <= index < MAX_CHOICES:
         raise _malformed(what)
-    part = choice.get(body_key)
-    if part is None:
-        part = {}
-    if not isinstance(part, dict):
-        raise _malformed(what)
-    _check_text_fields(part, what)
+    if body_key is None:
+        if not isinstance(choice.get("text", ""), str | None):
+            raise _malformed(what)
+    else:
+        part = choice.get(body_key)
+        if part is None:
+            part = {}
+        if not isinstance(part, dict):
+            raise _malformed(what)
+        _check_text_fields(part, what)
     finish = choice.get("finish_reason")
     if finish is not None and not isinstance(finish, str):
         raise _malformed(what)
@@ -87,8 +94,9 @@ def _loads(payload: bytes, what: str) -> Any:
         raise _malformed(what) from exc
 
 
-def parse_chunk(payload: bytes) -> dict[str, Any]:
-    """One streamed event's data as a chat.completion.chunk dict."""
+def parse_chunk(payload: bytes, *, body_key: str | None = "delta") -> dict[str, Any]:
+    """One streamed event's data as a chat.completion.chunk dict (or, with
+    `body_key=None`, a text_completion chunk)."""
     chunk = _loads(payload, "event")
     if not isinstance(chunk, dict):
         raise _malformed("event")
@@ -101,18 +109,69 @@ def parse_chunk(payload: bytes) -> dict[str, Any]:
     if not isinstance(choices, list):
         raise _malformed("event")
     for choice in choices:
-        _check_choice(choice, "delta", "event")
+        _check_choice(choice, body_key, "event")
     return chunk
 
 
-def parse_completion(raw: bytes) -> dict[str, Any]:
-    """A non-streamed answer as a chat.completion dict."""
+def parse_completion(raw: bytes, *, body_key: str | None = "message") -> dict[str, Any]:
+    """A non-streamed answer as a chat.completion dict (or, with `body_key=None`, a
+    text_completion)."""
     data = _loads(raw, "body")
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         raise _malformed("body")
     for choice in data["choices"]:
-        _check_choice(choice, "message", "body")
+        _check_choice(choice, body_key, "body")
     return data
+
+
+def parse_text_completion(raw: bytes) -> dict[str, Any]:
+    return parse_completion(raw, body_key=None)
+
+
+def parse_text_chunk(payload: bytes) -> dict[str, Any]:
+    return parse_chunk(payload, body_key=None)
+
+
+def _check_embedding(item: Any) -> None:
+    if not isinstance(item, dict) or not _is_int(item.get("index", 0)):
+        raise _malformed("body")
+    vector = item.get("embedding")
+    if isinstance(vector, str):  # base64, as asked
+        return
+    if not isinstance(vector, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in vector
+    ):
+        raise _malformed("body")
+
+
+def parse_embeddings(raw: bytes) -> dict[str, Any]:
+    """An embeddings list: `data` items with a float list (or base64 string) each."""
+    data = _loads(raw, "body")
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise _malformed("body")
+    for item in data["data"]:
+        _check_embedding(item)
+    return data
+
+
+def _no_stream(payload: bytes) -> dict[str, Any]:
+    raise _malformed("event")
+
+
+@dataclass(frozen=True)
+class WireRoute:
+    """One OpenAI route an upstream serves: its path under /v1 and its reply parsers."""
+
+    name: str
+    path: str
+    parse_body: Callable[[bytes], dict[str, Any]]
+    parse_chunk: Callable[[bytes], dict[str, Any]]
+
+
+CHAT = WireRoute("chat", "/chat/completions", parse_completion, parse_chunk)
+COMPLETIONS = WireRoute("completions", "/completions", parse_text_completion, parse_text_chunk)
+EMBEDDINGS = WireRoute("embeddings", "/embeddings", parse_embeddings, _no_stream)
+WIRE_ROUTES = {route.name: route for route in (CHAT, COMPLETIONS, EMBEDDINGS)}
 
 
 def _log_upstream_text(status: int, text: Any) -> None:

@@ -25,8 +25,10 @@ from gateway.cli import main
 
 from tests.conftest import Gateway
 from tests.support.browser import chromium
+from tests.support.minute import start_inside_one_minute
 from tests.support.records import usage_record
 from tests.support.servers import free_port
+from tests.support.usage import drain
 
 ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
@@ -47,6 +49,7 @@ def chat(gateway: Gateway, key: str, **body: Any) -> int:
 def scripted_run(gateway: Gateway) -> dict[str, Any]:
     """Three keys of one new owner, a few days of history, then real requests today: some
     fail upstream (502) and some are refused by an rpm limit (429)."""
+    start_inside_one_minute()  # the rpm refusals below count in one minute window
     owner = f"dash-{uuid.uuid4().hex[:6]}"
     keys = {
         "research": gateway.new_key(name="research", owner=owner, monthly_tokens=50_000),
@@ -72,6 +75,7 @@ def scripted_run(gateway: Gateway) -> dict[str, Any]:
     statuses[chat(gateway, keys["batch"], model="llama3")] += 1
     statuses[chat(gateway, keys["batch"], sim={"fail_status": 500})] += 1
     assert statuses == {200: 7, 429: 2, 502: 1}, statuses
+    drain(gateway.services.aws.dynamodb)  # rollups come from the aggregator, seconds later
     start = (today - timedelta(days=13)).date().isoformat()
     return {"owner": owner, "keys": keys, "start": start, "end": today.date().isoformat()}
 

@@ -54,6 +54,7 @@ def expected_rollups(recs: list[UsageRecord]) -> dict[tuple[str, str], Counter[s
             sums.setdefault(key, Counter()).update(
                 requests=1, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
                 total_tokens=r.total_tokens, errors=int(r.is_error),
+                rate_limited=int(r.status == "rate_limited"),
             )  # fmt: skip
     return sums
 

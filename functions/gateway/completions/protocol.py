@@ -1,0 +1,152 @@
+"""Wire models for legacy completions (`POST /v1/completions`), fields in OpenAI's order.
+
+Requests are validated here after gateway/inputs.py has bounded the raw JSON; responses
+are built as plain dicts, and the response models below document them in /docs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from gateway.chat.protocol import StreamOptions
+
+# At most this many prompts in one request (OpenAI's limit on batched inputs).
+MAX_PROMPTS = 2048
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# A prompt (or embeddings input): a text, texts, token ids, or lists of token ids.
+Prompt = str | list[str] | list[TokenId] | list[list[TokenId]]
+
+
+def one_by_one(value: Prompt) -> tuple[list[str], list[list[int]]]:
+    """The prompts one by one: (texts, []) or ([], token id lists)."""
+    if isinstance(value, str):
+        return [value], []
+    if all(isinstance(v, int) for v in value):
+        return [], [cast(list[int], value)]
+    if isinstance(value[0], str):
+        return value, []
+    return [], cast(list[list[int]], value)
+
+
+def check_prompt(value: Prompt, name: str, most: int) -> Prompt:
+    """Non-empty, at most `most` items, none of them empty."""
+    if isinstance(value, list):
+        if not value:
+            raise PydanticCustomError(name, "{name} must not be an empty array.", {"name": name})
+        if len(value) > most:
+            raise PydanticCustomError(
+                name, "{name} has more than {most} items.", {"name": name, "most": most}
+            )
+        if any(isinstance(p, list | str) and not p for p in value):
+            raise PydanticCustomError(name, "{name} must not contain empty items.", {"name": name})
+    elif not value:
+        raise PydanticCustomError(name, "{name} cannot be an empty string.", {"name": name})
+    return value
+
+
+class CompletionRequest(BaseModel):
+    # Unknown fields (vLLM's min_p, repetition_penalty, ...) are forwarded unchanged.
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+
+    model: str = Field(min_length=1, max_length=256)
+    """The model's id, as `GET /v1/models` lists it."""
+    prompt: Prompt
+    """A text, a list of texts, token ids, or a list of token-id lists."""
+    best_of: int | None = Field(default=None, ge=1, le=20)
+    """Generate this many per prompt and return the best `n`."""
+    echo: bool | None = None
+    """Return the prompt before the completion."""
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    """Penalty for tokens by how often they appeared (-2 to 2)."""
+    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    """Token id to bias (-100 to 100)."""
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    """Return the log probabilities of this many most likely tokens (0-20)."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """The most tokens to generate per choice (default 16; capped by the model's `max_tokens`)."""
+    n: int | None = Field(default=None, ge=1, le=128)
+    """Completions per prompt."""
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    """Penalty for tokens that appeared at all (-2 to 2)."""
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    """Seed for sampling, forwarded unchanged."""
+    stop: str | list[str] | None = None
+    """Up to a few strings that end the generation."""
+    stream: bool | None = False
+    """Stream `text_completion` chunks as server-sent events."""
+    stream_options: StreamOptions | None = None
+    """Streaming options (`include_usage`)."""
+    suffix: str | None = None
+    """Text after the completion, forwarded unchanged."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature (0-2)."""
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    """Nucleus sampling mass (0-1)."""
+    user: str | None = None
+    """Your end user's id, forwarded unchanged."""
+    # vLLM / TGI sampling parameter (not in OpenAI's API).
+    top_k: int | None = Field(default=None, ge=-1)
+    """vLLM/TGI extension: sample from the k most likely tokens."""
+
+    @field_validator("prompt")
+    @classmethod
+    def _non_empty(cls, value: Prompt) -> Prompt:
+        return check_prompt(value, "prompt", MAX_PROMPTS)
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and any(not s for s in value):
+            raise PydanticCustomError("stop", "stop sequences must be non-empty strings.")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+# --- Response models (documentation of what the gateway returns) -------------------
+
+
+class CompletionChoice(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    index: int
+    """The choice's position (prompt index times `n` plus the choice)."""
+    text: str
+    """The generated text."""
+    logprobs: dict[str, Any] | None = None
+    """Log probabilities, when asked for."""
+    finish_reason: Literal["stop", "length", "content_filter"] | None
+    """`stop` (natural end or stop string) or `length` (max_tokens)."""
+
+
+class CompletionUsage(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    prompt_tokens: int
+    """Tokens in the prompts, special tokens included."""
+    completion_tokens: int
+    """Tokens generated."""
+    total_tokens: int
+    """Their sum."""
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+    id: str
+    """`cmpl-` and the request id."""
+    object: Literal["text_completion"] = "text_completion"
+    """Always `text_completion`."""
+    created: int
+    """When the request started (Unix seconds)."""
+    model: str
+    """The model's id."""
+    choices: list[CompletionChoice]
+    """The completions."""
+    usage: CompletionUsage | None = None
+    """What the request used."""

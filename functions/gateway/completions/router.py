@@ -1,0 +1,59 @@
+"""HTTP for legacy completions: thin; the work is in service.py. The body is read raw
+(as chat's is), so every authenticated request, valid or not, is metered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from gateway.completions.protocol import Completion, CompletionRequest
+from gateway.deps import CurrentKey, RequestId, ServicesDep
+from gateway.http import SSEResponse, json_response
+from gateway.openapi import REQUIRES_KEY, errors
+
+router = APIRouter(tags=["completions"])
+
+_REQUEST_SCHEMA = CompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+BODY_SCHEMAS: dict[str, Any] = {
+    **_REQUEST_SCHEMA.pop("$defs", {}),
+    CompletionRequest.__name__: _REQUEST_SCHEMA,
+}
+
+
+@router.post(
+    "/v1/completions",
+    response_model=Completion,
+    responses={
+        200: {
+            "description": "A `text_completion` object; with `stream: true`, server-sent "
+            "events: `text_completion` chunks, then `data: [DONE]`.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
+    },
+    summary="Create a (legacy) text completion",
+    description="OpenAI's legacy completions on a self-hosted model, with chat's keys, "
+    "allow-lists, limits and usage records. Prompts are counted as vLLM counts them: "
+    "special tokens added; token-id prompts count their length.",
+    openapi_extra={
+        **REQUIRES_KEY,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{CompletionRequest.__name__}"}
+                }
+            },
+        },
+    },
+)
+@router.post("/completions", include_in_schema=False)
+async def create_completion(
+    request: Request, key: CurrentKey, services: ServicesDep, request_id: RequestId
+) -> Response:
+    result = await services.completions.create(request.body, key=key, request_id=request_id)
+    if result.stream is not None:
+        return SSEResponse(result.stream, headers=result.headers)
+    return json_response(result.body, headers=result.headers)

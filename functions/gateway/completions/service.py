@@ -1,0 +1,142 @@
+"""Legacy completions: validate, authorize, count, admit, forward, relay. No HTTP types.
+
+The same keys, allow-lists, limits, errors and usage records as chat (route
+"completions"). Prompts are counted as vLLM counts them for this route: each prompt's
+text tokenized with the tokenizer's special tokens (BOS where it adds one); a token-id
+prompt counts its length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.chat import prompt as chat_prompt
+from gateway.chat.service import ChatResult
+from gateway.chat.stream import MeteredStream, StreamKind, relay
+from gateway.completions.protocol import CompletionRequest, one_by_one
+from gateway.config import ModelConfig
+from gateway.errors import InvalidRequestError
+from gateway.inputs import parse_body, validate
+from gateway.keys import ApiKey
+from gateway.metering import Meter
+from gateway.serving import RouteDeps, count_all, metered
+from gateway.tokens import ChatTokenizer
+from gateway.upstream import Backend
+from gateway.upstream.wire import COMPLETIONS, WireRoute
+from gateway.usage import UsageRecord, UsageStatus
+
+ROUTE = "completions"
+TEXT_COMPLETION = StreamKind("text_completion", "cmpl", text_field="text", null_usage=False)
+# OpenAI's (and vLLM's) default for this route when a request sets no max_tokens.
+DEFAULT_MAX_TOKENS = 16
+
+
+class CompletionService:
+    def __init__(
+        self,
+        *,
+        deps: RouteDeps,
+        backend_for: Callable[[ModelConfig, WireRoute], Backend],
+        default_max_tokens: int,
+    ) -> None:
+        self._deps = deps
+        self._backend_for = backend_for
+        self._default_max_tokens = default_max_tokens
+
+    async def create(
+        self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
+    ) -> ChatResult:
+        meter = self._deps.meter(request_id=request_id, key=key, route=ROUTE)
+
+        async def work() -> ChatResult:
+            return await self._create(await read_body(), meter)
+
+        return await metered(meter, work)
+
+    async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
+        request = validate(CompletionRequest, parse_body(raw))
+        meter.stream = bool(request.stream)
+        model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
+        meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
+        tokenizer = await self._deps.tokenizer(model)
+        meter.count_text = tokenizer.count_text
+        meter.counts_eos = not request.stop
+        counts = await prompt_counts(tokenizer, request)
+        meter.prompt_tokens = sum(counts)
+        body = self.upstream_body(request, model, longest_prompt=max(counts))
+        check_context(model, prompt_tokens=max(counts), body=body)
+        prompts = len(counts) * (request.best_of or request.n or 1)
+        headers = await self._deps.admit(meter, meter.prompt_tokens + body["max_tokens"] * prompts)
+        backend = self._backend_for(model, COMPLETIONS)
+        meter.forwarded = True
+        if request.stream:
+            chunks = await backend.open_stream(body)
+            stream = relay(meter, chunks, include_usage=request.include_usage, kind=TEXT_COMPLETION)
+            return ChatResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
+        completion = await backend.complete(body)
+        meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
+        record = await meter.close(UsageStatus.COMPLETED)
+        return ChatResult(body=_response(meter, completion, record), headers=headers)
+
+    def upstream_body(
+        self, request: CompletionRequest, model: ModelConfig, *, longest_prompt: int
+    ) -> dict[str, Any]:
+        """What the upstream is sent; `max_tokens` decided once, as chat decides it (with
+        this route's default of 16), so a reservation is the worst case."""
+        body = request.model_dump(exclude_unset=True, exclude_none=True)
+        body["model"] = model.upstream_model
+        cap = model.max_tokens or self._default_max_tokens
+        default = min(DEFAULT_MAX_TOKENS, cap)
+        if request.max_tokens:
+            body["max_tokens"] = min(request.max_tokens, cap)
+        else:
+            body["max_tokens"] = chat_prompt.default_max_tokens(
+                model, prompt_tokens=longest_prompt, default=default
+            )
+        if request.stream:
+            body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
+        return body
+
+
+async def prompt_counts(tokenizer: ChatTokenizer, request: CompletionRequest) -> list[int]:
+    texts, token_ids = one_by_one(request.prompt)
+    if texts:
+        return await count_all(tokenizer.count_text_with_special, texts)
+    return [len(ids) for ids in token_ids]
+
+
+def check_context(model: ModelConfig, *, prompt_tokens: int, body: dict[str, Any]) -> None:
+    """Chat's context-length check, naming this route's parameter."""
+    try:
+        chat_prompt.check_context_length(model, prompt_tokens=prompt_tokens, body=body)
+    except InvalidRequestError as exc:
+        exc.param = "prompt"
+        raise
+
+
+def _response(meter: Meter, data: dict[str, Any], record: UsageRecord) -> dict[str, Any]:
+    choices = [
+        {
+            "index": choice.get("index", position),
+            "text": choice.get("text") or "",
+            "logprobs": logprobs if isinstance(logprobs := choice.get("logprobs"), dict) else None,
+            "finish_reason": choice.get("finish_reason"),
+        }
+        for position, choice in enumerate(data["choices"])
+    ]
+    response: dict[str, Any] = {
+        "id": f"{TEXT_COMPLETION.id_prefix}-{meter.request_id}",
+        "object": TEXT_COMPLETION.object,
+        "created": meter.created,
+        "model": meter.model_id,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "total_tokens": record.total_tokens,
+        },
+    }
+    if isinstance(data.get("system_fingerprint"), str):
+        response["system_fingerprint"] = data["system_fingerprint"]
+    return response

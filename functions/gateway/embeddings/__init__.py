@@ -1,0 +1,1 @@
+"""POST /v1/embeddings: forwarded to the embedding models of the models config."""

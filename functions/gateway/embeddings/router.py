@@ -1,0 +1,49 @@
+"""HTTP for embeddings: thin; the work is in service.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from gateway.deps import CurrentKey, RequestId, ServicesDep
+from gateway.embeddings.protocol import EmbeddingList, EmbeddingRequest
+from gateway.http import json_response
+from gateway.openapi import REQUIRES_KEY, errors
+
+router = APIRouter(tags=["embeddings"])
+
+_REQUEST_SCHEMA = EmbeddingRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+BODY_SCHEMAS: dict[str, Any] = {
+    **_REQUEST_SCHEMA.pop("$defs", {}),
+    EmbeddingRequest.__name__: _REQUEST_SCHEMA,
+}
+
+
+@router.post(
+    "/v1/embeddings",
+    response_model=EmbeddingList,
+    responses=errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
+    summary="Create embeddings",
+    description="Embeddings from a model whose config lists the `embeddings` route, with "
+    "chat's keys, allow-lists, limits and usage records. Inputs over the model's limit are a "
+    "400 before forwarding; larger batches than the upstream takes are split and reassembled.",
+    openapi_extra={
+        **REQUIRES_KEY,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{EmbeddingRequest.__name__}"}
+                }
+            },
+        },
+    },
+)
+@router.post("/embeddings", include_in_schema=False)
+async def create_embeddings(
+    request: Request, key: CurrentKey, services: ServicesDep, request_id: RequestId
+) -> Response:
+    result = await services.embeddings.create(request.body, key=key, request_id=request_id)
+    return json_response(result.body, headers=result.headers)

@@ -1,0 +1,181 @@
+"""Embeddings: validate, authorize, count, admit, forward (in batches), reassemble.
+
+The same keys, allow-lists, limits, errors and usage records as chat (route
+"embeddings", no completion tokens). Inputs are counted as vLLM counts them: each text
+tokenized with the tokenizer's special tokens; a token-id input counts its length. An
+input over the model's limit is a 400 before anything is forwarded.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from gateway.chat.service import ChatResult
+from gateway.completions.protocol import one_by_one
+from gateway.config import ModelConfig
+from gateway.embeddings.protocol import EmbeddingRequest
+from gateway.errors import GatewayError, InvalidRequestError
+from gateway.inputs import parse_body, validate
+from gateway.keys import ApiKey
+from gateway.metering import Meter
+from gateway.serving import RouteDeps, count_all, metered
+from gateway.upstream import Backend
+from gateway.upstream.wire import EMBEDDINGS, MAX_USAGE_TOKENS, MalformedUpstream, WireRoute
+from gateway.usage import UsageStatus
+
+ROUTE = "embeddings"
+# Batches of one request sent to the upstream at once.
+MAX_CONCURRENT_BATCHES = 4
+
+
+class EmbeddingService:
+    def __init__(
+        self, *, deps: RouteDeps, backend_for: Callable[[ModelConfig, WireRoute], Backend]
+    ) -> None:
+        self._deps = deps
+        self._backend_for = backend_for
+
+    async def create(
+        self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
+    ) -> ChatResult:
+        meter = self._deps.meter(request_id=request_id, key=key, route=ROUTE)
+
+        async def work() -> ChatResult:
+            return await self._create(await read_body(), meter)
+
+        return await metered(meter, work)
+
+    async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
+        request = validate(EmbeddingRequest, parse_body(raw))
+        model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
+        meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
+        meter.counts_eos = False
+        texts, token_ids = one_by_one(request.input)
+        inputs: Sequence[str | list[int]] = texts or token_ids
+        if texts:
+            tokenizer = await self._deps.tokenizer(model)
+            counts = await count_all(tokenizer.count_text_with_special, texts)
+        else:
+            counts = [len(ids) for ids in token_ids]
+        check_input_limit(model, counts)
+        meter.prompt_tokens = sum(counts)
+        headers = await self._deps.admit(meter, meter.prompt_tokens)
+        body = request.model_dump(exclude_unset=True, exclude_none=True)
+        body["model"] = model.upstream_model
+        meter.forwarded = True
+        backend = self._backend_for(model, EMBEDDINGS)
+        replies = await embed_batches(backend, body, inputs, batch_size=model.max_batch_size)
+        data = reassemble(replies, encoding=request.encoding_format or "float")
+        meter.observe_usage(upstream_usage(replies))
+        record = await meter.close(UsageStatus.COMPLETED)
+        response = {
+            "object": "list",
+            "data": data,
+            "model": meter.model_id,
+            "usage": {"prompt_tokens": record.prompt_tokens, "total_tokens": record.total_tokens},
+        }
+        return ChatResult(body=response, headers=headers)
+
+
+def check_input_limit(model: ModelConfig, counts: Sequence[int]) -> None:
+    limit = model.input_limit
+    longest = max(counts)
+    if limit is None or longest <= limit:
+        return
+    raise InvalidRequestError(
+        f"This model's maximum context length is {limit} tokens. However, you requested "
+        f"{longest} tokens in the input for embedding generation. Please reduce the length "
+        "of the input.",
+        param="input",
+        code="context_length_exceeded",
+    )
+
+
+Batch = tuple[int, int, dict[str, Any]]  # first input's position, inputs, the reply
+
+
+async def embed_batches(
+    backend: Backend, body: dict[str, Any], inputs: Sequence[Any], *, batch_size: int | None
+) -> list[Batch]:
+    """Each batch's reply, in order; batches of at most `batch_size` inputs, at most
+    MAX_CONCURRENT_BATCHES in flight."""
+    if batch_size is None or len(inputs) <= batch_size:
+        return [(0, len(inputs), await backend.complete(body))]
+    starts = list(range(0, len(inputs), batch_size))
+    replies: dict[int, dict[str, Any]] = {}
+    limiter = anyio.CapacityLimiter(MAX_CONCURRENT_BATCHES)
+
+    async def one(start: int) -> None:
+        async with limiter:
+            batch = list(inputs[start : start + batch_size])
+            replies[start] = await backend.complete({**body, "input": batch})
+
+    try:
+        async with anyio.create_task_group() as group:
+            for start in starts:
+                group.start_soon(one, start)
+    except BaseExceptionGroup as failures:  # the first batch failure is the request's
+        first = _first_gateway_error(failures)
+        if first is None:
+            raise
+        raise first from None
+    return [(s, len(inputs[s : s + batch_size]), replies[s]) for s in starts]
+
+
+def _first_gateway_error(group: BaseExceptionGroup[Any]) -> GatewayError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, GatewayError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_gateway_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def upstream_usage(replies: Sequence[Batch]) -> dict[str, int] | None:
+    """The upstreams' prompt tokens summed, in the Meter's terms; None unless every batch
+    reported a sane figure (then the gateway's count is billed)."""
+    total = 0
+    for _, _, reply in replies:
+        usage = reply.get("usage")
+        prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        if not isinstance(prompt, int) or isinstance(prompt, bool) or prompt < 0:
+            return None
+        total += prompt
+    return {"prompt_tokens": min(total, MAX_USAGE_TOKENS + 1), "completion_tokens": 0}
+
+
+def reassemble(replies: Sequence[Batch], *, encoding: str) -> list[dict[str, Any]]:
+    """The batches' vectors as one list, in input order; a reply without exactly one
+    vector per input (by index) is malformed."""
+    data: list[dict[str, Any]] = []
+    for start, size, reply in replies:
+        items = sorted(reply["data"], key=lambda item: item.get("index", 0))
+        if [item.get("index", i) for i, item in enumerate(items)] != list(range(size)):
+            raise MalformedUpstream("The model endpoint sent a malformed body.")
+        for item in items:
+            vector = encoded(item["embedding"], encoding)
+            index = start + item.get("index", 0)
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+    return data
+
+
+def encoded(vector: list[float] | str, encoding: str) -> list[float] | str:
+    """The vector as the client asked for it: OpenAI's base64 is little-endian float32."""
+    if encoding == "base64":
+        if isinstance(vector, str):
+            return vector
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    if isinstance(vector, list):
+        return vector
+    try:
+        raw = base64.b64decode(vector, validate=True)
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw[: len(raw) // 4 * 4]))
+    except ValueError as exc:
+        raise MalformedUpstream("The model endpoint sent a malformed body.") from exc

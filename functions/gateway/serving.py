@@ -1,0 +1,131 @@
+"""What the completions and embeddings routes share with chat: the model for a route,
+tokenizers loaded off the event loop, admission, and the metered request's error paths.
+
+(chat/service.py has its own copies of the first three; it can delegate here.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from gateway.config import ModelConfig, ModelRegistry
+from gateway.errors import (
+    ConfigurationError,
+    GatewayError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from gateway.keys import ApiKey
+from gateway.limits import LimitStore
+from gateway.metering import Meter, RecordSink
+from gateway.metering.meter import Telemetry
+from gateway.tokens import ChatTokenizer, TokenizerStore
+from gateway.usage import UsageStatus
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_MODEL_ID_ECHO = 64
+# Inputs longer than this (characters) are tokenized in a worker thread.
+INLINE_COUNT_CHARS = 16_000
+
+
+def echo_id(model_id: str) -> str:
+    return model_id if len(model_id) <= MAX_MODEL_ID_ECHO else model_id[:MAX_MODEL_ID_ECHO] + "…"
+
+
+@dataclass(frozen=True)
+class RouteDeps:
+    """Everything a metered route needs, built once per process."""
+
+    registry: ModelRegistry
+    tokenizers: TokenizerStore
+    sink: RecordSink
+    telemetry: Telemetry
+    limits: LimitStore | None
+
+    def meter(self, *, request_id: str, key: ApiKey, route: str) -> Meter:
+        return Meter(
+            request_id=request_id,
+            key=key,
+            sink=self.sink,
+            telemetry=self.telemetry,
+            route=route,
+        )
+
+    def resolve_model(self, *, key: ApiKey, model_id: str, route: str) -> ModelConfig:
+        """The model, if it exists, the key may use it, and it serves this route."""
+        model = self.registry.get(model_id)
+        if model is None:
+            raise NotFoundError(
+                f"The model `{echo_id(model_id)}` does not exist or you do not have access to it.",
+                param="model",
+            )
+        if not key.allows_model(model_id):
+            raise PermissionDeniedError(
+                f"This API key may not use the model `{echo_id(model_id)}`.", param="model"
+            )
+        if not model.serves(route):
+            raise InvalidRequestError(
+                f"The model `{echo_id(model_id)}` does not support the {route} API.",
+                param="model",
+                code="model_not_supported",
+            )
+        return model
+
+    async def tokenizer(self, model: ModelConfig) -> ChatTokenizer:
+        loaded = self.tokenizers.loaded(model.tokenizer)
+        if loaded is not None:
+            return loaded
+        # The first use of a tokenizer may load (0.1-1 s) or download it: off the loop.
+        return await anyio.to_thread.run_sync(self.tokenizers.get, model.tokenizer)
+
+    async def admit(self, meter: Meter, reserve: int) -> dict[str, str]:
+        """Admit the request under the key's limits (shared by every route); its headers."""
+        if self.limits is None or not meter.key.has_limits:
+            return {}
+        # Bounded by the admission deadline: past it, a 503 (DependencyError).
+        admission = await self.limits.admit_within(key=meter.key, reserve_tokens=reserve)
+        meter.admission = admission
+        return admission.headers
+
+
+async def count_all(count: Callable[[str], int], texts: list[str]) -> list[int]:
+    """Each text's count; long batches off the event loop."""
+    if sum(len(t) for t in texts) <= INLINE_COUNT_CHARS:
+        return [count(t) for t in texts]
+    return await anyio.to_thread.run_sync(lambda: [count(t) for t in texts])
+
+
+async def metered(meter: Meter, work: Callable[[], Awaitable[T]]) -> T:
+    """Run a request's work; however it ends before its result, the Meter writes the record."""
+    try:
+        return await work()
+    except GatewayError as exc:
+        await meter.fail(exc)
+        raise
+    except Exception as exc:
+        error = internal_error(exc, meter.request_id)
+        await meter.fail(error)
+        raise error from exc
+    except BaseException:  # cancelled: the client went away while we waited
+        await meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+        raise
+
+
+def internal_error(exc: Exception, request_id: str) -> InternalError:
+    if isinstance(exc, ConfigurationError):
+        logger.error("configuration error", extra={"request_id": request_id, "error": str(exc)})
+        return InternalError(
+            "The gateway is misconfigured for this model.", code="configuration_error"
+        )
+    logger.exception("unhandled error", extra={"request_id": request_id})
+    return InternalError("The gateway had an internal error.")
