@@ -46,24 +46,17 @@ class Services:
     _backends: dict[tuple[str, str], Backend] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.chat = ChatService(
-            registry=self.registry,
-            tokenizers=self.tokenizers,
-            backend_for=self.backend_for,
-            sink=UsageSink(usage=self.usage),
-            telemetry=self.telemetry,
-            limits=self.limits,
-            default_max_tokens=self.settings.default_max_tokens,
-        )
-        self._build_route_services()
-
-    def _build_route_services(self) -> None:
         deps = RouteDeps(
             registry=self.registry,
             tokenizers=self.tokenizers,
             sink=UsageSink(usage=self.usage),
             telemetry=self.telemetry,
             limits=self.limits,
+        )
+        self.chat = ChatService(
+            deps=deps,
+            backend_for=self.backend_for,
+            default_max_tokens=self.settings.default_max_tokens,
         )
         self.completions = CompletionService(
             deps=deps,

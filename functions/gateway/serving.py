@@ -1,8 +1,5 @@
-"""What the completions and embeddings routes share with chat: the model for a route,
-tokenizers loaded off the event loop, admission, and the metered request's error paths.
-
-(chat/service.py has its own copies of the first three; it can delegate here.)
-"""
+"""What the metered routes (chat, completions, embeddings) share: the model for a route,
+tokenizers loaded off the event loop, admission, and the metered request's error paths."""
 
 from __future__ import annotations
 

@@ -18,28 +18,23 @@ from gateway.chat import prompt as chat_prompt
 from gateway.chat import responses as chat_responses
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.stream import MeteredStream, relay
-from gateway.config import ModelConfig, ModelRegistry
+from gateway.config import ModelConfig
 from gateway.errors import (
     ConfigurationError,
-    GatewayError,
-    InternalError,
     InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
 )
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
-from gateway.limits import Admission, LimitStore
-from gateway.metering import Meter, RecordSink
-from gateway.metering.meter import Telemetry
-from gateway.tokens import ChatTokenizer, TokenizerStore
+from gateway.metering import Meter
+from gateway.serving import RouteDeps, metered
+from gateway.tokens import ChatTokenizer
 from gateway.upstream import Backend
 from gateway.usage import UsageRecord, UsageStatus
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGES = 2048
-MAX_MODEL_ID_ECHO = 64
+ROUTE = "chat"
 # Prompts whose rendering and counting is more work than this (characters, plus a cost
 # per message) are counted in a worker thread, so they do not stall other requests.
 INLINE_COUNT_WORK = 16_000
@@ -55,64 +50,28 @@ class ChatResult:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _echo(model_id: str) -> str:
-    return model_id if len(model_id) <= MAX_MODEL_ID_ECHO else model_id[:MAX_MODEL_ID_ECHO] + "…"
-
-
 class ChatService:
     def __init__(
         self,
         *,
-        registry: ModelRegistry,
-        tokenizers: TokenizerStore,
+        deps: RouteDeps,
         backend_for: Callable[[ModelConfig], Backend],
-        sink: RecordSink,
-        telemetry: Telemetry,
-        limits: LimitStore | None,
         default_max_tokens: int,
     ) -> None:
-        self._registry = registry
-        self._tokenizers = tokenizers
+        self._deps = deps
         self._backend_for = backend_for
-        self._sink = sink
-        self._telemetry = telemetry
-        self._limits = limits
         self._default_max_tokens = default_max_tokens
-
-    def resolve_model(self, *, key: ApiKey, model_id: str) -> ModelConfig:
-        model = self._registry.get(model_id)
-        if model is None:
-            raise NotFoundError(
-                f"The model `{_echo(model_id)}` does not exist or you do not have access to it.",
-                param="model",
-            )
-        if not key.allows_model(model_id):
-            raise PermissionDeniedError(
-                f"This API key may not use the model `{_echo(model_id)}`.", param="model"
-            )
-        return model
 
     async def create(
         self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
     ) -> ChatResult:
         """A chat.completion body, or the SSE byte stream when `stream` is set. The body is
         read here, so a body refused while it is read (413) is metered too."""
-        meter = Meter(request_id=request_id, key=key, sink=self._sink, telemetry=self._telemetry)
-        try:
-            return await self._create(await read_body(), meter)
-        except GatewayError as exc:
-            await meter.fail(exc)
-            raise
-        except Exception as exc:
-            error = _internal(exc, request_id)
-            await meter.fail(error)
-            raise error from exc
-        except BaseException:  # cancelled: the client went away while we waited
-            await meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
-            raise
+        meter = self._deps.meter(request_id=request_id, key=key, route=ROUTE)
+        return await metered(meter, lambda: self._create(read_body, meter))
 
-    async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
-        data = parse_body(raw)
+    async def _create(self, read_body: Callable[[], Awaitable[bytes]], meter: Meter) -> ChatResult:
+        data = parse_body(await read_body())
         messages = data.get("messages")
         if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
             raise InvalidRequestError(
@@ -121,10 +80,10 @@ class ChatService:
             )
         request = validate(ChatCompletionRequest, data)
         meter.stream = bool(request.stream)
-        model = self.resolve_model(key=meter.key, model_id=request.model)
+        model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
         meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
         meter.media = chat_prompt.check_modalities(request, model)
-        tokenizer = await self._tokenizer(model)
+        tokenizer = await self._deps.tokenizer(model)
         meter.count_text = tokenizer.count_text
         meter.counts_eos = not request.stop
         meter.prompt_tokens = await self._count_prompt(tokenizer, request)
@@ -135,10 +94,8 @@ class ChatService:
             default_max_tokens=self._default_max_tokens,
         )
         chat_prompt.check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
-        if self._limits is not None and meter.key.has_limits:
-            reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
-            meter.admission = await self._admit(self._limits, meter.key, reserve)
-        headers = meter.admission.headers if meter.admission else {}
+        reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
+        headers = await self._deps.admit(meter, reserve)
         backend = self._backend_for(model)
         meter.forwarded = True
         if request.stream:
@@ -149,18 +106,6 @@ class ChatService:
         meter.observe_completion(completion)
         record = await meter.close(UsageStatus.COMPLETED)
         return ChatResult(body=_response(meter, completion, record), headers=headers)
-
-    @staticmethod
-    async def _admit(limits: LimitStore, key: ApiKey, reserve: int) -> Admission:
-        # Bounded by the admission deadline: past it, a 503 (DependencyError).
-        return await limits.admit_within(key=key, reserve_tokens=reserve)
-
-    async def _tokenizer(self, model: ModelConfig) -> ChatTokenizer:
-        loaded = self._tokenizers.loaded(model.tokenizer)
-        if loaded is not None:
-            return loaded
-        # The first use of a tokenizer may load (0.1-1 s) or download it: off the loop.
-        return await anyio.to_thread.run_sync(self._tokenizers.get, model.tokenizer)
 
     async def _count_prompt(self, tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> int:
         messages = chat_prompt.template_messages(request)  # as vLLM hands them to the template
@@ -214,16 +159,6 @@ class ChatService:
 def _reason(exc: Exception) -> str:
     text = str(exc) if str(exc) else type(exc).__name__
     return text[:200]
-
-
-def _internal(exc: Exception, request_id: str) -> InternalError:
-    if isinstance(exc, ConfigurationError):
-        logger.error("configuration error", extra={"request_id": request_id, "error": str(exc)})
-        return InternalError(
-            "The gateway is misconfigured for this model.", code="configuration_error"
-        )
-    logger.exception("unhandled error", extra={"request_id": request_id})
-    return InternalError("The gateway had an internal error.")
 
 
 def _response(meter: Meter, data: dict[str, Any], record: UsageRecord) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.limits import Admission
+from gateway.serving import RouteDeps
 
 from tests.unit.fakes import (
     FakeBackend,
@@ -51,15 +52,14 @@ class FakeLimits:
 def service(
     backend: FakeBackend, sink: RecordingSink, *, limits: FakeLimits | None = None, **cfg: Any
 ) -> ChatService:
-    return ChatService(
+    deps = RouteDeps(
         registry=registry(model(**cfg)),
         tokenizers=FakeTokenizers(),  # type: ignore[arg-type]
-        backend_for=lambda m: backend,
         sink=sink,
         telemetry=NullTelemetry(),
         limits=limits,  # type: ignore[arg-type]
-        default_max_tokens=100,
     )
+    return ChatService(deps=deps, backend_for=lambda m: backend, default_max_tokens=100)
 
 
 def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:
@@ -217,3 +217,12 @@ def test_upstream_body_caps_max_tokens_the_same_way_for_every_request() -> None:
         default_max_tokens=100,
     )
     assert within["max_tokens"] == 40  # never past the context length
+
+
+async def test_a_model_that_serves_no_chat_is_refused_on_the_chat_route() -> None:
+    backend, sink = FakeBackend(body=COMPLETION), RecordingSink()
+    svc = service(backend, sink, routes=["embeddings"])
+    with pytest.raises(InvalidRequestError) as raised:
+        await svc.create(body(), key=api_key(), request_id="r")
+    assert raised.value.code == "model_not_supported" and backend.sent == []
+    assert [r.status for r in sink.records] == ["rejected"]
