@@ -5,7 +5,7 @@ Per response (`Audit.check`):
 - no 5xx other than 502/503/504, and those only for a case that injected an upstream fault;
 - every error, and every error event ending a stream, in OpenAI's format (validated
   against OpenAI's own ErrorResponse schema);
-- the API key's secret nowhere in the response.
+- neither the API key's secret nor the upstream's error text anywhere in the response.
 
 Per key, after the cases (`Audit.settle`):
 - exactly one usage record per authenticated chat request, matched by request id;
@@ -32,6 +32,9 @@ from tests.support.schemas import validate
 # and its reservation must be settled.
 BUDGET = 10**12
 UPSTREAM_FAULT_STATUSES = frozenset({502, 503, 504})
+# The simulated endpoint's own error texts ("Simulated failure (HTTP 500).", "Simulated
+# upstream failure after 2 tokens."): upstream words that must never reach a client.
+UPSTREAM_TEXT = b"Simulated"
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Audit:
     chat_request_ids: list[str] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     cases: int = 0
+    stream_errors: int = 0  # streams that ended with an error event
 
     @classmethod
     def fresh(cls, gateway: Gateway, schemas: Path, **limits: int) -> Audit:
@@ -73,6 +77,7 @@ class Audit:
         if status >= 500:
             assert status in UPSTREAM_FAULT_STATUSES and fault, context
         assert self.secret.encode() not in body, context
+        assert UPSTREAM_TEXT not in body, context
         if chat:
             assert request_id, context
             self.chat_request_ids.append(request_id)
@@ -83,8 +88,9 @@ class Audit:
             for event in sse_events(body):
                 if isinstance(event, dict) and "error" in event:
                     validate(self.schemas, "ErrorResponse", event)
+                    self.stream_errors += 1
 
-    def settle(self) -> dict[str, int]:
+    def settle(self) -> dict[str, Any]:
         """Records and the budget counter for this key; returns the figures."""
         records = self.gateway.records(self.secret)
         found = Counter(r.request_id for r in records)
@@ -104,6 +110,8 @@ class Audit:
             "records_expected": sum(expected.values()),
             "records_found": len(records),
             "tokens": billed,
+            "stream_errors": self.stream_errors,
+            "statuses": dict(sorted(self.statuses.items())),
         }
 
 

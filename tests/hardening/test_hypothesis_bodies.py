@@ -116,6 +116,16 @@ VALIDISH = st.fixed_dictionaries(
         "x_extra": SAFE_JSON,
     },
 )
+# Streams the simulated endpoint breaks: an error status before the stream, or an error
+# event after a few tokens (which must end the client's stream with OpenAI's error event).
+FAULTY_STREAM = st.builds(
+    lambda body, fault: {**body, "stream": True, "sim": {**body.get("sim", {}), **fault}},
+    VALIDISH,
+    st.one_of(
+        st.fixed_dictionaries({"fail_after_tokens": st.integers(min_value=0, max_value=4)}),
+        st.fixed_dictionaries({"fail_status": st.sampled_from([400, 429, 500, 503, 504])}),
+    ),
+)
 
 # --- hostile: every field may be of any type or out of any range ------------------------
 ROLE = st.one_of(
@@ -184,6 +194,7 @@ KINDS: dict[str, tuple[st.SearchStrategy[Any], int, dict[str, int]]] = {
     "hostile": (HOSTILE, 120, {}),
     "raw": (RAW, 40, {}),
     "tight": (VALIDISH, 60, {"monthly_tokens": 1_200, "tpm": 600}),
+    "faulty_stream": (FAULTY_STREAM, 40, {}),
 }
 
 
@@ -231,7 +242,7 @@ def test_hypothesis_chat_bodies(
     captured = capsys.readouterr()
     assert_no_secret_logged(audit.secret, caplog.records, captured.out, captured.err)
     with capsys.disabled():
-        print(f"\n[hardening] hypothesis {kind} bodies: {figures} {dict(audit.statuses)}")
+        print(f"\n[hardening] hypothesis {kind} bodies: {figures}")
 
 
 # --- Authorization headers: a near-miss of a real key is refused, and costs it nothing ---
@@ -244,7 +255,10 @@ def _near_misses(secret: str) -> st.SearchStrategy[str]:
 
 
 def test_hostile_authorization_headers(
-    gateway: Gateway, conformance_schemas: Path, caplog: pytest.LogCaptureFixture
+    gateway: Gateway,
+    conformance_schemas: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level("DEBUG", logger="gateway")
     audit = Audit.fresh(gateway, conformance_schemas)
@@ -284,5 +298,7 @@ def test_hostile_authorization_headers(
         run()
 
     figures = audit.settle()
-    assert_no_secret_logged(audit.secret, caplog.records)
-    print(f"\n[hardening] authorization headers: {figures} {dict(audit.statuses)}")
+    captured = capsys.readouterr()
+    assert_no_secret_logged(audit.secret, caplog.records, captured.out, captured.err)
+    with capsys.disabled():
+        print(f"\n[hardening] authorization headers: {figures}")
