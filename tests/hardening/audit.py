@@ -103,6 +103,23 @@ class Audit:
         month = datetime.now(UTC).strftime("%Y-%m")
         counter = month_counter(self.gateway, key_id, month)
         billed = sum(r.total_tokens for r in records)
+        # The simulated endpoint counts as vLLM does, so the gateway's own count of every
+        # completed request is the upstream's, to the token.
+        mismatched = [
+            (
+                r.request_id,
+                r.gateway_prompt_tokens,
+                r.upstream_prompt_tokens,
+                r.gateway_completion_tokens,
+                r.upstream_completion_tokens,
+            )
+            for r in records
+            if r.status == "completed"
+            and r.upstream_prompt_tokens is not None
+            and (r.gateway_prompt_tokens, r.gateway_completion_tokens)
+            != (r.upstream_prompt_tokens, r.upstream_completion_tokens)
+        ]
+        assert not mismatched, mismatched
         assert counter == billed, f"{month_sk(month)}: {counter} != sum of records {billed}"
         return {
             "cases": self.cases,

@@ -95,6 +95,18 @@ SIM = st.fixed_dictionaries(
         "completion_tokens": st.integers(min_value=1, max_value=12),
     },
 )
+TOOL = st.builds(
+    lambda name, text: {
+        "type": "function",
+        "function": {
+            "name": name or "f",
+            "description": text,
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    },
+    st.text("abcdefgh_", max_size=8),
+    SAFE_TEXT,
+)
 VALIDISH = st.fixed_dictionaries(
     {
         "model": st.sampled_from(sorted(TEST_MODELS)),
@@ -111,6 +123,11 @@ VALIDISH = st.fixed_dictionaries(
         "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}),
         "sim": SIM,
         "min_p": st.floats(min_value=0, max_value=1),
+        # vLLM extensions that change the rendered prompt
+        "tools": st.lists(TOOL, max_size=2),
+        "chat_template_kwargs": st.fixed_dictionaries(
+            {}, optional={"enable_thinking": st.booleans()}
+        ),
         # extra fields are forwarded: nested within the limit, and arbitrary
         "x_deep": deep(SAFE_JSON, most=30),
         "x_extra": SAFE_JSON,
@@ -125,6 +142,20 @@ FAULTY_STREAM = st.builds(
         st.fixed_dictionaries({"fail_after_tokens": st.integers(min_value=0, max_value=4)}),
         st.fixed_dictionaries({"fail_status": st.sampled_from([400, 429, 500, 503, 504])}),
     ),
+)
+
+# vLLM extensions that change the prompt the upstream renders (Qwen3's template renders
+# tools and `enable_thinking`): the gateway's count must still be the upstream's.
+WITH_TOOLS = st.builds(
+    lambda body, tools, thinking: {
+        **body,
+        "model": "qwen3",
+        "tools": tools,
+        "chat_template_kwargs": {"enable_thinking": thinking},
+    },
+    VALIDISH,
+    st.lists(TOOL, min_size=1, max_size=2),
+    st.booleans(),
 )
 
 # --- hostile: every field may be of any type or out of any range ------------------------
@@ -163,6 +194,9 @@ HOSTILE = st.fixed_dictionaries(
         "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": JSON}), JSON),
         "model_params": JSON,
         "logit_bias": JSON,
+        "tools": JSON,
+        "chat_template": JSON,
+        "chat_template_kwargs": JSON,
         "sim": SIM,
         "x_deep": deep(),
         "x_extra": JSON,
@@ -195,6 +229,7 @@ KINDS: dict[str, tuple[st.SearchStrategy[Any], int, dict[str, int]]] = {
     "raw": (RAW, 40, {}),
     "tight": (VALIDISH, 60, {"monthly_tokens": 1_200, "tpm": 600}),
     "faulty_stream": (FAULTY_STREAM, 40, {}),
+    "tools": (WITH_TOOLS, 30, {}),
 }
 
 
