@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit check pytest bench build deploy clean browser
+.PHONY: install run test test-unit check pytest bench build deploy clean browser soak
 
 install: $(STAMP)
 
@@ -50,6 +50,14 @@ pytest: $(STAMP)
 ## The fast unit tier alone (fakes, no sockets; seconds): tests/unit.
 test-unit: $(STAMP)
 	@$(BIN)/python -m pytest -q tests/unit
+
+## Usage at scale at issue 10's size (not part of `make test`, which runs it scaled down):
+## 2,000 requests at concurrency 64 on one key against the conflict-emulating DynamoDB,
+## then the same with DynamoDB paused. Deadlines scale with moto's speed here (~60 calls/s).
+SOAK_ENV ?= USAGE_LOAD_REQUESTS=2000 USAGE_LOAD_CONCURRENCY=64 USAGE_LOAD_DEADLINES=4,4,4 USAGE_LOAD_PAUSE_SECONDS=16
+soak: $(STAMP)
+	@echo ">> soak: $(SOAK_ENV)"
+	@$(SOAK_ENV) $(BIN)/python -m pytest -q -s tests/gateway/usage/test_load.py
 
 clean:
 	rm -rf $(VENV) .aws-sam layers/build .pytest_cache .mypy_cache .ruff_cache

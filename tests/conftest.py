@@ -142,6 +142,11 @@ def running_gateway(tokenizers_dir: Path, sim_url: str, **settings: Any) -> Iter
 
     settings.setdefault("models_config", models_config(sim_url))
     settings.setdefault("key_cache_ttl_seconds", 0)
+    # This shared 2-core machine answers in seconds under load, DynamoDB in milliseconds:
+    # generous deadlines here; the deadline tests set their own.
+    for name in ("key_lookup", "admission", "usage_write"):
+        settings.setdefault(f"{name}_deadline_seconds", 10)
+    settings.setdefault("dynamodb_read_timeout", 10)
     app = create_app(Settings(tokenizers_dir=tokenizers_dir, **settings))
     with serve_asgi(app) as url:
         yield Gateway(url=url, services=app.state.services)

@@ -206,8 +206,7 @@ def test_run_sh_traces_dynamodb_and_upstream_calls(
     documents = ours(
         stream_function.xray.wait_for(
             lambda docs: (
-                sum(d.get("aws", {}).get("operation") == "TransactWriteItems" for d in ours(docs))
-                >= 4
+                sum(d.get("aws", {}).get("operation") == "PutItem" for d in ours(docs)) >= 4
             )
         )
     )
@@ -218,10 +217,8 @@ def test_run_sh_traces_dynamodb_and_upstream_calls(
         assert marker not in json.dumps(document)
     dynamodb = [d["aws"] for d in documents if d["name"] == "dynamodb"]
     # per request: the key lookup, then the usage record (nothing else on the way)
-    assert (
-        sorted(aws["operation"] for aws in dynamodb) == ["GetItem"] * 4 + ["TransactWriteItems"] * 4
-    )
-    assert {aws.get("table_name") for aws in dynamodb} == {"gateway-keys", None}
+    assert sorted(aws["operation"] for aws in dynamodb) == ["GetItem"] * 4 + ["PutItem"] * 4
+    assert {aws.get("table_name") for aws in dynamodb} == {"gateway-keys", "gateway-usage"}
     upstream = [d["annotations"] for d in documents if d["name"] == "## upstream"]
     common = {
         "model": "qwen3",

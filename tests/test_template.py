@@ -25,6 +25,8 @@ MANAGED_POLICIES = {
     for name, path in [
         ("AWSLambdaBasicExecutionRole", "service-role/AWSLambdaBasicExecutionRole"),
         ("AWSXrayWriteOnlyAccess", "AWSXrayWriteOnlyAccess"),
+        # SAM's for a DynamoDB stream event source: read the stream (UsageAggregatorFunction).
+        ("AWSLambdaDynamoDBExecutionRole", "service-role/AWSLambdaDynamoDBExecutionRole"),
     ]
 }
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -17,14 +19,41 @@ from gateway.errors import DependencyError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# Standard retry mode backs off on throttling; short timeouts keep a sick table from
-# holding a request (and a Lambda) hostage.
+T = TypeVar("T")
+
+# Off the request path (CLI, aggregator, log write-back): standard retry mode backs off
+# on throttling, within short timeouts.
 _DYNAMODB_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4},
     connect_timeout=2,
     read_timeout=5,
     max_pool_connections=50,
 )
+
+# Error codes worth retrying at once (after a short, jittered pause): the item is busy in
+# another transaction, the partition is throttled, or DynamoDB had a transient fault.
+RETRYABLE_CODES = frozenset(
+    {
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def path_dynamodb_config(*, connect_timeout: float, read_timeout: float) -> Config:
+    """The request path's DynamoDB client: no botocore retries (its backoff waits up to
+    seconds); the stores retry quickly themselves, each call inside its own deadline."""
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=100,
+    )
 
 
 @dataclass
@@ -35,6 +64,9 @@ class AwsClients:
     region_name: str | None = None
     # SageMaker runtime client settings (timeouts, pool); see upstream.sagemaker.client_config.
     sagemaker_config: Config | None = None
+    # DynamoDB client settings (default: _DYNAMODB_CONFIG; the app passes
+    # path_dynamodb_config(...)).
+    dynamodb_config: Config | None = None
 
     @cached_property
     def _session(self) -> boto3.session.Session:
@@ -42,7 +74,7 @@ class AwsClients:
 
     @cached_property
     def dynamodb(self) -> DynamoDBClient:
-        return self._session.client("dynamodb", config=_DYNAMODB_CONFIG)
+        return self._session.client("dynamodb", config=self.dynamodb_config or _DYNAMODB_CONFIG)
 
     @cached_property
     def ssm(self) -> Any:
@@ -58,6 +90,10 @@ class AwsClients:
         return str(response["Parameter"]["Value"])
 
 
+class RetryableError(DependencyError):
+    """A DynamoDB fault that a quick retry may clear (conflict, throttling, 5xx)."""
+
+
 class ConditionFailed(Exception):
     """A conditional write found its condition false (not a fault)."""
 
@@ -68,6 +104,16 @@ class ConditionFailed(Exception):
 
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+_RETRYABLE_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+)
+
+
+def _reasons(exc: ClientError) -> list[dict[str, Any]]:
+    reasons: Any = exc.response.get("CancellationReasons", [])
+    return [r for r in reasons if isinstance(r, dict)]
 
 
 @contextmanager
@@ -84,11 +130,48 @@ def botocore_errors(service: str) -> Iterator[None]:
         if code == "ConditionalCheckFailedException":
             raise ConditionFailed(["ConditionalCheckFailed"]) from exc
         if code == "TransactionCanceledException":
-            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+            reasons = [r.get("Code", "None") for r in _reasons(exc)]
             if "ConditionalCheckFailed" in reasons and all(
                 r in ("None", "ConditionalCheckFailed") for r in reasons
             ):
                 raise ConditionFailed(reasons) from exc
+        if code in RETRYABLE_CODES or (
+            code == "TransactionCanceledException"
+            and any(r.get("Code") in _RETRYABLE_REASONS for r in _reasons(exc))
+        ):
+            raise RetryableError(f"{service} is busy ({code})") from exc
         raise DependencyError(f"{service} is unavailable ({code or 'error'})") from exc
     except BotoCoreError as exc:
         raise DependencyError(f"{service} is unavailable ({type(exc).__name__})") from exc
+
+
+# Pauses between quick retries (each jittered down to half): a transaction holds an item
+# for tens of milliseconds, so the first retries come soon.
+QUICK_DELAYS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.25)
+# Without a deadline (off the path): this many retries at most.
+UNBOUNDED_RETRIES = 6
+
+
+def retry_quickly(
+    call: Callable[[], T],
+    *,
+    deadline: float | None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """`call()`, retrying RetryableError after short jittered pauses while a retry can
+    still start before `deadline` (a `clock()` value; None: UNBOUNDED_RETRIES retries).
+    The last RetryableError (a DependencyError) is raised when time or retries run out."""
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except RetryableError:
+            delay = QUICK_DELAYS[min(attempt, len(QUICK_DELAYS) - 1)] * random.uniform(0.5, 1.0)
+            attempt += 1
+            if deadline is None:
+                if attempt > UNBOUNDED_RETRIES:
+                    raise
+            elif clock() + delay >= deadline:
+                raise
+            sleep(delay)

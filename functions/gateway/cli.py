@@ -39,7 +39,8 @@ from gateway.settings import Settings
 from gateway.tokens import cli as tokens_cli
 from gateway.usage import UsageRecord, UsageStore
 from gateway.usage.query import UsageQuery, month_usage, utc_today
-from gateway.usage.replay import ReplayInterruptedError, replay
+from gateway.usage.rebuild import rebuild_day
+from gateway.usage.replay import replay
 
 KEY_COLUMNS = ("key_id", "name", "owner", "status", "created_at", "expires_at")
 USAGE_COLUMNS = (
@@ -83,6 +84,13 @@ def _until(value: str) -> datetime:
     if day is not None:
         return datetime.combine(day, time(23, 59, 59, 999000), tzinfo=UTC)
     return _when(value)
+
+
+def _day(value: str) -> date:
+    day = _date_only(value)
+    if day is None:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
+    return day
 
 
 def _positive(value: str) -> int:
@@ -171,7 +179,8 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "usage",
         usage="gateway usage (--key-id KEY_ID | --owner OWNER | --model MODEL) [--daily]\n"
         "                     [--since DATE|TIME] [--until DATE|TIME] [--json | --csv]\n"
-        "       gateway usage replay [FILE]",
+        "       gateway usage replay [FILE]\n"
+        "       gateway usage rebuild-rollups --day YYYY-MM-DD",
         help="list usage: a key's records, or daily totals of a key, an owner or a model",
         description="Exactly one of --key-id, --owner, --model. --since/--until take a date "
         "(YYYY-MM-DD, the whole day, UTC) or an ISO 8601 time.",
@@ -186,7 +195,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     output = usage.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object per line")
     output.add_argument("--csv", action="store_true", help="CSV with a header row")
-    usage_actions = usage.add_subparsers(dest="usage_action", metavar="replay")
+    usage_actions = usage.add_subparsers(dest="usage_action", metavar="replay|rebuild-rollups")
     replay_parser = usage_actions.add_parser(
         "replay",
         help="write usage records that were logged as usage_record_unwritten",
@@ -195,6 +204,14 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     replay_parser.add_argument("file", nargs="?", default="-", help="log file (default stdin)")
     replay_parser.add_argument("--json", action="store_true", help="the summary as JSON")
+    rebuild = usage_actions.add_parser(
+        "rebuild-rollups",
+        help="recompute a day's rollups exactly from its raw records",
+        description="Scans the usage table for the day's raw records (progress on stderr) "
+        "and rewrites each rollup of that day that differs from their sums. Rollups lag "
+        "requests by seconds (the aggregator); records it has not reached are left to it.",
+    )
+    rebuild.add_argument("--day", required=True, type=_day, metavar="YYYY-MM-DD")
     _add_extra_commands(commands)
     tokens_cli.add_parser(commands)
     return parser, usage
@@ -285,6 +302,8 @@ def run(
     )
     if args.usage_action == "replay":
         return _replay(args, usage, out=out, err=err, stdin=stdin or sys.stdin)
+    if args.usage_action == "rebuild-rollups":
+        return _rebuild(args.day, aws=aws, settings=settings, out=out, err=err)
     query = UsageQuery(client=aws.dynamodb, table=settings.usage_table)
     keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
     return _usage(args, usage, query, keys, out=out)
@@ -426,10 +445,24 @@ def _usage(
         writer.writerows(rows)
     else:
         _print_table(rows, columns, out)
+        if target == "model" or args.daily:
+            sys.stderr.write(
+                "gateway: daily totals come from rollups, which lag requests by a few "
+                "seconds (the usage aggregator)\n"
+            )
         total = sum(int(row["total_tokens"]) for row in rows)
         requests = len(rows) if "requests" not in fields else sum(r["requests"] for r in rows)
         out.write(f"{requests} requests, {total} tokens\n")
     return 0
+
+
+def _rebuild(day: date, *, aws: AwsClients, settings: Settings, out: TextIO, err: TextIO) -> int:
+    def progress(line: str) -> None:
+        err.write(f"gateway: {line}\n")
+
+    summary = rebuild_day(aws.dynamodb, table=settings.usage_table, day=day, progress=progress)
+    out.write(f"{day}: {summary}\n")
+    return 1 if summary.changed_meanwhile else 0
 
 
 @contextmanager
@@ -450,20 +483,21 @@ def _replay(
 ) -> int:
     with _lines(args.file, stdin) as lines:
         progress = Progress("replay", err=err, unit="lines read")
-        try:
-            summary = replay(progress.track(lines), usage)
-        except ReplayInterruptedError as exc:
-            raise CliError(
-                f"{exc}; so far {exc.summary}. Run the replay again: it is idempotent."
-            ) from exc
+        summary = replay(progress.track(lines), usage)
     for number, reason in summary.invalid:
         err.write(f"gateway: line {number}: usage_record_unwritten with {reason}; skipped\n")
+    for number, reason in summary.failed:
+        err.write(f"gateway: line {number}: not written ({reason}); skipped\n")
     if args.json:
         fields = ("replayed", "already_present", "skipped")
-        _print_json({name: getattr(summary, name) for name in fields}, out)
+        report: dict[str, Any] = {name: getattr(summary, name) for name in fields}
+        report.update(failed=len(summary.failed), unreadable=len(summary.invalid))
+        _print_json(report, out)
     else:
         out.write(f"{summary}\n")
-    return 1 if summary.invalid else 0
+    if summary.failed:
+        err.write("gateway: run the replay again for the failed lines: it is idempotent\n")
+    return 0 if summary.ok else 1
 
 
 def main(

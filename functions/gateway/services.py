@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from gateway.aws import AwsClients
+from gateway.aws import AwsClients, path_dynamodb_config
 from gateway.chat.service import ChatService
 from gateway.config import ModelConfig, ModelRegistry, OpenAIUpstream
 from gateway.keys import KeyStore
@@ -44,7 +44,7 @@ class Services:
             registry=self.registry,
             tokenizers=self.tokenizers,
             backend_for=self.backend_for,
-            sink=UsageSink(usage=self.usage, limits=self.limits),
+            sink=UsageSink(usage=self.usage),
             telemetry=self.telemetry,
             limits=self.limits,
             default_max_tokens=self.settings.default_max_tokens,
@@ -52,7 +52,13 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Services:
-        aws = aws or AwsClients(sagemaker_config=sagemaker_client_config(settings))
+        aws = aws or AwsClients(
+            sagemaker_config=sagemaker_client_config(settings),
+            dynamodb_config=path_dynamodb_config(
+                connect_timeout=settings.dynamodb_connect_timeout,
+                read_timeout=settings.dynamodb_read_timeout,
+            ),
+        )
         registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
         keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
         return cls(
@@ -61,13 +67,22 @@ class Services:
             registry=registry,
             tokenizers=TokenizerStore(settings),
             keys=keys,
-            authenticator=Authenticator(store=keys, ttl=settings.key_cache_ttl_seconds),
+            authenticator=Authenticator(
+                store=keys,
+                ttl=settings.key_cache_ttl_seconds,
+                deadline_seconds=settings.key_lookup_deadline_seconds,
+            ),
             usage=UsageStore(
                 client=aws.dynamodb,
                 table=settings.usage_table,
                 retention_days=settings.usage_retention_days,
+                deadline_seconds=settings.usage_write_deadline_seconds,
             ),
-            limits=LimitStore(client=aws.dynamodb, table=settings.usage_table),
+            limits=LimitStore(
+                client=aws.dynamodb,
+                table=settings.usage_table,
+                deadline_seconds=settings.admission_deadline_seconds,
+            ),
             http=HttpPool(settings),
             telemetry=Telemetry(),
             tracing=Tracing.from_environment(),

@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     # Raw usage records expire after this many days (DynamoDB TTL); rollups are kept.
     usage_retention_days: int = Field(default=90, gt=0)
 
+    # Deadlines of the DynamoDB calls on the request path, retries included (template.yaml
+    # sets them from its *DeadlineSeconds parameters). Past the key lookup's or
+    # admission's, the request gets a 503; past the usage write's, the response completes
+    # and the record goes to the `usage_record_unwritten` log line for the write-back.
+    key_lookup_deadline_seconds: float = Field(default=1.0, gt=0, le=10)
+    admission_deadline_seconds: float = Field(default=1.0, gt=0, le=10)
+    usage_write_deadline_seconds: float = Field(default=1.5, gt=0, le=10)
+    # botocore's own timeouts for the path's DynamoDB client (it makes one attempt per
+    # call; the stores retry quickly within the deadlines above).
+    dynamodb_connect_timeout: float = Field(default=0.5, gt=0)
+    dynamodb_read_timeout: float = Field(default=1.0, gt=0)
+
     log_level: str = "INFO"
 
     # Serve the interactive docs (/docs, /redoc) and /openapi.json. Production stacks may

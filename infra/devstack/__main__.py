@@ -5,6 +5,10 @@
 - the simulated GPU endpoint on 127.0.0.1:$SIM_PORT (8002), serving the tokenizers that
   devstack.tokenizers selects: a local folder, else public ones fetched from the Hub
 - the gateway on 127.0.0.1:$PORT (8000)
+- the usage aggregator, as Lambda runs UsageAggregatorFunction: polls moto's stream of
+  the usage table and calls its handler with stream events (devstack.streams); and the
+  log subscription of UsageWritebackFunction: the gateway's `usage_record_unwritten`
+  log lines go to the write-back handler
 then a demo key ($GATEWAY_DEMO_KEY sets its value), a curl line and the exports that point
 the `gateway` CLI at this DynamoDB.
 """
@@ -16,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +29,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import EndpointConnectionError
 
+from devstack.streams import LogSubscription, StreamPoller
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 from devstack.tokenizers import select, sim_args
 
@@ -65,6 +71,37 @@ def wait_dynamodb(client: Any, process: subprocess.Popen[bytes]) -> None:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("the local DynamoDB (moto) did not start") from None
             time.sleep(0.1)
+
+
+def start_usage_functions(
+    client: Any, dynamodb_url: str, gateway: subprocess.Popen[bytes], stop: threading.Event
+) -> None:
+    """The aggregator's stream polling and the write-back's log subscription, in threads."""
+    os.environ.setdefault("USAGE_TABLE", LOCAL_TABLE_NAMES["UsageTable"])
+    os.environ.setdefault("LOG_LEVEL", "WARNING")  # the handlers' own logs: problems only
+    from gateway.usage.lambdas import aggregate_handler, writeback_handler
+
+    poller = StreamPoller(
+        dynamodb=client,
+        streams=boto3.client("dynamodbstreams", endpoint_url=dynamodb_url),
+        table=LOCAL_TABLE_NAMES["UsageTable"],
+        handler=lambda event: aggregate_handler(event, None),
+    )
+    threading.Thread(target=poller.run, args=(stop,), daemon=True).start()
+    subscription = LogSubscription(handler=lambda event: writeback_handler(event, None))
+
+    def follow_logs() -> None:
+        assert gateway.stdout is not None
+        for raw in iter(gateway.stdout.readline, b""):
+            line = raw.decode(errors="replace")
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            try:
+                subscription.deliver([line])
+            except Exception as exc:  # noqa: BLE001 - as Lambda would: retried later by hand
+                say(f"write-back failed ({exc}); `gateway usage replay` can write it")
+
+    threading.Thread(target=follow_logs, daemon=True).start()
 
 
 def main() -> int:
@@ -112,7 +149,10 @@ def main() -> int:
         say(f"starting the gateway on {gateway_url} (models: {', '.join(models) or 'from config'})")
         gateway_cmd = [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app",
                        "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
-        children.append(subprocess.Popen(gateway_cmd, env=gateway_env))
+        children.append(subprocess.Popen(gateway_cmd, env=gateway_env, stdout=subprocess.PIPE))
+        stop_usage = threading.Event()
+        start_usage_functions(client, dynamodb_url, children[-1], stop_usage)
+        say("usage aggregator polling the usage stream; unwritten records go to the write-back")
         wait_healthy(gateway_url + "/health", children[-1], "gateway")
 
         from gateway.keys import KeyStore

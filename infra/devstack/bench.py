@@ -6,17 +6,20 @@ Everything runs on this machine as separate processes on free 127.0.0.1 ports:
   template.yaml, one API key
 - gpusim with zero delay and 50 completion tokens (a stream is ~50 chunks)
 - "gateway": the gateway (uvicorn, uvloop, httptools) in front of gpusim, whose DynamoDB is a
-  stand-in that answers the usage write (TransactWriteItems) at once (or after
-  --db-latency-ms) and forwards everything else (the key lookup) to moto: the gateway's own
-  cost, botocore included, without a database's service time
+  stand-in that answers the usage write (PutItem) at once (or after --db-latency-ms) and
+  forwards everything else (key lookups, admission) to moto: the gateway's own cost,
+  botocore included, without a database's service time
 - "gateway, moto DB" (unless --no-moto): a second gateway writing its usage to moto itself,
   which costs moto 7-11 ms of CPU per write on the same two cores
 
 The load generator (aiohttp, in this process) sends a fixed number of requests per phase
 (non-streaming and streaming, at each concurrency), warm-up first, alternating the paths in
 rounds so that noise hits all of them. It reports throughput, latency and time to first token
-(streaming), the gateway's additions over direct, and each server's CPU per request
-(utime + stime from /proc/<pid>/stat). docs/BENCHMARKS.md explains the method and figures.
+(streaming), the gateway's additions over direct, each server's CPU per request
+(utime + stime from /proc/<pid>/stat), and the DynamoDB calls per request on the path
+(counted by the stand-in, or by moto's control endpoint), then those calls for a key
+without limits and one with rpm, tpm and a monthly budget. docs/BENCHMARKS.md explains the
+method and figures.
 
     python -m devstack.bench [--scale 0.2] [--rounds 2] [--db-latency-ms 5] [--no-moto]
 """
@@ -38,6 +41,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +54,7 @@ import boto3
 import orjson
 
 from devstack.__main__ import DEFAULT_TOKENIZERS, LOCAL_AWS, wait_healthy
+from devstack.dynamodb import CONTROL_PATH
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 
 ROOT = TEMPLATE_PATH.parent
@@ -160,6 +165,7 @@ class Stack:
         self.progress = progress
         self.services: dict[str, Service] = {}
         self.secret = ""
+        self.limited_secret = ""
         self._logs: list[IO[bytes]] = []
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str], url: str) -> Service:
@@ -255,8 +261,11 @@ class Stack:
         create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
         from gateway.keys import KeyStore
 
-        _, self.secret = KeyStore(client=client, table=LOCAL_TABLE_NAMES["KeysTable"]).create(
-            name="bench", owner="bench"
+        keys = KeyStore(client=client, table=LOCAL_TABLE_NAMES["KeysTable"])
+        _, self.secret = keys.create(name="bench", owner="bench")
+        # Limits that never refuse, so that every request makes its admission calls.
+        _, self.limited_secret = keys.create(
+            name="bench-limits", owner="bench", rpm=10**9, tpm=10**12, monthly_tokens=10**15
         )
         self._wait(sim, "/health")
         for name in self.services:
@@ -290,8 +299,12 @@ class Stack:
             return Target(path, server.url + "/v1/chat/completions", {}, server.process.pid)
         server = self.services[path]
         headers = {"Authorization": f"Bearer {self.secret}"}
-        db = self.services["instant-db" if path == GATEWAY else "moto"].process.pid
-        return Target(path, server.url + "/v1/chat/completions", headers, server.process.pid, db)
+        db = self.services["instant-db" if path == GATEWAY else "moto"]
+        calls = db.url + ("/calls" if path == GATEWAY else CONTROL_PATH)
+        return Target(
+            path, server.url + "/v1/chat/completions", headers, server.process.pid,
+            db.process.pid, calls,
+        )  # fmt: skip
 
     def __enter__(self) -> Stack:
         try:
@@ -315,6 +328,15 @@ class Target:
     headers: dict[str, str]
     pid: int  # the server whose CPU is this path's "CPU per request"
     db_pid: int | None = None  # its DynamoDB (the stand-in, or moto)
+    calls_url: str | None = None  # where its DynamoDB's call counts are read
+
+
+def db_calls(url: str | None) -> int:
+    """DynamoDB calls counted so far at `url` (the stand-in's /calls, moto's control)."""
+    if url is None:
+        return 0
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return sum(json.loads(response.read())["calls"].values())
 
 
 @dataclass
@@ -326,6 +348,7 @@ class Measurement:
     cpu: float = 0.0  # the server's CPU seconds during the rounds
     db_cpu: float = 0.0
     client_cpu: float = 0.0  # this process's (the load generator's)
+    calls: int = 0  # DynamoDB calls the path made during the rounds
     first_error: str = ""
 
     @property
@@ -400,9 +423,11 @@ async def load(
     cpu_before = cpu_seconds(target.pid)
     db_before = cpu_seconds(target.db_pid) if target.db_pid else 0.0
     client_before = _self_cpu()
+    calls_before = await asyncio.to_thread(db_calls, target.calls_url)
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
     out.elapsed += time.perf_counter() - start
+    out.calls += await asyncio.to_thread(db_calls, target.calls_url) - calls_before
     out.client_cpu += _self_cpu() - client_before
     out.cpu += cpu_seconds(target.pid) - cpu_before
     if target.db_pid:
@@ -504,6 +529,7 @@ class Row:
     cpu_ms_per_request: float
     db_cpu_ms_per_request: float | None
     client_cpu_ms_per_request: float
+    db_calls_per_request: float | None = None
 
 
 @dataclass(frozen=True)
@@ -514,6 +540,8 @@ class BenchResult:
     seconds: float
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
+    # DynamoDB calls per request on the gateway path, by kind of key (sequential requests).
+    calls_by_key: dict[str, float] = field(default_factory=dict)
 
 
 def make_rows(config: BenchConfig, results: dict[tuple[str, str], Measurement]) -> tuple[Row, ...]:
@@ -551,6 +579,7 @@ def make_rows(config: BenchConfig, results: dict[tuple[str, str], Measurement]) 
                         1000 * m.db_cpu / max(1, m.ok + m.errors) if is_gw else None
                     ),
                     client_cpu_ms_per_request=1000 * m.client_cpu / max(1, m.ok + m.errors),
+                    db_calls_per_request=m.calls / max(1, m.ok + m.errors) if is_gw else None,
                 )
             )
     return tuple(rows)
@@ -559,7 +588,7 @@ def make_rows(config: BenchConfig, results: dict[tuple[str, str], Measurement]) 
 COLUMNS = (
     "phase", "path", "req/s", "vs direct", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms",
     "TTFT p50", "TTFT p99", "+TTFT p50", "+TTFT p99", "CPU ms/req", "DB CPU ms/req",
-    "client CPU ms/req", "errors",
+    "client CPU ms/req", "DB calls/req", "errors",
 )  # fmt: skip
 
 
@@ -586,6 +615,7 @@ def table_cells(row: Row) -> list[str]:
         _num(row.cpu_ms_per_request),
         _num(row.db_cpu_ms_per_request),
         _num(row.client_cpu_ms_per_request),
+        _num(row.db_calls_per_request),
         str(row.errors),
     ]
 
@@ -626,6 +656,8 @@ def render_markdown(result: BenchResult) -> str:
         f"a DynamoDB stand-in that answers after {config.db_latency_ms:g} ms (botocore's own "
         f"cost stays in the gateway); key lookups (cached {KEY_CACHE_TTL} s) go to moto.",
         "`+` columns: gateway minus direct, same phase. TTFT: until the first content chunk.",
+        "DB calls/req: DynamoDB calls the gateway made per request during the rounds (key "
+        f"lookups cached {KEY_CACHE_TTL} s; the bench key has no limits). " + _calls_note(result),
         "CPU ms/req: utime+stime of the path's server process (gpusim for *direct*, the gateway "
         "for the others) during the measured rounds, per request. DB CPU: the stand-in's "
         "(moto's for *gateway, moto DB*). Client CPU: the load generator's, on the same cores.",
@@ -641,6 +673,31 @@ def render_markdown(result: BenchResult) -> str:
     bullets = "\n".join(f"- {note}" for note in notes)
     title = f"# Gateway benchmark, {result.started_at:%Y-%m-%d %H:%M:%S} UTC"
     return f"{title}\n\n{render_table(result.rows)}\n\n{bullets}\n"
+
+
+def _calls_note(result: BenchResult) -> str:
+    if not result.calls_by_key:
+        return ""
+    parts = ", ".join(f"{kind}: {calls:.2f}" for kind, calls in result.calls_by_key.items())
+    return f"DynamoDB calls per request, sequential, by key: {parts}."
+
+
+async def measure_calls(stack: Stack, requests: int = 40) -> dict[str, float]:
+    """DynamoDB calls per request through the gateway path, for a key without limits and
+    one with rpm, tpm and a monthly budget (after one warm-up request each)."""
+    target = stack.target(GATEWAY)
+    result: dict[str, float] = {}
+    async with aiohttp.ClientSession() as session:
+        for kind, secret in (("no limits", stack.secret), ("limits", stack.limited_secret)):
+            keyed = Target(target.name, target.url, {"Authorization": f"Bearer {secret}"},
+                           target.pid, target.db_pid, target.calls_url)  # fmt: skip
+            await load(session, keyed, stream=False, concurrency=1, requests=1, out=Measurement())
+            measured = Measurement()
+            await load(session, keyed, stream=False, concurrency=1, requests=requests, out=measured)
+            if measured.errors:
+                raise RuntimeError(f"calls measurement failed: {measured.first_error}")
+            result[kind] = measured.calls / requests
+    return result
 
 
 def _asyncio_run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -661,6 +718,11 @@ def run_benchmark(config: BenchConfig | None = None, progress: Progress = say) -
     with Stack(config, progress) as stack:
         progress(f"stack up in {time.perf_counter() - t0:.1f} s; paths: {', '.join(config.paths)}")
         results = _asyncio_run(run_phases(stack, config, progress))
+        calls_by_key = _asyncio_run(measure_calls(stack))
+        progress(
+            "DynamoDB calls per request: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in calls_by_key.items())
+        )
     return BenchResult(
         config=config,
         rows=make_rows(config, results),
@@ -668,6 +730,7 @@ def run_benchmark(config: BenchConfig | None = None, progress: Progress = say) -
         seconds=time.perf_counter() - t0,
         load_before=load_before,
         load_after=os.getloadavg(),
+        calls_by_key=calls_by_key,
     )
 
 
@@ -683,15 +746,21 @@ def write_results(markdown: str, started_at: datetime, out_dir: Path = RESULTS_D
 
 
 def serve_instant_dynamodb(port: int, forward: str, latency_ms: float = 0.0) -> None:
-    """Answer TransactWriteItems with success at once (or after `latency_ms`); forward every
-    other call."""
+    """Answer PutItem (the usage write) with success at once (or after `latency_ms`);
+    forward every other call. GET /calls: the calls seen, by operation."""
     from aiohttp import web
+
+    calls: dict[str, int] = {}
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.method == "GET":
+            if request.path == "/calls":
+                return web.json_response({"calls": calls})
             return web.Response(text="ok")
         body = await request.read()
-        if request.headers.get("X-Amz-Target", "").endswith(".TransactWriteItems"):
+        operation = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        calls[operation] = calls.get(operation, 0) + 1
+        if operation == "PutItem":
             if latency_ms > 0:
                 await asyncio.sleep(latency_ms / 1000)
             return web.Response(body=b"{}", content_type="application/x-amz-json-1.0")

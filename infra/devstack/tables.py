@@ -44,6 +44,7 @@ _COPIED = (
     "LocalSecondaryIndexes",
     "BillingMode",
     "ProvisionedThroughput",
+    "StreamSpecification",
 )
 
 
@@ -118,6 +119,8 @@ def table_definitions(template_path: Path) -> dict[str, dict[str, Any]]:
     for logical_id, properties in _tables(template_path).items():
         kwargs = {k: copy.deepcopy(properties[k]) for k in _COPIED if k in properties}
         kwargs.setdefault("BillingMode", "PROVISIONED")
+        if "StreamSpecification" in kwargs:  # CloudFormation's has no StreamEnabled; boto3's must
+            kwargs["StreamSpecification"] = {"StreamEnabled": True, **kwargs["StreamSpecification"]}
         _check_literal(logical_id, kwargs)
         if "KeySchema" not in kwargs or "AttributeDefinitions" not in kwargs:
             raise ValueError(f"{logical_id}: KeySchema and AttributeDefinitions are required")

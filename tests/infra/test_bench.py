@@ -56,6 +56,10 @@ def test_bench_smoke(tokenizers_dir: Path, tmp_path: Path) -> None:
         assert (row.rps_vs_direct is not None) == gateway
         assert (row.added_p50_ms is not None) == gateway
         assert (row.db_cpu_ms_per_request is not None) == gateway
+        assert (row.db_calls_per_request is not None) == gateway
+        if gateway:  # the usage PutItem, and a key lookup now and then (cached)
+            assert row.db_calls_per_request is not None
+            assert 1 <= row.db_calls_per_request <= 1.5, row
         streaming = row.phase.startswith("stream")
         if streaming:
             assert row.ttft_p50_ms is not None and row.ttft_p50_ms > 0, row
@@ -65,6 +69,8 @@ def test_bench_smoke(tokenizers_dir: Path, tmp_path: Path) -> None:
             assert row.ttft_p50_ms is None and row.added_ttft_p50_ms is None
         assert (row.added_ttft_p50_ms is not None) == (gateway and streaming)
     assert any(m.startswith("stream c=2") for m in messages)
+    # Issue 10: at most 2 DynamoDB calls per request with limits, 1 without.
+    assert result.calls_by_key == {"no limits": 1.0, "limits": 2.0}
 
     markdown = render_markdown(result)
     lines = [line for line in markdown.splitlines() if line.startswith("|")]

@@ -26,12 +26,13 @@ FAKE_CREDENTIALS = {
 
 
 @contextmanager
-def moto_dynamodb() -> Iterator[str]:
-    """Start moto's server, point AWS_ENDPOINT_URL_DYNAMODB at it, create the tables."""
+def moto_dynamodb(*args: str) -> Iterator[str]:
+    """Start moto's server, point AWS_ENDPOINT_URL_DYNAMODB at it, create the tables.
+    `args` go to devstack.dynamodb (e.g. "--transaction-ms", "25")."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.dynamodb", "--port", str(port)],
+        [sys.executable, "-m", "devstack.dynamodb", "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

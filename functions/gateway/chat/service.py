@@ -153,7 +153,8 @@ class ChatService:
 
     @staticmethod
     async def _admit(limits: LimitStore, key: ApiKey, reserve: int) -> Admission:
-        return await anyio.to_thread.run_sync(lambda: limits.admit(key=key, reserve_tokens=reserve))
+        # Bounded by the admission deadline: past it, a 503 (DependencyError).
+        return await limits.admit_within(key=key, reserve_tokens=reserve)
 
     async def _tokenizer(self, model: ModelConfig) -> ChatTokenizer:
         loaded = self._tokenizers.loaded(model.tokenizer)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import anyio
 import anyio.to_thread
 
-from gateway.errors import AuthenticationError
+from gateway.errors import AuthenticationError, DependencyError
 from gateway.keys.models import ApiKey, KeyStatus, hash_key
 from gateway.keys.secret import is_well_formed
 from gateway.keys.store import KeyStore
@@ -17,6 +19,17 @@ from gateway.keys.store import KeyStore
 # but for at most this long, so a key created a moment ago starts working quickly.
 NEGATIVE_TTL_SECONDS = 5.0
 MAX_CACHED_KEYS = 10_000
+
+
+@dataclass
+class _Flight:
+    """One lookup in progress; requests for the same key wait for it instead of adding
+    their own (single-flight)."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    key: ApiKey | None = None
+    error: Exception | None = None
+    finished: bool = False
 
 
 def parse_bearer(header: str | None) -> str | None:
@@ -41,11 +54,14 @@ class Authenticator:
         store: KeyStore,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        deadline_seconds: float = 1.0,
     ) -> None:
         self._store = store
         self._ttl = ttl
         self._clock = clock
+        self._deadline_seconds = deadline_seconds
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._flights: dict[str, _Flight] = {}
 
     async def authenticate(self, header: str | None) -> ApiKey:
         secret = parse_bearer(header)
@@ -66,12 +82,46 @@ class Authenticator:
         return key
 
     async def _resolve(self, secret: str) -> ApiKey | None:
+        """The cached answer, else one lookup shared by every concurrent request for this
+        key, bounded by the lookup deadline (DependencyError, a 503, past it)."""
         digest = hash_key(secret)
+        while True:
+            cached = self._cache.get(digest)
+            if cached is not None and cached[0] > self._clock():
+                return cached[1]
+            flight = self._flights.get(digest)
+            if flight is None:
+                return await self._lookup(secret, digest)
+            with anyio.move_on_after(self._deadline_seconds):
+                await flight.done.wait()
+            if not flight.done.is_set():
+                raise DependencyError("DynamoDB did not answer in time (API key lookup)")
+            if flight.error is not None:
+                raise flight.error
+            if flight.finished:
+                return flight.key
+            # The leading request was cancelled (its client left): look up again.
+
+    async def _lookup(self, secret: str, digest: str) -> ApiKey | None:
+        flight = self._flights[digest] = _Flight()
+        try:
+            with anyio.fail_after(self._deadline_seconds):
+                key = await anyio.to_thread.run_sync(
+                    lambda: self._store.lookup(secret=secret), abandon_on_cancel=True
+                )
+            flight.key, flight.finished = key, True
+        except TimeoutError:
+            flight.error = DependencyError(
+                f"DynamoDB did not answer within {self._deadline_seconds:g}s (API key lookup)"
+            )
+            raise flight.error from None
+        except DependencyError as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._flights[digest]
+            flight.done.set()
         now = self._clock()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        key = await anyio.to_thread.run_sync(lambda: self._store.lookup(secret=secret))
         ttl = self._ttl if key is not None else min(self._ttl, NEGATIVE_TTL_SECONDS)
         if ttl > 0:
             if len(self._cache) >= MAX_CACHED_KEYS:

@@ -8,30 +8,36 @@ table. Items (beside usage/records.py's, under the key's own partition `key#<key
   `expires_at` (TTL, 5 minutes after the minute ends). Written only for keys with rpm or
   tpm. A fixed window: it resets at the top of each minute.
 - month budget   sk `month#<YYYY-MM>` (UTC): `tokens` (N). Kept, like the daily rollups.
-  Written only for keys with monthly_tokens.
+  Written only for keys with monthly_tokens. For a key that also has rpm or tpm, the
+  minute window lives on this item too, as attributes `w<epoch minute>r` (requests) and
+  `w<epoch minute>t` (tokens); each admission removes the previous minutes' ones.
 
 Admission (`LimitStore.admit`) reserves the request's worst case (prompt tokens plus its
-max tokens) before the request is forwarded:
+max tokens) before the request is forwarded, in ONE conditional UpdateItem:
 
-1. window (if rpm or tpm): `ADD requests :1, tokens :reserve` on condition
-   `requests < rpm AND tokens <= tpm - reserve` (each side only for the limits the key has;
-   a missing attribute passes). `ReturnValues=UPDATED_NEW` gives the counts after this
-   request, for the x-ratelimit-* headers.
-2. month (if monthly_tokens): `ADD tokens :reserve` on condition
-   `tokens <= monthly_tokens - reserve`.
+- a key with rpm/tpm only: on the window item, `ADD requests :1, tokens :reserve` on
+  condition `requests < rpm AND tokens <= tpm - reserve` (each side only for the limits
+  the key has; a missing attribute passes);
+- a key with a budget: on the month item, `ADD tokens :reserve` on condition
+  `tokens <= monthly_tokens - reserve`, plus the window's attributes and conditions if
+  the key has rpm/tpm, so every limit is checked and counted atomically.
 
-So admission costs 0 DynamoDB calls for a key without limits, 1 for a key with only
-rpm/tpm or only a budget, and 2 for a key with both. On a refusal the failed update
-returns the item as it was (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), which tells
-which limit tripped, at no extra call. If the budget refuses after the window counted the
-request, one more call takes the window's increment back, so a refused request consumes
-nothing. A request that could never fit (its reservation alone is above tpm or the
-budget, or rpm is 0) is refused without any call.
+`ReturnValues=UPDATED_NEW` gives the counts after this request, for the x-ratelimit-*
+headers. So admission costs 0 DynamoDB calls for a key without limits and 1 for a key
+with any. On a refusal the failed update returns the item as it was
+(`ReturnValuesOnConditionCheckFailure=ALL_OLD`), which tells which limit tripped, at no
+extra call; a refused request consumes nothing. A request that could never fit (its
+reservation alone is above tpm or the budget, or rpm is 0) is refused without any call.
 
-Settling: `settle_items` returns TransactWriteItems entries that `ADD used - reserved` to
-the same items. The caller puts them into the usage record's own transaction (idempotent
-on the request id), so a request settles exactly once, together with its record. The
-window is settled only while its minute lasts (later, it no longer limits anything).
+Both updates touch only the key's own items. An item may be busy in the aggregator's
+settling transaction (TransactionConflictException): that, and throttling, are retried
+after a few milliseconds, within the admission deadline; past it, admission refuses with a
+503 (DependencyError). `admit_within` bounds the whole admission, stuck calls included.
+
+Settling happens off the request path: the usage record carries what was reserved
+(`reserved_tokens`, `reserved_window_minute`, `reserved_month`, copied from the Admission),
+and the aggregator (usage/aggregate.py) adds `used - reserved` to these items, once per
+record. The window is settled only while its minute lasts (later it limits nothing).
 """
 
 from __future__ import annotations
@@ -44,9 +50,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.to_thread
 from botocore.exceptions import ClientError
 
-from gateway.aws import ConditionFailed, botocore_errors
+from gateway.aws import ConditionFailed, botocore_errors, retry_quickly
 from gateway.errors import DependencyError, RateLimitError
 from gateway.keys.models import ApiKey
 from gateway.usage.records import key_pk
@@ -58,6 +66,14 @@ logger = logging.getLogger(__name__)
 
 # How long a minute window outlives its minute before TTL may delete it.
 WINDOW_TTL_SECONDS = 300
+# Window attributes on a month item: each admission removes this many earlier minutes'.
+STALE_MINUTES = 5
+
+
+def window_attributes(minute: int) -> tuple[str, str]:
+    """The (requests, tokens) attribute names of a minute window on a month item."""
+    return f"w{minute}r", f"w{minute}t"
+
 
 LIMIT_REQUESTS = "x-ratelimit-limit-requests"
 REMAINING_REQUESTS = "x-ratelimit-remaining-requests"
@@ -129,6 +145,10 @@ def _seconds_until(moment: float, now: float) -> int:
     return max(1, math.ceil(moment - now))
 
 
+def _until_next_month(now: float) -> int:
+    return _seconds_until(next_month_start(now), now)
+
+
 def _num(item: dict[str, Any] | None, name: str) -> int:
     if not item or name not in item:
         return 0
@@ -153,19 +173,41 @@ class LimitStore:
         client: DynamoDBClient,
         table: str,
         clock: Callable[[], float] = time.time,
+        deadline_seconds: float = 1.0,
     ) -> None:
         self._client = client
         self._table = table
         self._clock = clock
+        self._deadline_seconds = deadline_seconds
 
     # -- admission ---------------------------------------------------------------------
 
-    def admit(self, *, key: ApiKey, reserve_tokens: int) -> Admission:
+    async def admit_within(self, *, key: ApiKey, reserve_tokens: int) -> Admission:
+        """`admit` in a worker thread, bounded by the admission deadline: past it the
+        request is refused with DependencyError (a 503), even if a call still hangs."""
+        if not key.has_limits:
+            return Admission(key_id=key.key_id)
+        deadline = time.monotonic() + self._deadline_seconds
+        try:
+            with anyio.fail_after(self._deadline_seconds):
+                return await anyio.to_thread.run_sync(
+                    lambda: self.admit(key=key, reserve_tokens=reserve_tokens, deadline=deadline),
+                    abandon_on_cancel=True,
+                )
+        except TimeoutError:
+            raise DependencyError(
+                f"DynamoDB did not answer within {self._deadline_seconds:g}s (rate limits)"
+            ) from None
+
+    def admit(
+        self, *, key: ApiKey, reserve_tokens: int, deadline: float | None = None
+    ) -> Admission:
         """Count the request against the key's limits and reserve its worst-case tokens.
 
         Raises RateLimitError (429, with Retry-After and x-ratelimit-* headers) when a
         limit refuses it (BudgetExceededError for the monthly budget); a refused request
-        consumes nothing. Raises DependencyError if DynamoDB fails.
+        consumes nothing. Raises DependencyError if DynamoDB fails; conflicts and
+        throttling are retried quickly until `deadline` (time.monotonic(); None: a few).
         """
         if reserve_tokens < 0:
             raise ValueError("reserve_tokens must be >= 0")
@@ -175,20 +217,13 @@ class LimitStore:
         now = self._clock()
         self._refuse_impossible(key, reserve_tokens, now)
         reserved = reserve_tokens if tpm is not None or budget is not None else 0
-        headers: dict[str, str] = {}
-        minute: int | None = None
-        if rpm is not None or tpm is not None:
-            minute = int(now // 60)
-            headers.update(self._take_window(key, minute, reserve_tokens, now))
-        month: str | None = None
-        if budget is not None:
-            month = month_of(now)
-            try:
-                headers.update(self._take_month(key, month, reserve_tokens, now))
-            except (RateLimitError, DependencyError):
-                if minute is not None:
-                    self._give_back_window(key, minute, reserve_tokens)
-                raise
+        minute = int(now // 60) if rpm is not None or tpm is not None else None
+        month = month_of(now) if budget is not None else None
+        if month is not None:
+            headers = self._take_month(key, month, minute, reserve_tokens, now, deadline)
+        else:
+            assert minute is not None
+            headers = self._take_window(key, minute, reserve_tokens, now, deadline)
         return Admission(
             key_id=key.key_id,
             reserved_tokens=reserved,
@@ -232,7 +267,9 @@ class LimitStore:
                 headers={**headers, LIMIT_TOKENS_MONTH: str(key.monthly_tokens)},
             )
 
-    def _take_window(self, key: ApiKey, minute: int, reserve: int, now: float) -> dict[str, str]:
+    def _take_window(
+        self, key: ApiKey, minute: int, reserve: int, now: float, deadline: float | None
+    ) -> dict[str, str]:
         rpm, tpm = key.rpm, key.tpm
         adds: list[str] = []
         conditions: list[str] = []
@@ -249,16 +286,13 @@ class LimitStore:
             values[":room"] = {"N": str(tpm - reserve)}
         reset = _seconds_until((minute + 1) * 60, now)
         try:
-            with botocore_errors("DynamoDB"):
-                response = self._client.update_item(
-                    TableName=self._table,
-                    Key=self._key(key.key_id, window_sk(minute)),
-                    UpdateExpression="ADD " + ", ".join(adds) + " SET expires_at = :exp",
-                    ConditionExpression=" AND ".join(conditions),
-                    ExpressionAttributeValues=values,
-                    ReturnValues="UPDATED_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+            response = self._update(
+                deadline,
+                Key=self._key(key.key_id, window_sk(minute)),
+                UpdateExpression="ADD " + ", ".join(adds) + " SET expires_at = :exp",
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeValues=values,
+            )
         except ConditionFailed as exc:
             old = _old_item(exc)
             if old is None:  # not returned (older DynamoDB emulators): read it instead
@@ -302,40 +336,107 @@ class LimitStore:
             headers=headers,
         )
 
-    def _take_month(self, key: ApiKey, month: str, reserve: int, now: float) -> dict[str, str]:
+    def _update(self, deadline: float | None, **kwargs: Any) -> dict[str, Any]:
+        """One conditional UpdateItem returning the new counts, retried quickly while the
+        item is busy in a transaction or throttled."""
+
+        def call() -> dict[str, Any]:
+            with botocore_errors("DynamoDB"):
+                return dict(
+                    self._client.update_item(
+                        TableName=self._table,
+                        ReturnValues="UPDATED_NEW",
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                        **kwargs,
+                    )
+                )
+
+        return retry_quickly(call, deadline=deadline)
+
+    def _take_month(
+        self,
+        key: ApiKey,
+        month: str,
+        minute: int | None,
+        reserve: int,
+        now: float,
+        deadline: float | None,
+    ) -> dict[str, str]:
+        """The budget, and the window's limits too if the key has them: one UpdateItem."""
         budget = key.monthly_tokens
         assert budget is not None
-        reset = _seconds_until(next_month_start(now), now)
+        adds = ["tokens :reserve"]
+        conditions = ["(attribute_not_exists(tokens) OR tokens <= :room)"]
+        values: dict[str, Any] = {
+            ":reserve": {"N": str(reserve)},
+            ":room": {"N": str(budget - reserve)},
+        }
+        names: dict[str, str] = {}
+        removes: list[str] = []
+        if minute is not None:
+            names["#wr"], names["#wt"] = window_attributes(minute)
+            if key.rpm is not None:
+                adds.append("#wr :one")
+                conditions.append("(attribute_not_exists(#wr) OR #wr < :rpm)")
+                values.update({":one": {"N": "1"}, ":rpm": {"N": str(key.rpm)}})
+            if key.tpm is not None:
+                adds.append("#wt :reserve")
+                conditions.append("(attribute_not_exists(#wt) OR #wt <= :troom)")
+                values[":troom"] = {"N": str(key.tpm - reserve)}
+            for back in range(1, STALE_MINUTES + 1):
+                for i, name in enumerate(window_attributes(minute - back)):
+                    names[f"#old{back}{i}"] = name
+                    removes.append(f"#old{back}{i}")
+            names = {n: v for n, v in names.items() if n in " ".join(adds + removes + conditions)}
+        expression = "ADD " + ", ".join(adds) + (" REMOVE " + ", ".join(removes) if removes else "")
+        extra = {"ExpressionAttributeNames": names} if names else {}
         try:
-            with botocore_errors("DynamoDB"):
-                response = self._client.update_item(
-                    TableName=self._table,
-                    Key=self._key(key.key_id, month_sk(month)),
-                    UpdateExpression="ADD tokens :reserve",
-                    ConditionExpression="attribute_not_exists(tokens) OR tokens <= :room",
-                    ExpressionAttributeValues={
-                        ":reserve": {"N": str(reserve)},
-                        ":room": {"N": str(budget - reserve)},
-                    },
-                    ReturnValues="UPDATED_NEW",
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+            response = self._update(
+                deadline,
+                Key=self._key(key.key_id, month_sk(month)),
+                UpdateExpression=expression,
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeValues=values,
+                **extra,
+            )
         except ConditionFailed as exc:
             old = _old_item(exc)
             if old is None:
                 old = self._get(key.key_id, month_sk(month))
-            used = _num(old, "tokens")
-            headers = self._month_headers(budget, used, reset)
-            headers[RETRY_AFTER] = str(reset)
-            headers[SHOULD_RETRY] = "false"
-            resets_at = datetime.fromtimestamp(next_month_start(now), UTC)
-            raise BudgetExceededError(
-                f"Monthly token budget exhausted: limit {budget}, used {used}, "
-                f"requested {reserve}. It resets at {resets_at:%Y-%m-%dT%H:%M:%SZ}.",
-                headers=headers,
-            ) from None
+            raise self._month_refusal(key, minute, reserve, old, now) from None
         new: dict[str, Any] = dict(response.get("Attributes", {}))
-        return self._month_headers(budget, _num(new, "tokens"), reset)
+        headers = self._month_headers(budget, _num(new, "tokens"), _until_next_month(now))
+        if minute is not None:
+            requests, tokens = (_num(new, a) for a in window_attributes(minute))
+            reset = _seconds_until((minute + 1) * 60, now)
+            headers.update(self._window_headers(key, requests=requests, tokens=tokens, reset=reset))
+        return headers
+
+    def _month_refusal(
+        self, key: ApiKey, minute: int | None, reserve: int, old: dict[str, Any] | None, now: float
+    ) -> RateLimitError:
+        """Which limit refused: the window's (a 429 to retry soon), else the budget's."""
+        budget = key.monthly_tokens
+        assert budget is not None
+        if minute is not None:
+            requests, tokens = (_num(old, a) for a in window_attributes(minute))
+            over_rpm = key.rpm is not None and requests >= key.rpm
+            over_tpm = key.tpm is not None and tokens + reserve > key.tpm
+            if over_rpm or over_tpm:
+                window = {"requests": {"N": str(requests)}, "tokens": {"N": str(tokens)}}
+                reset = _seconds_until((minute + 1) * 60, now)
+                return self._window_refusal(key, reserve, window, reset)
+        reset = _until_next_month(now)
+        used = _num(old, "tokens")
+        headers = self._month_headers(budget, used, reset)
+        headers[RETRY_AFTER] = str(reset)
+        headers[SHOULD_RETRY] = "false"
+        resets_at = datetime.fromtimestamp(next_month_start(now), UTC)
+        return BudgetExceededError(
+            f"Monthly token budget exhausted: limit {budget}, used {used}, "
+            f"requested {reserve}. It resets at {resets_at:%Y-%m-%dT%H:%M:%SZ}.",
+            headers=headers,
+        )
 
     @staticmethod
     def _month_headers(budget: int, used: int, reset: int) -> dict[str, str]:
@@ -344,84 +445,6 @@ class LimitStore:
             REMAINING_TOKENS_MONTH: str(max(0, budget - used)),
             RESET_TOKENS_MONTH: duration(reset),
         }
-
-    def _give_back_window(self, key: ApiKey, minute: int, reserve: int) -> None:
-        """Undo the window's increment for a request the budget refused (best effort)."""
-        adds: list[str] = []
-        values: dict[str, Any] = {}
-        if key.rpm is not None:
-            adds.append("requests :minus_one")
-            values[":minus_one"] = {"N": "-1"}
-        if key.tpm is not None and reserve:
-            adds.append("tokens :minus_reserve")
-            values[":minus_reserve"] = {"N": str(-reserve)}
-        if not adds:
-            return
-        try:
-            with botocore_errors("DynamoDB"):
-                self._client.update_item(
-                    TableName=self._table,
-                    Key=self._key(key.key_id, window_sk(minute)),
-                    UpdateExpression="ADD " + ", ".join(adds),
-                    ExpressionAttributeValues=values,
-                )
-        except (ConditionFailed, DependencyError):
-            # The window over-counts one request until its minute ends: log, go on.
-            logger.warning("rate window not compensated", extra={"key_id": key.key_id})
-
-    # -- settling ----------------------------------------------------------------------
-
-    def settle_items(self, admission: Admission, *, used_tokens: int) -> list[dict[str, Any]]:
-        """TransactWriteItems entries that replace the reservation by the real figure.
-
-        Add them to the usage record's transaction, so they apply exactly once. Empty
-        when there is nothing to correct.
-        """
-        delta = used_tokens - admission.reserved_tokens
-        if delta == 0:
-            return []
-        add = {
-            "UpdateExpression": "ADD tokens :delta",
-            "ExpressionAttributeValues": {":delta": {"N": str(delta)}},
-        }
-        items: list[dict[str, Any]] = []
-        minute = admission.window_minute
-        if minute is not None and int(self._clock() // 60) == minute:
-            expires = {"N": str((minute + 1) * 60 + WINDOW_TTL_SECONDS)}
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": self._key(admission.key_id, window_sk(minute)),
-                        # The TTL guard keeps a window deleted meanwhile from living forever.
-                        "UpdateExpression": "ADD tokens :delta "
-                        "SET expires_at = if_not_exists(expires_at, :exp)",
-                        "ExpressionAttributeValues": {":delta": {"N": str(delta)}, ":exp": expires},
-                    }
-                }
-            )
-        if admission.month is not None:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": self._key(admission.key_id, month_sk(admission.month)),
-                        **add,
-                    }
-                }
-            )
-        return items
-
-    def settle(self, admission: Admission, *, used_tokens: int) -> None:
-        """Settle on its own (one call), for a request that leaves no usage record.
-
-        Not idempotent: call it at most once per admission, and never together with
-        `settle_items` in a usage record's transaction.
-        """
-        items = self.settle_items(admission, used_tokens=used_tokens)
-        if items:
-            with botocore_errors("DynamoDB"):
-                self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
 
     # -- reading -----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Read the usage rollups: one Query on a partition and a sort-key range, never a Scan.
 
 Rollup items (usage table, counters `requests`, `prompt_tokens`, `completion_tokens`,
-`total_tokens`, `errors`, added once per request id by `UsageStore.write`):
+`total_tokens`, `errors`, added once per request id by the aggregator, usage/aggregate.py,
+a few seconds after the request: rollups lag the raw records by that much):
 - key daily:            pk `key#<key_id>`     sk `day#<YYYY-MM-DD>`
 - model daily:          pk `model#<model>`    sk `day#<YYYY-MM-DD>`
 - key-and-model daily:  pk `key#<key_id>`     sk `mday#<YYYY-MM-DD>#<model>`
@@ -30,6 +31,12 @@ DAY_PREFIX = "day#"
 GROUP_BY = ("day", "model")
 MAX_RANGE_DAYS = 366
 KEY_MODEL_DAY_PREFIX = "mday#"
+# Said with every report: rollups are updated off the request path.
+ROLLUPS_NOTE = (
+    "Totals come from daily rollups that the usage aggregator updates a few seconds after "
+    "each request, so the latest requests may be missing for a few seconds. The month's "
+    "used_tokens also holds reservations of requests in flight or not yet aggregated."
+)
 # Sorts after "#" and every digit: `<prefix><day>~` bounds all items of that day and before.
 _HIGH = "~"
 
@@ -228,6 +235,7 @@ def usage_report(
         "totals": Totals.sum(row.totals for row in rows).to_dict(),
         "limits": {"rpm": key.rpm, "tpm": key.tpm, "monthly_tokens": key.monthly_tokens},
         "month": month,
+        "note": ROLLUPS_NOTE,
     }
 
 

@@ -6,6 +6,10 @@ Usage table (partition `pk`, sort `sk`):
 - model daily rollup pk `model#<model>`  sk `day#<YYYY-MM-DD>`
 - key-model daily    pk `key#<key_id>`   sk `mday#<YYYY-MM-DD>#<model>`
 GSI `request_id-index` (sparse) finds a raw record by request id.
+
+The request path writes only the raw record (usage/store.py). The aggregator
+(usage/aggregate.py, fed by the table's stream) adds it to the rollups, settles the
+reservation it carries (`reserved_*`) and marks it `aggregated_at`, exactly once.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -73,6 +78,12 @@ class UsageRecord:
     # usage the billed prompt is that count plus a per-part estimate, flagged here.
     media_parts: int | None = None
     prompt_estimated: bool | None = None
+    # What admission reserved for this request (limits.Admission), for the aggregator to
+    # settle: tokens, the epoch minute of the tpm window and the "YYYY-MM" budget month
+    # that hold them (None: that limit reserved nothing).
+    reserved_tokens: int = 0
+    reserved_window_minute: int | None = None
+    reserved_month: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -121,6 +132,17 @@ class UsageRecord:
         expires = self.created_at + timedelta(days=retention_days)
         item["expires_at"] = {"N": str(int(expires.timestamp()))}
         return item
+
+    @classmethod
+    def from_image(cls, image: dict[str, Any]) -> UsageRecord:
+        """From a deserialized item (numbers as Decimal), as stream events carry it."""
+        data: dict[str, Any] = {}
+        for name, value in image.items():
+            if isinstance(value, Decimal):
+                data[name] = int(value) if value == value.to_integral_value() else float(value)
+            else:
+                data[name] = value
+        return cls.from_json(data)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> UsageRecord:

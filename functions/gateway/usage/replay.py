@@ -1,9 +1,11 @@
 """Replay usage records that were logged instead of written (`gateway usage replay`).
 
-When DynamoDB keeps failing, `UsageStore.record` logs the complete record as one JSON
-line: `{"message": "usage_record_unwritten", "usage_record": {...}, ...}`. Feeding those
-log lines back through here writes each record with `UsageStore.write`, which is
-idempotent on the request id: replaying the same lines twice adds nothing twice.
+When a record cannot be written within its deadline, `UsageStore.record` logs it whole as
+one JSON line: `{"message": "usage_record_unwritten", "usage_record": {...}, ...}`. In AWS
+the write-back function (usage/lambdas.py) receives these lines from a log subscription;
+this module replays lines exported by hand. Each record is written with
+`UsageStore.write`, idempotent on the request id: replaying twice adds nothing twice.
+A line that cannot be read or written is reported and skipped; the rest are written.
 
 Lines may carry a prefix before the JSON object (as `aws logs tail` or Lambda's text
 format print them: a timestamp, a stream name...); the object is read from the first `{`.
@@ -29,22 +31,19 @@ class ReplaySummary:
     # Lines that carried the unwritten-record message but no readable record (counted in
     # `skipped` too): (line number, reason).
     invalid: list[tuple[int, str]] = field(default_factory=list)
+    # Records DynamoDB would not take (after the store's retries): (line number, reason).
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.invalid and not self.failed
 
     def __str__(self) -> str:
         return (
             f"replayed {self.replayed}, already present {self.already_present}, "
+            f"failed {len(self.failed)}, unreadable {len(self.invalid)}, "
             f"skipped {self.skipped}"
         )
-
-
-class ReplayInterruptedError(Exception):
-    """DynamoDB failed (after the store's retries) while replaying line `line`."""
-
-    def __init__(self, *, line: int, summary: ReplaySummary, error: DependencyError) -> None:
-        super().__init__(f"{error.message} at line {line}")
-        self.line = line
-        self.summary = summary
-        self.error = error
 
 
 def parse_line(line: str) -> dict[str, Any] | None:
@@ -73,11 +72,8 @@ def unwritten_record(entry: dict[str, Any]) -> UsageRecord:
 
 def replay(lines: Iterable[str], store: UsageStore) -> ReplaySummary:
     """Write every unwritten record found in `lines`; skip everything else (blank lines
-    are not counted).
-
-    Raises ReplayInterruptedError (holding the summary so far) if DynamoDB fails; since
-    writes are idempotent, replaying the same input again is safe.
-    """
+    are not counted). A record DynamoDB refuses is listed in `failed` and the replay goes
+    on; writes are idempotent, so replaying the same input again is safe."""
     summary = ReplaySummary()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -95,7 +91,8 @@ def replay(lines: Iterable[str], store: UsageStore) -> ReplaySummary:
         try:
             written = store.write(record)
         except DependencyError as exc:
-            raise ReplayInterruptedError(line=number, summary=summary, error=exc) from exc
+            summary.failed.append((number, exc.message))
+            continue
         if written:
             summary.replayed += 1
         else:

@@ -1,25 +1,33 @@
-"""Write usage records (idempotently, with their rollups) and read them back."""
+"""Write usage records (one conditional PutItem each, idempotent) and read them back.
+
+The request path writes nothing else for usage: rollups and the settling of rate-limit
+reservations happen off the path, in the aggregator fed by the table's stream
+(usage/aggregate.py). So no two requests ever write the same usage item.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.aws import ConditionFailed, botocore_errors
-from gateway.errors import DependencyError
-from gateway.usage.records import UsageRecord, UsageStatus, iso_ms, key_pk, model_pk
+import anyio
+import anyio.to_thread
+
+from gateway.aws import ConditionFailed, botocore_errors, retry_quickly
+from gateway.usage.records import UsageRecord, iso_ms, key_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 logger = logging.getLogger(__name__)
 
-# The log line an operator replays with `gateway usage replay` when DynamoDB is down.
+# The log line a record takes when it cannot be written within its deadline. A CloudWatch
+# Logs subscription feeds these lines to the write-back function (usage/lambdas.py);
+# `gateway usage replay` writes hand-exported ones.
 UNWRITTEN_MESSAGE = "usage_record_unwritten"
-RETRY_DELAYS = (0.05, 0.2, 0.8)
 
 
 class UsageStore:
@@ -29,95 +37,60 @@ class UsageStore:
         client: DynamoDBClient,
         table: str,
         retention_days: int,
+        deadline_seconds: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._table = table
         self._retention_days = retention_days
+        self._deadline_seconds = deadline_seconds
         self._sleep = sleep
 
-    def write(self, record: UsageRecord, *, extra_items: Sequence[Any] = ()) -> bool:
-        """Write the record and add it to its rollups, exactly once per request id.
+    def write(self, record: UsageRecord, *, deadline: float | None = None) -> bool:
+        """Put the raw record unless its request id is already recorded: one call, plus
+        quick retries on conflicts, throttling and 5xx until `deadline` (a
+        time.monotonic() value; None: a few retries).
 
-        `extra_items` (e.g. settling a rate-limit reservation) join the same transaction,
-        so they too apply exactly once.
-
-        Returns True if written now, False if it was already there. Raises DependencyError
-        only after the retries are spent (callers use `record`, which never raises).
+        Returns True if written now, False if it was already there. Raises
+        DependencyError when DynamoDB keeps failing.
         """
-        rollup = {
-            "UpdateExpression": "ADD requests :one, prompt_tokens :p, completion_tokens :c, "
-            "total_tokens :t, errors :e, rate_limited :r",
-            "ExpressionAttributeValues": {
-                ":one": {"N": "1"},
-                ":p": {"N": str(record.prompt_tokens)},
-                ":c": {"N": str(record.completion_tokens)},
-                ":t": {"N": str(record.total_tokens)},
-                ":e": {"N": "1" if record.is_error else "0"},
-                # refusals by a limit, also counted in `errors` (the usage dashboard)
-                ":r": {"N": "1" if record.status is UsageStatus.RATE_LIMITED else "0"},
-            },
-        }
-        day = {"S": f"day#{record.day}"}
-        items: list[Any] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": record.to_item(retention_days=self._retention_days),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": {"pk": {"S": key_pk(record.key_id)}, "sk": day},
-                    **rollup,
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self._table,
-                    "Key": {"pk": {"S": model_pk(record.model)}, "sk": day},
-                    **rollup,
-                }
-            },
-            {  # the key's day per model, so /v1/usage?group_by=model never reads raw records
-                "Update": {
-                    "TableName": self._table,
-                    "Key": {
-                        "pk": {"S": key_pk(record.key_id)},
-                        "sk": {"S": f"mday#{record.day}#{record.model}"},
-                    },
-                    **rollup,
-                }
-            },
-            *extra_items,
-        ]
-        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
-            try:
-                with botocore_errors("DynamoDB"):
-                    self._client.transact_write_items(
-                        TransactItems=items, ClientRequestToken=record.request_id[:36]
-                    )
-                return True
-            except ConditionFailed:
-                return False  # already recorded: writes are idempotent on the request id
-            except DependencyError:
-                if delay is None:
-                    raise
-                logger.warning("usage write failed, retrying", extra={"attempt": attempt + 1})
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        item = record.to_item(retention_days=self._retention_days)
 
-    def record(self, record: UsageRecord, *, extra_items: Sequence[Any] = ()) -> None:
-        """Write, or, if DynamoDB keeps failing, log the complete record for replay."""
+        def put() -> None:
+            with botocore_errors("DynamoDB"):
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+
         try:
-            self.write(record, extra_items=extra_items)
-        except DependencyError as exc:
-            logger.error(
-                UNWRITTEN_MESSAGE,
-                extra={"usage_record": record.to_json(), "reason": str(exc)},
-            )
+            retry_quickly(put, deadline=deadline, sleep=self._sleep)
+        except ConditionFailed:
+            return False  # already recorded: writes are idempotent on the request id
+        return True
+
+    async def record(self, record: UsageRecord) -> None:
+        """Write the record within the deadline (`deadline_seconds`), else log it whole
+        as `usage_record_unwritten` for the write-back. Never raises; returns within the
+        deadline even if DynamoDB hangs (a write still in flight is left to finish: the
+        write-back is idempotent with it)."""
+        deadline = time.monotonic() + self._deadline_seconds
+        # Shielded: a client leaving mid-write must not abandon its own record.
+        with anyio.CancelScope(shield=True):
+            try:
+                with anyio.fail_after(self._deadline_seconds):
+                    await anyio.to_thread.run_sync(
+                        lambda: self.write(record, deadline=deadline), abandon_on_cancel=True
+                    )
+            except TimeoutError:
+                self.log_unwritten(record, reason=f"no answer within {self._deadline_seconds:g}s")
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the record must survive
+                self.log_unwritten(record, reason=str(exc) or type(exc).__name__)
+
+    @staticmethod
+    def log_unwritten(record: UsageRecord, *, reason: str) -> None:
+        logger.error(UNWRITTEN_MESSAGE, extra={"usage_record": record.to_json(), "reason": reason})
 
     def query(
         self,

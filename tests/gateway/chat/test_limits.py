@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 import httpx
 
 from tests.conftest import Gateway
+from tests.support.minute import start_inside_one_minute
 from tests.support.schemas import validate
+from tests.support.usage import drain
 
 HI = [{"role": "user", "content": "hi"}]
 RATE_HEADERS = (
@@ -30,6 +33,7 @@ def post(gateway: Gateway, key: str, **body: object) -> httpx.Response:
 def test_rpm_limit_refuses_with_headers_and_records(
     gateway: Gateway, conformance_schemas: Path
 ) -> None:
+    start_inside_one_minute()  # the three requests must share one minute window
     key = gateway.new_key(rpm=2)
     first, second, third = (post(gateway, key) for _ in range(3))
     assert first.status_code == second.status_code == 200
@@ -66,7 +70,8 @@ def test_monthly_budget_reserves_then_settles_to_real_usage(gateway: Gateway) ->
     ok = post(gateway, key, max_tokens=5)
     assert ok.status_code == 200
     used = ok.json()["usage"]["total_tokens"]
-    # the reservation (prompt + 5) was replaced by the real figure
+    # the reservation (prompt + 5) was replaced by the real figure (by the aggregator)
+    drain(boto3.client("dynamodb"))
     assert gateway.services.limits.month_tokens(key_id=key_id) == used
 
     prompt = ok.json()["usage"]["prompt_tokens"]

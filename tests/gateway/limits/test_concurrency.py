@@ -23,7 +23,7 @@ from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.errors import RateLimitError
 from gateway.keys.models import ApiKey
 from gateway.limits import Admission, LimitStore
-from gateway.limits.store import month_of, month_sk, window_sk
+from gateway.limits.store import month_of, month_sk, window_attributes, window_sk
 from moto.dynamodb.models import DynamoDBBackend
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
@@ -108,12 +108,13 @@ def test_monthly_budget_is_never_overspent(atomic_moto: str) -> None:
 
 
 def test_refusals_consume_nothing_under_concurrency(atomic_moto: str) -> None:
-    """Window and budget together: the budget's refusals give the window back."""
+    """Window and budget together (one item, one update): a refusal counts nowhere."""
     now = 1_800_000_030.0
     key = new_key(rpm=25, tpm=100_000, monthly_tokens=1000)
     results = admit_all(stores(now), key, 30, reserve=100)
     assert sum(isinstance(r, Admission) for r in results) == 10
-    minute = window_sk(int(now // 60))
-    assert counter(minute, key.key_id, "requests") == 10
-    assert counter(minute, key.key_id, "tokens") == 1000
-    assert counter(month_sk(month_of(now)), key.key_id, "tokens") == 1000
+    requests, tokens = window_attributes(int(now // 60))
+    month = month_sk(month_of(now))
+    assert counter(month, key.key_id, requests) == 10
+    assert counter(month, key.key_id, tokens) == 1000
+    assert counter(month, key.key_id, "tokens") == 1000

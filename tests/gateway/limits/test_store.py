@@ -1,10 +1,16 @@
-"""Per-key limits on moto's in-process DynamoDB, with an injected clock (no sleeps)."""
+"""Per-key limits on moto's in-process DynamoDB, with an injected clock (no sleeps).
+
+Settling is the aggregator's (usage/aggregate.py): `settle` below does what a request and
+the aggregator do, a raw record carrying the reservation, then its aggregation."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import pytest
 from botocore.exceptions import ClientError
 from devstack.tables import LOCAL_TABLE_NAMES
@@ -13,6 +19,7 @@ from gateway.keys.models import ApiKey
 from gateway.limits import Admission, BudgetExceededError, LimitStore
 from gateway.limits.store import month_sk, window_sk
 from gateway.usage import UsageRecord, UsageStore
+from gateway.usage.aggregate import Aggregator
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 # 48 s into a minute: the window resets in 12 s.
@@ -31,10 +38,11 @@ class Clock:
 class CountingClient:
     """Forwards to the real client, counting calls; `fail` names operations to break."""
 
-    def __init__(self, client: Any, fail: Any = None) -> None:
+    def __init__(self, client: Any, fail: Any = None, code: str = "InternalServerError") -> None:
         self._client = client
         self.calls: list[str] = []
         self.fail = fail or (lambda name, kwargs: False)
+        self.code = code
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._client, name)
@@ -42,7 +50,7 @@ class CountingClient:
         def call(**kwargs: Any) -> Any:
             self.calls.append(name)
             if self.fail(name, kwargs):
-                raise ClientError({"Error": {"Code": "InternalServerError"}}, name)
+                raise ClientError({"Error": {"Code": self.code}}, name)
             return method(**kwargs)
 
         return call
@@ -56,6 +64,19 @@ class NoCalls:
 @pytest.fixture
 def client(mock_dynamodb: Any) -> Any:
     return mock_dynamodb
+
+
+def settle(client: Any, admission: Admission, *, used: int, clock: Clock) -> UsageRecord:
+    """The request's record, carrying its reservation, then the aggregator's pass."""
+    record = UsageRecord(
+        request_id=uuid.uuid4().hex, key_id=admission.key_id, model="m", endpoint="e",
+        stream=False, created_at=datetime.fromtimestamp(clock.now, UTC), prompt_tokens=used,
+        reserved_tokens=admission.reserved_tokens,
+        reserved_window_minute=admission.window_minute, reserved_month=admission.month,
+    )  # fmt: skip
+    UsageStore(client=client, table=TABLE, retention_days=30).write(record)
+    Aggregator(client=client, table=TABLE, clock=clock).apply([record])
+    return record
 
 
 def key(**limits: Any) -> ApiKey:
@@ -74,7 +95,6 @@ def test_keys_without_limits_make_no_call() -> None:
     admission = store.admit(key=key(), reserve_tokens=500)
     assert admission == Admission(key_id="key_a")
     assert admission.headers == {}
-    assert store.settle_items(admission, used_tokens=120) == []
 
 
 def test_admits_rpm_requests_per_minute_then_refuses(client: Any) -> None:
@@ -126,17 +146,15 @@ def test_tpm_reserves_and_settles(client: Any) -> None:
     assert "TPM): limit 1000, used 800, requested 400" in refused.value.message
 
     # The first request used 150 of its 400: settling frees 250 in this minute.
-    items = store.settle_items(first, used_tokens=150)
-    assert len(items) == 1
-    client.transact_write_items(TransactItems=items)
+    settle(client, first, used=150, clock=clock)
     assert counters(client, window_sk(MINUTE)) == {"tokens": 550}
     third = store.admit(key=k, reserve_tokens=400)
     assert third.headers["x-ratelimit-remaining-tokens"] == "50"
 
     # Settling after the minute is over touches nothing: that window limits nothing now.
     clock.now += 60
-    assert store.settle_items(third, used_tokens=10) == []
-    assert store.settle_items(third, used_tokens=400) == []
+    settle(client, third, used=10, clock=clock)
+    assert counters(client, window_sk(MINUTE)) == {"tokens": 950}
 
 
 def test_reservation_larger_than_a_limit_is_refused_without_a_call() -> None:
@@ -178,7 +196,7 @@ def test_monthly_budget_refuses_until_next_month(client: Any) -> None:
 
     # Settling to the real usage makes room again; the month never goes over.
     for admission in admissions:
-        client.transact_write_items(TransactItems=store.settle_items(admission, used_tokens=200))
+        settle(client, admission, used=200, clock=clock)
     assert store.month_tokens(key_id="key_a", month="2026-11") == 600
     store.admit(key=k, reserve_tokens=300)
     with pytest.raises(BudgetExceededError):
@@ -190,12 +208,13 @@ def test_monthly_budget_refuses_until_next_month(client: Any) -> None:
     assert store.month_tokens(key_id="key_a") == 300
 
 
-def test_budget_refusal_gives_back_the_window(client: Any) -> None:
+def test_all_limits_in_one_call_and_a_refusal_consumes_nothing(client: Any) -> None:
     counting = CountingClient(client)
-    store = LimitStore(client=counting, table=TABLE, clock=Clock())  # type: ignore[arg-type]
+    clock = Clock()
+    store = LimitStore(client=counting, table=TABLE, clock=clock)  # type: ignore[arg-type]
     k = key(rpm=100, tpm=10_000, monthly_tokens=500)
     admission = store.admit(key=k, reserve_tokens=400)
-    assert counting.calls == ["update_item", "update_item"]  # window, month
+    assert counting.calls == ["update_item"]  # window and month: one item, one call
     assert set(admission.headers) == {
         "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
         "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
@@ -203,19 +222,27 @@ def test_budget_refusal_gives_back_the_window(client: Any) -> None:
         "x-ratelimit-limit-tokens-month", "x-ratelimit-remaining-tokens-month",
         "x-ratelimit-reset-tokens-month",
     }  # fmt: skip
+    assert admission.headers["x-ratelimit-remaining-requests"] == "99"
+    assert admission.headers["x-ratelimit-remaining-tokens"] == "9600"
+    assert admission.headers["x-ratelimit-remaining-tokens-month"] == "100"
     counting.calls.clear()
     with pytest.raises(BudgetExceededError):
         store.admit(key=k, reserve_tokens=400)
-    assert counting.calls == ["update_item"] * 3  # window, month (refused), window undone
-    assert counters(client, window_sk(MINUTE)) == {"requests": 1, "tokens": 400}
-    assert counters(client, month_sk("2026-11")) == {"tokens": 400}
+    assert counting.calls == ["update_item"]  # refused by its condition: nothing to undo
+    month = {"tokens": 400, f"w{MINUTE}r": 1, f"w{MINUTE}t": 400}
+    assert counters(client, month_sk("2026-11")) == month
 
-    # Both reservations settle with the usage record, in one transaction.
-    items = store.settle_items(admission, used_tokens=100)
-    assert len(items) == 2
-    client.transact_write_items(TransactItems=items)
-    assert counters(client, window_sk(MINUTE)) == {"requests": 1, "tokens": 100}
-    assert counters(client, month_sk("2026-11")) == {"tokens": 100}
+    # Both reservations settle with the usage record's aggregation.
+    settle(client, admission, used=100, clock=clock)
+    assert counters(client, month_sk("2026-11")) == {
+        "tokens": 100, f"w{MINUTE}r": 1, f"w{MINUTE}t": 100,
+    }  # fmt: skip
+    # A later minute's admission removes the earlier minutes' window attributes.
+    clock.now += 60
+    store.admit(key=k, reserve_tokens=10)
+    assert counters(client, month_sk("2026-11")) == {
+        "tokens": 110, f"w{MINUTE + 1}r": 1, f"w{MINUTE + 1}t": 10,
+    }  # fmt: skip
 
 
 def test_window_refusal_leaves_the_month_alone(client: Any) -> None:
@@ -225,32 +252,59 @@ def test_window_refusal_leaves_the_month_alone(client: Any) -> None:
     with pytest.raises(RateLimitError) as refused:
         store.admit(key=k, reserve_tokens=100)
     assert not isinstance(refused.value, BudgetExceededError)
-    assert counters(client, month_sk("2026-11")) == {"tokens": 100}
+    assert "requests per minute (RPM): limit 1, used 1" in refused.value.message
+    assert counters(client, month_sk("2026-11")) == {"tokens": 100, f"w{MINUTE}r": 1}
 
 
-def test_settle_items_join_the_usage_transaction(client: Any) -> None:
-    """Settling rides on the usage record's idempotent write: replays settle nothing."""
-    store = LimitStore(client=client, table=TABLE, clock=Clock())
+def test_settling_happens_once_however_often_the_aggregator_sees_the_record(
+    client: Any,
+) -> None:
+    clock = Clock()
+    store = LimitStore(client=client, table=TABLE, clock=clock)
     admission = store.admit(key=key(monthly_tokens=1000), reserve_tokens=500)
-    record = UsageRecord(
-        request_id="r1", key_id="key_a", model="m", endpoint="e", stream=False,
-        created_at=datetime.fromtimestamp(T0, UTC), prompt_tokens=20, completion_tokens=30,
-    )  # fmt: skip
-    items = [
-        {"Put": {"TableName": TABLE, "Item": record.to_item(retention_days=30),
-                 "ConditionExpression": "attribute_not_exists(pk)"}},
-        *store.settle_items(admission, used_tokens=record.total_tokens),
-    ]  # fmt: skip
-    client.transact_write_items(TransactItems=items)
-    with pytest.raises(ClientError):
-        client.transact_write_items(TransactItems=items)  # the record exists: cancelled
+    record = settle(client, admission, used=50, clock=clock)
+    again = Aggregator(client=client, table=TABLE, clock=clock).apply([record, record])
+    assert (again.counted, again.already) == (0, 1)
     assert store.month_tokens(key_id="key_a") == 50
+
+
+def test_conflicts_are_retried_quickly_within_the_deadline(client: Any) -> None:
+    """An item busy in the aggregator's transaction: admission retries, no 503."""
+    busy = iter([True, True, False])
+    counting = CountingClient(
+        client, fail=lambda name, kw: next(busy), code="TransactionConflictException"
+    )
+    store = LimitStore(client=counting, table=TABLE, clock=Clock())  # type: ignore[arg-type]
+    admission = store.admit(key=key(monthly_tokens=1000), reserve_tokens=10)
+    assert admission.month == "2026-11" and counting.calls == ["update_item"] * 3
+
+    always = CountingClient(client, fail=lambda n, kw: True, code="TransactionConflictException")
+    store = LimitStore(client=always, table=TABLE, clock=Clock())  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(DependencyError):
+        store.admit(key=key(monthly_tokens=1000), reserve_tokens=10, deadline=started + 0.2)
+    assert time.monotonic() - started < 0.5 and len(always.calls) > 3
+
+
+def test_admit_within_refuses_with_503_at_its_deadline(client: Any) -> None:
+    class Hangs:
+        def update_item(self, **kw: Any) -> Any:
+            time.sleep(3)
+            return client.update_item(**kw)
+
+    store = LimitStore(client=Hangs(), table=TABLE, deadline_seconds=0.2)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(DependencyError) as refused:
+        anyio.run(lambda: store.admit_within(key=key(rpm=5), reserve_tokens=1))
+    assert time.monotonic() - started < 1.0
+    assert refused.value.status_code == 503
 
 
 def test_month_tokens_without_budget_sums_daily_rollups(client: Any) -> None:
     store = LimitStore(client=client, table=TABLE, clock=Clock())
     assert store.month_tokens(key_id="key_a") == 0
     usage = UsageStore(client=client, table=TABLE, retention_days=30)
+
     for i, day in enumerate((1, 22, 30)):
         usage.write(
             UsageRecord(
@@ -265,6 +319,8 @@ def test_month_tokens_without_budget_sums_daily_rollups(client: Any) -> None:
             created_at=datetime(2026, 12, 1, tzinfo=UTC), prompt_tokens=1000,
         )
     )  # fmt: skip
+    records = [r for r in usage.query(key_id="key_a")]
+    Aggregator(client=client, table=TABLE).apply(records)
     assert store.month_tokens(key_id="key_a") == 45
     assert store.month_tokens(key_id="key_a", month="2026-12") == 1000
 
@@ -277,8 +333,9 @@ def test_dynamodb_failures_are_dependency_errors(client: Any) -> None:
     store = LimitStore(client=counting, table=TABLE, clock=Clock())  # type: ignore[arg-type]
     with pytest.raises(DependencyError):
         store.admit(key=key(rpm=5, monthly_tokens=1000), reserve_tokens=10)
-    assert counting.calls == ["update_item"] * 3  # the window's count is taken back
-    assert counters(client, window_sk(MINUTE)) == {"requests": 0}
+    # one update (window and month), a 5xx: retried quickly, then given up
+    assert counting.calls == ["update_item"] * 7
+    assert counters(client, month_sk("2026-11")) == {}
 
     broken = CountingClient(client, fail=lambda name, kwargs: True)
     store = LimitStore(client=broken, table=TABLE, clock=Clock())  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.query import Totals, UsageQuery, usage_report
 
 from tests.support.records import usage_record
+from tests.support.usage import drain
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
@@ -73,6 +74,7 @@ def test_key_and_model_days_read_only_their_range(client: Any, n: Names) -> None
         TableName=TABLE,
         Item={"pk": {"S": f"key#{n.key_a}"}, "sk": {"S": "month#2026-11"}, "tokens": {"N": "999"}},
     )
+    drain(client)
 
     days = query.key_days(key_id=n.key_a, start=date(2026, 11, 2), end=date(2026, 11, 5))
     assert [d.to_dict() for d in days] == [
@@ -100,6 +102,7 @@ def test_key_month_sums_that_month_only(client: Any, n: Names) -> None:
     store.write(record(n, "nov1", 1))
     store.write(record(n, "nov30", 30))
     store.write(record(n, "dec", 1, created_at=datetime(2026, 12, 1, tzinfo=UTC)))
+    drain(client)
     totals = query.key_month(key_id=n.key_a, day=date(2026, 11, 15))
     assert totals == Totals(requests=2, prompt_tokens=20, completion_tokens=10, total_tokens=30)
     assert query.key_month(key_id=n.key_a, day=date(2026, 12, 31)).requests == 1
@@ -117,6 +120,7 @@ def test_key_models_sums_each_model_over_the_range(client: Any, n: Names) -> Non
         record(n, "f", 2, key_id=n.key_b),  # another key
     ):
         store.write(rec)
+    drain(client)
     got = query.key_models(key_id=n.key_a, start=date(2026, 11, 1), end=date(2026, 11, 3))
     assert [m.to_dict() for m in got] == [
         {"model": n.llama, "requests": 1, "prompt_tokens": 100, "completion_tokens": 5,
@@ -134,6 +138,7 @@ def test_write_keeps_the_key_and_model_rollup(client: Any, n: Names) -> None:
     store.write(record(n, "a", 1))
     store.write(record(n, "a", 1))  # idempotent
     store.write(record(n, "b", 1, model=n.llama))
+    drain(client)
     got = UsageQuery(client=client, table=TABLE).key_models(key_id=n.key_a)
     assert [(m.model, m.totals.requests) for m in got] == [(n.llama, 1), (n.qwen, 1)]
 
@@ -145,6 +150,7 @@ def test_usage_report(client: Any, n: Names) -> None:
     key = ApiKey(key_id=n.key_a, key_hash="h", name="n", owner="o", rpm=5, monthly_tokens=40)
     for rec in (record(n, "a", 1), record(n, "b", 3), record(n, "c", 3, model=n.llama)):
         store.write(rec)
+    drain(client)
     today = date(2026, 11, 3)
 
     body = usage_report(query, limits, key=key, today=today)

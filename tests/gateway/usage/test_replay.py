@@ -12,15 +12,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import boto3
 import pytest
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
-from gateway.usage.replay import ReplayInterruptedError, replay
+from gateway.usage.replay import replay
 
 from tests.support.records import usage_record
+from tests.support.usage import drain
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
@@ -36,10 +38,10 @@ def key_id() -> str:
 
 
 class FailingClient:
-    """A DynamoDB client whose every transaction fails (the table is down)."""
+    """A DynamoDB client whose every write fails (the table is down)."""
 
-    def transact_write_items(self, **kw: Any) -> None:
-        raise ClientError({"Error": {"Code": "InternalServerError"}}, "TransactWriteItems")
+    def put_item(self, **kw: Any) -> None:
+        raise ClientError({"Error": {"Code": "InternalServerError"}}, "PutItem")
 
 
 def record(key_id: str, request_id: str = "r1", **kw: Any) -> UsageRecord:
@@ -74,10 +76,10 @@ def unwritten_log_lines(*records: UsageRecord) -> list[str]:
             client=FailingClient(),  # type: ignore[arg-type]
             table=TABLE,
             retention_days=30,
-            sleep=lambda _: None,
+            deadline_seconds=0.05,
         )
         for rec in records:
-            failing.record(rec)
+            anyio.run(failing.record, rec)
     finally:
         store_logger.removeHandler(handler)
     return buffer.getvalue().splitlines()
@@ -107,13 +109,17 @@ def test_replay_writes_logged_records_once(client: Any, key_id: str) -> None:
     assert (summary.replayed, summary.already_present, summary.invalid) == (2, 0, [])
     assert summary.skipped == len(lines) - 1 - 2
     assert store.query(key_id=key_id) == [first, second]
+    drain(client)
     once = {"requests": 2, "prompt_tokens": 20, "completion_tokens": 10,
             "total_tokens": 30, "errors": 1, "rate_limited": 0}  # fmt: skip
     assert rollup(client, f"key#{key_id}") == once
 
     again = replay(lines, store)
     assert (again.replayed, again.already_present) == (0, 2)
-    assert str(again) == f"replayed 0, already present 2, skipped {summary.skipped}"
+    assert str(again) == (
+        f"replayed 0, already present 2, failed 0, unreadable 0, skipped {summary.skipped}"
+    )
+    drain(client)
     assert rollup(client, f"key#{key_id}") == once
     assert rollup(client, f"model#model-{key_id}") == once
     assert len(store.query(key_id=key_id)) == 2
@@ -140,16 +146,24 @@ def test_replay_reads_prefixed_lines_and_reports_unreadable_records(
     assert store.get(request_id=lost.request_id) == lost
 
 
-def test_replay_stops_with_its_progress_when_the_table_fails() -> None:
-    lines = unwritten_log_lines(record("key_x"))
-    failing = UsageStore(
-        client=FailingClient(),  # type: ignore[arg-type]
-        table=TABLE,
-        retention_days=30,
-        sleep=lambda _: None,
+def test_replay_reports_lines_it_cannot_write_and_goes_on(client: Any, key_id: str) -> None:
+    """A line DynamoDB refuses is reported and skipped; the lines after it are written."""
+    good, refused = record(key_id, "good"), record(key_id, "refused")
+    lines = [x for x in unwritten_log_lines(refused, good) if "usage_record_unwritten" in x]
+
+    class RefusesOne:
+        def put_item(self, **kw: Any) -> Any:
+            if kw["Item"]["request_id"]["S"] == refused.request_id:
+                raise ClientError({"Error": {"Code": "ValidationException"}}, "PutItem")
+            return client.put_item(**kw)
+
+    store = UsageStore(client=RefusesOne(), table=TABLE, retention_days=30)  # type: ignore[arg-type]
+    summary = replay(["not json", *lines], store)
+    assert (summary.replayed, summary.skipped, summary.ok) == (1, 1, False)
+    assert [number for number, _ in summary.failed] == [2]
+    assert "DynamoDB is unavailable (ValidationException)" in summary.failed[0][1]
+    assert str(summary) == "replayed 1, already present 0, failed 1, unreadable 0, skipped 1"
+    assert (
+        UsageStore(client=client, table=TABLE, retention_days=30).get(request_id=good.request_id)
+        == good
     )
-    with pytest.raises(ReplayInterruptedError) as caught:
-        replay(["not json", *lines], failing)
-    assert caught.value.summary.replayed == 0
-    assert caught.value.summary.skipped >= 1
-    assert "DynamoDB is unavailable" in str(caught.value)

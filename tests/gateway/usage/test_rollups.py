@@ -4,7 +4,6 @@ raw records, per key and per model; and concurrent requests respect an rpm limit
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +12,8 @@ import boto3
 import httpx
 
 from tests.conftest import Gateway
+from tests.support.minute import start_inside_one_minute
+from tests.support.usage import drain
 
 MODELS = ["qwen3", "llama3", "tinyllama"]
 COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors")
@@ -53,6 +54,7 @@ def test_rollups_equal_the_sum_of_raw_records(gateway: Gateway) -> None:
     statuses = Counter(one(i) for i in range(240))
     assert statuses[200] > 100 and statuses[502] > 0 and statuses[429] > 0
 
+    drain(boto3.client("dynamodb"))  # rollups are the aggregator's, seconds behind
     table = gateway.services.settings.usage_table
     by_model: dict[tuple[str, str], Counter[str]] = {}
     for key in keys:
@@ -77,10 +79,7 @@ def test_rollups_equal_the_sum_of_raw_records(gateway: Gateway) -> None:
 
 
 def test_concurrent_requests_admit_exactly_the_rpm_limit(gateway: Gateway) -> None:
-    # rpm is a fixed window per UTC minute: a burst that straddles the top of a minute is
-    # rightly admitted twice (seen on a loaded machine), so start well inside one.
-    while time.time() % 60 > 40:
-        time.sleep(0.5)
+    start_inside_one_minute()  # a burst straddling two windows is rightly admitted twice
     key = gateway.new_key(rpm=10)
     body = {"model": "qwen3", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 

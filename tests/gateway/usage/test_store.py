@@ -1,11 +1,13 @@
-"""Usage records: idempotent writes with rollups, retries, and the replayable log line."""
+"""Usage records: one idempotent PutItem each, a deadline, and the log line past it."""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import pytest
 from botocore.exceptions import ClientError
 from devstack.tables import LOCAL_TABLE_NAMES
@@ -13,6 +15,7 @@ from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.store import UNWRITTEN_MESSAGE
 
 from tests.support.records import usage_record
+from tests.support.usage import drain
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
@@ -45,6 +48,8 @@ def test_write_is_idempotent_and_rolls_up_once(client: Any) -> None:
     assert store.write(record()) is True
     assert store.write(record()) is False  # same request id: nothing more
     store.write(record("r2", status=UsageStatus.UPSTREAM_ERROR, completion_tokens=0))
+    assert rollup(client, "key#key_a", "2026-11-22") == {}  # not on the request path
+    drain(client)
     [first, second] = store.query(key_id="key_a")
     assert first == record()
     assert second.status is UsageStatus.UPSTREAM_ERROR
@@ -70,23 +75,41 @@ def test_query_time_range(client: Any) -> None:
     assert [r.request_id for r in store.query(key_id="key_a")] == ["h1", "h5", "h9"]
 
 
-def test_record_survives_a_failing_table_as_a_log_line(
-    client: Any, caplog: pytest.LogCaptureFixture
+class Failing:
+    """A table that refuses every write (throttled), or hangs (paused)."""
+
+    def __init__(self, *, hang: float = 0.0) -> None:
+        self.calls = 0
+        self.hang = hang
+
+    def put_item(self, **kw: Any) -> None:
+        self.calls += 1
+        time.sleep(self.hang)
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem")
+
+
+@pytest.mark.parametrize("hang", [0.0, 5.0])
+def test_record_past_its_deadline_becomes_a_log_line(
+    hang: float, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class Failing:
-        calls = 0
-
-        def transact_write_items(self, **kw: Any) -> None:
-            self.calls += 1
-            raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems"
-            )
-
-    failing = Failing()
-    sleeps: list[float] = []
-    store = UsageStore(client=failing, table=TABLE, retention_days=30, sleep=sleeps.append)  # type: ignore[arg-type]
+    """Throttled: retried quickly until the deadline. Hanging: abandoned at the deadline.
+    Either way `record` returns within about the deadline, and the record is logged whole."""
+    failing = Failing(hang=hang)
+    store = UsageStore(client=failing, table=TABLE, retention_days=30, deadline_seconds=0.3)  # type: ignore[arg-type]
+    started = time.monotonic()
     with caplog.at_level(logging.ERROR, logger="gateway"):
-        store.record(record())
-    assert failing.calls == 4 and sleeps == sorted(sleeps) and len(sleeps) == 3
+        anyio.run(store.record, record())
+    assert time.monotonic() - started < 1.0  # not 5 s, not botocore's 4 x (2 s + 5 s)
+    assert failing.calls >= (2 if hang == 0 else 1)
     [line] = [r for r in caplog.records if r.getMessage() == UNWRITTEN_MESSAGE]
     assert UsageRecord.from_json(line.usage_record) == record()  # type: ignore[attr-defined]
+
+
+def test_reservation_fields_survive_the_item_and_the_log_line(client: Any) -> None:
+    reserved = record(
+        reserved_tokens=4106, reserved_window_minute=29_000_000, reserved_month="2026-11"
+    )
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    store.write(reserved)
+    assert store.get(request_id="r1") == reserved
+    assert UsageRecord.from_json(reserved.to_json()) == reserved

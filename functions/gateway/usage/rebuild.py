@@ -1,0 +1,151 @@
+"""Recompute one day's rollups from the raw records (`gateway usage rebuild-rollups`).
+
+The day's rollups are set to the sums of the raw records the aggregator has counted
+(those with `aggregated_at`); records it has not reached yet are left to it, so the
+rollups end exact either way. Each rollup is replaced on condition that it still holds
+what was read: if the aggregator changed it meanwhile, it is reported (run again).
+
+Finding every raw record of a day across keys takes one Scan of the usage table (with a
+filter), paged, with progress: an operator's repair, not something the gateway does.
+Run it for a day whose raw records have not expired (USAGE_RETENTION_DAYS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from gateway.aws import ConditionFailed, botocore_errors
+from gateway.usage.aggregate import COUNTERS, ItemKey, rollup_keys, rollup_values
+from gateway.usage.records import UsageRecord
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+_NAMES = {f"#{name}": name for name in COUNTERS}
+
+
+@dataclass
+class RebuildSummary:
+    scanned: int = 0
+    records: int = 0
+    not_aggregated: int = 0
+    written: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    changed_meanwhile: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.records} raw records ({self.not_aggregated} not aggregated yet, left to "
+            f"the aggregator); rollups: {self.written} rewritten, {self.deleted} deleted, "
+            f"{self.unchanged} already exact, {self.changed_meanwhile} changed meanwhile"
+        )
+
+
+def _counters(item: dict[str, Any]) -> dict[str, int]:
+    return {name: int(item[name]["N"]) if name in item else 0 for name in COUNTERS}
+
+
+def _scan_day(
+    client: DynamoDBClient,
+    table: str,
+    day: str,
+    summary: RebuildSummary,
+    progress: Callable[[str], None],
+) -> tuple[list[UsageRecord], dict[ItemKey, dict[str, int]]]:
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": "begins_with(sk, :req) OR sk = :day OR begins_with(sk, :mday)",
+        "ExpressionAttributeValues": {
+            ":req": {"S": f"req#{day}"},
+            ":day": {"S": f"day#{day}"},
+            ":mday": {"S": f"mday#{day}#"},
+        },
+        "ConsistentRead": True,
+    }
+    records: list[UsageRecord] = []
+    rollups: dict[ItemKey, dict[str, int]] = {}
+    while True:
+        with botocore_errors("DynamoDB"):
+            page = client.scan(**kwargs)
+        summary.scanned += int(page.get("ScannedCount", 0))
+        for item in page.get("Items", []):
+            sk = item["sk"]["S"]
+            if sk.startswith("req#"):
+                summary.records += 1
+                if "aggregated_at" in item:
+                    records.append(UsageRecord.from_item(dict(item)))
+                else:
+                    summary.not_aggregated += 1
+            else:
+                rollups[(item["pk"]["S"], sk)] = _counters(dict(item))
+        progress(f"scanned {summary.scanned} items: {summary.records} raw records of {day}")
+        if "LastEvaluatedKey" not in page:
+            return records, rollups
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def rebuild_day(
+    client: DynamoDBClient,
+    *,
+    table: str,
+    day: date,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RebuildSummary:
+    summary = RebuildSummary()
+    records, current = _scan_day(client, table, day.isoformat(), summary, progress)
+    expected: dict[ItemKey, dict[str, int]] = {}
+    for record in records:
+        for key in rollup_keys(record):
+            totals = expected.setdefault(key, dict.fromkeys(COUNTERS, 0))
+            for name, value in rollup_values(record).items():
+                totals[name] += value
+    for key in sorted(set(expected) | set(current)):
+        want, have = expected.get(key), current.get(key)
+        if want == have:
+            summary.unchanged += 1
+            continue
+        try:
+            _replace(client, table, key, want, have)
+        except ConditionFailed:
+            summary.changed_meanwhile += 1
+            continue
+        if want is None:
+            summary.deleted += 1
+        else:
+            summary.written += 1
+    progress(f"done: {summary}")
+    return summary
+
+
+def _replace(
+    client: DynamoDBClient,
+    table: str,
+    key: ItemKey,
+    want: dict[str, int] | None,
+    have: dict[str, int] | None,
+) -> None:
+    """Put `want` (or delete, if None) where the item still holds `have`."""
+    values: dict[str, Any] = {}
+    if have is None:
+        condition = "attribute_not_exists(pk)"
+        names: dict[str, str] | None = None
+    else:
+        condition = " AND ".join(f"#{n} = :old_{n}" for n in COUNTERS)
+        values = {f":old_{n}": {"N": str(have[n])} for n in COUNTERS}
+        names = _NAMES
+    extra: dict[str, Any] = {"ConditionExpression": condition}
+    if values:
+        extra["ExpressionAttributeValues"] = values
+    if names:
+        extra["ExpressionAttributeNames"] = names
+    item_key = {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
+    with botocore_errors("DynamoDB"):
+        if want is None:
+            client.delete_item(TableName=table, Key=item_key, **extra)
+        else:
+            item = {**item_key, **{n: {"N": str(v)} for n, v in want.items()}}
+            client.put_item(TableName=table, Item=item, **extra)

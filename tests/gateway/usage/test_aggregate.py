@@ -1,0 +1,154 @@
+"""The aggregator: rollups equal the sum of the raw records, reservations settle exactly,
+and a replayed or overlapping batch changes nothing. Through the Lambda handlers, with
+the event shapes Lambda delivers (devstack.streams builds them from moto's stream)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from devstack.streams import LogSubscription
+from gateway.usage import UsageRecord, UsageStatus, UsageStore
+from gateway.usage.aggregate import MAX_TRANSACT_ITEMS, Aggregator, plan, rollup_keys
+from gateway.usage.lambdas import aggregate, write_back
+
+from tests.gateway.usage.test_replay import unwritten_log_lines
+from tests.support.records import usage_record
+from tests.support.usage import TABLE, poller
+
+MINUTE = 29_000_000
+
+
+@pytest.fixture
+def client(mock_dynamodb: Any) -> Any:
+    return mock_dynamodb
+
+
+def item(client: Any, pk: str, sk: str) -> dict[str, int]:
+    got = client.get_item(TableName=TABLE, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+    return {k: int(v["N"]) for k, v in got.get("Item", {}).items() if "N" in v}
+
+
+def records(n: int, **kw: Any) -> list[UsageRecord]:
+    return [
+        usage_record(
+            request_id=f"r{i}", key_id=f"key_{i % 7}", model=f"m{i % 3}",
+            prompt_tokens=i, completion_tokens=2 * i,
+            status=UsageStatus.UPSTREAM_ERROR if i % 5 == 0 else UsageStatus.COMPLETED,
+            reserved_tokens=100, reserved_month="2026-11", **kw,
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def expected_rollups(recs: list[UsageRecord]) -> dict[tuple[str, str], Counter[str]]:
+    sums: dict[tuple[str, str], Counter[str]] = {}
+    for r in recs:
+        for key in rollup_keys(r):
+            sums.setdefault(key, Counter()).update(
+                requests=1, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+                total_tokens=r.total_tokens, errors=int(r.is_error),
+            )  # fmt: skip
+    return sums
+
+
+def test_plans_stay_within_the_transaction_limit() -> None:
+    chunks = plan(records(300), current_minute=MINUTE)
+    assert all(c.size() <= MAX_TRANSACT_ITEMS for c in chunks)
+    assert sum(len(c.records) for c in chunks) == 300
+    # One key, one model: 97 records share 3 rollups (and no settling: none reserved).
+    hot = [usage_record(request_id=f"h{i}") for i in range(200)]
+    assert [len(c.records) for c in plan(hot, current_minute=MINUTE)] == [97, 97, 6]
+
+
+def test_stream_batches_add_up_exactly_and_replays_change_nothing(client: Any) -> None:
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    recs = records(150)
+    for r in recs:
+        store.write(r)
+    stream = poller(client)
+    stream.drain()
+    first_event = stream.last_event
+    assert first_event is not None and len(first_event["Records"]) == 150
+    [one] = first_event["Records"][:1]
+    assert one["eventSource"] == "aws:dynamodb" and one["eventName"] == "INSERT"
+    assert one["eventSourceARN"].startswith("arn:aws:dynamodb:")
+
+    def snapshot() -> dict[tuple[str, str], dict[str, int]]:
+        keys = list(expected_rollups(recs)) + [(f"key#key_{i}", "month#2026-11") for i in range(7)]
+        return {k: item(client, *k) for k in keys}
+
+    settled = snapshot()
+    for key, sums in expected_rollups(recs).items():
+        assert settled[key] == dict(sums), key
+    for i in range(7):  # each record settled its 100 reserved tokens once
+        mine = [r for r in recs if r.key_id == f"key_{i}"]
+        used = sum(r.total_tokens for r in mine) - 100 * len(mine)
+        assert settled[(f"key#key_{i}", "month#2026-11")] == {"tokens": used}
+
+    # Lambda retries the same batch, or a later one overlapping it: nothing changes.
+    aggregator = Aggregator(client=client, table=TABLE)
+    assert aggregate(first_event, aggregator=aggregator) == {"batchItemFailures": []}
+    overlap = {"Records": first_event["Records"][100:] + first_event["Records"][:10]}
+    assert aggregate(overlap, aggregator=aggregator) == {"batchItemFailures": []}
+    assert snapshot() == settled
+
+
+def test_a_failing_transaction_reports_the_records_from_it_on(client: Any) -> None:
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    recs = records(150)
+    for r in recs:
+        store.write(r)
+    calls = Counter[str]()
+
+    class SecondFails:
+        def transact_write_items(self, **kw: Any) -> Any:
+            calls["transact"] += 1
+            if calls["transact"] >= 2:
+                raise ClientError({"Error": {"Code": "ValidationException"}}, "TransactWriteItems")
+            return client.transact_write_items(**kw)
+
+    stream = poller(client)
+    failing = Aggregator(client=SecondFails(), table=TABLE)  # type: ignore[arg-type]
+    responses: list[dict[str, Any]] = []
+    stream._handler = lambda event: (
+        responses.append(aggregate(event, aggregator=failing)) or responses[-1]
+    )
+    stream.poll()
+    assert stream.last_event is not None
+    events = stream.last_event["Records"]
+    [first_chunk, *_] = plan(recs, current_minute=MINUTE)
+    counted = len(first_chunk.records)
+    failed = [f["itemIdentifier"] for f in responses[0]["batchItemFailures"]]
+    assert failed == [e["dynamodb"]["SequenceNumber"] for e in events[counted:]]
+    # Lambda resumes at the first failure: with a healthy table, everything ends exact.
+    stream._handler = lambda event: aggregate(
+        event, aggregator=Aggregator(client=client, table=TABLE)
+    )
+    stream.drain()
+    for key, sums in expected_rollups(recs).items():
+        assert item(client, *key) == dict(sums), key
+
+
+def test_log_lines_are_written_back_once(client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    lost = usage_record(request_id="lost", reserved_tokens=50, reserved_month="2026-11")
+    lines = ["START RequestId: x", *unwritten_log_lines(lost), "not json"]
+    subscription = LogSubscription(handler=lambda e: write_back(e, store=store))
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    assert subscription.deliver(lines) == {"written": 1, "already_present": 0, "unreadable": 0}
+    assert subscription.deliver(lines) == {"written": 0, "already_present": 1, "unreadable": 0}
+    assert store.get(request_id="lost") == lost
+    # The event is CloudWatch Logs' shape: base64 of gzip of JSON with logEvents.
+    captured: list[dict[str, Any]] = []
+    LogSubscription(handler=lambda e: captured.append(e) or {}).deliver(lines)
+    data = json.loads(gzip.decompress(base64.b64decode(captured[0]["awslogs"]["data"])))
+    assert data["messageType"] == "DATA_MESSAGE" and len(data["logEvents"]) == 1
+    with caplog.at_level(logging.INFO):
+        poller(client).drain()
+    assert item(client, "key#key_a", "month#2026-11") == {"tokens": 15 - 50}
