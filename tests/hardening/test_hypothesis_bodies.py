@@ -268,6 +268,7 @@ def test_hypothesis_chat_bodies(
                 request_id=response.headers.get("x-request-id"),
                 chat=True,
                 fault=_injects_upstream_fault(body),
+                stop_strings=isinstance(body, dict) and bool(body.get("stop")),
                 what=repr(raw[:400]),
             )
 
