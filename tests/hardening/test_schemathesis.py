@@ -115,7 +115,13 @@ def test_schemathesis(
             chat=label == CHAT and _authenticated(response.status_code),
             what=f"{label} {mode}: {case.body!r:.300}",
         )
-        case.validate_response(response, checks=checks)
+        sse = (_header(response, "content-type") or "").startswith("text/event-stream")
+        # schemathesis 4 validates each SSE event against the media type's `schema`, while
+        # OpenAPI 3.1 has no per-event schema (3.2's itemSchema); the audit above checks
+        # the stream's error events against OpenAI's schema instead.
+        case.validate_response(
+            response, checks=[c for c in checks if not (sse and c is response_schema_conformance)]
+        )
 
     run()
     figures = audit.settle()
