@@ -46,7 +46,9 @@ class FakeTokenizer:
     def count_text(self, text: str) -> int:
         return len(text.split())
 
-    def count_chat(self, messages: Sequence[dict[str, Any]], tools: Any = None) -> int:
+    def count_chat(
+        self, messages: Sequence[dict[str, Any]], tools: Any = None, *, template_kwargs: Any = None
+    ) -> int:
         rendered = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
         if "raise" in rendered:
             raise TypeError("template refused")

@@ -79,6 +79,28 @@ def template_tools(request: ChatCompletionRequest) -> list[dict[str, Any]] | Non
     return [tool.model_dump(exclude_unset=True, by_alias=True) for tool in request.tools]
 
 
+def template_kwargs(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    """vLLM's `chat_template_kwargs` (an extra field, forwarded), which the upstream renders
+    the prompt with, so the gateway counts with them too. A request's own `chat_template`
+    (top level or in the kwargs) is refused, as vLLM refuses it unless started with
+    --trust-request-chat-template: the gateway could not count what it renders."""
+    extra = request.model_extra or {}
+    kwargs = extra.get("chat_template_kwargs")
+    if extra.get("chat_template") is not None or (
+        isinstance(kwargs, dict) and kwargs.get("chat_template") is not None
+    ):
+        raise InvalidRequestError(
+            "A request's own chat_template is not accepted; the model's template is used.",
+            param="chat_template",
+        )
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise InvalidRequestError(
+            "Invalid value for 'chat_template_kwargs': expected an object.",
+            param="chat_template_kwargs",
+        )
+    return kwargs or None
+
+
 def media_parts(request: ChatCompletionRequest) -> list[str]:
     """The modality of each image / audio part, in order."""
     found: list[str] = []

@@ -6,6 +6,7 @@ one usage record, whichever way it ends.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -110,15 +111,17 @@ class ChatService:
     async def _count_prompt(self, tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> int:
         messages = chat_prompt.template_messages(request)  # as vLLM hands them to the template
         tools = chat_prompt.template_tools(request)
+        kwargs = chat_prompt.template_kwargs(request)
         work = sum(len(str(m.get("content") or "")) + _MESSAGE_WORK for m in messages)
         if tools:
             work += sum(len(str(t)) for t in tools)
         if not tokenizer.has_chat_template:
             raise ConfigurationError(f"the tokenizer of {request.model!r} has no chat template")
+        count = functools.partial(tokenizer.count_chat, messages, tools, template_kwargs=kwargs)
         try:
             if work <= INLINE_COUNT_WORK:
-                return tokenizer.count_chat(messages, tools)
-            return await anyio.to_thread.run_sync(tokenizer.count_chat, messages, tools)
+                return count()
+            return await anyio.to_thread.run_sync(count)
         except Exception as exc:
             # The model's own template refused the conversation (roles must alternate,
             # a field of the wrong type): the request's fault, a 400.

@@ -86,7 +86,11 @@ def count(
         tokenizer = store.get(spec)
         # the same messages and tools the chat service counts (gateway.chat.prompt)
         messages = chat_prompt.template_messages(request)
-        prompt_tokens = tokenizer.count_chat(messages, chat_prompt.template_tools(request))
+        prompt_tokens = tokenizer.count_chat(
+            messages,
+            chat_prompt.template_tools(request),
+            template_kwargs=chat_prompt.template_kwargs(request),
+        )
     except ConfigurationError as exc:
         raise TokensCliError(str(exc)) from exc
     except GatewayError as exc:  # what the gateway would answer with a 4xx

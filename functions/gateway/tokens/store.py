@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,19 +67,25 @@ class ChatTokenizer:
         self,
         messages: Sequence[dict[str, Any]],
         tools: Sequence[dict[str, Any]] | None = None,
+        *,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> str:
         if self._template is None:
             raise ConfigurationError(f"tokenizer at {self.directory} has no chat template")
-        return self._template.render(messages, add_generation_prompt=True, tools=tools)
+        return self._template.render(
+            messages, add_generation_prompt=True, tools=tools, template_kwargs=template_kwargs
+        )
 
     def count_chat(
         self,
         messages: Sequence[dict[str, Any]],
         tools: Sequence[dict[str, Any]] | None = None,
+        *,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> int:
         """prompt_tokens as vLLM reports it: the rendered template (with the request's tool
-        definitions, if any), no special tokens added."""
-        return self.count_text(self.render_chat(messages, tools))
+        definitions and chat_template_kwargs, if any), no special tokens added."""
+        return self.count_text(self.render_chat(messages, tools, template_kwargs=template_kwargs))
 
     def count_text(self, text: str) -> int:
         """Tokens of a text with no special tokens added (a completion, a rendered prompt)."""

@@ -8,7 +8,7 @@ escape HTML, and the `raise_exception` and `strftime_now` globals.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -74,13 +74,16 @@ class ChatTemplate:
         *,
         add_generation_prompt: bool,
         tools: Sequence[dict[str, Any]] | None = None,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> str:
         """As transformers' apply_chat_template(messages, tools=tools, tokenize=False):
-        `tools` are JSON-schema dicts, rendered by the template itself (None: no tools)."""
+        `tools` are JSON-schema dicts, rendered by the template itself (None: no tools);
+        `template_kwargs` (a request's chat_template_kwargs, e.g. Qwen3's enable_thinking)
+        override the special tokens, and one named like a fixed argument is a TypeError."""
         return self._template.render(
             messages=messages,
             tools=list(tools) if tools else None,
             documents=None,
             add_generation_prompt=add_generation_prompt,
-            **self._special_tokens,
+            **{**self._special_tokens, **(template_kwargs or {})},
         )
