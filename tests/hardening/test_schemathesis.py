@@ -37,13 +37,30 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 CHAT = "POST /v1/chat/completions"
+COMPLETIONS = "POST /v1/completions"
+EMBEDDINGS = "POST /v1/embeddings"
+# The metered routes: every authenticated request leaves exactly one usage record.
+METERED = (CHAT, COMPLETIONS, EMBEDDINGS)
 # Examples per (operation, mode). The chat route is where the work is.
-EXAMPLES = {CHAT: 60, "GET /v1/models": 10, "GET /v1/usage": 20, "GET /health": 3}
+EXAMPLES = {
+    CHAT: 60,
+    COMPLETIONS: 30,
+    EMBEDDINGS: 15,
+    "GET /v1/models": 10,
+    "GET /v1/models/{model_id}": 5,
+    "GET /v1/usage": 20,
+    "GET /health": 3,
+}
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Operations without parameters or a body have no negative cases.
 PAIRS = [
     (CHAT, POSITIVE),
     (CHAT, NEGATIVE),
+    (COMPLETIONS, POSITIVE),
+    (COMPLETIONS, NEGATIVE),
+    (EMBEDDINGS, POSITIVE),
+    (EMBEDDINGS, NEGATIVE),
+    ("GET /v1/models/{model_id}", POSITIVE),
     ("GET /v1/usage", POSITIVE),
     ("GET /v1/usage", NEGATIVE),
     ("GET /v1/models", POSITIVE),
@@ -104,7 +121,7 @@ def test_schemathesis(
         model=st.sampled_from(sorted(TEST_MODELS)),
     )
     def run(case: Any, model: str) -> None:
-        if label == CHAT:
+        if label in METERED:
             _with_served_model(case, model)
         response = case.call(base_url=gateway.url, timeout=60)
         audit.check(
@@ -112,7 +129,7 @@ def test_schemathesis(
             body=response.content,
             content_type=_header(response, "content-type") or "",
             request_id=_header(response, "x-request-id"),
-            chat=label == CHAT and _authenticated(response.status_code),
+            chat=label in METERED and _authenticated(response.status_code),
             what=f"{label} {mode}: {case.body!r:.300}",
         )
         sse = (_header(response, "content-type") or "").startswith("text/event-stream")

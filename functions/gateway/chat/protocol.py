@@ -215,29 +215,29 @@ class ChatCompletionRequest(BaseModel):
 
     messages: list[ChatMessage]
     model: str = Field(min_length=1, max_length=256)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int | None = Field(default=None, ge=1, le=128)
-    parallel_tool_calls: bool | None = None
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logprobs: bool | None = Field(default=None, strict=True)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
+    n: int | None = Field(default=None, ge=1, le=128, strict=True)
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     response_format: ResponseFormat | None = None
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1, strict=True)
     stop: str | list[str] | None = None
-    stream: bool | None = False
+    stream: bool | None = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
     tool_choice: ToolChoice | None = None
     tools: list[Tool] | None = None
-    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
     user: str | None = None
 
     # --- Extensions (not in OpenAI's API) -------------------------------------------
     # vLLM / TGI sampling parameter.
-    top_k: int | None = Field(default=None, ge=-1)
+    top_k: int | None = Field(default=None, ge=-1, strict=True)
     # Sampling fields nested by some clients; merged into the top level on validation.
     model_params: dict[str, Any] | None = None
     # ---------------------------------------------------------------------------------

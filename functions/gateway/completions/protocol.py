@@ -55,40 +55,40 @@ class CompletionRequest(BaseModel):
     """The model's id, as `GET /v1/models` lists it."""
     prompt: Prompt
     """A text, a list of texts, token ids, or a list of token-id lists."""
-    best_of: int | None = Field(default=None, ge=1, le=20)
+    best_of: int | None = Field(default=None, ge=1, le=20, strict=True)
     """Generate this many per prompt and return the best `n`."""
-    echo: bool | None = None
+    echo: bool | None = Field(default=None, strict=True)
     """Return the prompt before the completion."""
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     """Penalty for tokens by how often they appeared (-2 to 2)."""
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
     """Token id to bias (-100 to 100)."""
-    logprobs: int | None = Field(default=None, ge=0, le=20)
+    logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
     """Return the log probabilities of this many most likely tokens (0-20)."""
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
     """The most tokens to generate per choice (default 16; capped by the model's `max_tokens`)."""
-    n: int | None = Field(default=None, ge=1, le=128)
+    n: int | None = Field(default=None, ge=1, le=128, strict=True)
     """Completions per prompt."""
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
     """Penalty for tokens that appeared at all (-2 to 2)."""
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1, strict=True)
     """Seed for sampling, forwarded unchanged."""
     stop: str | list[str] | None = None
     """Up to a few strings that end the generation."""
-    stream: bool | None = False
+    stream: bool | None = Field(default=False, strict=True)
     """Stream `text_completion` chunks as server-sent events."""
     stream_options: StreamOptions | None = None
     """Streaming options (`include_usage`)."""
     suffix: str | None = None
     """Text after the completion, forwarded unchanged."""
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
     """Sampling temperature (0-2)."""
-    top_p: float | None = Field(default=None, ge=0, le=1)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
     """Nucleus sampling mass (0-1)."""
     user: str | None = None
     """Your end user's id, forwarded unchanged."""
     # vLLM / TGI sampling parameter (not in OpenAI's API).
-    top_k: int | None = Field(default=None, ge=-1)
+    top_k: int | None = Field(default=None, ge=-1, strict=True)
     """vLLM/TGI extension: sample from the k most likely tokens."""
 
     @field_validator("prompt")

@@ -22,7 +22,7 @@ class EmbeddingRequest(BaseModel):
     """An embedding model's id (its `routes` include `embeddings`)."""
     encoding_format: Literal["float", "base64"] | None = None
     """`float` (default) or `base64` (little-endian float32)."""
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, strict=True)
     """Output dimensions, for models that support shortening; forwarded."""
     user: str | None = None
     """Your end user's id, forwarded unchanged."""
