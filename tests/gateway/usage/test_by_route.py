@@ -72,7 +72,9 @@ def test_usage_grouped_by_route_equals_the_records(
     expected = expected_by_route(gateway, key)
     assert sorted(expected) == ["chat", "completions", "embeddings"]
     assert [expected[r]["requests"] for r in sorted(expected)] == [2, 3, 3]
-    assert expected["embeddings"]["errors"] == 1 and expected["embeddings"]["completion_tokens"] == 0
+    assert (
+        expected["embeddings"]["errors"] == 1 and expected["embeddings"]["completion_tokens"] == 0
+    )
     assert all(row["prompt_tokens"] > 0 for row in expected.values())
     days = sorted({r.day for r in gateway.records(key)})
     params = {"start": days[0], "end": days[-1]}
