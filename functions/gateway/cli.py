@@ -38,7 +38,7 @@ from gateway.limits import LimitStore
 from gateway.settings import Settings
 from gateway.tokens import cli as tokens_cli
 from gateway.usage import UsageRecord, UsageStore
-from gateway.usage.query import UsageQuery, month_usage, utc_today
+from gateway.usage.query import ModelTotals, RouteTotals, UsageQuery, month_usage, utc_today
 from gateway.usage.rebuild import rebuild_day
 from gateway.usage.replay import replay
 
@@ -52,6 +52,8 @@ RECORD_FIELDS = (*(f.name for f in dataclasses.fields(UsageRecord)), "total_toke
 DAILY_COLUMNS = (
     "date", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors",
 )  # fmt: skip
+TOTAL_COLUMNS = DAILY_COLUMNS[1:]
+BY_CHOICES = ("model", "route")
 LIMITS = ("rpm", "tpm", "monthly_tokens")
 
 
@@ -177,7 +179,8 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
     usage = commands.add_parser(
         "usage",
-        usage="gateway usage (--key-id KEY_ID | --owner OWNER | --model MODEL) [--daily]\n"
+        usage="gateway usage (--key-id KEY_ID | --owner OWNER | --model MODEL)\n"
+        "                     [--daily | --by {model,route}]\n"
         "                     [--since DATE|TIME] [--until DATE|TIME] [--json | --csv]\n"
         "       gateway usage replay [FILE]\n"
         "       gateway usage rebuild-rollups --day YYYY-MM-DD",
@@ -191,7 +194,14 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     whose.add_argument("--model", help="this model's daily totals over all keys")
     usage.add_argument("--since", type=_when, metavar="DATE|TIME")
     usage.add_argument("--until", type=_until, metavar="DATE|TIME")
-    usage.add_argument("--daily", action="store_true", help="daily totals, not raw records")
+    grouping = usage.add_mutually_exclusive_group()
+    grouping.add_argument("--daily", action="store_true", help="daily totals, not raw records")
+    grouping.add_argument(
+        "--by",
+        choices=BY_CHOICES,
+        help="a key's (or each of an owner's keys') totals per model or per API route "
+        "(chat, completions, embeddings) over the range",
+    )
     output = usage.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON object per line")
     output.add_argument("--csv", action="store_true", help="CSV with a header row")
@@ -255,6 +265,8 @@ def _usage_target(args: argparse.Namespace) -> str:
     chosen = [name for name in ("key_id", "owner", "model") if getattr(args, name, None)]
     if len(chosen) != 1:
         raise CliError("give exactly one of --key-id, --owner, --model")
+    if chosen[0] == "model" and getattr(args, "by", None):
+        raise CliError("--by needs --key-id or --owner (--model gives one model's daily totals)")
     return chosen[0]
 
 
@@ -419,7 +431,14 @@ def _usage(
         key_ids = (
             [args.key_id] if target == "key_id" else [k.key_id for k in keys.list(owner=args.owner)]
         )
-        if args.daily:
+        if args.by:
+            rows = [
+                {"key_id": key_id, **t.to_dict()}
+                for key_id in key_ids
+                for t in _grouped(query, args.by, key_id=key_id, start=start, end=end)
+            ]
+            fields, columns = ("key_id", args.by, *TOTAL_COLUMNS), (args.by, *TOTAL_COLUMNS)
+        elif args.daily:
             rows = [
                 {"key_id": key_id, **d.to_dict()}
                 for key_id in key_ids
@@ -445,7 +464,7 @@ def _usage(
         writer.writerows(rows)
     else:
         _print_table(rows, columns, out)
-        if target == "model" or args.daily:
+        if target == "model" or args.daily or args.by:
             sys.stderr.write(
                 "gateway: daily totals come from rollups, which lag requests by a few "
                 "seconds (the usage aggregator)\n"
@@ -454,6 +473,15 @@ def _usage(
         requests = len(rows) if "requests" not in fields else sum(r["requests"] for r in rows)
         out.write(f"{requests} requests, {total} tokens\n")
     return 0
+
+
+def _grouped(
+    query: UsageQuery, by: str, *, key_id: str, start: date | None, end: date | None
+) -> list[ModelTotals] | list[RouteTotals]:
+    """A key's totals per model or per route over the range (the `mday#`/`rday#` rollups)."""
+    if by == "model":
+        return query.key_models(key_id=key_id, start=start, end=end)
+    return query.key_routes(key_id=key_id, start=start, end=end)
 
 
 def _rebuild(day: date, *, aws: AwsClients, settings: Settings, out: TextIO, err: TextIO) -> int:

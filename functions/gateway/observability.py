@@ -57,6 +57,7 @@ class Telemetry:
                 "request_id": record.request_id,
                 "key_id": record.key_id,
                 "model": record.model,
+                "route": record.route,
                 "status": record.status.value,
                 "http_status": record.http_status,
                 "stream": record.stream,
@@ -98,6 +99,11 @@ class Telemetry:
         if mismatch:
             metrics.add_metric(name="UsageMismatches", unit=MetricUnit.Count, value=1)
         metrics.flush_metrics()
+        # Requests per API route (chat, completions, embeddings): a document of its own, so
+        # the per-model series keep their dimensions.
+        by_route = self._metrics(route=record.route)
+        by_route.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+        by_route.flush_metrics()
 
 
 # --- X-Ray tracing -------------------------------------------------------------------

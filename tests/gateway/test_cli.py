@@ -333,6 +333,44 @@ def test_usage_of_an_owner_lists_every_key(
     assert out.splitlines()[-1] == "3 requests, 45 tokens"
 
 
+def test_usage_of_an_owner_by_model_and_by_route(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    keys, usage = stores
+    owner = unique("owner")
+    first, _ = keys.create(name="a", owner=owner)
+    second, _ = keys.create(name="b", owner=owner)
+    for key, day, model, route in (
+        (first, 5, "m1", "chat"), (first, 6, "m1", "completions"), (first, 6, "m2", "chat"),
+        (second, 5, "e1", "embeddings"), (second, 9, "m1", "chat"),
+    ):  # fmt: skip
+        completion = 0 if route == "embeddings" else 5
+        usage.write(record(key.key_id, at(day), model=model, route=route,
+                           completion_tokens=completion))  # fmt: skip
+
+    code, out, _ = cli(capsys, "usage", "--owner", owner, "--by", "route", "--until", "2026-11-08",
+                       "--csv")  # fmt: skip
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == ["key_id", "route", "requests", "prompt_tokens",
+                             "completion_tokens", "total_tokens", "errors"]  # fmt: skip
+    assert sorted((r["key_id"], r["route"], r["requests"], r["total_tokens"]) for r in rows) == sorted(
+        [(first.key_id, "chat", "2", "30"), (first.key_id, "completions", "1", "15"),
+         (second.key_id, "embeddings", "1", "10")]
+    )  # fmt: skip
+
+    code, out, _ = cli(capsys, "usage", "--key-id", first.key_id, "--by", "model", "--json")
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"key_id": first.key_id, "model": "m1", "requests": 2, "prompt_tokens": 20,
+         "completion_tokens": 10, "total_tokens": 30, "errors": 0},
+        {"key_id": first.key_id, "model": "m2", "requests": 1, "prompt_tokens": 10,
+         "completion_tokens": 5, "total_tokens": 15, "errors": 0},
+    ]  # fmt: skip
+    code, out, _ = cli(capsys, "usage", "--owner", owner, "--by", "route")
+    assert out.splitlines()[0].split()[:2] == ["key_id", "route"]
+    assert out.splitlines()[-1] == "5 requests, 70 tokens"
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -341,6 +379,8 @@ def test_usage_of_an_owner_lists_every_key(
         ["usage", "--key-id", "a", "--owner", "b"],
         ["usage", "--key-id", "a", "--json", "--csv"],
         ["usage", "--key-id", "a", "--since", "last week"],
+        ["usage", "--model", "m", "--by", "route"],
+        ["usage", "--key-id", "a", "--daily", "--by", "model"],
     ],
 )
 def test_usage_arguments_are_checked(argv: list[str]) -> None:

@@ -10,8 +10,8 @@ transaction holds, for its records:
   dropped from it and the rest committed. So every record counts once, whatever Lambda
   retries: stream batches have no stable identity (a retry after a partial failure
   starts at another record, and events do not name their shard), records do;
-- one `ADD` per rollup item the records touch (key/day, model/day, key/model/day), their
-  counters summed over the records;
+- one `ADD` per rollup item the records touch (key/day, model/day, key/model/day,
+  key/route/day), their counters summed over the records;
 - one `ADD` per limits item the records reserved in (the budget month, with its window
   attributes, or the tpm window item of a key without a budget), of the sums of
   `used - reserved`; a window only while its minute lasts.
@@ -62,11 +62,12 @@ ItemKey = tuple[str, str]
 
 
 def rollup_keys(record: UsageRecord) -> list[ItemKey]:
-    """The rollup items a record adds to: key/day, model/day, key/model/day."""
+    """The rollup items a record adds to: key/day, model/day, key/model/day, key/route/day."""
     return [
         (key_pk(record.key_id), f"day#{record.day}"),
         (model_pk(record.model), f"day#{record.day}"),
         (key_pk(record.key_id), f"mday#{record.day}#{record.model}"),
+        (key_pk(record.key_id), f"rday#{record.day}#{record.route or 'chat'}"),
     ]
 
 

@@ -18,6 +18,9 @@ class Counts(BaseModel):
 class UsageRow(Counts):
     date: str | None = Field(None, description="The UTC day (YYYY-MM-DD), with group_by=day.")
     model: str | None = Field(None, description="The model, with group_by=model.")
+    route: str | None = Field(
+        None, description="The API route (chat, completions, embeddings), with group_by=route."
+    )
 
 
 class Limits(BaseModel):
@@ -39,8 +42,8 @@ class UsageReport(BaseModel):
     key_id: str = Field(description="The calling key's id.")
     start: str = Field(description="First day of the range (UTC, YYYY-MM-DD).")
     end: str = Field(description="Last day of the range (UTC, YYYY-MM-DD).")
-    group_by: Literal["day", "model"] = Field(description="How `data` is grouped.")
-    data: list[UsageRow] = Field(description="One row per day with usage, or per model.")
+    group_by: Literal["day", "model", "route"] = Field(description="How `data` is grouped.")
+    data: list[UsageRow] = Field(description="One row per day with usage, per model or per route.")
     totals: Counts = Field(description="The sum of `data`.")
     limits: Limits = Field(description="The key's limits.")
     month: Month = Field(description="This month's budget use.")

@@ -6,9 +6,10 @@ a few seconds after the request: rollups lag the raw records by that much):
 - key daily:            pk `key#<key_id>`     sk `day#<YYYY-MM-DD>`
 - model daily:          pk `model#<model>`    sk `day#<YYYY-MM-DD>`
 - key-and-model daily:  pk `key#<key_id>`     sk `mday#<YYYY-MM-DD>#<model>`
+- key-and-route daily:  pk `key#<key_id>`     sk `rday#<YYYY-MM-DD>#<route>`
 
 Rollups have no TTL (raw records expire after USAGE_RETENTION_DAYS), so every range here
-reads one small item per day (per model for the last kind), however busy the key was.
+reads one small item per day (per model or route for the last two kinds), however busy the key was.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 DAY_PREFIX = "day#"
-GROUP_BY = ("day", "model")
+GROUP_BY = ("day", "model", "route")
 MAX_RANGE_DAYS = 366
 KEY_MODEL_DAY_PREFIX = "mday#"
+KEY_ROUTE_DAY_PREFIX = "rday#"
 # Said with every report: rollups are updated off the request path.
 ROLLUPS_NOTE = (
     "Totals come from daily rollups that the usage aggregator updates a few seconds after "
@@ -93,6 +95,15 @@ class ModelTotals:
         return {"model": self.model, **self.totals.to_dict()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class RouteTotals:
+    route: str  # chat, completions, embeddings
+    totals: Totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"route": self.route, **self.totals.to_dict()}
+
+
 def utc_today() -> date:
     return datetime.now(UTC).date()
 
@@ -134,6 +145,16 @@ class UsageQuery:
             model = item["sk"]["S"][len(KEY_MODEL_DAY_PREFIX) + len("YYYY-MM-DD#") :]
             by_model[model] = by_model.get(model, Totals()) + Totals.from_item(item)
         return [ModelTotals(model=m, totals=t) for m, t in sorted(by_model.items())]
+
+    def key_routes(
+        self, *, key_id: str, start: date | None = None, end: date | None = None
+    ) -> list[RouteTotals]:
+        """The key's totals per API route over the range, by route name."""
+        by_route: dict[str, Totals] = {}
+        for item in self._items(key_pk(key_id), KEY_ROUTE_DAY_PREFIX, start, end):
+            route = item["sk"]["S"][len(KEY_ROUTE_DAY_PREFIX) + len("YYYY-MM-DD#") :]
+            by_route[route] = by_route.get(route, Totals()) + Totals.from_item(item)
+        return [RouteTotals(route=r, totals=t) for r, t in sorted(by_route.items())]
 
     def key_month(self, *, key_id: str, day: date | None = None) -> Totals:
         """The key's totals for the UTC month holding `day` (default: today)."""
@@ -219,11 +240,13 @@ def usage_report(
             f"The range from 'start' to 'end' covers more than {MAX_RANGE_DAYS} days.",
             param="end",
         )
-    rows: list[DayTotals] | list[ModelTotals]
+    rows: list[DayTotals] | list[ModelTotals] | list[RouteTotals]
     if grouping == "day":
         rows = query.key_days(key_id=key.key_id, start=first, end=last)
-    else:
+    elif grouping == "model":
         rows = query.key_models(key_id=key.key_id, start=first, end=last)
+    else:
+        rows = query.key_routes(key_id=key.key_id, start=first, end=last)
     month = month_usage(key, limits, today=today)
     return {
         "object": "usage",

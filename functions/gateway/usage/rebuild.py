@@ -58,11 +58,13 @@ def _scan_day(
 ) -> tuple[list[UsageRecord], dict[ItemKey, dict[str, int]]]:
     kwargs: dict[str, Any] = {
         "TableName": table,
-        "FilterExpression": "begins_with(sk, :req) OR sk = :day OR begins_with(sk, :mday)",
+        "FilterExpression": "begins_with(sk, :req) OR sk = :day OR begins_with(sk, :mday) "
+        "OR begins_with(sk, :rday)",
         "ExpressionAttributeValues": {
             ":req": {"S": f"req#{day}"},
             ":day": {"S": f"day#{day}"},
             ":mday": {"S": f"mday#{day}#"},
+            ":rday": {"S": f"rday#{day}#"},
         },
         "ConsistentRead": True,
     }

@@ -5,6 +5,7 @@ Usage table (partition `pk`, sort `sk`):
 - key daily rollup:  pk `key#<key_id>`   sk `day#<YYYY-MM-DD>`
 - model daily rollup pk `model#<model>`  sk `day#<YYYY-MM-DD>`
 - key-model daily    pk `key#<key_id>`   sk `mday#<YYYY-MM-DD>#<model>`
+- key-route daily    pk `key#<key_id>`   sk `rday#<YYYY-MM-DD>#<route>`
 GSI `request_id-index` (sparse) finds a raw record by request id.
 
 The request path writes only the raw record (usage/store.py). The aggregator

@@ -22,10 +22,10 @@ _DAY = "YYYY-MM-DD (UTC)"
 
 @router.get(
     "/v1/usage",
-    summary="This key's usage by day or by model, with its limits",
+    summary="This key's usage by day, by model or by route, with its limits",
     description="The calling key's own usage from the daily rollups (never another key's), "
-    "for `start`..`end` (at most 366 days), grouped by day or by model, with its limits "
-    "and what is left of its monthly token budget.",
+    "for `start`..`end` (at most 366 days), grouped by day, by model or by API route, "
+    "with its limits and what is left of its monthly token budget.",
     response_model=UsageReport,
     responses=errors(400, 401, 500, 503),
     openapi_extra=REQUIRES_KEY,
@@ -38,7 +38,9 @@ async def get_usage(
         str | None, Query(description=f"first day, {_DAY}; default the 1st of end's month")
     ] = None,
     end: Annotated[str | None, Query(description=f"last day, {_DAY}; default today")] = None,
-    group_by: Annotated[str | None, Query(description="`day` (default) or `model`")] = None,
+    group_by: Annotated[
+        str | None, Query(description="`day` (default), `model` or `route`")
+    ] = None,
 ) -> Response:
     query = UsageQuery(client=services.aws.dynamodb, table=services.settings.usage_table)
     body = await anyio.to_thread.run_sync(

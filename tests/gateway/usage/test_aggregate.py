@@ -23,6 +23,7 @@ from tests.support.records import usage_record
 from tests.support.usage import TABLE, poller
 
 MINUTE = 29_000_000
+ROUTES = ("chat", "completions", "embeddings")
 
 
 @pytest.fixture
@@ -63,9 +64,60 @@ def test_plans_stay_within_the_transaction_limit() -> None:
     chunks = plan(records(300), current_minute=MINUTE)
     assert all(c.size() <= MAX_TRANSACT_ITEMS for c in chunks)
     assert sum(len(c.records) for c in chunks) == 300
-    # One key, one model: 97 records share 3 rollups (and no settling: none reserved).
+    # One key, one model, one route: 96 records share 4 rollups (key/day, model/day,
+    # key/model/day, key/route/day; no settling: none reserved).
     hot = [usage_record(request_id=f"h{i}") for i in range(200)]
-    assert [len(c.records) for c in plan(hot, current_minute=MINUTE)] == [97, 97, 6]
+    assert [len(c.records) for c in plan(hot, current_minute=MINUTE)] == [96, 96, 8]
+    # Three routes: two more route rollups in each transaction.
+    mixed = [usage_record(request_id=f"x{i}", route=ROUTES[i % 3]) for i in range(200)]
+    chunks = plan(mixed, current_minute=MINUTE)
+    assert [len(c.records) for c in chunks] == [94, 94, 12]
+    assert [c.size() for c in chunks] == [100, 100, 18]
+
+
+def test_route_rollups_count_each_record_once(client: Any) -> None:
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    recs = [
+        usage_record(
+            request_id=f"q{i}", key_id=f"key_{i % 2}", route=ROUTES[i % 3],
+            prompt_tokens=3 * i, completion_tokens=0 if ROUTES[i % 3] == "embeddings" else i,
+            status=UsageStatus.UPSTREAM_ERROR if i % 4 == 0 else UsageStatus.COMPLETED,
+        )
+        for i in range(240)
+    ]  # fmt: skip
+    for r in recs:
+        store.write(r)
+    stream = poller(client)
+    stream.drain()
+    event = stream.last_event
+    assert event is not None
+
+    def route_rollups() -> dict[tuple[str, str], dict[str, int]]:
+        return {
+            (key, route): item(client, f"key#{key}", f"rday#2026-11-22#{route}")
+            for key in ("key_0", "key_1")
+            for route in ROUTES
+        }
+
+    expected: dict[tuple[str, str], Counter[str]] = {}
+    for r in recs:  # summed here from the records' own fields, not through rollup_keys
+        expected.setdefault((r.key_id, r.route), Counter()).update(
+            requests=1, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+            total_tokens=r.prompt_tokens + r.completion_tokens,
+            errors=int(r.status is UsageStatus.UPSTREAM_ERROR), rate_limited=0,
+        )  # fmt: skip
+    counted = route_rollups()
+    assert counted == {k: dict(v) for k, v in expected.items()}
+    # A route's rollups add up to the key's daily rollup.
+    for key in ("key_0", "key_1"):
+        day = item(client, f"key#{key}", "day#2026-11-22")
+        assert day == {n: sum(counted[(key, r)][n] for r in ROUTES) for n in counted[(key, "chat")]}
+    # The same batch again, and a batch overlapping it: nothing is counted twice.
+    aggregator = Aggregator(client=client, table=TABLE)
+    assert aggregate(event, aggregator=aggregator) == {"batchItemFailures": []}
+    overlap = {"Records": event["Records"][200:] + event["Records"][:50]}
+    assert aggregate(overlap, aggregator=aggregator) == {"batchItemFailures": []}
+    assert route_rollups() == counted
 
 
 def test_stream_batches_add_up_exactly_and_replays_change_nothing(client: Any) -> None:

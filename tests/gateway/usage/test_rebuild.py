@@ -21,7 +21,7 @@ def rollups(client: Any) -> dict[tuple[str, str], dict[str, int]]:
     return {
         (i["pk"]["S"], i["sk"]["S"]): {n: int(i[n]["N"]) for n in COUNTERS}
         for i in items
-        if i["sk"]["S"].startswith(("day#2026-11-22", "mday#2026-11-22#"))
+        if i["sk"]["S"].startswith(("day#2026-11-22", "mday#2026-11-22#", "rday#2026-11-22#"))
     }
 
 
@@ -67,3 +67,61 @@ def test_rebuild_restores_a_day_exactly(
     assert rollups(client) == {k: {n: v[n] for n in COUNTERS} for k, v in expected.items()}
     assert main(["usage", "rebuild-rollups", "--day", "2026-11-22"]) == 0
     assert "0 rewritten, 0 deleted" in capsys.readouterr().out
+
+
+def route_rollups(client: Any) -> dict[tuple[str, str], dict[str, int]]:
+    items = client.scan(TableName=TABLE)["Items"]
+    return {
+        (i["pk"]["S"], i["sk"]["S"]): {n: int(i[n]["N"]) for n in COUNTERS}
+        for i in items
+        if i["sk"]["S"].startswith("rday#2026-11-22#")
+    }
+
+
+def test_rebuild_recomputes_route_rollups_exactly(
+    mock_dynamodb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = mock_dynamodb
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    routes = ("chat", "completions", "embeddings")
+    records = [
+        usage_record(
+            request_id=f"r{i}", key_id=f"k{i % 2}", route=routes[i % 3], prompt_tokens=i,
+            completion_tokens=0 if i % 3 == 2 else 2 * i,
+        )
+        for i in range(30)
+    ]  # fmt: skip
+    for record in records:
+        store.write(record)
+    # A record written before records had a route: it reads, and rolls up, as chat.
+    legacy = usage_record(request_id="legacy", key_id="k0", prompt_tokens=1000).to_item(
+        retention_days=30
+    )
+    del legacy["route"]
+    client.put_item(TableName=TABLE, Item=legacy)
+    drain(client)
+    expected: dict[tuple[str, str], dict[str, int]] = {}
+    for r in [*records, usage_record(key_id="k0", prompt_tokens=1000)]:
+        sums = expected.setdefault(
+            (f"key#{r.key_id}", f"rday#2026-11-22#{r.route}"), dict.fromkeys(COUNTERS, 0)
+        )
+        sums["requests"] += 1
+        sums["prompt_tokens"] += r.prompt_tokens
+        sums["completion_tokens"] += r.completion_tokens
+        sums["total_tokens"] += r.prompt_tokens + r.completion_tokens
+    assert len(expected) == 6
+    assert route_rollups(client) == expected
+    # Damage: one route rollup wrong, one gone, one for a route no record has.
+    wrong = {n: {"N": "9"} for n in COUNTERS}
+    client.put_item(TableName=TABLE, Item={"pk": {"S": "key#k0"},
+                                           "sk": {"S": "rday#2026-11-22#chat"}, **wrong})  # fmt: skip
+    client.delete_item(
+        TableName=TABLE, Key={"pk": {"S": "key#k1"}, "sk": {"S": "rday#2026-11-22#embeddings"}}
+    )
+    client.put_item(TableName=TABLE, Item={"pk": {"S": "key#k1"},
+                                           "sk": {"S": "rday#2026-11-22#ghost"}, **wrong})  # fmt: skip
+
+    assert main(["usage", "rebuild-rollups", "--day", "2026-11-22"]) == 0
+    out = capsys.readouterr().out
+    assert "rollups: 2 rewritten, 1 deleted" in out and "0 changed meanwhile" in out
+    assert route_rollups(client) == expected
