@@ -58,6 +58,24 @@ class RouteDeps:
             route=route,
         )
 
+    async def run(
+        self,
+        read_body: Callable[[], Awaitable[bytes]],
+        *,
+        key: ApiKey,
+        request_id: str,
+        route: str,
+        create: Callable[[bytes, Meter], Awaitable[T]],
+    ) -> T:
+        """One metered request: its Meter, its body read (so a body refused while it is
+        read is metered too), then `create`; the Meter records however it ends."""
+        meter = self.meter(request_id=request_id, key=key, route=route)
+
+        async def work() -> T:
+            return await create(await read_body(), meter)
+
+        return await metered(meter, work)
+
     def resolve_model(self, *, key: ApiKey, model_id: str, route: str) -> ModelConfig:
         """The model, if it exists, the key may use it, and it serves this route."""
         model = self.registry.get(model_id)

@@ -18,7 +18,7 @@ import anyio.to_thread
 from gateway.chat import prompt as chat_prompt
 from gateway.chat import responses as chat_responses
 from gateway.chat.protocol import ChatCompletionRequest
-from gateway.chat.stream import MeteredStream, relay
+from gateway.chat.stream import CHAT_STREAM, MeteredStream, envelope, relay
 from gateway.config import ModelConfig
 from gateway.errors import (
     ConfigurationError,
@@ -27,10 +27,10 @@ from gateway.errors import (
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.metering import Meter
-from gateway.serving import RouteDeps, metered
+from gateway.serving import RouteDeps
 from gateway.tokens import ChatTokenizer
 from gateway.upstream import Backend
-from gateway.usage import UsageRecord, UsageStatus
+from gateway.usage import UsageStatus
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +68,12 @@ class ChatService:
     ) -> ChatResult:
         """A chat.completion body, or the SSE byte stream when `stream` is set. The body is
         read here, so a body refused while it is read (413) is metered too."""
-        meter = self._deps.meter(request_id=request_id, key=key, route=ROUTE)
-        return await metered(meter, lambda: self._create(read_body, meter))
+        return await self._deps.run(
+            read_body, key=key, request_id=request_id, route=ROUTE, create=self._create
+        )
 
-    async def _create(self, read_body: Callable[[], Awaitable[bytes]], meter: Meter) -> ChatResult:
-        data = parse_body(await read_body())
+    async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
+        data = parse_body(raw)
         messages = data.get("messages")
         if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
             raise InvalidRequestError(
@@ -105,8 +106,8 @@ class ChatService:
             return ChatResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
         completion = await backend.complete(body)
         meter.observe_completion(completion)
-        record = await meter.close(UsageStatus.COMPLETED)
-        return ChatResult(body=_response(meter, completion, record), headers=headers)
+        await meter.close(UsageStatus.COMPLETED)
+        return ChatResult(body=_response(meter, completion), headers=headers)
 
     async def _count_prompt(self, tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> int:
         messages = chat_prompt.template_messages(request)  # as vLLM hands them to the template
@@ -164,7 +165,7 @@ def _reason(exc: Exception) -> str:
     return text[:200]
 
 
-def _response(meter: Meter, data: dict[str, Any], record: UsageRecord) -> dict[str, Any]:
+def _response(meter: Meter, data: dict[str, Any]) -> dict[str, Any]:
     choices = []
     for position, choice in enumerate(data["choices"]):
         upstream_message = choice.get("message") or {}
@@ -185,18 +186,4 @@ def _response(meter: Meter, data: dict[str, Any], record: UsageRecord) -> dict[s
                 "finish_reason": choice.get("finish_reason"),
             }
         )
-    response = {
-        "id": f"chatcmpl-{meter.request_id}",
-        "object": "chat.completion",
-        "created": meter.created,
-        "model": meter.model_id,
-        "choices": choices,
-        "usage": {
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-            "total_tokens": record.total_tokens,
-        },
-    }
-    if isinstance(data.get("system_fingerprint"), str):
-        response["system_fingerprint"] = data["system_fingerprint"]
-    return response
+    return envelope(meter, CHAT_STREAM, choices, chunk=False, data=data)

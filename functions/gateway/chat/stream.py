@@ -87,23 +87,37 @@ def _stamp(
     return chunk
 
 
-def usage_frame(meter: Meter, kind: StreamKind = CHAT_STREAM) -> bytes:
+def envelope(
+    meter: Meter,
+    kind: StreamKind,
+    choices: list[dict[str, Any]],
+    *,
+    chunk: bool,
+    data: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one response envelope: a whole body (`chunk=False`: its object name drops the
+    `.chunk` suffix) or the stream's usage chunk, with the billed usage of the record."""
     record = meter.record
     assert record is not None
-    return frame(
-        {
-            "id": f"{kind.id_prefix}-{meter.request_id}",
-            "object": kind.object,
-            "created": meter.created,
-            "model": meter.model_id,
-            "choices": [],
-            "usage": {
-                "prompt_tokens": record.prompt_tokens,
-                "completion_tokens": record.completion_tokens,
-                "total_tokens": record.total_tokens,
-            },
-        }
-    )
+    body: dict[str, Any] = {
+        "id": f"{kind.id_prefix}-{meter.request_id}",
+        "object": kind.object if chunk else kind.object.removesuffix(".chunk"),
+        "created": meter.created,
+        "model": meter.model_id,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "total_tokens": record.total_tokens,
+        },
+    }
+    if data is not None and isinstance(data.get("system_fingerprint"), str):
+        body["system_fingerprint"] = data["system_fingerprint"]
+    return body
+
+
+def usage_frame(meter: Meter, kind: StreamKind = CHAT_STREAM) -> bytes:
+    return frame(envelope(meter, kind, [], chunk=True))
 
 
 async def close_upstream(chunks: AsyncIterator[Any]) -> None:

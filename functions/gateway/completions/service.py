@@ -13,18 +13,18 @@ from typing import Any
 
 from gateway.chat import prompt as chat_prompt
 from gateway.chat.service import ChatResult
-from gateway.chat.stream import MeteredStream, StreamKind, relay
+from gateway.chat.stream import MeteredStream, StreamKind, envelope, relay
 from gateway.completions.protocol import CompletionRequest, one_by_one
 from gateway.config import ModelConfig
 from gateway.errors import InvalidRequestError
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.metering import Meter
-from gateway.serving import RouteDeps, count_all, metered
+from gateway.serving import RouteDeps, count_all
 from gateway.tokens import ChatTokenizer
 from gateway.upstream import Backend
 from gateway.upstream.wire import COMPLETIONS, WireRoute
-from gateway.usage import UsageRecord, UsageStatus
+from gateway.usage import UsageStatus
 
 ROUTE = "completions"
 TEXT_COMPLETION = StreamKind("text_completion", "cmpl", text_field="text", null_usage=False)
@@ -47,12 +47,9 @@ class CompletionService:
     async def create(
         self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
     ) -> ChatResult:
-        meter = self._deps.meter(request_id=request_id, key=key, route=ROUTE)
-
-        async def work() -> ChatResult:
-            return await self._create(await read_body(), meter)
-
-        return await metered(meter, work)
+        return await self._deps.run(
+            read_body, key=key, request_id=request_id, route=ROUTE, create=self._create
+        )
 
     async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
         request = validate(CompletionRequest, parse_body(raw))
@@ -76,8 +73,8 @@ class CompletionService:
             return ChatResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
         completion = await backend.complete(body)
         meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
-        record = await meter.close(UsageStatus.COMPLETED)
-        return ChatResult(body=_response(meter, completion, record), headers=headers)
+        await meter.close(UsageStatus.COMPLETED)
+        return ChatResult(body=_response(meter, completion), headers=headers)
 
     def upstream_body(
         self, request: CompletionRequest, model: ModelConfig, *, longest_prompt: int
@@ -115,7 +112,7 @@ def check_context(model: ModelConfig, *, prompt_tokens: int, body: dict[str, Any
         raise
 
 
-def _response(meter: Meter, data: dict[str, Any], record: UsageRecord) -> dict[str, Any]:
+def _response(meter: Meter, data: dict[str, Any]) -> dict[str, Any]:
     choices = [
         {
             "index": choice.get("index", position),
@@ -125,18 +122,4 @@ def _response(meter: Meter, data: dict[str, Any], record: UsageRecord) -> dict[s
         }
         for position, choice in enumerate(data["choices"])
     ]
-    response: dict[str, Any] = {
-        "id": f"{TEXT_COMPLETION.id_prefix}-{meter.request_id}",
-        "object": TEXT_COMPLETION.object,
-        "created": meter.created,
-        "model": meter.model_id,
-        "choices": choices,
-        "usage": {
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-            "total_tokens": record.total_tokens,
-        },
-    }
-    if isinstance(data.get("system_fingerprint"), str):
-        response["system_fingerprint"] = data["system_fingerprint"]
-    return response
+    return envelope(meter, TEXT_COMPLETION, choices, chunk=False, data=data)

@@ -23,7 +23,7 @@ from gateway.errors import GatewayError, InvalidRequestError
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.metering import Meter
-from gateway.serving import RouteDeps, count_all, metered
+from gateway.serving import RouteDeps, count_all
 from gateway.upstream import Backend
 from gateway.upstream.wire import EMBEDDINGS, MAX_USAGE_TOKENS, MalformedUpstream, WireRoute
 from gateway.usage import UsageStatus
@@ -43,12 +43,9 @@ class EmbeddingService:
     async def create(
         self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
     ) -> ChatResult:
-        meter = self._deps.meter(request_id=request_id, key=key, route=ROUTE)
-
-        async def work() -> ChatResult:
-            return await self._create(await read_body(), meter)
-
-        return await metered(meter, work)
+        return await self._deps.run(
+            read_body, key=key, request_id=request_id, route=ROUTE, create=self._create
+        )
 
     async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
         request = validate(EmbeddingRequest, parse_body(raw))
