@@ -96,6 +96,17 @@ def gzip_bomb(inflated: int = 64 << 20) -> bytes:
     return b"".join(parts) + compressor.flush()
 
 
+@functools.cache
+def huge_completion(size: int = 10 << 20) -> bytes:
+    """A completion of about 10 MB of varied text, slow to tokenize (seconds)."""
+    words = " ".join(f"w{i % 9973}x{i % 31}" for i in range(size // 8))
+    body = {
+        **_COMPLETION,
+        "choices": [{**_COMPLETION["choices"][0], "message": {"content": words}}],
+    }
+    return json.dumps(body).encode()
+
+
 @dataclass
 class HostileUpstream:
     """The ASGI app. `landed` counts requests that followed a redirect."""
@@ -127,7 +138,9 @@ class HostileUpstream:
         elif name == "gzip_bomb":
             headers = {"content-type": "application/json", "content-encoding": "gzip"}
             await _reply(send, 200, headers, gzip_bomb())
-        elif name == "json_for_stream":  # a JSON body where SSE was asked for
+        elif name == "huge_completion":
+            await _reply(send, 200, {"content-type": "application/json"}, huge_completion())
+        elif name == "small" or name == "json_for_stream":
             await _reply(
                 send, 200, {"content-type": "application/json"}, json.dumps(_COMPLETION).encode()
             )

@@ -8,7 +8,9 @@ they cut streams silently, left no record, billed negative usage or leaked text.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -164,3 +166,51 @@ def test_redirects_are_not_followed(gw: Gateway, hostile: tuple[str, HostileUpst
     assert app.landed == before  # the body (and any upstream key) was not re-sent
     [record] = gw.records(key)
     assert record.status == "upstream_error"
+
+
+def _health_answers_during(gw: Gateway, send: Callable[[], httpx.Response]) -> tuple[int, int]:
+    """(the big request's status, /health answers that completed while it was in flight)."""
+    result: list[httpx.Response] = []
+    worker = threading.Thread(target=lambda: result.append(send()))
+    worker.start()
+    answered = 0
+    with httpx.Client(base_url=gw.url, timeout=30) as client:
+        while worker.is_alive():
+            if client.get("/health").status_code == 200 and worker.is_alive():
+                answered += 1
+            time.sleep(0.02)
+    worker.join()
+    return result[0].status_code, answered
+
+
+@pytest.mark.parametrize("case", ["huge_completion", "huge_prompt"])
+def test_huge_bodies_are_counted_without_stalling_other_requests(gw: Gateway, case: str) -> None:
+    """A 10 MB completion and a 3.8 MB prompt are tokenized off the event loop: /health
+    keeps answering while they are counted (before, it was blocked for 21 s and 6.6 s)."""
+    key = gw.new_key()
+    prompt = "hi" if case == "huge_completion" else " ".join(f"p{i}" for i in range(450_000))
+    scenario = "huge_completion" if case == "huge_completion" else "small"
+    body = {
+        "model": "hostile",
+        "messages": [{"role": "user", "content": prompt}],
+        "hostile": scenario,
+    }
+
+    def send() -> httpx.Response:
+        return httpx.post(
+            gw.base_url + "/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=120,
+        )
+
+    status, answered = _health_answers_during(gw, send)
+    assert status == 200
+    assert answered >= 3  # a blocked loop answers none until the count is done
+    [record] = gw.records(key)
+    counted = (
+        record.gateway_completion_tokens
+        if case == "huge_completion"
+        else record.gateway_prompt_tokens
+    )
+    assert counted is not None and counted > 500_000
