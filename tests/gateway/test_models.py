@@ -3,38 +3,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
 from tests.conftest import Gateway
-from tests.support.routes import client, routes_gateway, schema_path
+from tests.support.routes import client
 from tests.support.schemas import validate
 
 
-@pytest.fixture(scope="module")
-def routes(dynamodb: str, tokenizers_dir: Path) -> Iterator[tuple[Gateway, str]]:
-    with routes_gateway(tokenizers_dir) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def schemas(conformance_schemas: Path) -> Path:
-    path = schema_path(conformance_schemas)
-    if not path.is_file():
-        pytest.skip(f"OpenAI schemas not found at {path} (../shared is absent)")
-    return path
-
-
-def test_retrieve_a_model_the_key_may_use(routes: tuple[Gateway, str], schemas: Path) -> None:
+def test_retrieve_a_model_the_key_may_use(routes: tuple[Gateway, str], route_schemas: Path) -> None:
     gateway, _ = routes
     key = gateway.new_key(models=("qwen3", "embed-qwen3"))
     openai_client = client(gateway, key)
     raw = openai_client.models.with_raw_response.retrieve("embed-qwen3")
     body = raw.http_response.json()
-    validate(schemas, "Model", body)
+    validate(route_schemas, "Model", body)
     assert body["id"] == "embed-qwen3" and body["object"] == "model"
     assert body["routes"] == ["embeddings"] and body["max_model_len"] == 512
     chat = openai_client.models.retrieve("qwen3")
@@ -43,7 +28,7 @@ def test_retrieve_a_model_the_key_may_use(routes: tuple[Gateway, str], schemas: 
 
 
 def test_a_model_the_key_may_not_use_or_unknown_is_404(
-    routes: tuple[Gateway, str], schemas: Path
+    routes: tuple[Gateway, str], route_schemas: Path
 ) -> None:
     gateway, _ = routes
     openai_client = client(gateway, gateway.new_key(models=("qwen3",)))
@@ -51,18 +36,20 @@ def test_a_model_the_key_may_not_use_or_unknown_is_404(
         with pytest.raises(openai.NotFoundError) as caught:
             openai_client.models.retrieve(model_id)
         body = caught.value.response.json()
-        validate(schemas, "ErrorResponse", body)
+        validate(route_schemas, "ErrorResponse", body)
         assert body["error"]["code"] == "model_not_found"
         assert body["error"]["type"] == "invalid_request_error"
     with pytest.raises(openai.AuthenticationError):
         client(gateway, "sk-wrong").models.retrieve("qwen3")
 
 
-def test_list_shows_routes_and_max_model_len(routes: tuple[Gateway, str], schemas: Path) -> None:
+def test_list_shows_routes_and_max_model_len(
+    routes: tuple[Gateway, str], route_schemas: Path
+) -> None:
     gateway, _ = routes
     models = {m.id: m for m in client(gateway, gateway.new_key()).models.list()}
     for model in models.values():
-        validate(schemas, "Model", model.model_dump(exclude_none=True))
+        validate(route_schemas, "Model", model.model_dump(exclude_none=True))
     assert models["embed-gpt2"].model_extra == {"max_model_len": 512, "routes": ["embeddings"]}
     assert models["short"].model_extra == {"max_model_len": 8, "routes": ["chat", "completions"]}
     narrow = client(gateway, gateway.new_key(models=("short",))).models.list()

@@ -1,3 +1,6 @@
+"""Fixtures shared by the gateway tests: a gateway serving chat, completions and an
+embedding model on the simulated endpoint, and the OpenAI schemas of those routes."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -9,7 +12,7 @@ from tests.conftest import Gateway
 from tests.support.routes import routes_gateway, schema_path
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def routes(dynamodb: str, tokenizers_dir: Path) -> Iterator[tuple[Gateway, str]]:
     with routes_gateway(tokenizers_dir) as running:
         yield running
