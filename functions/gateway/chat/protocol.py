@@ -209,7 +209,24 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = None
 
 
-class ChatCompletionRequest(BaseModel):
+class GenerationRequest(BaseModel):
+    """What the generating routes (chat, completions) share. It declares no fields, so
+    each request model keeps its own fields in OpenAI's order."""
+
+    @field_validator("stop", check_fields=False)
+    @classmethod
+    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and any(not s for s in value):
+            raise PydanticCustomError("stop", "stop sequences must be non-empty strings.")
+        return value
+
+    @property
+    def include_usage(self) -> bool:
+        options = getattr(self, "stream_options", None)
+        return bool(options and options.include_usage)
+
+
+class ChatCompletionRequest(GenerationRequest):
     # Unknown fields (vLLM's min_p, repetition_penalty, ...) are forwarded unchanged.
     model_config = ConfigDict(extra="allow")
 
@@ -286,17 +303,6 @@ class ChatCompletionRequest(BaseModel):
         if not value:
             raise PydanticCustomError("empty_messages", "Messages must be a non-empty array.")
         return value
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and any(not s for s in value):
-            raise PydanticCustomError("stop", "stop sequences must be non-empty strings.")
-        return value
-
-    @property
-    def include_usage(self) -> bool:
-        return bool(self.stream_options and self.stream_options.include_usage)
 
     @property
     def requested_max_tokens(self) -> int | None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from gateway.chat.protocol import StreamOptions
+from gateway.chat.protocol import GenerationRequest, StreamOptions
 
 # At most this many prompts in one request (OpenAI's limit on batched inputs).
 MAX_PROMPTS = 2048
@@ -47,7 +47,7 @@ def check_prompt(value: Prompt, name: str, most: int) -> Prompt:
     return value
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(GenerationRequest):
     # Unknown fields (vLLM's min_p, repetition_penalty, ...) are forwarded unchanged.
     model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
@@ -95,17 +95,6 @@ class CompletionRequest(BaseModel):
     @classmethod
     def _non_empty(cls, value: Prompt) -> Prompt:
         return check_prompt(value, "prompt", MAX_PROMPTS)
-
-    @field_validator("stop")
-    @classmethod
-    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and any(not s for s in value):
-            raise PydanticCustomError("stop", "stop sequences must be non-empty strings.")
-        return value
-
-    @property
-    def include_usage(self) -> bool:
-        return bool(self.stream_options and self.stream_options.include_usage)
 
 
 # --- Response models (documentation of what the gateway returns) -------------------
