@@ -98,10 +98,10 @@ def models_config(sim_url: str, **upstream: Any) -> str:
 
 @dataclass
 class Gateway:
-    """A running gateway and its in-process services (for arranging and asserting)."""
+    """A running gateway and its in-process resources (for arranging and asserting)."""
 
     url: str
-    services: Any  # gateway.services.Services
+    resources: Any  # gateway.resources.Resources
 
     @property
     def base_url(self) -> str:
@@ -122,16 +122,16 @@ class Gateway:
     def new_key(self, **kwargs: Any) -> str:
         kwargs.setdefault("name", "test")
         kwargs.setdefault("owner", "tests")
-        _, secret = self.services.keys.create(**kwargs)
+        _, secret = self.resources.keys.create(**kwargs)
         return str(secret)
 
     def key_id(self, secret: str) -> str:
-        key = self.services.keys.lookup(secret=secret)
+        key = self.resources.keys.lookup(secret=secret)
         assert key is not None
         return str(key.key_id)
 
     def records(self, secret: str) -> list[Any]:
-        return list(self.services.usage.query(key_id=self.key_id(secret)))
+        return list(self.resources.usage.query(key_id=self.key_id(secret)))
 
 
 @contextmanager
@@ -149,7 +149,7 @@ def running_gateway(tokenizers_dir: Path, sim_url: str, **settings: Any) -> Iter
     settings.setdefault("dynamodb_read_timeout", 10)
     app = create_app(Settings(tokenizers_dir=tokenizers_dir, **settings))
     with serve_asgi(app) as url:
-        yield Gateway(url=url, services=app.state.services)
+        yield Gateway(url=url, resources=app.state.resources)
 
 
 @pytest.fixture(scope="session")

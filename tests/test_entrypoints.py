@@ -158,7 +158,7 @@ def test_run_sh_streams_chunks_as_they_are_generated(
     assert_incremental(received, started=started, tokens=tokens, tpot_ms=tpot)
 
     # usage is written inside the stream, before it ends
-    record = gateway.services.usage.get(request_id=request_id)
+    record = gateway.resources.usage.get(request_id=request_id)
     assert record is not None
     assert (record.status.value, record.stream, record.completion_tokens) == (
         "completed",
@@ -222,7 +222,7 @@ def test_run_sh_traces_dynamodb_and_upstream_calls(
     upstream = [d["annotations"] for d in documents if d["name"] == "## upstream"]
     common = {
         "model": "qwen3",
-        "endpoint": gateway.services.registry.get("qwen3").upstream.endpoint,
+        "endpoint": gateway.resources.registry.get("qwen3").upstream.endpoint,
     }
     assert sorted(upstream, key=lambda a: (a["status"], a["stream"])) == [
         {**common, "stream": False, "status": 200},
@@ -230,7 +230,7 @@ def test_run_sh_traces_dynamodb_and_upstream_calls(
         {**common, "stream": True, "status": 499, "error_code": "client_closed_request"},
         {**common, "stream": False, "status": 502, "error_code": "upstream_http_500"},
     ]
-    record = gateway.services.usage.get(request_id=abandoned)
+    record = gateway.resources.usage.get(request_id=abandoned)
     assert record is not None and record.status.value == "client_disconnected"
     (fault,) = [d for d in documents if d["name"] == "## upstream" and d.get("fault")]
     assert fault["annotations"]["status"] == 502

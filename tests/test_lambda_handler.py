@@ -59,19 +59,19 @@ def lambda_module(dynamodb: str, tokenizers_dir: Path, sim_url: str) -> Iterator
         try:
             yield module
         finally:
-            services = module.handler.app.state.services
-            asyncio.get_event_loop().run_until_complete(services.http.close())
+            resources = module.handler.app.state.resources
+            asyncio.get_event_loop().run_until_complete(resources.http.close())
             sys.modules.pop("gateway.lambda_handler", None)
 
 
 @pytest.fixture(scope="module")
-def services(lambda_module: ModuleType) -> Any:
-    return lambda_module.handler.app.state.services
+def resources(lambda_module: ModuleType) -> Any:
+    return lambda_module.handler.app.state.resources
 
 
 @pytest.fixture(scope="module")
-def secret(services: Any) -> str:
-    _, key = services.keys.create(name="lambda-handler", owner="tests")
+def secret(resources: Any) -> str:
+    _, key = resources.keys.create(name="lambda-handler", owner="tests")
     return str(key)
 
 
@@ -90,7 +90,7 @@ def header(response: dict[str, Any], name: str) -> str:
     return str(headers[name])
 
 
-def assert_completion(response: dict[str, Any], services: Any, secret: str) -> str:
+def assert_completion(response: dict[str, Any], resources: Any, secret: str) -> str:
     assert response["statusCode"] == 200, response
     assert header(response, "content-type") == "application/json"
     completion = json.loads(response["body"])
@@ -103,9 +103,9 @@ def assert_completion(response: dict[str, Any], services: Any, secret: str) -> s
     assert usage["completion_tokens"] == 8
 
     # The usage record is written before the response (nothing runs after it in Lambda).
-    record = services.usage.get(request_id=request_id)
+    record = resources.usage.get(request_id=request_id)
     assert record is not None
-    assert record.key_id == services.keys.lookup(secret=secret).key_id
+    assert record.key_id == resources.keys.lookup(secret=secret).key_id
     assert (record.model, record.status.value, record.http_status) == ("qwen3", "completed", 200)
     assert record.stream is False
     assert (record.prompt_tokens, record.completion_tokens) == (
@@ -116,32 +116,32 @@ def assert_completion(response: dict[str, Any], services: Any, secret: str) -> s
 
 
 def test_chat_completion_is_answered_and_recorded(
-    lambda_module: ModuleType, services: Any, secret: str
+    lambda_module: ModuleType, resources: Any, secret: str
 ) -> None:
-    assert_completion(invoke(lambda_module, chat_event(secret)), services, secret)
+    assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
 
 
 def test_consecutive_invocations_reuse_the_loop_and_the_upstream_session(
-    lambda_module: ModuleType, services: Any, secret: str
+    lambda_module: ModuleType, resources: Any, secret: str
 ) -> None:
-    first = assert_completion(invoke(lambda_module, chat_event(secret)), services, secret)
-    session = services.http._session
-    loop = services.http._loop
+    first = assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
+    session = resources.http._session
+    loop = resources.http._loop
     assert session is not None and not session.closed
-    second = assert_completion(invoke(lambda_module, chat_event(secret)), services, secret)
+    second = assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
     third = invoke(lambda_module, rest_api_event("GET", "/health"))
     assert third["statusCode"] == 200
     assert first != second
     # Mangum runs every invocation on the same event loop, so the pooled aiohttp
     # session (and its keep-alive connections) outlives each invocation.
-    assert services.http._session is session and services.http._loop is loop
+    assert resources.http._session is session and resources.http._loop is loop
 
 
-def test_base64_encoded_body(lambda_module: ModuleType, services: Any, secret: str) -> None:
+def test_base64_encoded_body(lambda_module: ModuleType, resources: Any, secret: str) -> None:
     event = chat_event(secret, content="Ünïcödé ✓ and base64, please.", base64_body=True)
     assert event["isBase64Encoded"] is True
     assert "Ünïcödé" not in event["body"]
-    assert_completion(invoke(lambda_module, event), services, secret)
+    assert_completion(invoke(lambda_module, event), resources, secret)
 
 
 def test_models_under_the_stage_prefixed_path(lambda_module: ModuleType, secret: str) -> None:
@@ -215,9 +215,9 @@ import json, sys
 from tests.support.apigw import LambdaContext, chat_event, rest_api_event
 import gateway.lambda_handler as module
 
-services = module.handler.app.state.services
-assert services.tracing.enabled
-_, secret = services.keys.create(name="traced", owner="tests")
+resources = module.handler.app.state.resources
+assert resources.tracing.enabled
+_, secret = resources.keys.create(name="traced", owner="tests")
 models = rest_api_event("GET", "/v1/models", headers={"Authorization": f"Bearer {secret}"})
 chat = chat_event(secret, content=sys.argv[1])
 statuses = [module.handler(event, LambdaContext())["statusCode"] for event in (models, chat)]

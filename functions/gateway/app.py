@@ -22,22 +22,22 @@ from gateway.embeddings.router import router as embeddings_router
 from gateway.errors import ConfigurationError, GatewayError, UpstreamError, error_body
 from gateway.http import RequestContextMiddleware, error_response, json_response
 from gateway.inputs import invalid_request
+from gateway.models.router import router as misc_router
 from gateway.observability import TraceHeaderMiddleware, configure_logging
 from gateway.openapi import TAGS, install_docs, install_openapi
-from gateway.routes import router as misc_router
-from gateway.services import Services
+from gateway.resources import Resources
 from gateway.settings import Settings
 from gateway.usage.router import router as usage_router
 
 logger = logging.getLogger(__name__)
 
 
-def _install_error_handlers(app: FastAPI, services: Services) -> None:
+def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         if not isinstance(exc, UpstreamError):
             # Refused before reaching an upstream: counted (metered routes also record it).
-            services.telemetry.rejected(error_type=exc.code or exc.type, status=exc.status_code)
+            resources.telemetry.rejected(error_type=exc.code or exc.type, status=exc.status_code)
         return error_response(exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
@@ -71,19 +71,19 @@ def _install_error_handlers(app: FastAPI, services: Services) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, resources: Resources | None = None) -> FastAPI:
     """Build the app. No network I/O happens here unless the models config is an SSM
     parameter (read once, at init); tokenizers load now only with PRELOAD_TOKENIZERS."""
-    settings = settings or (services.settings if services else Settings())
+    settings = settings or (resources.settings if resources else Settings())
     configure_logging(settings.log_level)
-    services = services or Services.build(settings)
+    resources = resources or Resources.build(settings)
     if settings.preload_tokenizers:
-        services.preload_tokenizers()
+        resources.preload_tokenizers()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         yield {}
-        await services.http.close()
+        await resources.http.close()
 
     app = FastAPI(
         title="GPU gateway",
@@ -101,14 +101,14 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_openapi(app, body_schemas={**BODY_SCHEMAS, **COMPLETION_SCHEMAS, **EMBEDDING_SCHEMAS})
     if settings.docs_enabled:  # DOCS_ENABLED=false: no /docs, /redoc or /openapi.json
         install_docs(app)
-    app.state.services = services
+    app.state.resources = resources
     app.include_router(chat_router)
     app.include_router(completions_router)
     app.include_router(embeddings_router)
     app.include_router(misc_router)
     app.include_router(usage_router)
-    _install_error_handlers(app, services)
+    _install_error_handlers(app, resources)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
-    if services.tracing.enabled:
+    if resources.tracing.enabled:
         app.add_middleware(TraceHeaderMiddleware)
     return app

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TextIO, TypeVar
 
-from gateway.config import ModelRegistry
 from gateway.errors import ConfigurationError
+from gateway.models.registry import ModelRegistry
 from gateway.settings import Settings
 
 EXIT_OK = 0

@@ -12,15 +12,15 @@ from fastapi import Depends, Header, Request
 
 from gateway.chat.service import ChatService
 from gateway.keys import ApiKey
-from gateway.services import Services
+from gateway.resources import Resources
 
 
-async def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+async def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
 async def get_request_id(request: Request) -> str:
@@ -31,17 +31,17 @@ RequestId = Annotated[str, Depends(get_request_id)]
 
 
 async def get_current_key(
-    services: ServicesDep,
+    resources: ResourcesDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> ApiKey:
-    return await services.authenticator.authenticate(authorization)
+    return await resources.authenticator.authenticate(authorization)
 
 
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 
 
-async def get_chat_service(services: ServicesDep) -> ChatService:
-    return services.chat
+async def get_chat_service(resources: ResourcesDep) -> ChatService:
+    return resources.chat
 
 
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

@@ -20,7 +20,7 @@ from gateway.errors import GatewayError
 from gateway.usage.records import UsageRecord
 
 if TYPE_CHECKING:
-    from gateway.upstream.base import Backend
+    from gateway.backends.base import Backend
 
 SERVICE = "gateway"
 logger = logging.getLogger(SERVICE)

@@ -11,7 +11,6 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from gateway.config import ModelConfig, ModelRegistry
 from gateway.errors import (
     ConfigurationError,
     GatewayError,
@@ -24,6 +23,7 @@ from gateway.keys import ApiKey
 from gateway.limits import LimitStore
 from gateway.metering import Meter, RecordSink
 from gateway.metering.meter import Telemetry
+from gateway.models.registry import ModelConfig, ModelRegistry
 from gateway.tokens import ChatTokenizer, TokenizerStore
 from gateway.usage import UsageStatus
 

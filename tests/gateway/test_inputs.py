@@ -80,7 +80,7 @@ def test_hostile_bodies_are_400_with_a_record_and_no_reservation(
     records = gateway.records(key)
     assert [(r.status, r.total_tokens) for r in records] == [("rejected", 0)] * 3
     key_id = gateway.key_id(key)
-    assert gateway.services.limits.month_tokens(key_id=key_id) == 0
+    assert gateway.resources.limits.month_tokens(key_id=key_id) == 0
     ok = post_raw(
         gateway,
         key,

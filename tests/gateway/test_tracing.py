@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from gateway.backends import OpenAIBackend
 from gateway.observability import Tracing, tracing_wanted
-from gateway.upstream import OpenAIBackend
 
 from tests.conftest import Gateway
 
@@ -45,10 +45,10 @@ def test_tracing_is_wanted_inside_lambda_only(
 
 
 def test_off_means_no_wrapper_and_no_middleware(gateway: Gateway) -> None:
-    services = gateway.services
-    assert services.tracing.enabled is False
-    model = services.registry.get("qwen3")
-    assert type(services.backend_for(model)) is OpenAIBackend
+    resources = gateway.resources
+    assert resources.tracing.enabled is False
+    model = resources.registry.get("qwen3")
+    assert type(resources.backend_for(model)) is OpenAIBackend
     off = Tracing()
     backend = object()
     assert off.traced(backend, model="m", endpoint="e") is backend  # type: ignore[arg-type]
@@ -63,7 +63,7 @@ app = module.handler.app
 patcher = sys.modules.get("aws_xray_sdk.core.patcher")
 print(json.dumps({
     "patched": sorted(patcher._PATCHED_MODULES) if patcher else [],
-    "enabled": app.state.services.tracing.enabled,
+    "enabled": app.state.resources.tracing.enabled,
     "xray_imported": any(name.startswith("aws_xray_sdk") for name in sys.modules),
     "botocore_patched": hasattr(botocore.client, "_xray_enabled"),
     "middleware": [m.cls.__name__ for m in app.user_middleware],

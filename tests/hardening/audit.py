@@ -154,7 +154,7 @@ class Audit:
 
 def month_counter(gateway: Gateway, key_id: str, month: str) -> int:
     """The `month#YYYY-MM` item's tokens (0 when no request reserved any)."""
-    limits = gateway.services.limits
+    limits = gateway.resources.limits
     assert limits is not None
     item = limits._get(key_id, month_sk(month))
     return int(item["tokens"]["N"]) if item and "tokens" in item else 0

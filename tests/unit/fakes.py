@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.config import ModelConfig, ModelRegistry
 from gateway.errors import GatewayError
 from gateway.keys import ApiKey
 from gateway.limits import Admission
+from gateway.models.registry import ModelConfig, ModelRegistry
 from gateway.usage import UsageRecord
 
 

@@ -21,8 +21,8 @@ from gateway.chat.protocol import (
     ToolMessage,
     UserMessage,
 )
-from gateway.config import ModelConfig
 from gateway.errors import InvalidRequestError
+from gateway.models.registry import ModelConfig
 
 # Billed per image / audio part when a multimodal request's upstream reports no usage (the
 # gateway cannot count media tokens: only the model's processor can). 765 is what OpenAI

@@ -15,11 +15,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from gateway.backends import Backend
 from gateway.chat import prompt as chat_prompt
 from gateway.chat import responses as chat_responses
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.stream import CHAT_STREAM, MeteredStream, envelope, relay
-from gateway.config import ModelConfig
 from gateway.errors import (
     ConfigurationError,
     InvalidRequestError,
@@ -27,9 +27,9 @@ from gateway.errors import (
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.metering import Meter
+from gateway.models.registry import ModelConfig
 from gateway.serving import RouteDeps
 from gateway.tokens import ChatTokenizer
-from gateway.upstream import Backend
 from gateway.usage import UsageStatus
 
 logger = logging.getLogger(__name__)

@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.backends import Backend
+from gateway.backends.wire import COMPLETIONS, WireRoute
 from gateway.chat import prompt as chat_prompt
 from gateway.chat.service import ChatResult
 from gateway.chat.stream import MeteredStream, StreamKind, envelope, relay
 from gateway.completions.protocol import CompletionRequest, one_by_one
-from gateway.config import ModelConfig
 from gateway.errors import InvalidRequestError
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.metering import Meter
+from gateway.models.registry import ModelConfig
 from gateway.serving import RouteDeps, count_all
 from gateway.tokens import ChatTokenizer
-from gateway.upstream import Backend
-from gateway.upstream.wire import COMPLETIONS, WireRoute
 from gateway.usage import UsageStatus
 
 ROUTE = "completions"

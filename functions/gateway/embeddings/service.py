@@ -15,17 +15,17 @@ from typing import Any
 
 import anyio
 
+from gateway.backends import Backend
+from gateway.backends.wire import EMBEDDINGS, MAX_USAGE_TOKENS, MalformedUpstream, WireRoute
 from gateway.chat.service import ChatResult
 from gateway.completions.protocol import one_by_one
-from gateway.config import ModelConfig
 from gateway.embeddings.protocol import EmbeddingRequest
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.metering import Meter
+from gateway.models.registry import ModelConfig
 from gateway.serving import RouteDeps, count_all
-from gateway.upstream import Backend
-from gateway.upstream.wire import EMBEDDINGS, MAX_USAGE_TOKENS, MalformedUpstream, WireRoute
 from gateway.usage import UsageStatus
 
 ROUTE = "embeddings"

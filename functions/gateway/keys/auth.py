@@ -11,7 +11,7 @@ import anyio
 import anyio.to_thread
 
 from gateway.errors import AuthenticationError, DependencyError
-from gateway.keys.models import ApiKey, KeyStatus, hash_key
+from gateway.keys.apikey import ApiKey, KeyStatus, hash_key
 from gateway.keys.secret import is_well_formed
 from gateway.keys.store import KeyStore
 

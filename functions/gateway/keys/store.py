@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway.aws import botocore_errors
-from gateway.keys.models import ApiKey, KeyStatus, hash_key, new_key_id, new_secret
+from gateway.keys.apikey import ApiKey, KeyStatus, hash_key, new_key_id, new_secret
 from gateway.keys.secret import is_well_formed
 
 if TYPE_CHECKING:

@@ -56,7 +56,7 @@ from botocore.exceptions import ClientError
 
 from gateway.aws import ConditionFailed, botocore_errors, retry_quickly
 from gateway.errors import DependencyError, RateLimitError
-from gateway.keys.models import ApiKey
+from gateway.keys.apikey import ApiKey
 from gateway.usage.records import key_pk
 
 if TYPE_CHECKING:

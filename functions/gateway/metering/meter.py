@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from gateway.backends.wire import usage_figures
 from gateway.chat.prompt import media_token_estimate
 from gateway.errors import (
     GatewayError,
@@ -35,7 +36,6 @@ from gateway.errors import (
 )
 from gateway.keys import ApiKey
 from gateway.limits import Admission
-from gateway.upstream.wire import usage_figures
 from gateway.usage import UsageRecord, UsageStatus
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class Meter:
         self._upstream = figures
 
     def observe_chunk(self, chunk: Mapping[str, Any]) -> None:
-        """A validated chat.completion.chunk (upstream/wire.py) as the upstream sent it."""
+        """A validated chat.completion.chunk (backends/wire.py) as the upstream sent it."""
         self.observe_usage(chunk.get("usage"))
         for choice in chunk["choices"]:
             index = choice.get("index", 0)

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from gateway.chat import prompt as chat_prompt
 from gateway.chat.protocol import ChatCompletionRequest
-from gateway.config import ModelRegistry
 from gateway.errors import ConfigurationError, GatewayError
+from gateway.models.registry import ModelRegistry
 from gateway.settings import Settings
 from gateway.tokens.store import TokenizerStore
 

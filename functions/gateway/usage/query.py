@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.aws import botocore_errors
 from gateway.errors import InvalidRequestError
-from gateway.keys.models import ApiKey
+from gateway.keys.apikey import ApiKey
 from gateway.limits import LimitStore
 from gateway.usage.records import key_pk, model_pk
 

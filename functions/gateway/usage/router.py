@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from gateway.deps import CurrentKey, ServicesDep
+from gateway.deps import CurrentKey, ResourcesDep
 from gateway.http import json_response
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.usage.protocol import UsageReport
@@ -33,7 +33,7 @@ _DAY = "YYYY-MM-DD (UTC)"
 @router.get("/usage", include_in_schema=False)
 async def get_usage(
     key: CurrentKey,
-    services: ServicesDep,
+    resources: ResourcesDep,
     start: Annotated[
         str | None, Query(description=f"first day, {_DAY}; default the 1st of end's month")
     ] = None,
@@ -42,10 +42,10 @@ async def get_usage(
         str | None, Query(description="`day` (default), `model` or `route`")
     ] = None,
 ) -> Response:
-    query = UsageQuery(client=services.aws.dynamodb, table=services.settings.usage_table)
+    query = UsageQuery(client=resources.aws.dynamodb, table=resources.settings.usage_table)
     body = await anyio.to_thread.run_sync(
         lambda: usage_report(
-            query, services.limits, key=key, start=start, end=end, group_by=group_by
+            query, resources.limits, key=key, start=start, end=end, group_by=group_by
         )
     )
     return json_response(body)

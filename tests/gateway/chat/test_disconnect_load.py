@@ -73,7 +73,7 @@ def test_dropped_streams_each_leave_one_record_and_settle(gateway: Gateway) -> N
     assert {r.status for r in records} <= {"client_disconnected", "completed"}
     billed = sum(r.total_tokens for r in records)
     drain(boto3.client("dynamodb"))  # settling is the usage aggregator's, seconds behind
-    month = gateway.services.limits.month_tokens(key_id=gateway.key_id(key))
+    month = gateway.resources.limits.month_tokens(key_id=gateway.key_id(key))
     assert month == billed  # every reservation was settled to its record's figure
 
 
@@ -87,5 +87,5 @@ def test_single_drop_points(gateway: Gateway, drop_after: int | None) -> None:
     assert len(records) == 8
     assert all(r.prompt_tokens > 0 for r in records)
     drain(boto3.client("dynamodb"))  # settling is the usage aggregator's, seconds behind
-    month = gateway.services.limits.month_tokens(key_id=gateway.key_id(key))
+    month = gateway.resources.limits.month_tokens(key_id=gateway.key_id(key))
     assert month == sum(r.total_tokens for r in records)

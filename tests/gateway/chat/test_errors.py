@@ -120,7 +120,7 @@ def test_missing_unknown_revoked_expired_keys_are_401(
     assert_error(bad_scheme, 401, conformance_schemas, code="missing_api_key")
 
     revoked = gateway.new_key()
-    gateway.services.keys.revoke(key_id=gateway.key_id(revoked))
+    gateway.resources.keys.revoke(key_id=gateway.key_id(revoked))
     assert_error(post(gateway, body, revoked), 401, conformance_schemas, code="revoked_api_key")
 
     expired = gateway.new_key(expires_at=datetime.now(UTC) - timedelta(seconds=1))
@@ -156,7 +156,7 @@ def test_model_not_allowed_is_403_and_unknown_is_404(
 
 def test_oversized_body_is_413(gateway: Gateway, conformance_schemas: Path) -> None:
     key = gateway.new_key()
-    limit = gateway.services.settings.max_request_bytes
+    limit = gateway.resources.settings.max_request_bytes
     body = {"model": "qwen3", "messages": [{"role": "user", "content": "x" * (limit + 10)}]}
     assert_error(post(gateway, body, key), 413, conformance_schemas, code="request_too_large")
 

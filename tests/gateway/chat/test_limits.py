@@ -72,7 +72,7 @@ def test_monthly_budget_reserves_then_settles_to_real_usage(gateway: Gateway) ->
     used = ok.json()["usage"]["total_tokens"]
     # the reservation (prompt + 5) was replaced by the real figure (by the aggregator)
     drain(boto3.client("dynamodb"))
-    assert gateway.services.limits.month_tokens(key_id=key_id) == used
+    assert gateway.resources.limits.month_tokens(key_id=key_id) == used
 
     prompt = ok.json()["usage"]["prompt_tokens"]
     # worst case within the budget, but more than what is left of it this month
@@ -80,7 +80,7 @@ def test_monthly_budget_reserves_then_settles_to_real_usage(gateway: Gateway) ->
     assert too_big.status_code == 429
     assert too_big.json()["error"]["code"] == "insufficient_quota"
     assert int(too_big.headers["retry-after"]) > 0
-    assert gateway.services.limits.month_tokens(key_id=key_id) == used
+    assert gateway.resources.limits.month_tokens(key_id=key_id) == used
     assert [r.status for r in gateway.records(key)] == ["completed", "rate_limited"]
 
     impossible = post(gateway, key, max_tokens=500)  # can never fit this budget

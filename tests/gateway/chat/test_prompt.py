@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from gateway.backends.wire import status_error
 from gateway.chat.prompt import (
     check_context_length,
     default_max_tokens,
@@ -14,9 +15,8 @@ from gateway.chat.prompt import (
     tool_call_texts,
 )
 from gateway.chat.protocol import ChatCompletionRequest
-from gateway.config import ModelConfig
 from gateway.errors import InvalidRequestError, UpstreamError
-from gateway.upstream.wire import status_error
+from gateway.models.registry import ModelConfig
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
 

@@ -66,7 +66,7 @@ def scripted_run(gateway: Gateway) -> dict[str, Any]:
                 prompt_tokens=40 * back + 7 * len(name),
                 completion_tokens=25 * back,
             )
-            gateway.services.usage.write(record)
+            gateway.resources.usage.write(record)
     statuses: Counter[int] = Counter()
     for model in ("qwen3", "llama3", "qwen3"):
         statuses[chat(gateway, keys["research"], model=model)] += 1
@@ -75,7 +75,7 @@ def scripted_run(gateway: Gateway) -> dict[str, Any]:
     statuses[chat(gateway, keys["batch"], model="llama3")] += 1
     statuses[chat(gateway, keys["batch"], sim={"fail_status": 500})] += 1
     assert statuses == {200: 7, 429: 2, 502: 1}, statuses
-    drain(gateway.services.aws.dynamodb)  # rollups come from the aggregator, seconds later
+    drain(gateway.resources.aws.dynamodb)  # rollups come from the aggregator, seconds later
     start = (today - timedelta(days=13)).date().isoformat()
     return {"owner": owner, "keys": keys, "start": start, "end": today.date().isoformat()}
 

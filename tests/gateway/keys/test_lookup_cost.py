@@ -121,7 +121,7 @@ def test_a_flood_of_random_keys_through_the_gateway_reads_nothing(gateway: Gatew
     # check stands between these requests and DynamoDB.
     body = {"model": "qwen3", "messages": [{"role": "user", "content": "hi"}]}
     keys = [k for k in random_keys(300, seed=9) if k.strip()]  # "Bearer " is no valid header
-    with counting(gateway.services.aws.dynamodb) as calls, httpx.Client() as client:
+    with counting(gateway.resources.aws.dynamodb) as calls, httpx.Client() as client:
         responses = [
             client.post(
                 gateway.base_url + "/chat/completions",
@@ -137,7 +137,7 @@ def test_a_flood_of_random_keys_through_the_gateway_reads_nothing(gateway: Gatew
     assert sum(calls.values()) == 0, calls
     # ...while a real key in the same gateway still reads its record
     real = gateway.new_key()
-    with counting(gateway.services.aws.dynamodb) as calls:
+    with counting(gateway.resources.aws.dynamodb) as calls:
         response = httpx.get(
             gateway.base_url + "/models", headers={"Authorization": f"Bearer {real}"}
         )

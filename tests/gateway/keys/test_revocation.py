@@ -31,13 +31,13 @@ def test_revoked_and_rotated_keys_stop_working_after_the_cache_lifetime(
 ) -> None:
     ttl, clock = 3.0, Clock()
     with running_gateway(tokenizers_dir, sim_url) as gw:
-        services = gw.services
-        services.authenticator = Authenticator(store=services.keys, ttl=ttl, clock=clock)
+        resources = gw.resources
+        resources.authenticator = Authenticator(store=resources.keys, ttl=ttl, clock=clock)
         revoked, rotated = gw.new_key(), gw.new_key()
         assert status(gw.url, revoked) == status(gw.url, rotated) == 200  # cached at t0
 
-        services.keys.revoke(key_id=gw.key_id(revoked))
-        _, new_secret = services.keys.rotate(key_id=gw.key_id(rotated))
+        resources.keys.revoke(key_id=gw.key_id(revoked))
+        _, new_secret = resources.keys.rotate(key_id=gw.key_id(rotated))
         # within the lifetime, only the cache answers: the old secrets still work
         clock.now += ttl - 0.01
         assert status(gw.url, revoked) == 200

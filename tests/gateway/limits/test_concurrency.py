@@ -21,7 +21,7 @@ import pytest
 from botocore.config import Config
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.errors import RateLimitError
-from gateway.keys.models import ApiKey
+from gateway.keys.apikey import ApiKey
 from gateway.limits import Admission, LimitStore
 from gateway.limits.store import month_of, month_sk, window_attributes, window_sk
 from moto.dynamodb.models import DynamoDBBackend

@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.errors import DependencyError, RateLimitError
-from gateway.keys.models import ApiKey
+from gateway.keys.apikey import ApiKey
 from gateway.limits import Admission, BudgetExceededError, LimitStore
 from gateway.limits.store import month_sk, window_sk
 from gateway.usage import UsageRecord, UsageStore

@@ -67,7 +67,7 @@ def test_usage_grouped_by_route_equals_the_records(
 ) -> None:
     key = gateway.new_key()
     send_every_route(gateway, key)
-    drain(gateway.services.aws.dynamodb)  # the aggregator has caught up (rollups lag seconds)
+    drain(gateway.resources.aws.dynamodb)  # the aggregator has caught up (rollups lag seconds)
 
     expected = expected_by_route(gateway, key)
     assert sorted(expected) == ["chat", "completions", "embeddings"]

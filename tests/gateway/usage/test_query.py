@@ -16,7 +16,7 @@ import boto3
 import pytest
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.errors import InvalidRequestError
-from gateway.keys.models import ApiKey
+from gateway.keys.apikey import ApiKey
 from gateway.limits import LimitStore
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.query import Totals, UsageQuery, usage_report

@@ -55,7 +55,7 @@ def test_rollups_equal_the_sum_of_raw_records(gateway: Gateway) -> None:
     assert statuses[200] > 100 and statuses[502] > 0 and statuses[429] > 0
 
     drain(boto3.client("dynamodb"))  # rollups are the aggregator's, seconds behind
-    table = gateway.services.settings.usage_table
+    table = gateway.resources.settings.usage_table
     by_model: dict[tuple[str, str], Counter[str]] = {}
     for key in keys:
         per_day: dict[str, Counter[str]] = {}

@@ -32,7 +32,7 @@ def gw(dynamodb: str) -> Iterator[Gateway]:
     if not any(getattr(route, "path", None) == "/v1/usage" for route in app.routes):
         app.include_router(router)  # until app.py includes it
     with serve_asgi(app) as url:
-        yield Gateway(url=url, services=app.state.services)
+        yield Gateway(url=url, resources=app.state.resources)
 
 
 def get(gw: Gateway, secret: str | None, **params: str) -> httpx.Response:
@@ -56,7 +56,7 @@ def test_a_key_sees_its_own_usage_by_day(gw: Gateway) -> None:
         record(my_id, datetime(2026, 3, 9, tzinfo=UTC)),  # after `end`
         record(their_id, datetime(2026, 3, 2, 9, tzinfo=UTC), prompt_tokens=500),
     ):
-        gw.services.usage.write(rec)
+        gw.resources.usage.write(rec)
 
     # A key_id parameter is not a thing: the key is the one that authenticates.
     response = get(gw, mine, start="2026-03-01", end="2026-03-08", key_id=their_id)
@@ -91,8 +91,8 @@ def test_defaults_to_this_month_and_counts_it(gw: Gateway) -> None:
     secret = gw.new_key(monthly_tokens=100)
     key_id = gw.key_id(secret)
     now = datetime.now(UTC)
-    gw.services.usage.write(record(key_id, now))
-    gw.services.usage.write(record(key_id, now.replace(day=1) - timedelta(days=1)))  # last month
+    gw.resources.usage.write(record(key_id, now))
+    gw.resources.usage.write(record(key_id, now.replace(day=1) - timedelta(days=1)))  # last month
 
     body = get(gw, secret).json()
     today = now.date()
@@ -111,7 +111,7 @@ def test_group_by_model(gw: Gateway) -> None:
         record(my_id, datetime(2026, 4, 2, tzinfo=UTC), model="llama3", prompt_tokens=7),
         record(their_id, datetime(2026, 4, 2, tzinfo=UTC), model="mistral"),
     ):
-        gw.services.usage.write(rec)
+        gw.resources.usage.write(rec)
 
     response = get(gw, mine, start="2026-04-01", end="2026-04-30", group_by="model")
     assert response.status_code == 200, response.text
@@ -151,5 +151,5 @@ def test_needs_a_valid_key(gw: Gateway) -> None:
     assert get(gw, None).status_code == 401
     assert get(gw, "sk-gw-not-a-key").status_code == 401
     secret = gw.new_key()
-    gw.services.keys.revoke(key_id=gw.key_id(secret))
+    gw.resources.keys.revoke(key_id=gw.key_id(secret))
     assert get(gw, secret).status_code == 401

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import running_gateway
-from tests.gateway.upstream.test_sagemaker import CHUNKS, PIECES, frames, split_every, sse
+from tests.gateway.backends.test_sagemaker import CHUNKS, PIECES, frames, split_every, sse
 from tests.support.eventstream import SageMakerStub, json_reply, sagemaker_stub
 
 

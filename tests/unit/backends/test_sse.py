@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from gateway.backends.sse import SSEDecoder
 from gateway.errors import UpstreamError
-from gateway.upstream.sse import SSEDecoder
 
 WIRE = (
     b": keep-alive comment\r\n"

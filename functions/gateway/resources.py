@@ -6,27 +6,27 @@ import time
 from dataclasses import dataclass, field
 
 from gateway.aws import AwsClients, path_dynamodb_config
+from gateway.backends import Backend, HttpPool, OpenAIBackend
+from gateway.backends.sagemaker import SageMakerBackend
+from gateway.backends.sagemaker import client_config as sagemaker_client_config
+from gateway.backends.wire import CHAT, WireRoute
 from gateway.chat.service import ChatService
 from gateway.completions.service import CompletionService
-from gateway.config import ModelConfig, ModelRegistry, OpenAIUpstream
 from gateway.embeddings.service import EmbeddingService
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.limits import LimitStore
 from gateway.metering import UsageSink
+from gateway.models.registry import ModelConfig, ModelRegistry, OpenAIEndpoint
 from gateway.observability import Telemetry, Tracing
 from gateway.serving import RouteDeps
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
-from gateway.upstream import Backend, HttpPool, OpenAIBackend
-from gateway.upstream.sagemaker import SageMakerBackend
-from gateway.upstream.sagemaker import client_config as sagemaker_client_config
-from gateway.upstream.wire import CHAT, WireRoute
 from gateway.usage import UsageStore
 
 
 @dataclass
-class Services:
+class Resources:
     settings: Settings
     aws: AwsClients
     registry: ModelRegistry
@@ -66,7 +66,7 @@ class Services:
         self.embeddings = EmbeddingService(deps=deps, backend_for=self.backend_for)
 
     @classmethod
-    def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Services:
+    def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Resources:
         aws = aws or AwsClients(
             sagemaker_config=sagemaker_client_config(settings),
             dynamodb_config=path_dynamodb_config(
@@ -107,7 +107,7 @@ class Services:
         backend = self._backends.get((model.id, route.name))
         if backend is None:
             upstream = model.upstream
-            if isinstance(upstream, OpenAIUpstream):
+            if isinstance(upstream, OpenAIEndpoint):
                 backend = OpenAIBackend(upstream=upstream, pool=self.http, route=route)
             else:
                 backend = SageMakerBackend(

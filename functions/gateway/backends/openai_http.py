@@ -9,11 +9,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.config import OpenAIUpstream
+from gateway.backends.sse import DONE, SSEDecoder
+from gateway.backends.wire import CHAT, MalformedUpstream, WireRoute, status_error
 from gateway.errors import UpstreamError, UpstreamTimeoutError
+from gateway.models.registry import OpenAIEndpoint
 from gateway.settings import Settings
-from gateway.upstream.sse import DONE, SSEDecoder
-from gateway.upstream.wire import CHAT, MalformedUpstream, WireRoute, status_error
 
 # A non-streamed completion larger than this (after decompression) is refused.
 MAX_BODY_BYTES = 32 << 20
@@ -77,7 +77,7 @@ def _unreachable(exc: aiohttp.ClientError) -> UpstreamError:
 
 class OpenAIBackend:
     def __init__(
-        self, *, upstream: OpenAIUpstream, pool: HttpPool, route: WireRoute = CHAT
+        self, *, upstream: OpenAIEndpoint, pool: HttpPool, route: WireRoute = CHAT
     ) -> None:
         self._upstream = upstream
         self._pool = pool

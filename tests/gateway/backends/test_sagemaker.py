@@ -14,11 +14,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from gateway.config import SageMakerUpstream
+from gateway.backends.sagemaker import SageMakerBackend, client_config
+from gateway.backends.sse import SSEDecoder
 from gateway.errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
+from gateway.models.registry import SageMakerEndpoint
 from gateway.settings import Settings
-from gateway.upstream.sagemaker import SageMakerBackend, client_config
-from gateway.upstream.sse import SSEDecoder
 
 from tests.support.eventstream import (
     Reply,
@@ -151,7 +151,7 @@ def quick(stub: SageMakerStub) -> Any:
 
 
 def backend(client: Any, endpoint: str) -> SageMakerBackend:
-    return SageMakerBackend(upstream=SageMakerUpstream(endpoint_name=endpoint), client=client)
+    return SageMakerBackend(upstream=SageMakerEndpoint(endpoint_name=endpoint), client=client)
 
 
 async def collect(b: SageMakerBackend, body: dict[str, Any] = BODY) -> list[dict[str, Any]]:

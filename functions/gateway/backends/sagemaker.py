@@ -31,11 +31,11 @@ from botocore.exceptions import (
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
 
-from gateway.config import SageMakerUpstream
+from gateway.backends.sse import DONE, SSEDecoder
+from gateway.backends.wire import CHAT, WireRoute, status_error
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from gateway.models.registry import SageMakerEndpoint
 from gateway.settings import Settings
-from gateway.upstream.sse import DONE, SSEDecoder
-from gateway.upstream.wire import CHAT, WireRoute, status_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -201,7 +201,7 @@ class SageMakerBackend:
     def __init__(
         self,
         *,
-        upstream: SageMakerUpstream,
+        upstream: SageMakerEndpoint,
         client: SageMakerRuntimeClient,
         max_concurrency: int = 100,
         route: WireRoute = CHAT,

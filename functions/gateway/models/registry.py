@@ -27,7 +27,7 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class OpenAIUpstream(_Frozen):
+class OpenAIEndpoint(_Frozen):
     """An OpenAI-compatible HTTP server: vLLM, TGI's Messages API, SGLang, llama.cpp."""
 
     type: Literal["openai"] = "openai"
@@ -56,7 +56,7 @@ class OpenAIUpstream(_Frozen):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
-class SageMakerUpstream(_Frozen):
+class SageMakerEndpoint(_Frozen):
     """A SageMaker real-time endpoint whose container accepts an OpenAI `messages` body."""
 
     type: Literal["sagemaker"] = "sagemaker"
@@ -68,7 +68,7 @@ class SageMakerUpstream(_Frozen):
         return f"sagemaker:{self.endpoint_name}"
 
 
-Upstream = Annotated[OpenAIUpstream | SageMakerUpstream, Field(discriminator="type")]
+Upstream = Annotated[OpenAIEndpoint | SageMakerEndpoint, Field(discriminator="type")]
 RouteKind = Literal["chat", "completions", "embeddings"]
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gateway.errors import InvalidRequestError, UpstreamError
-from gateway.upstream.wire import (
+from gateway.backends.wire import (
     MAX_USAGE_TOKENS,
     MalformedUpstream,
     parse_chunk,
@@ -12,6 +11,7 @@ from gateway.upstream.wire import (
     status_error,
     usage_figures,
 )
+from gateway.errors import InvalidRequestError, UpstreamError
 
 
 def test_parse_chunk_accepts_openai_and_vllm_shapes() -> None:

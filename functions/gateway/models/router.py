@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
-from gateway.config import ModelConfig
-from gateway.deps import CurrentKey, ServicesDep
+from gateway.deps import CurrentKey, ResourcesDep
 from gateway.errors import NotFoundError
 from gateway.http import json_response
+from gateway.models.registry import ModelConfig
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.protocol import Health, Model, ModelList
 from gateway.serving import echo_id
@@ -42,11 +42,11 @@ def model_object(model: ModelConfig, *, created: int) -> dict[str, Any]:
     openapi_extra=REQUIRES_KEY,
 )
 @router.get("/models", include_in_schema=False)
-async def list_models(key: CurrentKey, services: ServicesDep) -> Response:
-    created = int(services.started_at)
+async def list_models(key: CurrentKey, resources: ResourcesDep) -> Response:
+    created = int(resources.started_at)
     data = [
         model_object(model, created=created)
-        for model in services.registry
+        for model in resources.registry
         if key.allows_model(model.id)
     ]
     return json_response({"object": "list", "data": data})
@@ -67,16 +67,16 @@ async def list_models(key: CurrentKey, services: ServicesDep) -> Response:
 async def retrieve_model(
     model_id: Annotated[str, Path(description="The model's id, as requests name it.")],
     key: CurrentKey,
-    services: ServicesDep,
+    resources: ResourcesDep,
 ) -> Response:
-    model = services.registry.get(model_id)
+    model = resources.registry.get(model_id)
     if model is None or not key.allows_model(model_id):
         # A model the key may not use is reported as absent, as OpenAI does.
         raise NotFoundError(
             f"The model `{echo_id(model_id)}` does not exist or you do not have access to it.",
             param="model",
         )
-    return json_response(model_object(model, created=int(services.started_at)))
+    return json_response(model_object(model, created=int(resources.started_at)))
 
 
 @router.get(
