@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         yield {}
         await resources.http.close()
+        await resources.usage.close()
 
     app = FastAPI(
         title="GPU gateway",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -18,6 +19,8 @@ from gateway.errors import DependencyError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from gateway.dynamodb_http import Endpoint
 
 T = TypeVar("T")
 
@@ -84,6 +87,17 @@ class AwsClients:
     def sagemaker_runtime(self) -> Any:
         return self._session.client("sagemaker-runtime", config=self.sagemaker_config)
 
+    def dynamodb_endpoint(self) -> Endpoint:
+        """The DynamoDB client's resolved endpoint, region and credentials, for the
+        request path's JSON-protocol client (dynamodb_http.py)."""
+        from gateway.dynamodb_http import Endpoint
+
+        meta = self.dynamodb.meta
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise DependencyError("DynamoDB is unavailable (no AWS credentials)")
+        return Endpoint(url=meta.endpoint_url, region=meta.region_name, credentials=credentials)
+
     def read_ssm_parameter(self, name: str) -> str:
         with botocore_errors("SSM"):
             response = self.ssm.get_parameter(Name=name, WithDecryption=True)
@@ -127,8 +141,8 @@ def botocore_errors(service: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         code = error_code(exc)
-        if code == "ConditionalCheckFailedException":
-            raise ConditionFailed(["ConditionalCheckFailed"]) from exc
+        if code != "TransactionCanceledException":
+            raise map_error_code(code, service) from exc
         if code == "TransactionCanceledException":
             reasons = [r.get("Code", "None") for r in _reasons(exc)]
             if "ConditionalCheckFailed" in reasons and all(
@@ -145,11 +159,30 @@ def botocore_errors(service: str) -> Iterator[None]:
         raise DependencyError(f"{service} is unavailable ({type(exc).__name__})") from exc
 
 
+def map_error_code(code: str, service: str) -> Exception:
+    """The gateway's exception for an AWS error code (not a cancelled transaction's):
+    botocore's ClientError and the JSON-protocol client (dynamodb_http.py) both map here."""
+    if code == "ConditionalCheckFailedException":
+        return ConditionFailed(["ConditionalCheckFailed"])
+    if code in RETRYABLE_CODES:
+        return RetryableError(f"{service} is busy ({code})")
+    return DependencyError(f"{service} is unavailable ({code or 'error'})")
+
+
 # Pauses between quick retries (each jittered down to half): a transaction holds an item
 # for tens of milliseconds, so the first retries come soon.
 QUICK_DELAYS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.25)
 # Without a deadline (off the path): this many retries at most.
 UNBOUNDED_RETRIES = 6
+
+
+def retry_delay(attempt: int, *, deadline: float | None, now: float) -> float | None:
+    """The pause before retry number `attempt` (0-based) of a RetryableError, or None when
+    no retry may start before `deadline` (None: after UNBOUNDED_RETRIES retries)."""
+    delay = QUICK_DELAYS[min(attempt, len(QUICK_DELAYS) - 1)] * random.uniform(0.5, 1.0)
+    if deadline is None:
+        return delay if attempt < UNBOUNDED_RETRIES else None
+    return delay if now + delay < deadline else None
 
 
 def retry_quickly(
@@ -167,11 +200,27 @@ def retry_quickly(
         try:
             return call()
         except RetryableError:
-            delay = QUICK_DELAYS[min(attempt, len(QUICK_DELAYS) - 1)] * random.uniform(0.5, 1.0)
-            attempt += 1
-            if deadline is None:
-                if attempt > UNBOUNDED_RETRIES:
-                    raise
-            elif clock() + delay >= deadline:
+            delay = retry_delay(attempt, deadline=deadline, now=clock())
+            if delay is None:
                 raise
+            attempt += 1
             sleep(delay)
+
+
+async def retry_quickly_async(
+    call: Callable[[], Awaitable[T]],
+    *,
+    deadline: float | None,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """retry_quickly for a coroutine: the same pauses, on the event loop."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except RetryableError:
+            delay = retry_delay(attempt, deadline=deadline, now=clock())
+            if delay is None:
+                raise
+            attempt += 1
+            await anyio.sleep(delay)

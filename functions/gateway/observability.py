@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -154,6 +154,38 @@ class Tracing:
 
     def upstream_span(self, *, model: str, endpoint: str, stream: bool) -> UpstreamSpan:
         return UpstreamSpan(self._recorder, model=model, endpoint=endpoint, stream=stream)
+
+    def aws_call(self, service: str) -> Callable[[str, str, str], Callable[[int], None]] | None:
+        """For calls made without botocore (dynamodb_http.py): `start(operation, table,
+        region)`
+        begins a subsegment as the SDK's botocore patch records one (name `service`,
+        namespace aws, operation, region, table_name); calling what it returns with the
+        HTTP status (0: no answer) ends it."""
+        recorder = self._recorder
+        if recorder is None:
+            return None
+
+        def start(operation: str, table: str, region: str) -> Callable[[int], None]:
+            subsegment = recorder.begin_subsegment(service, namespace="aws")
+            if subsegment is not None:
+                subsegment.set_aws({"operation": operation, "region": region, "table_name": table})
+
+            def end(status: int) -> None:
+                if subsegment is None:
+                    return
+                subsegment.put_http_meta("status", status)
+                if status == 0 or status >= 500:
+                    subsegment.add_fault_flag()
+                elif status >= 400:
+                    subsegment.add_error_flag()
+                if recorder.current_subsegment() is subsegment:
+                    recorder.end_subsegment()
+                else:
+                    subsegment.close()
+
+            return end
+
+        return start
 
     def traced(self, backend: Backend, *, model: str, endpoint: str) -> Backend:
         """The backend, its calls traced when tracing is on; the backend itself when off."""

@@ -12,6 +12,7 @@ from gateway.backends.sagemaker import client_config as sagemaker_client_config
 from gateway.backends.wire import CHAT, WireRoute
 from gateway.chat.service import ChatService
 from gateway.completions.service import CompletionService
+from gateway.dynamodb_http import DynamoDBHttp
 from gateway.embeddings.service import EmbeddingService
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
@@ -74,6 +75,7 @@ class Resources:
                 read_timeout=settings.dynamodb_read_timeout,
             ),
         )
+        tracing = Tracing.from_environment()
         registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
         keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
         return cls(
@@ -92,6 +94,12 @@ class Resources:
                 table=settings.usage_table,
                 retention_days=settings.usage_retention_days,
                 deadline_seconds=settings.usage_write_deadline_seconds,
+                http=DynamoDBHttp(
+                    endpoint=aws.dynamodb_endpoint,
+                    connect_timeout=settings.dynamodb_connect_timeout,
+                    read_timeout=settings.dynamodb_read_timeout,
+                    tracer=tracing.aws_call("dynamodb"),
+                ),
             ),
             limits=LimitStore(
                 client=aws.dynamodb,
@@ -100,7 +108,7 @@ class Resources:
             ),
             http=HttpPool(settings),
             telemetry=Telemetry(),
-            tracing=Tracing.from_environment(),
+            tracing=tracing,
         )
 
     def backend_for(self, model: ModelConfig, route: WireRoute = CHAT) -> Backend:

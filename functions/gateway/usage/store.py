@@ -7,6 +7,7 @@ reservations happen off the path, in the aggregator fed by the table's stream
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from gateway.aws import ConditionFailed, botocore_errors, retry_quickly
+from gateway.aws import ConditionFailed, botocore_errors, retry_quickly, retry_quickly_async
 from gateway.usage.records import UsageRecord, iso_ms, key_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from gateway.dynamodb_http import DynamoDBHttp
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +42,12 @@ class UsageStore:
         retention_days: int,
         deadline_seconds: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        http: DynamoDBHttp | None = None,
     ) -> None:
+        """`http`: the request path's writer (no botocore, no thread hop); without it,
+        `record` runs `write` (boto3) in a worker thread."""
         self._client = client
+        self._http = http
         self._table = table
         self._retention_days = retention_days
         self._deadline_seconds = deadline_seconds
@@ -80,13 +87,34 @@ class UsageStore:
         with anyio.CancelScope(shield=True):
             try:
                 with anyio.fail_after(self._deadline_seconds):
-                    await anyio.to_thread.run_sync(
-                        lambda: self.write(record, deadline=deadline), abandon_on_cancel=True
-                    )
+                    if self._http is not None:
+                        await self._write_async(record, deadline=deadline)
+                    else:
+                        await anyio.to_thread.run_sync(
+                            lambda: self.write(record, deadline=deadline), abandon_on_cancel=True
+                        )
             except TimeoutError:
                 self.log_unwritten(record, reason=f"no answer within {self._deadline_seconds:g}s")
             except Exception as exc:  # noqa: BLE001 - whatever failed, the record must survive
                 self.log_unwritten(record, reason=str(exc) or type(exc).__name__)
+
+    async def _write_async(self, record: UsageRecord, *, deadline: float) -> None:
+        """`write` on the event loop, through the JSON-protocol client."""
+        http = self._http
+        assert http is not None
+        item = record.to_item(retention_days=self._retention_days)
+
+        async def put() -> None:
+            await http.put_item(table=self._table, item=item, condition="attribute_not_exists(pk)")
+
+        # ConditionFailed: already recorded (writes are idempotent on the request id).
+        with contextlib.suppress(ConditionFailed):
+            await retry_quickly_async(put, deadline=deadline)
+
+    async def close(self) -> None:
+        """Close the request path's connections (app shutdown, SnapStart restore)."""
+        if self._http is not None:
+            await self._http.reset()
 
     @staticmethod
     def log_unwritten(record: UsageRecord, *, reason: str) -> None:
