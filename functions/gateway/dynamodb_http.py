@@ -94,7 +94,8 @@ class SigV4:
             hashlib.sha256(body).hexdigest(),
         )
         scope = f"{amz_date[:8]}/{self._region}/{self._service}/aws4_request"
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
         signature = hmac.new(
             self._key(credentials.secret_key, amz_date[:8]), to_sign.encode(), hashlib.sha256
         ).hexdigest()
