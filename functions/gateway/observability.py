@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import GatewayError
+from gateway.settings import Settings
 from gateway.usage.records import UsageRecord
 
 if TYPE_CHECKING:
@@ -32,10 +33,19 @@ def configure_logging(level: str) -> Logger:
 
 
 class Telemetry:
-    """One EMF document per request; EphemeralMetrics keeps no state shared between them."""
+    """One EMF document per request; EphemeralMetrics keeps no state shared between them.
+    With metrics disabled (POWERTOOLS_METRICS_DISABLED) nothing is built; the log lines
+    cost nothing below their level."""
 
-    def __init__(self, namespace: str | None = None) -> None:
-        self._namespace = namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "GpuGateway")
+    def __init__(self, namespace: str = "GpuGateway", *, metrics: bool = True) -> None:
+        self._namespace = namespace
+        self._enabled = metrics
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Telemetry:
+        return cls(
+            settings.powertools_metrics_namespace, metrics=not settings.powertools_metrics_disabled
+        )
 
     def _metrics(self, **dimensions: str) -> EphemeralMetrics:
         metrics = EphemeralMetrics(namespace=self._namespace, service=SERVICE)
@@ -46,11 +56,23 @@ class Telemetry:
     def rejected(self, *, error_type: str, status: int) -> None:
         """A request refused before it reached an upstream (no usage record is written)."""
         logger.info("request rejected", extra={"status": status, "error_type": error_type})
+        if not self._enabled:
+            return
         metrics = self._metrics(error_type=error_type)
         metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
         metrics.flush_metrics()
 
     def completed(self, record: UsageRecord, *, mismatch: bool) -> None:
+        self._log_completed(record, mismatch=mismatch)
+        if self._enabled:
+            self._emit_completed(record, mismatch=mismatch)
+
+    @staticmethod
+    def _log_completed(record: UsageRecord, *, mismatch: bool) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            if mismatch:
+                Telemetry._log_mismatch(record)
+            return
         logger.info(
             "request completed",
             extra={
@@ -69,17 +91,23 @@ class Telemetry:
             },
         )
         if mismatch:
-            logger.warning(
-                "usage mismatch between gateway and upstream",
-                extra={
-                    "request_id": record.request_id,
-                    "model": record.model,
-                    "upstream_prompt_tokens": record.upstream_prompt_tokens,
-                    "gateway_prompt_tokens": record.gateway_prompt_tokens,
-                    "upstream_completion_tokens": record.upstream_completion_tokens,
-                    "gateway_completion_tokens": record.gateway_completion_tokens,
-                },
-            )
+            Telemetry._log_mismatch(record)
+
+    @staticmethod
+    def _log_mismatch(record: UsageRecord) -> None:
+        logger.warning(
+            "usage mismatch between gateway and upstream",
+            extra={
+                "request_id": record.request_id,
+                "model": record.model,
+                "upstream_prompt_tokens": record.upstream_prompt_tokens,
+                "gateway_prompt_tokens": record.gateway_prompt_tokens,
+                "upstream_completion_tokens": record.upstream_completion_tokens,
+                "gateway_completion_tokens": record.gateway_completion_tokens,
+            },
+        )
+
+    def _emit_completed(self, record: UsageRecord, *, mismatch: bool) -> None:
         metrics = self._metrics(model=record.model)
         metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
         if record.is_error:

@@ -107,7 +107,7 @@ class Resources:
                 deadline_seconds=settings.admission_deadline_seconds,
             ),
             http=HttpPool(settings),
-            telemetry=Telemetry(),
+            telemetry=Telemetry.from_settings(settings),
             tracing=tracing,
         )
 

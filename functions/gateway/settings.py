@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     dynamodb_read_timeout: float = Field(default=1.0, gt=0)
 
     log_level: str = "INFO"
+    # CloudWatch metrics (EMF), under Powertools' own variable names. Disabled, a request
+    # builds no metric at all.
+    powertools_metrics_namespace: str = "GpuGateway"
+    powertools_metrics_disabled: bool = False
 
     # Serve the interactive docs (/docs, /redoc) and /openapi.json. Production stacks may
     # turn them off (template.yaml: EnableApiDocs=false); the API itself is unchanged.

@@ -47,3 +47,31 @@ def test_requests_are_counted_per_route_beside_per_model(
     assert by_model[1]["Errors"] == [1.0] and "Errors" not in by_model[0]
     routes = [getattr(r, "route", None) for r in caplog.records if r.message == "request completed"]
     assert routes == ["embeddings", "completions"]
+
+
+def test_disabled_metrics_build_nothing_and_the_log_line_stays(
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway import observability
+    from gateway.settings import Settings
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    telemetry = Telemetry.from_settings(Settings())
+
+    def no_metrics(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a metric was built with metrics disabled")
+
+    monkeypatch.setattr(observability, "EphemeralMetrics", no_metrics)
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        telemetry.completed(usage_record(), mismatch=True)
+        telemetry.rejected(error_type="invalid_request_error", status=400)
+    assert emf_documents(capsys.readouterr().out) == []
+    messages = [r.message for r in caplog.records]
+    assert messages == [
+        "request completed",
+        "usage mismatch between gateway and upstream",
+        "request rejected",
+    ]

@@ -103,7 +103,9 @@ class UsageRecord:
         return self.status not in (UsageStatus.COMPLETED, UsageStatus.CLIENT_DISCONNECTED)
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        # Every field is a scalar: a shallow read, not dataclasses.asdict's deep copy
+        # (which cost as much as the rest of the usage write).
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["created_at"] = iso_ms(self.created_at)
         data["status"] = self.status.value
         data["total_tokens"] = self.total_tokens
@@ -111,8 +113,7 @@ class UsageRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UsageRecord:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in fields}
+        values = {k: v for k, v in data.items() if k in _FIELD_SET}
         values["created_at"] = datetime.fromisoformat(
             str(data["created_at"]).replace("Z", "+00:00")
         )
@@ -157,3 +158,7 @@ class UsageRecord:
                 number = value["N"]
                 data[name] = float(number) if "." in number else int(number)
         return cls.from_json(data)
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(UsageRecord))
+_FIELD_SET = frozenset(_FIELD_NAMES)
