@@ -142,6 +142,8 @@ def running_gateway(tokenizers_dir: Path, sim_url: str, **settings: Any) -> Iter
 
     settings.setdefault("models_config", models_config(sim_url))
     settings.setdefault("key_cache_ttl_seconds", 0)
+    # Every request's completion counted by the gateway too, for the exactness checks.
+    settings.setdefault("usage_audit_rate", 1.0)
     # This shared 2-core machine answers in seconds under load, DynamoDB in milliseconds:
     # generous deadlines here; the deadline tests set their own.
     for name in ("key_lookup", "admission", "usage_write"):

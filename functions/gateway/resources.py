@@ -53,6 +53,7 @@ class Resources:
             sink=UsageSink(usage=self.usage),
             telemetry=self.telemetry,
             limits=self.limits,
+            audit_rate=self.settings.usage_audit_rate,
         )
         self.chat = ChatService(
             deps=deps,

@@ -4,6 +4,7 @@ tokenizers loaded off the event loop, admission, and the metered request's error
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -48,6 +49,9 @@ class RouteDeps:
     sink: RecordSink
     telemetry: Telemetry
     limits: LimitStore | None
+    # USAGE_AUDIT_RATE, and the draw that decides each request (injectable for tests).
+    audit_rate: float = 1.0
+    draw: Callable[[], float] = random.random
 
     def meter(self, *, request_id: str, key: ApiKey, route: str) -> Meter:
         return Meter(
@@ -56,6 +60,7 @@ class RouteDeps:
             sink=self.sink,
             telemetry=self.telemetry,
             route=route,
+            audit=self.audit_rate >= 1.0 or self.draw() < self.audit_rate,
         )
 
     async def run(

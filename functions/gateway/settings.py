@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # For keys with token limits: the generation cap reserved (and sent upstream) when a
     # request sets no max_tokens and its model config has no cap.
     default_max_tokens: int = Field(default=4096, gt=0)
+    # Share of completed requests whose completion the gateway counts itself although the
+    # upstream reported usage, to cross-check the figures (UsageMismatches metric,
+    # gateway_completion_tokens in the record); otherwise that count would add nothing.
+    usage_audit_rate: float = Field(default=0.05, ge=0, le=1)
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Bounded lifetime of the in-process API-key cache (documented: at most 30 s).
     key_cache_ttl_seconds: float = Field(default=10.0, ge=0, le=30)

@@ -120,6 +120,9 @@ class Meter:
     # gateway adds it when a choice stops without a stop string having been requested.
     # vLLM's `stop_reason`, when sent, decides instead (observe_stop_reason).
     counts_eos: bool = True
+    # Count the completion even when the upstream reported usage, to cross-check it
+    # (USAGE_AUDIT_RATE of requests): otherwise that count adds no information.
+    audit: bool = True
     admission: Admission | None = None
     # Modality of each image/audio part of the prompt: the model server alone counts them.
     media: list[str] = field(default_factory=list)
@@ -208,7 +211,9 @@ class Meter:
         self._closed = anyio.Event()
         try:
             with anyio.CancelScope(shield=True):
-                gateway_completion = await self._count_completion()
+                gateway_completion = (
+                    await self._count_completion() if self._counts(status) else None
+                )
                 record = self._decide(status, http_status, error, gateway_completion)
                 self.record = record
                 await self.sink.write(record, admission=self.admission)
@@ -219,6 +224,11 @@ class Meter:
 
     async def fail(self, error: GatewayError) -> UsageRecord:
         return await self.close(status_for(error), http_status=error.status_code, error=error)
+
+    def _counts(self, status: UsageStatus) -> bool:
+        """Whether the gateway's own completion count adds information: the upstream's
+        figures are missing or not used (a request cut short), or this is an audit."""
+        return self.audit or self._upstream is None or status is not UsageStatus.COMPLETED
 
     async def _count_completion(self) -> int:
         count = self.count_text
@@ -245,7 +255,7 @@ class Meter:
         status: UsageStatus,
         http_status: int,
         error: GatewayError | None,
-        gateway_completion: int,
+        gateway_completion: int | None,
     ) -> UsageRecord:
         upstream = self._upstream if status is UsageStatus.COMPLETED else None
         if upstream is not None:
@@ -254,7 +264,7 @@ class Meter:
             status in (UsageStatus.COMPLETED, UsageStatus.CLIENT_DISCONNECTED)
             or self.generated_anything
         ):
-            prompt, completion = self.prompt_tokens, gateway_completion
+            prompt, completion = self.prompt_tokens, gateway_completion or 0
         else:
             prompt, completion = 0, 0
         estimated = None
@@ -295,7 +305,10 @@ class Meter:
 
     @staticmethod
     def _mismatch(record: UsageRecord) -> bool:
-        return record.upstream_prompt_tokens is not None and (
-            record.upstream_prompt_tokens != record.gateway_prompt_tokens
-            or record.upstream_completion_tokens != record.gateway_completion_tokens
+        if record.upstream_prompt_tokens is None:
+            return False
+        if record.upstream_prompt_tokens != record.gateway_prompt_tokens:
+            return True
+        return record.gateway_completion_tokens is not None and (
+            record.upstream_completion_tokens != record.gateway_completion_tokens
         )

@@ -193,3 +193,31 @@ async def test_vllm_stop_reason_decides_eos_and_stop_strings(
             )
         record = await m.close(UsageStatus.COMPLETED)
         assert record.gateway_completion_tokens == expected, (streamed, stop_reason)
+
+
+async def test_outside_an_audit_the_completion_is_counted_only_where_it_adds_information() -> None:
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return len(text.split())
+
+    reported = meter(RecordingSink(), forwarded=True, audit=False, count_text=count)
+    reported.observe_chunk(chunk("one two"))
+    reported.observe_chunk(
+        chunk(finish="stop", usage={"prompt_tokens": 10, "completion_tokens": 3})
+    )
+    record = await reported.close(UsageStatus.COMPLETED)
+    assert counted == []  # the upstream's figures are billed: a count would change nothing
+    assert (record.completion_tokens, record.gateway_completion_tokens) == (3, None)
+    assert reported.telemetry.mismatches == 0  # type: ignore[attr-defined]
+
+    unreported = meter(RecordingSink(), forwarded=True, audit=False, count_text=count)
+    unreported.observe_chunk(chunk("one two", finish="stop"))
+    record = await unreported.close(UsageStatus.COMPLETED)
+    assert counted == ["one two"] and record.completion_tokens == 3  # + EOS
+
+    cut = meter(RecordingSink(), forwarded=True, audit=False, count_text=count)
+    cut.observe_chunk(chunk("a b c", usage={"prompt_tokens": 10, "completion_tokens": 3}))
+    record = await cut.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+    assert counted[-1] == "a b c" and record.completion_tokens == 3
