@@ -312,6 +312,16 @@ class _TracedChunks:
     def __aiter__(self) -> _TracedChunks:
         return self
 
+    # What the relay reads to batch writes and splice envelopes (backends/chunks.py).
+    @property
+    def pending(self) -> int:
+        return int(getattr(self._chunks, "pending", 0))
+
+    @property
+    def raw(self) -> bytes | None:
+        raw: bytes | None = getattr(self._chunks, "raw", None)
+        return raw
+
     async def __anext__(self) -> dict[str, Any]:
         try:
             return await self._chunks.__anext__()

@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from gateway.backends.sse import DONE, SSEDecoder
+from gateway.backends.chunks import Chunks
+from gateway.backends.sse import SSEDecoder, until_done
 from gateway.backends.wire import CHAT, MalformedUpstream, WireRoute, status_error
 from gateway.errors import UpstreamError, UpstreamTimeoutError
 from gateway.models.registry import OpenAIEndpoint
@@ -125,22 +126,23 @@ class OpenAIBackend:
         if response.content_type != "text/event-stream":
             response.close()
             raise MalformedUpstream("The model endpoint did not answer with an event stream.")
-        return self._chunks(response)
+        return Chunks(self._events(response), self._route.parse_chunk)
 
-    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+        """Each read's complete events (their `data`), up to `[DONE]`."""
         finished = False
         decoder = SSEDecoder()
         try:
             async for piece in response.content.iter_any():
-                for payload in decoder.feed(piece):
-                    if payload.strip() == DONE:
-                        finished = True
-                        return
-                    yield self._route.parse_chunk(payload)
-            for payload in decoder.close():
-                if payload.strip() == DONE:
-                    break
-                yield self._route.parse_chunk(payload)
+                events, done = until_done(decoder.feed(piece))
+                if events:
+                    yield events
+                if done:
+                    finished = True
+                    return
+            events, _ = until_done(decoder.close())
+            if events:
+                yield events
             finished = True
         except TimeoutError as exc:
             raise UpstreamTimeoutError("The model endpoint stopped sending tokens.") from exc

@@ -31,7 +31,8 @@ from botocore.exceptions import (
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
 
-from gateway.backends.sse import DONE, SSEDecoder
+from gateway.backends.chunks import Chunks
+from gateway.backends.sse import SSEDecoder, until_done
 from gateway.backends.wire import CHAT, WireRoute, status_error
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 from gateway.models.registry import SageMakerEndpoint
@@ -263,9 +264,9 @@ class SageMakerBackend:
         finally:
             if not started:
                 reader.close()
-        return self._chunks(reader)
+        return Chunks(self._events(reader), self._route.parse_chunk)
 
-    async def _chunks(self, reader: _EventReader) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, reader: _EventReader) -> AsyncIterator[list[bytes]]:
         decoder = SSEDecoder()
         try:
             while True:
@@ -282,11 +283,10 @@ class SageMakerBackend:
                             "The model endpoint failed mid-stream.", code="upstream_stream_error"
                         )
                     continue
-                for data in payloads:
-                    if data.strip() == DONE:
-                        return
-                    yield self._route.parse_chunk(data)
-                if event is None:
+                events, done = until_done(payloads)
+                if events:
+                    yield events
+                if done or event is None:
                     return
         except EventStreamError as exc:  # ModelStreamError / InternalStreamFailure
             raise _client_error(exc, self._upstream.endpoint_name) from exc

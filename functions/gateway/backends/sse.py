@@ -65,3 +65,11 @@ class SSEDecoder:
         elif line.startswith(b"{") and not self._data:
             return line
         return None  # event:, id:, retry: and comments
+
+
+def until_done(events: list[bytes]) -> tuple[list[bytes], bool]:
+    """The events before `[DONE]`, and whether `[DONE]` was among them."""
+    for position, event in enumerate(events):
+        if event.strip() == DONE:
+            return events[:position], True
+    return events, False

@@ -129,6 +129,66 @@ async def close_upstream(chunks: AsyncIterator[Any]) -> None:
             logger.warning("closing the upstream stream failed", exc_info=True)
 
 
+class Restamp:
+    """A chunk's envelope rewritten for the client: `id`, `object`, `created` and `model`
+    are the gateway's, vLLM's `stop_reason` goes, logprobs take OpenAI's shape, `usage`
+    is null on every chunk when the client asked for usage (OpenAI's format).
+
+    Where that is exact, bytes are spliced instead of a JSON round trip: the upstream
+    sends the same envelope head (`{"id":..,"object":..,"created":..,"model":..,`) on
+    every chunk of a stream, so a chunk that starts with it byte for byte and whose rest
+    has no key the rewrite touches (`stop_reason`, `usage`, object-valued `logprobs`) is
+    the gateway's head plus that rest. A key pattern cannot occur unescaped inside a JSON
+    string, so these byte tests only ever send a chunk to the slow path needlessly."""
+
+    _HEAD_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint"})
+
+    def __init__(self, meter: Meter, *, include_usage: bool, kind: StreamKind) -> None:
+        self._meter = meter
+        self._include_usage = include_usage
+        self._kind = kind
+        self._null_usage = include_usage and kind.null_usage
+        self._head: bytes | None = None  # the upstream's head; b"": this stream cannot splice
+        self._ours = b""
+
+    def frame(self, chunk: dict[str, Any], raw: bytes | None) -> bytes:
+        if raw is not None and self._kind.text_field is None:
+            if self._head is None:
+                self._learn(chunk)
+            if self._head and raw.startswith(self._head):
+                rest = raw[len(self._head) :]
+                if (
+                    rest.startswith(b'"choices":')
+                    and rest.endswith(b"}")
+                    and b'"stop_reason"' not in rest
+                    and b'"usage"' not in rest
+                    and b'"logprobs":{' not in rest
+                ):
+                    if self._null_usage:
+                        rest = rest[:-1] + b',"usage":null}'
+                    return b"data: " + self._ours + rest + b"\n\n"
+        return frame(_stamp(self._meter, chunk, self._include_usage, self._kind))
+
+    def _learn(self, chunk: dict[str, Any]) -> None:
+        head: dict[str, Any] = {}
+        for name, value in chunk.items():
+            if name == "choices":
+                break
+            head[name] = value
+        if not head or not head.keys() <= self._HEAD_KEYS:
+            self._head = b""
+            return
+        self._head = orjson.dumps(head)[:-1] + b","
+        ours = {
+            **head,
+            "id": f"{self._kind.id_prefix}-{self._meter.request_id}",
+            "object": self._kind.object,
+            "created": self._meter.created,
+            "model": self._meter.model_id,
+        }
+        self._ours = orjson.dumps(ours)[:-1] + b","
+
+
 async def relay(
     meter: Meter,
     chunks: AsyncIterator[dict[str, Any]],
@@ -136,17 +196,23 @@ async def relay(
     include_usage: bool,
     kind: StreamKind = CHAT_STREAM,
 ) -> AsyncIterator[bytes]:
+    """The client's SSE frames. Frames of chunks that arrived in one upstream read go out
+    in one write (`chunks.pending`, backends/chunks.py)."""
     failure: GatewayError | None = None
     ended = False
     relayed = 0
+    restamp = Restamp(meter, include_usage=include_usage, kind=kind)
+    gathered: list[bytes] = []
     try:
         try:
             async for chunk in chunks:
                 meter.observe_chunk(kind.observed(chunk))
-                if not chunk["choices"]:
-                    continue  # the upstream's usage chunk: ours is sent at the end
-                relayed += 1
-                yield frame(_stamp(meter, chunk, include_usage, kind))
+                if chunk["choices"]:  # else the upstream's usage chunk: ours comes at the end
+                    relayed += 1
+                    gathered.append(restamp.frame(chunk, getattr(chunks, "raw", None)))
+                if gathered and not getattr(chunks, "pending", 0):
+                    yield b"".join(gathered)
+                    gathered.clear()
             if relayed == 0:
                 raise UpstreamError("The model endpoint ended the stream without generating.")
             ended = True
@@ -167,12 +233,14 @@ async def relay(
                 await meter.close(UsageStatus.COMPLETED)
             else:
                 await meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+    tail = list(gathered)  # frames of chunks read before a failure, billed: sent first
     if failure is not None:
-        yield sse_error_event(failure)
-        return
-    if include_usage:
-        yield usage_frame(meter, kind)
-    yield DONE_FRAME
+        tail.append(sse_error_event(failure))
+    else:
+        if include_usage:
+            tail.append(usage_frame(meter, kind))
+        tail.append(DONE_FRAME)
+    yield b"".join(tail)
 
 
 class MeteredStream:

@@ -1,0 +1,52 @@
+"""An upstream stream's chunks as the relay takes them: one at a time, parsed when taken,
+from the batches of events that each network read completed.
+
+Two facts ride along for the relay (chat/stream.py), which reads them with `getattr` so
+that any wrapper that does not pass them on only costs speed:
+- `pending`: chunks of the current read not taken yet. At 0 the next chunk needs a read,
+  so the relay sends what it has gathered in one write.
+- `raw`: the upstream's own JSON for the chunk last taken, for a byte-level rewrite of its
+  envelope where that is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+
+class Chunks:
+    def __init__(
+        self,
+        batches: AsyncIterator[list[bytes]],
+        parse: Callable[[bytes], dict[str, Any]],
+    ) -> None:
+        self._batches = batches
+        self._parse = parse
+        self._batch: list[bytes] = []
+        self._taken = 0
+        self.raw: bytes | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._batch) - self._taken
+
+    def __aiter__(self) -> Chunks:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while self._taken >= len(self._batch):
+            self._batch = await self._batches.__anext__()
+            self._taken = 0
+        raw = self._batch[self._taken]
+        self._taken += 1
+        self.raw = None
+        chunk = self._parse(raw)  # a malformed event raises here, after the ones before it
+        self.raw = raw
+        return chunk
+
+    async def aclose(self) -> None:
+        self._batch, self._taken = [], 0
+        aclose = getattr(self._batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
