@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.chat.protocol import ChatCompletion, ChatCompletionRequest
-from gateway.deps import ChatServiceDep, CurrentKey, RequestId
+from gateway.deps import CallerDep
 from gateway.http import SSEResponse, json_response
 from gateway.openapi import REQUIRES_KEY, errors
 
@@ -64,10 +64,10 @@ _BODY: dict[str, Any] = {
     openapi_extra={**REQUIRES_KEY, **_BODY},
 )
 @router.post("/chat/completions", include_in_schema=False)
-async def create_chat_completion(
-    request: Request, key: CurrentKey, service: ChatServiceDep, request_id: RequestId
-) -> Response:
-    result = await service.create(request.body, key=key, request_id=request_id)
+async def create_chat_completion(request: Request, caller: CallerDep) -> Response:
+    result = await caller.resources.chat.create(
+        request.body, key=caller.key, request_id=caller.request_id
+    )
     if result.stream is not None:
         return SSEResponse(result.stream, headers=result.headers)
     return json_response(result.body, headers=result.headers)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.completions.protocol import Completion, CompletionRequest
-from gateway.deps import CurrentKey, RequestId, ResourcesDep
+from gateway.deps import CallerDep
 from gateway.http import SSEResponse, json_response
 from gateway.openapi import REQUIRES_KEY, errors
 
@@ -50,10 +50,10 @@ BODY_SCHEMAS: dict[str, Any] = {
     },
 )
 @router.post("/completions", include_in_schema=False)
-async def create_completion(
-    request: Request, key: CurrentKey, resources: ResourcesDep, request_id: RequestId
-) -> Response:
-    result = await resources.completions.create(request.body, key=key, request_id=request_id)
+async def create_completion(request: Request, caller: CallerDep) -> Response:
+    result = await caller.resources.completions.create(
+        request.body, key=caller.key, request_id=caller.request_id
+    )
     if result.stream is not None:
         return SSEResponse(result.stream, headers=result.headers)
     return json_response(result.body, headers=result.headers)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.deps import CurrentKey, RequestId, ResourcesDep
+from gateway.deps import CallerDep
 from gateway.embeddings.protocol import EmbeddingList, EmbeddingRequest
 from gateway.http import json_response
 from gateway.openapi import REQUIRES_KEY, errors
@@ -42,8 +42,8 @@ BODY_SCHEMAS: dict[str, Any] = {
     },
 )
 @router.post("/embeddings", include_in_schema=False)
-async def create_embeddings(
-    request: Request, key: CurrentKey, resources: ResourcesDep, request_id: RequestId
-) -> Response:
-    result = await resources.embeddings.create(request.body, key=key, request_id=request_id)
+async def create_embeddings(request: Request, caller: CallerDep) -> Response:
+    result = await caller.resources.embeddings.create(
+        request.body, key=caller.key, request_id=caller.request_id
+    )
     return json_response(result.body, headers=result.headers)
