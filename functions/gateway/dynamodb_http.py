@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from gateway.aws import map_error_code
+from gateway.aws import RetryableError, map_error_code
 from gateway.errors import DependencyError
 
 if TYPE_CHECKING:
@@ -122,7 +122,9 @@ class DynamoDBHttp:
         endpoint: Callable[[], Endpoint],
         connect_timeout: float,
         read_timeout: float,
-        max_connections: int = 100,
+        # A Lambda instance makes one call at a time; a local server many: bounded, so
+        # a burst reuses connections instead of opening one per request.
+        max_connections: int = 32,
         # X-Ray: start(operation, table, region) -> end(status) (Tracing.aws_call)
         tracer: Callable[[str, str, str], Callable[[int], None]] | None = None,
     ) -> None:
@@ -180,6 +182,9 @@ class DynamoDBHttp:
             async with self._session_now().post(url, data=body, headers=headers) as response:
                 status = response.status
                 raw = await response.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Not connected, so nothing was sent: as safe to retry as a throttle.
+            raise RetryableError(f"{SERVICE} is unreachable ({type(exc).__name__})") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DependencyError(f"{SERVICE} is unavailable ({type(exc).__name__})") from exc
         finally:

@@ -230,3 +230,17 @@ def test_signature_equals_botocores(
     assert ours["Authorization"] == request.headers["Authorization"]
     assert ours["X-Amz-Date"] == request.headers["X-Amz-Date"]
     assert ours.get("X-Amz-Security-Token") == request.headers.get("X-Amz-Security-Token")
+
+
+def test_an_unreachable_endpoint_is_retryable_as_nothing_was_sent() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: connections are refused
+    http = _client(_endpoint(f"http://127.0.0.1:{port}"))
+
+    async def main() -> None:
+        with pytest.raises(RetryableError, match="unreachable"):
+            await http.put_item(table="t", item={"pk": {"S": "x"}})
+        await http.reset()
+
+    anyio.run(main)

@@ -14,6 +14,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from gateway.chat.protocol import (
     PART_MODALITY,
     AssistantMessage,
@@ -149,6 +151,25 @@ def check_context_length(model: ModelConfig, *, prompt_tokens: int, body: dict[s
         param="messages",
         code="context_length_exceeded",
     )
+
+
+# What a chat template adds around the conversation, in tokens, at most: role headers per
+# message, and fixed text (a default system prompt, the tool-use preamble).
+_TEMPLATE_TOKENS_PER_MESSAGE = 16
+_TEMPLATE_TOKENS_FIXED = 1024
+
+
+def prompt_upper_bound(request: ChatCompletionRequest) -> int:
+    """More tokens than the rendered prompt can have, without a tokenizer: every token
+    of a byte-level BPE or byte-fallback SentencePiece vocabulary covers at least one
+    byte, and the JSON of the messages and tools has at least their text's bytes
+    (tests/gateway/tokens checks it against every reference conversation)."""
+    messages = template_messages(request)
+    size = len(orjson.dumps(messages, default=str))
+    tools = template_tools(request)
+    if tools:
+        size += len(orjson.dumps(tools, default=str))
+    return size + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + _TEMPLATE_TOKENS_FIXED
 
 
 def default_max_tokens(model: ModelConfig, *, prompt_tokens: int, default: int) -> int:

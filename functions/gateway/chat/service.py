@@ -6,6 +6,7 @@ one usage record, whichever way it ends.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -85,17 +86,19 @@ class ChatService:
         model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
         meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
         meter.media = chat_prompt.check_modalities(request, model)
-        tokenizer = await self._deps.tokenizer(model)
-        meter.count_text = tokenizer.count_text
         meter.counts_eos = not request.stop
-        meter.prompt_tokens = await self._count_prompt(tokenizer, request)
-        body = self.upstream_body(
-            request,
-            model,
-            prompt_tokens=meter.prompt_tokens,
-            default_max_tokens=self._default_max_tokens,
-        )
-        chat_prompt.check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
+        body = self._cold_body(request, model, meter)
+        if body is None:
+            tokenizer = await self._deps.tokenizer(model)
+            meter.count_text = tokenizer.count_text
+            meter.prompt_tokens = await self._count_prompt(tokenizer, request)
+            body = self.upstream_body(
+                request,
+                model,
+                prompt_tokens=meter.prompt_tokens,
+                default_max_tokens=self._default_max_tokens,
+            )
+            chat_prompt.check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
         reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
         headers = await self._deps.admit(meter, reserve)
         backend = self._backend_for(model)
@@ -108,6 +111,38 @@ class ChatService:
         meter.observe_completion(completion)
         await meter.close(UsageStatus.COMPLETED)
         return ChatResult(body=_response(meter, completion), headers=headers)
+
+    def _cold_body(
+        self, request: ChatCompletionRequest, model: ModelConfig, meter: Meter
+    ) -> dict[str, Any] | None:
+        """A cold instance (tokenizer not loaded) forwards at once when the prompt's upper
+        bound decides everything the count would: the context-length check passes and
+        `max_tokens` is not cut by it. Admission reserves the bound (settled exactly
+        later); the count runs beside the upstream call (Meter.deferred). None: count
+        first, as a warm instance does."""
+        if self._deps.tokenizers.loaded(model.tokenizer) is not None:
+            return None
+        bound = chat_prompt.prompt_upper_bound(request)
+        cap = model.max_tokens or self._default_max_tokens
+        body = self.upstream_body(
+            request, model, prompt_tokens=bound, default_max_tokens=self._default_max_tokens
+        )
+        limit = model.max_model_len
+        if limit is not None and (
+            bound + body["max_tokens"] > limit
+            or (not request.requested_max_tokens and body["max_tokens"] < cap)
+        ):
+            return None
+        meter.prompt_tokens, meter.prompt_counted = bound, False
+
+        async def count() -> None:
+            tokenizer = await self._deps.tokenizer(model)
+            prompt_tokens = await self._count_prompt(tokenizer, request)
+            meter.prompt_tokens, meter.count_text = prompt_tokens, tokenizer.count_text
+
+        meter.deferred = asyncio.create_task(count())
+        meter.deferred.add_done_callback(_retrieved)
+        return body
 
     async def _count_prompt(self, tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> int:
         messages = chat_prompt.template_messages(request)  # as vLLM hands them to the template
@@ -158,6 +193,13 @@ class ChatService:
             # chunk is dropped on the way back unless the client asked for it.
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}
         return body
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A deferred count nobody awaits may fail unseen: its error is read (no asyncio
+    warning); the Meter flags it when it needed the figure."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _reason(exc: Exception) -> str:

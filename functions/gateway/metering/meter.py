@@ -15,6 +15,7 @@ Billing rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -124,6 +125,11 @@ class Meter:
     # (USAGE_AUDIT_RATE of requests): otherwise that count adds no information.
     audit: bool = True
     admission: Admission | None = None
+    # A cold instance's prompt count, run beside the upstream call (chat/service.py):
+    # awaited at close only where the record needs the gateway's own figures; until it
+    # has run, `prompt_tokens` is the reservation's upper bound, not a count.
+    deferred: asyncio.Task[None] | None = None
+    prompt_counted: bool = True
     # Modality of each image/audio part of the prompt: the model server alone counts them.
     media: list[str] = field(default_factory=list)
     created: int = field(default_factory=lambda: int(time.time()))
@@ -211,6 +217,8 @@ class Meter:
         self._closed = anyio.Event()
         try:
             with anyio.CancelScope(shield=True):
+                if self.deferred is not None:
+                    await self._settle_deferred(status)
                 gateway_completion = (
                     await self._count_completion() if self._counts(status) else None
                 )
@@ -224,6 +232,21 @@ class Meter:
 
     async def fail(self, error: GatewayError) -> UsageRecord:
         return await self.close(status_for(error), http_status=error.status_code, error=error)
+
+    async def _settle_deferred(self, status: UsageStatus) -> None:
+        """Wait for the deferred prompt count where the record needs it; else leave it
+        running (it loads the tokenizer for the next requests) if it has not finished."""
+        task = self.deferred
+        assert task is not None
+        if not task.done() and not (self.forwarded and self._counts(status)):
+            return
+        try:
+            await task
+            self.prompt_counted = True
+        except Exception:  # noqa: BLE001 - a failed count must not cost the record
+            logger.warning("deferred prompt count failed", extra={"request_id": self.request_id})
+            self._flags.append("gateway_count_failed")
+            self.prompt_tokens, self.count_text = 0, None
 
     def _counts(self, status: UsageStatus) -> bool:
         """Whether the gateway's own completion count adds information: the upstream's
@@ -288,7 +311,9 @@ class Meter:
             completion_tokens=completion,
             upstream_prompt_tokens=self._upstream[0] if self._upstream else None,
             upstream_completion_tokens=self._upstream[1] if self._upstream else None,
-            gateway_prompt_tokens=self.prompt_tokens if self.forwarded else None,
+            gateway_prompt_tokens=(
+                self.prompt_tokens if self.forwarded and self.prompt_counted else None
+            ),
             gateway_completion_tokens=gateway_completion if self.forwarded else None,
             finish_reason=",".join(reasons) if reasons else None,
             latency_ms=round((now - self.started) * 1000, 3),
@@ -307,7 +332,10 @@ class Meter:
     def _mismatch(record: UsageRecord) -> bool:
         if record.upstream_prompt_tokens is None:
             return False
-        if record.upstream_prompt_tokens != record.gateway_prompt_tokens:
+        if (
+            record.gateway_prompt_tokens is not None
+            and record.upstream_prompt_tokens != record.gateway_prompt_tokens
+        ):
             return True
         return record.gateway_completion_tokens is not None and (
             record.upstream_completion_tokens != record.gateway_completion_tokens
