@@ -173,3 +173,23 @@ def test_mixed_run_through_the_stack_has_no_mismatches(
     ]
     assert len(sent) > 140 and refused > 10
     assert wrong == []
+
+
+def test_a_cold_instances_upper_bound_is_above_every_reference_count(
+    reference: dict[str, Any],
+) -> None:
+    """chat_prompt.prompt_upper_bound, what a cold instance reserves before its tokenizer
+    is loaded, is at least transformers' count for every case of every family, and not
+    absurdly above it for the longer ones."""
+    for family in FAMILIES:
+        counts = reference["families"][family]["chat"]
+        for case in CASES:
+            want = counts[case["id"]]
+            if want == "refused":
+                continue
+            body: dict[str, Any] = {"model": "m", "messages": case["messages"]}
+            if "tools" in case:
+                body["tools"] = case["tools"]
+            bound = chat_prompt.prompt_upper_bound(ChatCompletionRequest.model_validate(body))
+            assert bound >= int(want), f"{family} {case['id']}: bound {bound} < {want}"
+            assert bound <= 8 * int(want) + 2048, f"{family} {case['id']}: bound {bound}"

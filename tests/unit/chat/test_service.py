@@ -3,6 +3,7 @@ each leaving exactly one record."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -228,3 +229,67 @@ async def test_a_model_that_serves_no_chat_is_refused_on_the_chat_route() -> Non
         await svc.create(body(), key=api_key(), request_id="r")
     assert raised.value.code == "model_not_supported" and backend.sent == []
     assert [r.status for r in sink.records] == ["rejected"]
+
+
+class ColdTokenizers(FakeTokenizers):
+    """No tokenizer loaded yet; loading (in a worker thread) waits until `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.ready = False
+
+    def loaded(self, spec: str) -> Any:
+        return self.tokenizer if self.ready else None
+
+    def get(self, spec: str) -> Any:
+        assert self.release.wait(10)
+        self.ready = True
+        return self.tokenizer
+
+
+async def test_a_cold_instance_forwards_before_its_tokenizer_loads_and_reserves_a_bound() -> None:
+    backend, sink, limits = FakeBackend(body=COMPLETION), RecordingSink(), FakeLimits()
+    tokenizers = ColdTokenizers()
+    deps = RouteDeps(
+        registry=registry(model()),
+        tokenizers=tokenizers,  # type: ignore[arg-type]
+        sink=sink,
+        telemetry=NullTelemetry(),
+        limits=limits,  # type: ignore[arg-type]
+    )
+    chat = ChatService(deps=deps, backend_for=lambda m: backend, default_max_tokens=100)
+    key = api_key(monthly_tokens=10_000)
+
+    async with anyio.create_task_group() as tg:
+
+        async def release_later() -> None:
+            await anyio.sleep(0.05)
+            assert backend.sent, "the upstream was called before the tokenizer loaded"
+            tokenizers.release.set()
+
+        tg.start_soon(release_later)
+        result = await chat.create(body(), key=key, request_id="r")
+    assert result.body is not None and result.body["usage"]["prompt_tokens"] == 6
+    [record] = sink.records
+    # the reservation was the bound (well above the count); the record has the exact count
+    assert limits.reserved[0] > 100 + 5
+    assert record.gateway_prompt_tokens == 4 and record.prompt_tokens == 6
+
+
+async def test_a_cold_instance_counts_first_where_the_bound_would_cut_max_tokens() -> None:
+    backend, sink = FakeBackend(body=COMPLETION), RecordingSink()
+    tokenizers = ColdTokenizers()
+    tokenizers.release.set()
+    deps = RouteDeps(
+        registry=registry(model(max_model_len=1100)),
+        tokenizers=tokenizers,  # type: ignore[arg-type]
+        sink=sink,
+        telemetry=NullTelemetry(),
+        limits=None,
+    )
+    chat = ChatService(deps=deps, backend_for=lambda m: backend, default_max_tokens=100)
+    await chat.create(body(), key=api_key(), request_id="r")
+    # counted exactly (4 tokens) before forwarding: max_tokens is the cap, not cut
+    assert backend.sent[0]["max_tokens"] == 100
+    assert sink.records[0].gateway_prompt_tokens == 4
