@@ -125,7 +125,11 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
                 if _HELD[_held_key(table_name, key)]:
                     FAULTS.conflicts[operation] += 1
                     raise TransactionConflictException()
-            return method(self, table_name, *args, **kwargs)
+            result = method(self, table_name, *args, **kwargs)
+            # moto returns the live item and reads ReturnValues from it after the call,
+            # when a concurrent update may have changed it; DynamoDB answers with the
+            # item as this update left it: a copy taken under the lock.
+            return copy.deepcopy(result) if operation == "update_item" else result
 
     return locked
 

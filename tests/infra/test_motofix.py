@@ -88,3 +88,30 @@ def test_throttling_pauses_and_call_counts(faults: FaultControl) -> None:
             impatient.get_item(TableName=TABLE, Key=key())
         assert time.monotonic() - started < 2
     client.get_item(TableName=TABLE, Key=key())  # answers again once resumed
+
+
+def test_concurrent_updates_each_return_the_item_as_they_left_it(dynamodb: str) -> None:
+    """ReturnValues=UPDATED_NEW is the item as that update left it (DynamoDB's answer),
+    not as a concurrent update changed it before moto read it back."""
+    hot = key()
+    clients = [boto3.client("dynamodb", config=ONE_ATTEMPT) for _ in range(4)]
+    start = threading.Barrier(24)
+    seen: list[int] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        answer = clients[i % 4].update_item(
+            TableName=TABLE,
+            Key=hot,
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        seen.append(int(answer["Attributes"]["n"]["N"]))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(seen) == list(range(1, 25))
