@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,9 @@ from gateway.usage import UsageStore
 
 from tests.gateway.usage.test_store import record as usage_record
 
-TABLE = LOCAL_TABLE_NAMES["UsageTable"]
+# The keys table: it has no stream, so this test's item never reaches the usage aggregator
+# (the usage table's stream would take it for a malformed record).
+TABLE = LOCAL_TABLE_NAMES["KeysTable"]
 
 
 def _client(endpoint: Endpoint, **kw: Any) -> DynamoDBHttp:
@@ -35,13 +38,15 @@ def test_put_item_writes_what_boto3_reads_back_and_refuses_a_false_condition(
 ) -> None:
     aws = AwsClients()
     http = _client(aws.dynamodb_endpoint())
-    item = {"pk": {"S": "key#dynamodb-http"}, "sk": {"S": "req#1"}, "n": {"N": "3"}}
+    item = {"key_hash": {"S": f"dynamodb-http-{uuid.uuid4().hex}"}, "n": {"N": "3"}}
 
     async def main() -> None:
         try:
-            await http.put_item(table=TABLE, item=item, condition="attribute_not_exists(pk)")
+            await http.put_item(table=TABLE, item=item, condition="attribute_not_exists(key_hash)")
             with pytest.raises(ConditionFailed):
-                await http.put_item(table=TABLE, item=item, condition="attribute_not_exists(pk)")
+                await http.put_item(
+                    table=TABLE, item=item, condition="attribute_not_exists(key_hash)"
+                )
             with pytest.raises(DependencyError, match="ResourceNotFoundException"):
                 await http.put_item(table="no-such-table", item=item)
         finally:
@@ -49,7 +54,7 @@ def test_put_item_writes_what_boto3_reads_back_and_refuses_a_false_condition(
 
     anyio.run(main)
     stored = boto3.client("dynamodb").get_item(
-        TableName=TABLE, Key={"pk": item["pk"], "sk": item["sk"]}, ConsistentRead=True
+        TableName=TABLE, Key={"key_hash": item["key_hash"]}, ConsistentRead=True
     )
     assert stored["Item"] == item
 
