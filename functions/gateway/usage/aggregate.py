@@ -24,6 +24,7 @@ these transactions (TransactionConflictException).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_TRANSACT_ITEMS = 100
+GUARD_ROUTE = "guard"
+# A guard category as the guard's parser accepts it (it names a rollup attribute).
+_CATEGORY = re.compile(r"^S[0-9]{1,3}$")
 # `rate_limited`: refusals by a key's limits, also counted in `errors` (the dashboard).
 COUNTERS = (
     "requests",
@@ -71,6 +75,38 @@ def rollup_keys(record: UsageRecord) -> list[ItemKey]:
     ]
 
 
+def guard_rollups(record: UsageRecord) -> list[tuple[ItemKey, dict[str, int]]]:
+    """A screened record's guard line (docs/GUARDRAILS.md): the guard's own tokens on the
+    guard model's rollups (model/day, key/model/day) and the key's route `guard`, each
+    counting the request once, and in the key's daily totals; and, when it was blocked,
+    `guard_blocked` and `guard_blocked_<category>` on the record's own rollup items."""
+    if not record.guard_model:
+        return []
+    prompt, completion = record.guard_prompt_tokens or 0, record.guard_completion_tokens or 0
+    tokens = {"prompt_tokens": prompt, "completion_tokens": completion}
+    tokens["total_tokens"] = prompt + completion
+    line = {"requests": 1, **tokens}
+    key, day = key_pk(record.key_id), f"day#{record.day}"
+    found = [
+        ((model_pk(record.guard_model), day), line),
+        ((key, f"mday#{record.day}#{record.guard_model}"), line),
+        ((key, f"rday#{record.day}#{GUARD_ROUTE}"), line),
+        ((key, day), tokens),
+    ]
+    categories = [c for c in (record.guard_blocked or "").split(",") if _CATEGORY.match(c)]
+    if record.guard_action in ("blocked_input", "blocked_output"):
+        blocks = {"guard_blocked": 1, **{f"guard_blocked_{c}": 1 for c in categories}}
+        found += [(item, blocks) for item in rollup_keys(record)]
+    return found
+
+
+def rollups(record: UsageRecord) -> list[tuple[ItemKey, dict[str, int]]]:
+    """Every rollup item a record adds to, and what it adds (several entries may name
+    one item: their counters add up)."""
+    values = rollup_values(record)
+    return [(item, values) for item in rollup_keys(record)] + guard_rollups(record)
+
+
 def rollup_values(record: UsageRecord) -> dict[str, int]:
     return {
         "requests": 1,
@@ -96,16 +132,16 @@ class _Plan:
 
     def new_items(self, record: UsageRecord, current_minute: int) -> int:
         settles = [k for k, _ in _settlements(record, current_minute) if k not in self.settles]
-        return 1 + sum(k not in self.rollups for k in rollup_keys(record)) + len(set(settles))
+        items = {k for k, _ in rollups(record)}
+        return 1 + sum(k not in self.rollups for k in items) + len(set(settles))
 
     def add(self, record: UsageRecord, current_minute: int) -> None:
         self.records.append(record)
-        values = rollup_values(record)
-        for key in rollup_keys(record):
+        for key, values in rollups(record):
             totals = self.rollups.setdefault(key, dict.fromkeys(COUNTERS, 0))
             for name, value in values.items():
-                totals[name] += value
-        delta = record.total_tokens - record.reserved_tokens
+                totals[name] = totals.get(name, 0) + value
+        delta = record.billed_tokens - record.reserved_tokens
         for key, attribute in _settlements(record, current_minute):
             deltas = self.settles.setdefault(key, {})
             deltas[attribute] = deltas.get(attribute, 0) + delta
@@ -114,7 +150,7 @@ class _Plan:
 def _settlements(record: UsageRecord, current_minute: int) -> list[tuple[ItemKey, str]]:
     """(item, attribute) pairs holding this record's reservation (limits/store.py)."""
     found: list[tuple[ItemKey, str]] = []
-    if record.total_tokens == record.reserved_tokens:
+    if record.billed_tokens == record.reserved_tokens:
         return found
     pk = key_pk(record.key_id)
     minute = record.reserved_window_minute
@@ -237,8 +273,8 @@ class Aggregator:
             for r in chunk.records
         ]
         for key, totals in chunk.rollups.items():
-            expression = "ADD " + ", ".join(f"{name} :{name}" for name in COUNTERS)
-            values = {f":{name}": {"N": str(totals[name])} for name in COUNTERS}
+            expression = "ADD " + ", ".join(f"{name} :{name}" for name in totals)
+            values = {f":{name}": {"N": str(value)} for name, value in totals.items()}
             items.append(self._update(key, expression, values))
         for key, deltas in chunk.settles.items():
             if any(deltas.values()):
