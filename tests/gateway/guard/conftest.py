@@ -34,7 +34,9 @@ def guard_tokenizers(tokenizers_dir: Path, tmp_path_factory: pytest.TempPathFact
 def _sim(tokenizers: Path, **config: Any) -> Iterator[str]:
     from gpusim import SimConfig, create_app
 
-    with serve_asgi(create_app(SimConfig(tokenizers_dir=tokenizers, **config))) as url:
+    app = create_app(SimConfig(tokenizers_dir=tokenizers, **config))
+    app.state.sim.registry.preload()  # transformers' first load takes seconds here
+    with serve_asgi(app) as url:
         yield url
 
 
@@ -80,9 +82,9 @@ def guard_config(model_sim: str, guard_sim: str, slow_guard_sim: str) -> str:
     ]
     policies = [
         {"id": "strict", "guard": "llama-guard", "models": ["qwen3"], "output": True,
-         "window_tokens": 8},
+         "window_tokens": 8, "deadline_seconds": 10},
         {"id": "input-only", "guard": "llama-guard", "models": ["qwen3-input"],
-         "block": ["S9"]},
+         "block": ["S9"], "deadline_seconds": 10},
         {"id": "down-open", "guard": "guard-down", "models": ["qwen3-open"],
          "on_error": "open", "deadline_seconds": 1},
         {"id": "slow-closed", "guard": "guard-slow", "models": ["qwen3-closed"],
@@ -100,3 +102,20 @@ def guarded(
     config = guard_config(model_sim, guard_sim, slow_guard_sim)
     with running_gateway(guard_tokenizers, model_sim, models_config=config) as gateway:
         yield gateway
+
+
+@pytest.fixture(scope="session")
+def tmp_guard_counts(guard_tokenizers: Path) -> Any:
+    """The guard prompt tokens of an input screening plus an output screening, as the
+    gateway counts them over the guard's template (gateway.guard.prompt)."""
+    from gateway.guard.prompt import conversation, prompt_tokens
+    from gateway.tokens import ChatTokenizer
+
+    tokenizer = ChatTokenizer(guard_tokenizers / GUARD_FOLDER)
+
+    def count(messages: list[dict[str, str]], completion: str) -> int:
+        return prompt_tokens(tokenizer, conversation(messages)) + prompt_tokens(
+            tokenizer, conversation(messages, completion)
+        )
+
+    return count
