@@ -63,6 +63,7 @@ class ScreenedChunks:
 
     async def aclose(self) -> None:
         self._done = True
+        self._withhold()  # the client left while a window was held: generated, so billed
         aclose = getattr(self._chunks, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -93,7 +94,11 @@ class ScreenedChunks:
         items = [(i, "".join(self._texts[i])) for i in sorted(self._unscreened)]
         self._unscreened.clear()
         self._pending_tokens = 0
-        verdicts = await self._screening.screen_many(items) if items else {}
+        try:
+            verdicts = await self._screening.screen_many(items) if items else {}
+        except BaseException:  # a fail-closed guard (or a cancellation): bill, never show
+            self._withhold()
+            raise
         blocked = [self._screening.decide(v) for v in verdicts.values()]
         if any(blocked):
             self._block()
@@ -108,11 +113,14 @@ class ScreenedChunks:
         self._ready.extend(self._pending)
         self._pending = []
 
-    def _block(self) -> None:
-        meter = self._screening.meter
-        for chunk in self._pending:  # generated, so billed; never shown
-            meter.observe_chunk(chunk)
+    def _withhold(self) -> None:
+        """The held chunks never reach the client; the Meter bills them (generated)."""
+        for chunk in self._pending:
+            self._screening.meter.observe_chunk(chunk)
         self._pending = []
+
+    def _block(self) -> None:
+        self._withhold()
         self._screening.ledger.action = GuardAction.BLOCKED_OUTPUT
         choices: list[dict[str, Any]] = [
             {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}

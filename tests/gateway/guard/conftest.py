@@ -71,10 +71,9 @@ def _model(model_id: str, url: str, folder: str, **extra: Any) -> dict[str, Any]
 def guard_config(model_sim: str, guard_sim: str, slow_guard_sim: str) -> str:
     guard = {"guard": {"format": "llama_guard"}}
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    models = [
-        _model(name, model_sim, "qwen3")
-        for name in ("qwen3", "qwen3-input", "qwen3-open", "qwen3-closed", "qwen3-slow-open")
-    ]
+    guarded = ("qwen3", "qwen3-input", "qwen3-open", "qwen3-closed", "qwen3-slow-open")
+    names = (*guarded, "qwen3-output-closed")
+    models = [_model(name, model_sim, "qwen3") for name in names]
     models += [
         _model("llama-guard", guard_sim, GUARD_FOLDER, **guard),
         _model("guard-down", down, GUARD_FOLDER, **guard),
@@ -91,6 +90,8 @@ def guard_config(model_sim: str, guard_sim: str, slow_guard_sim: str) -> str:
          "on_error": "closed", "deadline_seconds": 0.5},
         {"id": "slow-open", "guard": "guard-slow", "models": ["qwen3-slow-open"],
          "on_error": "open", "deadline_seconds": 0.5},
+        {"id": "output-closed", "guard": "guard-slow", "models": ["qwen3-output-closed"],
+         "input": False, "output": True, "on_error": "closed", "deadline_seconds": 0.5},
     ]  # fmt: skip
     return json.dumps({"models": models, "guard_policies": policies})
 

@@ -166,3 +166,33 @@ def test_a_slow_guard_fail_open_serves_after_the_deadline(guarded: Gateway) -> N
     assert answer.choices[0].finish_reason == "stop"
     record = last_record(guarded, key)
     assert record.guard_action == "failed_open" and 500 <= record.guard_latency_ms < 2500
+
+
+def test_a_guard_failing_mid_stream_fail_closed_ends_it_with_an_error(guarded: Gateway) -> None:
+    """Output screening only: the stream has started (200) when the first window's
+    screening misses its deadline; it ends with the error event, no token unscreened."""
+    key = guarded.new_key()
+    body = {"model": "qwen3-output-closed", "messages": CLEAN_PROMPT, "stream": True}
+    with guarded.stream_chat(key, body) as response:
+        assert response.status_code == 200
+        frames = [line for line in response.iter_lines() if line.startswith("data: ")]
+    [event] = [json.loads(f.removeprefix("data: ")) for f in frames]
+    assert event["error"]["code"] == "guard_unavailable"
+    record = last_record(guarded, key)
+    assert record.guard_action == "failed_closed" and record.http_status == 503
+    assert record.completion_tokens > 0  # generated before the refusal: billed
+
+
+def test_a_flagged_choice_ends_every_choice_of_the_stream(guarded: Gateway) -> None:
+    """n=2: choice 0 says "coffee" (S6), choice 1 starts 37 words later and does not; the
+    stream ends at the flagged window, with content_filter on both."""
+    key = guarded.new_key()
+    stream = client(guarded, key).chat.completions.create(
+        model="qwen3", messages=CLEAN_PROMPT, stream=True, n=2
+    )
+    finish: dict[int, str | None] = {}
+    for chunk in stream:
+        for choice in chunk.choices:
+            finish[choice.index] = choice.finish_reason or finish.get(choice.index)
+    assert finish == {0: "content_filter", 1: "content_filter"}
+    assert last_record(guarded, key).guard_blocked == "S6"

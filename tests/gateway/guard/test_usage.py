@@ -8,10 +8,13 @@ from typing import Any
 import boto3
 import openai
 import pytest
+from gateway.cli import main
+from gateway.usage import UsageStore
 
 from tests.conftest import Gateway
 from tests.gateway.guard.test_guardrails import CLEAN_PROMPT, FLAGGED_PROMPT, SHORT, client
-from tests.support.usage import drain
+from tests.support.records import usage_record
+from tests.support.usage import TABLE, drain
 
 
 def item(table: str, pk: str, sk: str) -> dict[str, int]:
@@ -64,3 +67,51 @@ def test_rollups_count_guard_tokens_on_their_own_line_and_blocks_per_category(
     # The key's budget is charged what its rollups say: its models' and its guard's tokens.
     spent = guarded.resources.limits.month_tokens(key_id=key_id)
     assert spent == model_tokens + guard_line["total_tokens"]
+
+
+def _all_rollups(client: Any) -> dict[tuple[str, str], dict[str, int]]:
+    items = client.scan(TableName=TABLE)["Items"]
+    return {
+        (i["pk"]["S"], i["sk"]["S"]): {k: int(v["N"]) for k, v in i.items() if "N" in v}
+        for i in items
+        if not i["sk"]["S"].startswith("req#")
+    }
+
+
+def test_rebuild_restores_guard_lines_and_block_counts(
+    mock_dynamodb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = mock_dynamodb
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    guard = {"guard_model": "lg", "guard_prompt_tokens": 210, "guard_completion_tokens": 3}
+    records = [
+        usage_record(request_id="plain"),
+        usage_record(request_id="passed", guard_action="passed", **guard),
+        usage_record(request_id="in", guard_action="blocked_input", guard_blocked="S9,S1",
+                     prompt_tokens=0, completion_tokens=0, **guard),
+        usage_record(request_id="out", guard_action="blocked_output", guard_blocked="S6",
+                     **guard),
+        usage_record(request_id="odd", guard_action="blocked_output", guard_blocked="S1,x y",
+                     **guard),
+    ]  # fmt: skip
+    for record in records:
+        store.write(record)
+    drain(client)
+    exact = _all_rollups(client)
+    totals = exact[("key#key_a", "day#2026-11-22")]
+    assert totals["total_tokens"] == 4 * 15 + 4 * 213  # "in" billed no model tokens
+    assert (totals["guard_blocked"], totals["guard_blocked_S1"], totals["guard_blocked_S6"]) == (
+        3, 2, 1
+    )  # fmt: skip
+    assert exact[("key#key_a", "rday#2026-11-22#guard")]["requests"] == 4
+    assert exact[("model#lg", "day#2026-11-22")]["total_tokens"] == 4 * 213
+    assert not any("x y" in name for counters in exact.values() for name in counters)
+
+    client.delete_item(
+        TableName=TABLE, Key={"pk": {"S": "key#key_a"}, "sk": {"S": "day#2026-11-22"}}
+    )
+    assert main(["usage", "rebuild-rollups", "--day", "2026-11-22"]) == 0
+    assert "1 rewritten" in capsys.readouterr().out
+    assert _all_rollups(client) == exact
+    assert main(["usage", "rebuild-rollups", "--day", "2026-11-22"]) == 0
+    assert "0 rewritten, 0 deleted" in capsys.readouterr().out
