@@ -5,17 +5,16 @@ sees it. No HTTP types; the guard is called through the same backends as any mod
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from gateway.backends import Backend
 from gateway.backends.wire import usage_figures
 from gateway.errors import ContentFilterError, GatewayError, GuardUnavailableError
+from gateway.guard.metrics import BlockMetrics
 from gateway.guard.policy import GuardAction, GuardLedger, blocking, select_policy
 from gateway.guard.prompt import (
     Verdict,
@@ -63,8 +62,10 @@ class GuardedScreening(Screening):
         tokenizer: Callable[[], Awaitable[ChatTokenizer]],
         meter: Meter,
         messages: Messages,
+        metrics: BlockMetrics,
     ) -> None:
         self.policy = policy
+        self._metrics = metrics
         self.guard = guard
         self._backend = backend
         self._tokenizer = tokenizer
@@ -122,7 +123,7 @@ class GuardedScreening(Screening):
         blocked = blocking(self.policy, verdict)
         self.ledger.note(verdict, blocked)
         if blocked:
-            _count_blocks(self.meter.model_id, blocked)
+            self._metrics.blocked(model=self.meter.model_id, categories=blocked)
         return blocked
 
     async def screen_many(self, items: Sequence[tuple[int, str]]) -> dict[int, Verdict | None]:
@@ -213,10 +214,12 @@ class GuardService:
         registry: ModelRegistry,
         backend_for: Callable[[ModelConfig], Backend],
         tokenizer_for: Callable[[ModelConfig], Awaitable[ChatTokenizer]],
+        metrics: BlockMetrics | None = None,
     ) -> None:
         self._registry = registry
         self._backend_for = backend_for
         self._tokenizer_for = tokenizer_for
+        self._metrics = metrics or BlockMetrics(enabled=False)
 
     @classmethod
     def disabled(cls) -> GuardService:
@@ -238,6 +241,7 @@ class GuardService:
             tokenizer=lambda: self._tokenizer_for(guard),
             meter=meter,
             messages=messages,
+            metrics=self._metrics,
         )
 
 
@@ -255,14 +259,3 @@ def _content(data: Mapping[str, Any]) -> str:
 def _finish_reason(data: Mapping[str, Any]) -> str | None:
     choices = data.get("choices") or [{}]
     return choices[0].get("finish_reason") if isinstance(choices[0], Mapping) else None
-
-
-def _count_blocks(model: str, categories: Sequence[str]) -> None:
-    """CloudWatch (EMF): GuardBlocks per guarded model and category."""
-    for category in categories:
-        namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "GpuGateway")
-        metrics = EphemeralMetrics(namespace=namespace, service="gateway")
-        metrics.add_dimension(name="model", value=model)
-        metrics.add_dimension(name="category", value=category)
-        metrics.add_metric(name="GuardBlocks", unit=MetricUnit.Count, value=1)
-        metrics.flush_metrics()

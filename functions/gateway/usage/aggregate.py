@@ -24,7 +24,6 @@ these transactions (TransactionConflictException).
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from botocore.exceptions import ClientError
 from gateway.aws import RETRYABLE_CODES, error_code
 from gateway.errors import DependencyError
 from gateway.limits.store import WINDOW_TTL_SECONDS, month_sk, window_attributes, window_sk
+from gateway.usage.guardlines import guard_rollups
 from gateway.usage.records import UsageRecord, UsageStatus, key_pk, model_pk
 
 if TYPE_CHECKING:
@@ -44,9 +44,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_TRANSACT_ITEMS = 100
-GUARD_ROUTE = "guard"
-# A guard category as the guard's parser accepts it (it names a rollup attribute).
-_CATEGORY = re.compile(r"^S[0-9]{1,3}$")
 # `rate_limited`: refusals by a key's limits, also counted in `errors` (the dashboard).
 COUNTERS = (
     "requests",
@@ -62,6 +59,7 @@ _RETRY_REASONS = frozenset(
 )
 _RETRY_DELAYS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
+
 ItemKey = tuple[str, str]
 
 
@@ -75,36 +73,11 @@ def rollup_keys(record: UsageRecord) -> list[ItemKey]:
     ]
 
 
-def guard_rollups(record: UsageRecord) -> list[tuple[ItemKey, dict[str, int]]]:
-    """A screened record's guard line (docs/GUARDRAILS.md): the guard's own tokens on the
-    guard model's rollups (model/day, key/model/day) and the key's route `guard`, each
-    counting the request once, and in the key's daily totals; and, when it was blocked,
-    `guard_blocked` and `guard_blocked_<category>` on the record's own rollup items."""
-    if not record.guard_model:
-        return []
-    prompt, completion = record.guard_prompt_tokens or 0, record.guard_completion_tokens or 0
-    tokens = {"prompt_tokens": prompt, "completion_tokens": completion}
-    tokens["total_tokens"] = prompt + completion
-    line = {"requests": 1, **tokens}
-    key, day = key_pk(record.key_id), f"day#{record.day}"
-    found = [
-        ((model_pk(record.guard_model), day), line),
-        ((key, f"mday#{record.day}#{record.guard_model}"), line),
-        ((key, f"rday#{record.day}#{GUARD_ROUTE}"), line),
-        ((key, day), tokens),
-    ]
-    categories = [c for c in (record.guard_blocked or "").split(",") if _CATEGORY.match(c)]
-    if record.guard_action in ("blocked_input", "blocked_output"):
-        blocks = {"guard_blocked": 1, **{f"guard_blocked_{c}": 1 for c in categories}}
-        found += [(item, blocks) for item in rollup_keys(record)]
-    return found
-
-
 def rollups(record: UsageRecord) -> list[tuple[ItemKey, dict[str, int]]]:
     """Every rollup item a record adds to, and what it adds (several entries may name
     one item: their counters add up)."""
-    values = rollup_values(record)
-    return [(item, values) for item in rollup_keys(record)] + guard_rollups(record)
+    values, items = rollup_values(record), rollup_keys(record)
+    return [(item, values) for item in items] + guard_rollups(record, own_items=items)
 
 
 def rollup_values(record: UsageRecord) -> dict[str, int]:

@@ -104,3 +104,19 @@ def test_the_ledger_writes_the_decision_into_the_record() -> None:
     item = record.to_item(retention_days=1)
     assert item["guard_blocked"] == {"S": "S6"} and item["guard_prompt_tokens"] == {"N": "430"}
     assert type(record).from_item(item) == record
+
+
+def test_blocks_are_counted_per_model_and_category_in_emf(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.guard.metrics import BlockMetrics
+
+    BlockMetrics("Test", enabled=False).blocked(model="qwen3", categories=["S1"])
+    assert capsys.readouterr().out == ""
+    BlockMetrics("Test").blocked(model="qwen3", categories=["S1", "S10"])
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["model"], d["category"], d["GuardBlocks"]) for d in documents] == [
+        ("qwen3", "S1", [1.0]),
+        ("qwen3", "S10", [1.0]),
+    ]
+    assert documents[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Test"
