@@ -1,7 +1,8 @@
 """Output screening of a stream: a wrapper around the backend's chunk iterator.
 
 The upstream's chunks are held back until the text they carry has been screened: every
-`window_tokens` tokens (counted with the guarded model's tokenizer), the guard reads each
+`window_tokens` tokens (counted with the guarded model's tokenizer; on a cold instance whose
+tokenizer is still loading, estimated at 4 characters a token), the guard reads each
 choice's completion so far, and at the end of the stream it reads what is left. A window
 that passes is released to the relay unchanged; a window that is blocked never reaches
 the client: its chunks are billed (the Meter observes them) and the stream ends with one
