@@ -142,3 +142,14 @@ COLDSTART_ARGS ?=
 
 bench-coldstart: $(STAMP)
 	@$(BIN)/python -m devstack.coldstart $(COLDSTART_ARGS)
+
+## ---- Guardrails benchmark (not part of `make test`; docs/GUARDRAILS.md) ----
+# Time to first token and to the end of a stream with input screening and with output
+# screening at several window sizes, against the guard's own latency. Options in
+# GUARD_BENCH_ARGS, e.g. "--guard-ms 50 --windows 16,64 --requests 5".
+GUARD_BENCH_ARGS ?=
+
+.PHONY: bench-guard
+
+bench-guard: $(STAMP)
+	@$(BIN)/python -m devstack.guardbench $(GUARD_BENCH_ARGS)

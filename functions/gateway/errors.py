@@ -106,6 +106,31 @@ class DependencyError(GatewayError):
     code = "dependency_unavailable"
 
 
+class ContentFilterError(InvalidRequestError):
+    """The guard model flagged the prompt (gateway/guard): nothing was forwarded. The error
+    object also lists the categories that blocked it."""
+
+    code = "content_filter"
+
+    def __init__(self, message: str, *, categories: list[str], **kw: Any) -> None:
+        kw.setdefault("param", "messages")
+        super().__init__(message, **kw)
+        self.categories = categories
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["error"]["categories"] = list(self.categories)
+        return body
+
+
+class GuardUnavailableError(GatewayError):
+    """A fail-closed guard failed or missed its deadline: the request is refused."""
+
+    status_code = 503
+    type = "server_error"
+    code = "guard_unavailable"
+
+
 class ConfigurationError(Exception):
     """The gateway's own configuration is invalid (raised at start-up, never to clients)."""
 

@@ -14,6 +14,8 @@ from gateway.chat.service import ChatService
 from gateway.completions.service import CompletionService
 from gateway.dynamodb_http import DynamoDBHttp
 from gateway.embeddings.service import EmbeddingService
+from gateway.guard import GuardService
+from gateway.guard.metrics import BlockMetrics
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.limits import LimitStore
@@ -59,6 +61,12 @@ class Resources:
             deps=deps,
             backend_for=self.backend_for,
             default_max_tokens=self.settings.default_max_tokens,
+            guard=GuardService(
+                registry=self.registry,
+                backend_for=self.backend_for,
+                tokenizer_for=deps.tokenizer,
+                metrics=BlockMetrics.from_settings(self.settings),
+            ),
         )
         self.completions = CompletionService(
             deps=deps,

@@ -50,6 +50,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="most inputs per /v1/embeddings request (413 above, as TEI)",
     )
     parser.add_argument(
+        "--guard-models",
+        default=os.environ.get("SIM_GUARD_MODELS", ""),
+        help="comma-separated model ids served as guards (Llama Guard's output format)",
+    )
+    parser.add_argument(
+        "--guard-triggers",
+        default=os.environ.get("SIM_GUARD_TRIGGERS", ""),
+        help="what the guards flag: word=CATEGORY,... (e.g. detonate=S9,poison=S1)",
+    )
+    parser.add_argument(
         "--preload", action="store_true", help="load every tokenizer before serving"
     )
     args = parser.parse_args(argv)
@@ -63,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from gpusim.app import create_app
     from gpusim.config import SimConfig
+    from gpusim.guard import parse_triggers
 
     args = parse_args(argv)
     # transformers without torch prints an advisory on import; it is noise for a simulator
@@ -77,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         multimodal=tuple(m.strip() for m in args.multimodal.split(",") if m.strip()),
         embedding_dimensions=args.embedding_dimensions,
         max_batch_size=args.max_batch_size,
+        guard_models=tuple(m.strip() for m in args.guard_models.split(",") if m.strip()),
+        guard_triggers=parse_triggers(args.guard_triggers),
     )
     app = create_app(config)
     if args.preload:

@@ -14,6 +14,7 @@ from gpusim.config import SimConfig
 from gpusim.disconnect import DisconnectWatch
 from gpusim.errors import RequestError, error_bytes
 from gpusim.generate import ChoiceResult, Limits, run_choice
+from gpusim.guard import guard_result
 from gpusim.models import ModelRegistry, SimModel, TemplateRenderError
 from gpusim.params import ChatRequest, parse_request
 from gpusim.stats import Stats
@@ -153,6 +154,9 @@ class ChatEndpoint:
 
     def _generate(self, model: SimModel, req: ChatRequest) -> list[ChoiceResult]:
         limits = self._limits(req)
+        if req.model in self.config.guard_models:
+            triggers = self.config.guard_triggers
+            return [guard_result(model, req.messages, triggers, req.max_tokens)] * req.n
         if wants_tool_call(req.tools, req.tool_choice, req.sim.tool_calls):
             results = [tool_choice_result(model, req, choice) for choice in range(req.n)]
         elif req.response_format != "text":

@@ -21,6 +21,10 @@ class SimConfig:
     # (None: any number), as TEI's --max-client-batch-size.
     embedding_dimensions: int = 64
     max_batch_size: int | None = None
+    # Guard models (gpusim/guard.py): they answer in Llama Guard's format, flagging the
+    # trigger words (word, category) found in the conversation's last message.
+    guard_models: tuple[str, ...] = ()
+    guard_triggers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.ttft_ms < 0 or self.tpot_ms < 0:

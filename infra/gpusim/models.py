@@ -201,7 +201,7 @@ class SimModel:
             raise ValueError(f"gpusim generates at most {MAX_SCRIPT_TOKENS} tokens")
         copies = _INITIAL_COPIES
         while True:
-            script = self._build_script(completion_text(seed, choice, copies))
+            script = self.build_script(completion_text(seed, choice, copies))
             if len(script.ids) >= min_tokens:
                 break
             copies *= 2
@@ -210,7 +210,7 @@ class SimModel:
             self._scripts.popitem(last=False)
         return script
 
-    def _build_script(self, text: str) -> Script:
+    def build_script(self, text: str) -> Script:
         from tokenizers.decoders import DecodeStream
 
         backend = self.tokenizer.backend_tokenizer

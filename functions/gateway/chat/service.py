@@ -25,6 +25,7 @@ from gateway.errors import (
     ConfigurationError,
     InvalidRequestError,
 )
+from gateway.guard import GuardService
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.metering import Meter
@@ -59,10 +60,12 @@ class ChatService:
         deps: RouteDeps,
         backend_for: Callable[[ModelConfig], Backend],
         default_max_tokens: int,
+        guard: GuardService | None = None,
     ) -> None:
         self._deps = deps
         self._backend_for = backend_for
         self._default_max_tokens = default_max_tokens
+        self._guard = guard or GuardService.disabled()
 
     async def create(
         self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
@@ -101,14 +104,19 @@ class ChatService:
             chat_prompt.check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
         reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
         headers = await self._deps.admit(meter, reserve)
+        screening = self._guard.screening(  # guardrails (gateway/guard): no-op without a policy
+            model=model, meter=meter, messages=lambda: chat_prompt.template_messages(request)
+        )
+        await screening.check_input()
         backend = self._backend_for(model)
         meter.forwarded = True
         if request.stream:
-            chunks = await backend.open_stream(body)
+            chunks = screening.screen_stream(await backend.open_stream(body))
             stream = relay(meter, chunks, include_usage=request.include_usage)
             return ChatResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
         completion = await backend.complete(body)
         meter.observe_completion(completion)
+        completion = await screening.check_completion(completion)
         await meter.close(UsageStatus.COMPLETED)
         return ChatResult(body=_response(meter, completion), headers=headers)
 

@@ -137,6 +137,8 @@ class Meter:
     first_token_at: float | None = None
     forwarded: bool = False
     record: UsageRecord | None = None
+    # Called with the decided record before it is written (the guard's decision, guard/).
+    record_hooks: list[Callable[[UsageRecord], None]] = field(default_factory=list)
     _choices: _Choices = field(default_factory=_Choices)
     _stop_reasons_seen: bool = False
     _stop_tokens: int = 0
@@ -223,6 +225,8 @@ class Meter:
                     await self._count_completion() if self._counts(status) else None
                 )
                 record = self._decide(status, http_status, error, gateway_completion)
+                for hook in self.record_hooks:
+                    hook(record)
                 self.record = record
                 await self.sink.write(record, admission=self.admission)
                 self.telemetry.completed(record, mismatch=self._mismatch(record))

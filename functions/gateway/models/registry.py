@@ -8,13 +8,17 @@ The configuration is JSON (from MODELS_CONFIG, MODELS_CONFIG_FILE or an SSM para
                     "api_key_env": "UPSTREAM_API_KEY"}},
       {"id": "llama3", "tokenizer": "meta-llama/Meta-Llama-3-8B-Instruct",
        "upstream": {"type": "sagemaker", "endpoint_name": "llama3-endpoint"}}
-    ]}
+    ],
+     "guard_policies": [...]}
+
+A model with `"guard": {"format": "llama_guard"}` is a safety classifier; a guard policy
+attaches one to models (and optionally keys): see GuardPolicy and docs/GUARDRAILS.md.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -72,6 +76,42 @@ Upstream = Annotated[OpenAIEndpoint | SageMakerEndpoint, Field(discriminator="ty
 RouteKind = Literal["chat", "completions", "embeddings"]
 
 
+class GuardSpec(_Frozen):
+    """How to ask a guard model and read its verdict (gateway/guard, docs/GUARDRAILS.md)."""
+
+    # llama_guard: the conversation goes to the guard's own chat template; the guard
+    # answers `safe` or `unsafe` and a line of comma-separated categories (`S1,S10`).
+    format: Literal["llama_guard"] = "llama_guard"
+    # The verdict is a few tokens: a small cap keeps a misbehaving guard cheap.
+    max_tokens: int = Field(default=20, gt=0, le=512)
+
+
+class GuardPolicy(_Frozen):
+    """Attaches a guard to models (and optionally only to some keys)."""
+
+    id: str = Field(min_length=1)
+    guard: str = Field(min_length=1)  # the id of a model declared with `guard`
+    models: tuple[str, ...] = Field(min_length=1)  # guarded model ids; "*": every model
+    keys: tuple[str, ...] | None = None  # key ids; None: every key
+    input: bool = True  # screen the conversation before forwarding
+    output: bool = False  # screen the completion (streams: every window, and at the end)
+    # Streams: tokens held back and screened together. Larger windows: fewer guard calls
+    # and fewer stalls, but more tokens wait before the client sees them.
+    window_tokens: int = Field(default=64, gt=0, le=4096)
+    # Categories that block (`S1`, ...); None: every category the guard reports.
+    block: tuple[str, ...] | None = None
+    # When the guard fails or misses its deadline: "open" serves anyway, "closed" refuses.
+    on_error: Literal["open", "closed"] = "closed"
+    deadline_seconds: float = Field(default=2.0, gt=0, le=60)
+
+    def applies_to(self, *, model_id: str, key_id: str) -> bool:
+        model_ok = "*" in self.models or model_id in self.models
+        return model_ok and (self.keys is None or key_id in self.keys)
+
+    def blocks(self, category: str) -> bool:
+        return self.block is None or category in self.block
+
+
 class ModelConfig(_Frozen):
     id: str = Field(min_length=1)
     # A directory name under TOKENIZERS_DIR or a Hugging Face repo id.
@@ -93,6 +133,9 @@ class ModelConfig(_Frozen):
     # are split into batches of this size, sent concurrently and reassembled in order.
     max_input_tokens: int | None = Field(default=None, gt=0)
     max_batch_size: int | None = Field(default=None, gt=0)
+    # Set on a safety classifier (Llama Guard 3, served like any chat model): the model a
+    # guard policy (`guard_policies`) names to screen other models' prompts and completions.
+    guard: GuardSpec | None = None
 
     def accepts(self, modality: str) -> bool:
         return modality in self.modalities
@@ -111,20 +154,37 @@ class ModelConfig(_Frozen):
 
 class ModelsFile(_Frozen):
     models: list[ModelConfig] = Field(default_factory=list)
+    guard_policies: list[GuardPolicy] = Field(default_factory=list)
 
 
 class ModelRegistry:
     """The configured models, by public id."""
 
-    def __init__(self, models: list[ModelConfig]) -> None:
+    def __init__(
+        self, models: list[ModelConfig], guard_policies: Sequence[GuardPolicy] = ()
+    ) -> None:
         self._models = {m.id: m for m in models}
         if len(self._models) != len(models):
             raise ConfigurationError("models config: duplicate model id")
+        self.guard_policies = tuple(guard_policies)
+        for policy in self.guard_policies:
+            self._check_policy(policy)
+
+    def _check_policy(self, policy: GuardPolicy) -> None:
+        guard = self._models.get(policy.guard)
+        if guard is None or guard.guard is None:
+            raise ConfigurationError(
+                f"guard policy {policy.id!r}: {policy.guard!r} is not a model declared with `guard`"
+            )
+        unknown = [m for m in policy.models if m != "*" and m not in self._models]
+        if unknown:
+            raise ConfigurationError(f"guard policy {policy.id!r}: unknown models {unknown}")
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelRegistry:
         try:
-            return cls(ModelsFile.model_validate_json(text).models)
+            parsed = ModelsFile.model_validate_json(text)
+            return cls(parsed.models, parsed.guard_policies)
         except ValidationError as exc:
             raise ConfigurationError(f"invalid models config: {exc}") from exc
 

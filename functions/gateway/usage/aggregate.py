@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 from gateway.aws import RETRYABLE_CODES, error_code
 from gateway.errors import DependencyError
 from gateway.limits.store import WINDOW_TTL_SECONDS, month_sk, window_attributes, window_sk
+from gateway.usage.guardlines import guard_rollups
 from gateway.usage.records import UsageRecord, UsageStatus, key_pk, model_pk
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ _RETRY_REASONS = frozenset(
 )
 _RETRY_DELAYS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
+
 ItemKey = tuple[str, str]
 
 
@@ -69,6 +71,13 @@ def rollup_keys(record: UsageRecord) -> list[ItemKey]:
         (key_pk(record.key_id), f"mday#{record.day}#{record.model}"),
         (key_pk(record.key_id), f"rday#{record.day}#{record.route or 'chat'}"),
     ]
+
+
+def rollups(record: UsageRecord) -> list[tuple[ItemKey, dict[str, int]]]:
+    """Every rollup item a record adds to, and what it adds (several entries may name
+    one item: their counters add up)."""
+    values, items = rollup_values(record), rollup_keys(record)
+    return [(item, values) for item in items] + guard_rollups(record, own_items=items)
 
 
 def rollup_values(record: UsageRecord) -> dict[str, int]:
@@ -96,16 +105,16 @@ class _Plan:
 
     def new_items(self, record: UsageRecord, current_minute: int) -> int:
         settles = [k for k, _ in _settlements(record, current_minute) if k not in self.settles]
-        return 1 + sum(k not in self.rollups for k in rollup_keys(record)) + len(set(settles))
+        items = {k for k, _ in rollups(record)}
+        return 1 + sum(k not in self.rollups for k in items) + len(set(settles))
 
     def add(self, record: UsageRecord, current_minute: int) -> None:
         self.records.append(record)
-        values = rollup_values(record)
-        for key in rollup_keys(record):
+        for key, values in rollups(record):
             totals = self.rollups.setdefault(key, dict.fromkeys(COUNTERS, 0))
             for name, value in values.items():
-                totals[name] += value
-        delta = record.total_tokens - record.reserved_tokens
+                totals[name] = totals.get(name, 0) + value
+        delta = record.billed_tokens - record.reserved_tokens
         for key, attribute in _settlements(record, current_minute):
             deltas = self.settles.setdefault(key, {})
             deltas[attribute] = deltas.get(attribute, 0) + delta
@@ -114,7 +123,7 @@ class _Plan:
 def _settlements(record: UsageRecord, current_minute: int) -> list[tuple[ItemKey, str]]:
     """(item, attribute) pairs holding this record's reservation (limits/store.py)."""
     found: list[tuple[ItemKey, str]] = []
-    if record.total_tokens == record.reserved_tokens:
+    if record.billed_tokens == record.reserved_tokens:
         return found
     pk = key_pk(record.key_id)
     minute = record.reserved_window_minute
@@ -237,8 +246,8 @@ class Aggregator:
             for r in chunk.records
         ]
         for key, totals in chunk.rollups.items():
-            expression = "ADD " + ", ".join(f"{name} :{name}" for name in COUNTERS)
-            values = {f":{name}": {"N": str(totals[name])} for name in COUNTERS}
+            expression = "ADD " + ", ".join(f"{name} :{name}" for name in totals)
+            values = {f":{name}": {"N": str(value)} for name, value in totals.items()}
             items.append(self._update(key, expression, values))
         for key, deltas in chunk.settles.items():
             if any(deltas.values()):

@@ -18,13 +18,11 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from gateway.aws import ConditionFailed, botocore_errors
-from gateway.usage.aggregate import COUNTERS, ItemKey, rollup_keys, rollup_values
+from gateway.usage.aggregate import COUNTERS, ItemKey, rollups
 from gateway.usage.records import UsageRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-_NAMES = {f"#{name}": name for name in COUNTERS}
 
 
 @dataclass
@@ -46,7 +44,11 @@ class RebuildSummary:
 
 
 def _counters(item: dict[str, Any]) -> dict[str, int]:
-    return {name: int(item[name]["N"]) if name in item else 0 for name in COUNTERS}
+    counters = {name: int(item[name]["N"]) if name in item else 0 for name in COUNTERS}
+    for name, value in item.items():  # the guard's block counters (usage/aggregate.py)
+        if name.startswith("guard_") and "N" in value:
+            counters[name] = int(value["N"])
+    return counters
 
 
 def _scan_day(
@@ -101,10 +103,10 @@ def rebuild_day(
     records, current = _scan_day(client, table, day.isoformat(), summary, progress)
     expected: dict[ItemKey, dict[str, int]] = {}
     for record in records:
-        for key in rollup_keys(record):
+        for key, values in rollups(record):
             totals = expected.setdefault(key, dict.fromkeys(COUNTERS, 0))
-            for name, value in rollup_values(record).items():
-                totals[name] += value
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0) + value
     for key in sorted(set(expected) | set(current)):
         want, have = expected.get(key), current.get(key)
         if want == have:
@@ -136,9 +138,9 @@ def _replace(
         condition = "attribute_not_exists(pk)"
         names: dict[str, str] | None = None
     else:
-        condition = " AND ".join(f"#{n} = :old_{n}" for n in COUNTERS)
-        values = {f":old_{n}": {"N": str(have[n])} for n in COUNTERS}
-        names = _NAMES
+        condition = " AND ".join(f"#{n} = :old_{n}" for n in have)
+        values = {f":old_{n}": {"N": str(v)} for n, v in have.items()}
+        names = {f"#{n}": n for n in have}
     extra: dict[str, Any] = {"ConditionExpression": condition}
     if values:
         extra["ExpressionAttributeValues"] = values

@@ -85,10 +85,36 @@ class UsageRecord:
     reserved_tokens: int = 0
     reserved_window_minute: int | None = None
     reserved_month: str | None = None
+    # Guardrails (gateway/guard, docs/GUARDRAILS.md), None when no guard screened the
+    # request: the guard model, what its screenings decided (passed, blocked_input,
+    # blocked_output, failed_open, failed_closed), how many calls it took, the categories
+    # it reported and those that blocked (comma-separated), the time spent waiting for it
+    # (all calls, and the input screening alone) and its error if it failed. The guard's
+    # own tokens are billed to the key on a line of their own: the aggregator adds them to
+    # the guard model's rollups (route `guard`), not to this record's model.
+    guard_model: str | None = None
+    guard_action: str | None = None
+    guard_calls: int | None = None
+    guard_categories: str | None = None
+    guard_blocked: str | None = None
+    guard_prompt_tokens: int | None = None
+    guard_completion_tokens: int | None = None
+    guard_latency_ms: float | None = None
+    guard_input_latency_ms: float | None = None
+    guard_error: str | None = None
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def guard_tokens(self) -> int:
+        return (self.guard_prompt_tokens or 0) + (self.guard_completion_tokens or 0)
+
+    @property
+    def billed_tokens(self) -> int:
+        """What the key is charged for this request: its model's tokens and its guard's."""
+        return self.total_tokens + self.guard_tokens
 
     @property
     def sk(self) -> str:
