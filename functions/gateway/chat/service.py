@@ -141,6 +141,10 @@ class ChatService:
             or (not request.requested_max_tokens and body["max_tokens"] < cap)
         ):
             return None
+        reserve = bound + body["max_tokens"] * (request.n or 1)
+        key = meter.key
+        if any(most is not None and reserve > most for most in (key.tpm, key.monthly_tokens)):
+            return None  # the bound alone would be refused where the count may fit
         meter.prompt_tokens, meter.prompt_counted = bound, False
 
         async def count() -> None:
