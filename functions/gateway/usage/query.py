@@ -43,11 +43,6 @@ ROLLUPS_NOTE = (
 _HIGH = "~"
 
 
-def key_model_day_sk(day: str, model: str) -> str:
-    """Sort key of a key's per-model daily rollup (`day` is YYYY-MM-DD)."""
-    return f"{KEY_MODEL_DAY_PREFIX}{day}#{model}"
-
-
 @dataclass(frozen=True, kw_only=True)
 class Totals:
     requests: int = 0
