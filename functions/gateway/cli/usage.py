@@ -16,7 +16,7 @@ from typing import Any
 from gateway.cli import argtypes, repair
 from gateway.cli.common import CliError, Context, check_range, print_table
 from gateway.usage import UsageRecord
-from gateway.usage.query import ModelTotals, RouteTotals, UsageQuery
+from gateway.usage.query import UsageQuery
 
 USAGE_COLUMNS = (
     "created_at", "request_id", "model", "status", "stream",
@@ -129,7 +129,7 @@ def _key_listing(
         rows = [
             {"key_id": key_id, **t.to_dict()}
             for key_id in key_ids
-            for t in _grouped(query, args.by, key_id=key_id, start=start, end=end)
+            for t in query.key_grouped(key_id=key_id, group_by=args.by, start=start, end=end)
         ]
         listing = _Listing(rows, ("key_id", args.by, *TOTAL_COLUMNS), (args.by, *TOTAL_COLUMNS))
     elif args.daily:
@@ -153,15 +153,6 @@ def _records(args: argparse.Namespace, ctx: Context, key_ids: list[str]) -> list
         for key_id in key_ids
         for r in usage.query(key_id=key_id, since=args.since, until=args.until)
     ]
-
-
-def _grouped(
-    query: UsageQuery, by: str, *, key_id: str, start: date | None, end: date | None
-) -> list[ModelTotals] | list[RouteTotals]:
-    """A key's totals per model or per route over the range (the `mday#`/`rday#` rollups)."""
-    if by == "model":
-        return query.key_models(key_id=key_id, start=start, end=end)
-    return query.key_routes(key_id=key_id, start=start, end=end)
 
 
 def _write(args: argparse.Namespace, listing: _Listing, target: str, ctx: Context) -> None:

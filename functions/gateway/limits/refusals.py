@@ -90,20 +90,18 @@ def refuse_impossible(key: ApiKey, reserve: int) -> None:
             "This API key allows no requests (rpm is 0): ask its owner to raise its rpm.",
             headers=headers,
         )
-    if key.tpm is not None and reserve > key.tpm:
-        raise RateLimitError(
-            f"Request too large for tokens per minute (TPM): limit {key.tpm}, "
-            f"requested {reserve}. {_advice(key.tpm)}",
-            param="max_tokens",
-            headers={**headers, LIMIT_TOKENS: str(key.tpm)},
-        )
-    if key.monthly_tokens is not None and reserve > key.monthly_tokens:
-        raise BudgetExceededError(
-            f"Request too large for the monthly token budget: limit {key.monthly_tokens}, "
-            f"requested {reserve}. {_advice(key.monthly_tokens)}",
-            param="max_tokens",
-            headers={**headers, LIMIT_TOKENS_MONTH: str(key.monthly_tokens)},
-        )
+    too_large = (
+        (key.tpm, "tokens per minute (TPM)", RateLimitError, LIMIT_TOKENS),
+        (key.monthly_tokens, "the monthly token budget", BudgetExceededError, LIMIT_TOKENS_MONTH),
+    )
+    for limit, what, error, header in too_large:
+        if limit is not None and reserve > limit:
+            raise error(
+                f"Request too large for {what}: limit {limit}, requested {reserve}. "
+                f"{_advice(limit)}",
+                param="max_tokens",
+                headers={**headers, header: str(limit)},
+            )
 
 
 def window_refusal(
