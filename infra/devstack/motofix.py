@@ -239,7 +239,7 @@ def install() -> None:
     """Patch moto's DynamoDB backend (idempotent; affects this process only)."""
     if getattr(DynamoDBBackend, _PATCHED, False):
         return
-    dynamodb_models.copy = _TableSafeCopy()  # type: ignore[assignment]
+    dynamodb_models.copy = _TableSafeCopy()  # type: ignore[assignment,attr-defined]
     for name in ("put_item", "update_item", "delete_item"):
         setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))
     DynamoHandler.update_item = _replying_in_turn(DynamoHandler.update_item)  # type: ignore[method-assign]
