@@ -3,10 +3,7 @@
 Three gaps, the first two measured here:
 - Item writes are not atomic under concurrency: moto's threaded server interleaves two
   UpdateItems on one item (40 threads against rpm=10 admitted 12 in about 1 run of 4).
-  DynamoDB serializes writes per item, so we serialize moto's writes. UpdateItem's reply
-  too: moto builds its ReturnValues from the live item after the write, so a concurrent
-  write showed through (two of 10 admissions got the same UPDATED_NEW count: 4 of 9 runs
-  of tests/gateway/limits/test_concurrency.py failed so here).
+  DynamoDB serializes writes per item, so we serialize moto's writes.
 - TransactWriteItems deep-copies every table it touches, for rollback: its cost grows with
   the table (about 100 ms per request after a few thousand records). We snapshot only the
   items the transaction touches, and restore those if it fails.
@@ -40,7 +37,6 @@ import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.exceptions import DynamodbException, TransactionCanceledException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
-from moto.dynamodb.responses import DynamoHandler
 
 _LOCK = threading.RLock()  # reentrant: transact_write_items calls put_item/update_item
 _PATCHED = "_gateway_motofix"
@@ -138,17 +134,6 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
     return locked
 
 
-def _replying_in_turn(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A handler that builds its reply from the item as its own write left it."""
-
-    @wraps(method)
-    def locked(self: DynamoHandler) -> Any:
-        with _LOCK:
-            return method(self)
-
-    return locked
-
-
 def _item_key(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
     if op_type != "Put":
         return dict(op["Key"])
@@ -242,7 +227,6 @@ def install() -> None:
     dynamodb_models.copy = _TableSafeCopy()  # type: ignore[assignment,attr-defined]
     for name in ("put_item", "update_item", "delete_item"):
         setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))
-    DynamoHandler.update_item = _replying_in_turn(DynamoHandler.update_item)  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _holding(  # type: ignore[method-assign]
         _transactional(DynamoDBBackend.transact_write_items)
     )
