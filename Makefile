@@ -40,7 +40,7 @@ check: $(STAMP)
 	@echo ">> ruff"
 	@$(BIN)/ruff check functions infra tests
 	@$(BIN)/ruff format --check functions infra tests
-	@echo ">> mypy (strict on functions/)"
+	@echo ">> mypy (strict on functions/, checked on infra/)"
 	@$(BIN)/mypy
 
 pytest: $(STAMP)

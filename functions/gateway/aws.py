@@ -109,11 +109,8 @@ class RetryableError(DependencyError):
 
 
 class ConditionFailed(Exception):
-    """A conditional write found its condition false (not a fault)."""
-
-    def __init__(self, reasons: list[str] | None = None) -> None:
-        super().__init__(", ".join(reasons or []))
-        self.reasons = reasons or []
+    """A conditional write found its condition false (not a fault). Its message is the
+    failed condition's code, or a transaction's per-item codes."""
 
 
 def error_code(exc: ClientError) -> str:
@@ -134,7 +131,7 @@ def _reasons(exc: ClientError) -> list[dict[str, Any]]:
 def botocore_errors(service: str) -> Iterator[None]:
     """Map botocore failures to the gateway's own exceptions.
 
-    A false condition becomes ConditionFailed (with per-item reasons for transactions);
+    A false condition becomes ConditionFailed (with per-item codes for transactions);
     anything else is the dependency failing: DependencyError, a 503 to clients.
     """
     try:
@@ -148,7 +145,7 @@ def botocore_errors(service: str) -> Iterator[None]:
             if "ConditionalCheckFailed" in reasons and all(
                 r in ("None", "ConditionalCheckFailed") for r in reasons
             ):
-                raise ConditionFailed(reasons) from exc
+                raise ConditionFailed(", ".join(reasons)) from exc
         if code in RETRYABLE_CODES or (
             code == "TransactionCanceledException"
             and any(r.get("Code") in _RETRYABLE_REASONS for r in _reasons(exc))
@@ -163,7 +160,7 @@ def map_error_code(code: str, service: str) -> Exception:
     """The gateway's exception for an AWS error code (not a cancelled transaction's):
     botocore's ClientError and the JSON-protocol client (dynamodb_http.py) both map here."""
     if code == "ConditionalCheckFailedException":
-        return ConditionFailed(["ConditionalCheckFailed"])
+        return ConditionFailed("ConditionalCheckFailed")
     if code in RETRYABLE_CODES:
         return RetryableError(f"{service} is busy ({code})")
     return DependencyError(f"{service} is unavailable ({code or 'error'})")

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -147,6 +148,17 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         if status == 429:
             responses[status]["headers"] = _RATE_HEADERS
     return responses
+
+
+def raw_body(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """For a route that reads its body raw (so that every request is metered) but documents
+    it as `model`: the schemas to give install_openapi(body_schemas=...), and the route's
+    `openapi_extra` entry naming the body."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = {**schema.pop("$defs", {}), model.__name__: schema}
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    body = {"required": True, "content": {"application/json": {"schema": ref}}}
+    return schemas, {"requestBody": body}
 
 
 TAGS: list[dict[str, Any]] = [

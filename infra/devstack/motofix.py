@@ -224,7 +224,7 @@ def install() -> None:
     """Patch moto's DynamoDB backend (idempotent; affects this process only)."""
     if getattr(DynamoDBBackend, _PATCHED, False):
         return
-    dynamodb_models.copy = _TableSafeCopy()  # type: ignore[assignment]
+    dynamodb_models.copy = _TableSafeCopy()  # type: ignore[assignment,attr-defined]
     for name in ("put_item", "update_item", "delete_item"):
         setattr(DynamoDBBackend, name, _serialized(getattr(DynamoDBBackend, name)))
     DynamoDBBackend.transact_write_items = _holding(  # type: ignore[method-assign]

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gateway.tokens.hub import (
     REQUIRED_FILE,
@@ -55,7 +56,7 @@ class Selection:
     sources: dict[str, str] = field(default_factory=dict)
 
     def models_config(self, sim_url: str) -> str:
-        models = [
+        models: list[dict[str, Any]] = [
             {
                 "id": model_id,
                 "tokenizer": folder,

@@ -16,13 +16,8 @@ from typing import Any
 
 import orjson
 
-from gateway.chat.protocol import (
-    PART_MODALITY,
-    AssistantMessage,
-    ChatCompletionRequest,
-    ToolMessage,
-    UserMessage,
-)
+from gateway.chat.messages import PART_MODALITY, AssistantMessage, ToolMessage, UserMessage
+from gateway.chat.protocol import ChatCompletionRequest
 from gateway.errors import InvalidRequestError
 from gateway.models.registry import ModelConfig
 

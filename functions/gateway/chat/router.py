@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from gateway.chat.protocol import ChatCompletion, ChatCompletionRequest
 from gateway.deps import CallerDep
 from gateway.http import SSEResponse, json_response
-from gateway.openapi import REQUIRES_KEY, errors
+from gateway.openapi import REQUIRES_KEY, errors, raw_body
 
 router = APIRouter(tags=["chat"])
 
@@ -32,23 +32,7 @@ _OK: dict[str, Any] = {
     },
 }
 # The request body's schema, for /docs (install_openapi adds it to the components).
-REQUEST_SCHEMA = ChatCompletionRequest.model_json_schema(
-    ref_template="#/components/schemas/{model}"
-)
-BODY_SCHEMAS: dict[str, Any] = {
-    **REQUEST_SCHEMA.pop("$defs", {}),
-    ChatCompletionRequest.__name__: REQUEST_SCHEMA,
-}
-_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {"$ref": f"#/components/schemas/{ChatCompletionRequest.__name__}"}
-            }
-        },
-    }
-}
+BODY_SCHEMAS, _BODY = raw_body(ChatCompletionRequest)
 
 
 @router.post(

@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.completions.protocol import Completion, CompletionRequest
 from gateway.deps import CallerDep
 from gateway.http import SSEResponse, json_response
-from gateway.openapi import REQUIRES_KEY, errors
+from gateway.openapi import REQUIRES_KEY, errors, raw_body
 
 router = APIRouter(tags=["completions"])
 
-_REQUEST_SCHEMA = CompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-BODY_SCHEMAS: dict[str, Any] = {
-    **_REQUEST_SCHEMA.pop("$defs", {}),
-    CompletionRequest.__name__: _REQUEST_SCHEMA,
-}
+BODY_SCHEMAS, _BODY = raw_body(CompletionRequest)
 
 
 @router.post(
@@ -37,17 +31,7 @@ BODY_SCHEMAS: dict[str, Any] = {
     description="OpenAI's legacy completions on a self-hosted model, with chat's keys, "
     "allow-lists, limits and usage records. Prompts are counted as vLLM counts them: "
     "special tokens added; token-id prompts count their length.",
-    openapi_extra={
-        **REQUIRES_KEY,
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{CompletionRequest.__name__}"}
-                }
-            },
-        },
-    },
+    openapi_extra={**REQUIRES_KEY, **_BODY},
 )
 @router.post("/completions", include_in_schema=False)
 async def create_completion(request: Request, caller: CallerDep) -> Response:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.deps import CallerDep
 from gateway.embeddings.protocol import EmbeddingList, EmbeddingRequest
 from gateway.http import json_response
-from gateway.openapi import REQUIRES_KEY, errors
+from gateway.openapi import REQUIRES_KEY, errors, raw_body
 
 router = APIRouter(tags=["embeddings"])
 
-_REQUEST_SCHEMA = EmbeddingRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-BODY_SCHEMAS: dict[str, Any] = {
-    **_REQUEST_SCHEMA.pop("$defs", {}),
-    EmbeddingRequest.__name__: _REQUEST_SCHEMA,
-}
+BODY_SCHEMAS, _BODY = raw_body(EmbeddingRequest)
 
 
 @router.post(
@@ -29,17 +23,7 @@ BODY_SCHEMAS: dict[str, Any] = {
     description="Embeddings from a model whose config lists the `embeddings` route, with "
     "chat's keys, allow-lists, limits and usage records. Inputs over the model's limit are a "
     "400 before forwarding; larger batches than the upstream takes are split and reassembled.",
-    openapi_extra={
-        **REQUIRES_KEY,
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{EmbeddingRequest.__name__}"}
-                }
-            },
-        },
-    },
+    openapi_extra={**REQUIRES_KEY, **_BODY},
 )
 @router.post("/embeddings", include_in_schema=False)
 async def create_embeddings(request: Request, caller: CallerDep) -> Response:

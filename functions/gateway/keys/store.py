@@ -131,7 +131,8 @@ class KeyStore:
             )
 
     def rotate(self, *, key_id: str) -> tuple[ApiKey, str]:
-        """A new secret for the same key_id; the old secret stops working at once."""
+        """A new secret for the same key_id. Lookups refuse the old secret from now on; a
+        gateway instance that cached it accepts it for up to KEY_CACHE_TTL_SECONDS."""
         key = self.get(key_id=key_id)
         secret = new_secret()
         rotated = replace(key, key_hash=hash_key(secret))

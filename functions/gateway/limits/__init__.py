@@ -1,5 +1,6 @@
 """Per-key limits (rpm, tpm, monthly token budget), shared by every Lambda instance."""
 
-from gateway.limits.store import Admission, BudgetExceededError, LimitStore
+from gateway.limits.refusals import BudgetExceededError
+from gateway.limits.store import Admission, LimitStore
 
 __all__ = ["Admission", "BudgetExceededError", "LimitStore"]

@@ -42,59 +42,40 @@ record. The window is settled only while its minute lasts (later it limits nothi
 
 from __future__ import annotations
 
-import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from botocore.exceptions import ClientError
 
 from gateway.aws import ConditionFailed, botocore_errors, retry_quickly
-from gateway.errors import DependencyError, RateLimitError
+from gateway.errors import DependencyError
 from gateway.keys.apikey import ApiKey
+from gateway.limits.items import (
+    item_key,
+    month_of,
+    month_sk,
+    number,
+    old_item,
+    until_next_minute,
+    until_next_month,
+    window_attributes,
+    window_sk,
+)
+from gateway.limits.refusals import (
+    month_headers,
+    month_refusal,
+    refuse_impossible,
+    window_headers,
+    window_refusal,
+)
+from gateway.limits.updates import month_update, window_update
 from gateway.usage.records import key_pk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-logger = logging.getLogger(__name__)
-
-# How long a minute window outlives its minute before TTL may delete it.
-WINDOW_TTL_SECONDS = 300
-# Window attributes on a month item: each admission removes this many earlier minutes'.
-STALE_MINUTES = 5
-
-
-def window_attributes(minute: int) -> tuple[str, str]:
-    """The (requests, tokens) attribute names of a minute window on a month item."""
-    return f"w{minute}r", f"w{minute}t"
-
-
-LIMIT_REQUESTS = "x-ratelimit-limit-requests"
-REMAINING_REQUESTS = "x-ratelimit-remaining-requests"
-RESET_REQUESTS = "x-ratelimit-reset-requests"
-LIMIT_TOKENS = "x-ratelimit-limit-tokens"
-REMAINING_TOKENS = "x-ratelimit-remaining-tokens"
-RESET_TOKENS = "x-ratelimit-reset-tokens"
-# The monthly budget has no OpenAI header; these follow the same pattern.
-LIMIT_TOKENS_MONTH = "x-ratelimit-limit-tokens-month"
-REMAINING_TOKENS_MONTH = "x-ratelimit-remaining-tokens-month"
-RESET_TOKENS_MONTH = "x-ratelimit-reset-tokens-month"
-RETRY_AFTER = "Retry-After"
-# Read by the openai SDKs: do not retry a request that cannot succeed soon.
-SHOULD_RETRY = "x-should-retry"
-
-
-class BudgetExceededError(RateLimitError):
-    """The key's monthly token budget cannot cover this request (429, like OpenAI's)."""
-
-    type = "insufficient_quota"
-    code = "insufficient_quota"
 
 
 @dataclass(frozen=True)
@@ -112,60 +93,6 @@ class Admission:
     month: str | None = None
 
 
-def window_sk(minute: int) -> str:
-    return "win#" + datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M")
-
-
-def month_sk(month: str) -> str:
-    return f"month#{month}"
-
-
-def month_of(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
-
-
-def next_month_start(now: float) -> float:
-    dt = datetime.fromtimestamp(now, UTC)
-    year, month = (dt.year + 1, 1) if dt.month == 12 else (dt.year, dt.month + 1)
-    return datetime(year, month, 1, tzinfo=UTC).timestamp()
-
-
-def duration(seconds: int) -> str:
-    """OpenAI's reset format: "12s", "6m0s", "3h2m1s"."""
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes}m{seconds}s"
-
-
-def _seconds_until(moment: float, now: float) -> int:
-    return max(1, math.ceil(moment - now))
-
-
-def _until_next_month(now: float) -> int:
-    return _seconds_until(next_month_start(now), now)
-
-
-def _num(item: dict[str, Any] | None, name: str) -> int:
-    if not item or name not in item:
-        return 0
-    return int(item[name]["N"])
-
-
-def _old_item(exc: ConditionFailed) -> dict[str, Any] | None:
-    """The item as the failed condition saw it (ReturnValuesOnConditionCheckFailure)."""
-    cause = exc.__cause__
-    if isinstance(cause, ClientError):
-        response: dict[str, Any] = dict(cause.response)
-        item = response.get("Item")
-        if isinstance(item, dict):
-            return item
-    return None
-
-
 class LimitStore:
     def __init__(
         self,
@@ -179,6 +106,8 @@ class LimitStore:
         self._table = table
         self._clock = clock
         self._deadline_seconds = deadline_seconds
+
+    # -- admission ---------------------------------------------------------------------
 
     # -- admission ---------------------------------------------------------------------
 
@@ -215,7 +144,7 @@ class LimitStore:
         if rpm is None and tpm is None and budget is None:
             return Admission(key_id=key.key_id)
         now = self._clock()
-        self._refuse_impossible(key, reserve_tokens, now)
+        refuse_impossible(key, reserve_tokens)
         reserved = reserve_tokens if tpm is not None or budget is not None else 0
         minute = int(now // 60) if rpm is not None or tpm is not None else None
         month = month_of(now) if budget is not None else None
@@ -232,126 +161,22 @@ class LimitStore:
             month=month,
         )
 
-    def _refuse_impossible(self, key: ApiKey, reserve: int, now: float) -> None:
-        """Refuse, without a call, a request that no amount of waiting would admit: a 429
-        (OpenAI's answer to a request above a limit) with `x-should-retry: false` and no
-        Retry-After, whose message names the reservation and how to make it fit."""
-        headers = {SHOULD_RETRY: "false"}
-
-        def advice(limit: int) -> str:
-            return (
-                "The gateway reserves a request's worst case before sending it: its prompt "
-                "tokens plus max_tokens for each choice (n); a request without max_tokens or "
-                "max_completion_tokens reserves the gateway's default (DEFAULT_MAX_TOKENS, "
-                "4096 unless configured). Set max_tokens so that the prompt plus "
-                f"n * max_tokens is at most {limit}, or shorten the prompt. Waiting will not help."
-            )
-
-        if key.rpm is not None and key.rpm < 1:
-            raise RateLimitError(
-                "This API key allows no requests (rpm is 0): ask its owner to raise its rpm.",
-                headers=headers,
-            )
-        if key.tpm is not None and reserve > key.tpm:
-            raise RateLimitError(
-                f"Request too large for tokens per minute (TPM): limit {key.tpm}, "
-                f"requested {reserve}. {advice(key.tpm)}",
-                param="max_tokens",
-                headers={**headers, LIMIT_TOKENS: str(key.tpm)},
-            )
-        if key.monthly_tokens is not None and reserve > key.monthly_tokens:
-            raise BudgetExceededError(
-                f"Request too large for the monthly token budget: limit {key.monthly_tokens}, "
-                f"requested {reserve}. {advice(key.monthly_tokens)}",
-                param="max_tokens",
-                headers={**headers, LIMIT_TOKENS_MONTH: str(key.monthly_tokens)},
-            )
-
     def _take_window(
         self, key: ApiKey, minute: int, reserve: int, now: float, deadline: float | None
     ) -> dict[str, str]:
-        rpm, tpm = key.rpm, key.tpm
-        adds: list[str] = []
-        conditions: list[str] = []
-        values: dict[str, Any] = {":exp": {"N": str((minute + 1) * 60 + WINDOW_TTL_SECONDS)}}
-        if rpm is not None:
-            adds.append("requests :one")
-            conditions.append("(attribute_not_exists(requests) OR requests < :rpm)")
-            values[":one"] = {"N": "1"}
-            values[":rpm"] = {"N": str(rpm)}
-        if tpm is not None:
-            adds.append("tokens :reserve")
-            conditions.append("(attribute_not_exists(tokens) OR tokens <= :room)")
-            values[":reserve"] = {"N": str(reserve)}
-            values[":room"] = {"N": str(tpm - reserve)}
-        reset = _seconds_until((minute + 1) * 60, now)
+        reset = until_next_minute(minute, now)
+        sk = window_sk(minute)
         try:
-            response = self._update(
-                deadline,
-                Key=self._key(key.key_id, window_sk(minute)),
-                UpdateExpression="ADD " + ", ".join(adds) + " SET expires_at = :exp",
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeValues=values,
-            )
+            response = self._update(key.key_id, sk, window_update(key, minute, reserve), deadline)
         except ConditionFailed as exc:
-            old = _old_item(exc)
+            old = old_item(exc)
             if old is None:  # not returned (older DynamoDB emulators): read it instead
-                old = self._get(key.key_id, window_sk(minute))
-            raise self._window_refusal(key, reserve, old, reset) from None
+                old = self._get(key.key_id, sk)
+            raise window_refusal(key, reserve, old, reset) from None
         new: dict[str, Any] = dict(response.get("Attributes", {}))
-        return self._window_headers(
-            key, requests=_num(new, "requests"), tokens=_num(new, "tokens"), reset=reset
+        return window_headers(
+            key, requests=number(new, "requests"), tokens=number(new, "tokens"), reset=reset
         )
-
-    @staticmethod
-    def _window_headers(key: ApiKey, *, requests: int, tokens: int, reset: int) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        if key.rpm is not None:
-            headers[LIMIT_REQUESTS] = str(key.rpm)
-            headers[REMAINING_REQUESTS] = str(max(0, key.rpm - requests))
-            headers[RESET_REQUESTS] = duration(reset)
-        if key.tpm is not None:
-            headers[LIMIT_TOKENS] = str(key.tpm)
-            headers[REMAINING_TOKENS] = str(max(0, key.tpm - tokens))
-            headers[RESET_TOKENS] = duration(reset)
-        return headers
-
-    def _window_refusal(
-        self, key: ApiKey, reserve: int, old: dict[str, Any] | None, reset: int
-    ) -> RateLimitError:
-        requests, tokens = _num(old, "requests"), _num(old, "tokens")
-        reasons: list[str] = []
-        if key.rpm is not None and requests >= key.rpm:
-            reasons.append(f"requests per minute (RPM): limit {key.rpm}, used {requests}")
-        if key.tpm is not None and tokens + reserve > key.tpm:
-            reasons.append(
-                f"tokens per minute (TPM): limit {key.tpm}, used {tokens}, requested {reserve}"
-            )
-        if not reasons:  # the counters moved (settled) since the condition failed
-            reasons.append("requests per minute" if key.tpm is None else "tokens per minute")
-        headers = self._window_headers(key, requests=requests, tokens=tokens, reset=reset)
-        headers[RETRY_AFTER] = str(reset)
-        return RateLimitError(
-            f"Rate limit reached for {'; '.join(reasons)}. Please try again in {reset}s.",
-            headers=headers,
-        )
-
-    def _update(self, deadline: float | None, **kwargs: Any) -> dict[str, Any]:
-        """One conditional UpdateItem returning the new counts, retried quickly while the
-        item is busy in a transaction or throttled."""
-
-        def call() -> dict[str, Any]:
-            with botocore_errors("DynamoDB"):
-                return dict(
-                    self._client.update_item(
-                        TableName=self._table,
-                        ReturnValues="UPDATED_NEW",
-                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                        **kwargs,
-                    )
-                )
-
-        return retry_quickly(call, deadline=deadline)
 
     def _take_month(
         self,
@@ -365,86 +190,42 @@ class LimitStore:
         """The budget, and the window's limits too if the key has them: one UpdateItem."""
         budget = key.monthly_tokens
         assert budget is not None
-        adds = ["tokens :reserve"]
-        conditions = ["(attribute_not_exists(tokens) OR tokens <= :room)"]
-        values: dict[str, Any] = {
-            ":reserve": {"N": str(reserve)},
-            ":room": {"N": str(budget - reserve)},
-        }
-        names: dict[str, str] = {}
-        removes: list[str] = []
-        if minute is not None:
-            names["#wr"], names["#wt"] = window_attributes(minute)
-            if key.rpm is not None:
-                adds.append("#wr :one")
-                conditions.append("(attribute_not_exists(#wr) OR #wr < :rpm)")
-                values.update({":one": {"N": "1"}, ":rpm": {"N": str(key.rpm)}})
-            if key.tpm is not None:
-                adds.append("#wt :reserve")
-                conditions.append("(attribute_not_exists(#wt) OR #wt <= :troom)")
-                values[":troom"] = {"N": str(key.tpm - reserve)}
-            for back in range(1, STALE_MINUTES + 1):
-                for i, name in enumerate(window_attributes(minute - back)):
-                    names[f"#old{back}{i}"] = name
-                    removes.append(f"#old{back}{i}")
-            names = {n: v for n, v in names.items() if n in " ".join(adds + removes + conditions)}
-        expression = "ADD " + ", ".join(adds) + (" REMOVE " + ", ".join(removes) if removes else "")
-        extra = {"ExpressionAttributeNames": names} if names else {}
+        sk = month_sk(month)
         try:
-            response = self._update(
-                deadline,
-                Key=self._key(key.key_id, month_sk(month)),
-                UpdateExpression=expression,
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeValues=values,
-                **extra,
-            )
+            response = self._update(key.key_id, sk, month_update(key, minute, reserve), deadline)
         except ConditionFailed as exc:
-            old = _old_item(exc)
+            old = old_item(exc)
             if old is None:
-                old = self._get(key.key_id, month_sk(month))
-            raise self._month_refusal(key, minute, reserve, old, now) from None
+                old = self._get(key.key_id, sk)
+            raise month_refusal(key, minute, reserve, old, now) from None
         new: dict[str, Any] = dict(response.get("Attributes", {}))
-        headers = self._month_headers(budget, _num(new, "tokens"), _until_next_month(now))
+        headers = month_headers(budget, number(new, "tokens"), until_next_month(now))
         if minute is not None:
-            requests, tokens = (_num(new, a) for a in window_attributes(minute))
-            reset = _seconds_until((minute + 1) * 60, now)
-            headers.update(self._window_headers(key, requests=requests, tokens=tokens, reset=reset))
+            requests, tokens = (number(new, a) for a in window_attributes(minute))
+            reset = until_next_minute(minute, now)
+            headers.update(window_headers(key, requests=requests, tokens=tokens, reset=reset))
         return headers
 
-    def _month_refusal(
-        self, key: ApiKey, minute: int | None, reserve: int, old: dict[str, Any] | None, now: float
-    ) -> RateLimitError:
-        """Which limit refused: the window's (a 429 to retry soon), else the budget's."""
-        budget = key.monthly_tokens
-        assert budget is not None
-        if minute is not None:
-            requests, tokens = (_num(old, a) for a in window_attributes(minute))
-            over_rpm = key.rpm is not None and requests >= key.rpm
-            over_tpm = key.tpm is not None and tokens + reserve > key.tpm
-            if over_rpm or over_tpm:
-                window = {"requests": {"N": str(requests)}, "tokens": {"N": str(tokens)}}
-                reset = _seconds_until((minute + 1) * 60, now)
-                return self._window_refusal(key, reserve, window, reset)
-        reset = _until_next_month(now)
-        used = _num(old, "tokens")
-        headers = self._month_headers(budget, used, reset)
-        headers[RETRY_AFTER] = str(reset)
-        headers[SHOULD_RETRY] = "false"
-        resets_at = datetime.fromtimestamp(next_month_start(now), UTC)
-        return BudgetExceededError(
-            f"Monthly token budget exhausted: limit {budget}, used {used}, "
-            f"requested {reserve}. It resets at {resets_at:%Y-%m-%dT%H:%M:%SZ}.",
-            headers=headers,
-        )
+    def _update(
+        self, key_id: str, sk: str, update: dict[str, Any], deadline: float | None
+    ) -> dict[str, Any]:
+        """One conditional UpdateItem (`update`: its expressions) of the key's item `sk`,
+        returning the new counts, retried quickly while the item is busy in a transaction
+        or throttled."""
 
-    @staticmethod
-    def _month_headers(budget: int, used: int, reset: int) -> dict[str, str]:
-        return {
-            LIMIT_TOKENS_MONTH: str(budget),
-            REMAINING_TOKENS_MONTH: str(max(0, budget - used)),
-            RESET_TOKENS_MONTH: duration(reset),
-        }
+        def call() -> dict[str, Any]:
+            with botocore_errors("DynamoDB"):
+                return dict(
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key=item_key(key_id, sk),
+                        ReturnValues="UPDATED_NEW",
+                        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                        **update,
+                    )
+                )
+
+        return retry_quickly(call, deadline=deadline)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -459,7 +240,7 @@ class LimitStore:
         month = month or month_of(self._clock())
         counter = self._get(key_id, month_sk(month))
         if counter is not None:
-            return _num(counter, "tokens")
+            return number(counter, "tokens")
         total = 0
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -473,7 +254,7 @@ class LimitStore:
         with botocore_errors("DynamoDB"):
             while True:
                 response = self._client.query(**kwargs)
-                total += sum(_num(dict(item), "total_tokens") for item in response["Items"])
+                total += sum(number(dict(item), "total_tokens") for item in response["Items"])
                 if "LastEvaluatedKey" not in response:
                     return total
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -481,11 +262,7 @@ class LimitStore:
     def _get(self, key_id: str, sk: str) -> dict[str, Any] | None:
         with botocore_errors("DynamoDB"):
             response = self._client.get_item(
-                TableName=self._table, Key=self._key(key_id, sk), ConsistentRead=True
+                TableName=self._table, Key=item_key(key_id, sk), ConsistentRead=True
             )
         item = response.get("Item")
         return dict(item) if item is not None else None
-
-    @staticmethod
-    def _key(key_id: str, sk: str) -> dict[str, Any]:
-        return {"pk": {"S": key_pk(key_id)}, "sk": {"S": sk}}

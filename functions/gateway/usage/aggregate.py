@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 
 from gateway.aws import RETRYABLE_CODES, error_code
 from gateway.errors import DependencyError
-from gateway.limits.store import WINDOW_TTL_SECONDS, month_sk, window_attributes, window_sk
+from gateway.limits.items import WINDOW_TTL_SECONDS, month_sk, window_attributes, window_sk
 from gateway.usage.guardlines import guard_rollups
 from gateway.usage.records import UsageRecord, UsageStatus, key_pk, model_pk
 

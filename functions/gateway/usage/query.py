@@ -43,11 +43,6 @@ ROLLUPS_NOTE = (
 _HIGH = "~"
 
 
-def key_model_day_sk(day: str, model: str) -> str:
-    """Sort key of a key's per-model daily rollup (`day` is YYYY-MM-DD)."""
-    return f"{KEY_MODEL_DAY_PREFIX}{day}#{model}"
-
-
 @dataclass(frozen=True, kw_only=True)
 class Totals:
     requests: int = 0
@@ -156,6 +151,16 @@ class UsageQuery:
             by_route[route] = by_route.get(route, Totals()) + Totals.from_item(item)
         return [RouteTotals(route=r, totals=t) for r, t in sorted(by_route.items())]
 
+    def key_grouped(
+        self, *, key_id: str, group_by: str, start: date | None = None, end: date | None = None
+    ) -> list[DayTotals] | list[ModelTotals] | list[RouteTotals]:
+        """The key's totals per day, model or route (`group_by`, one of GROUP_BY)."""
+        if group_by == "day":
+            return self.key_days(key_id=key_id, start=start, end=end)
+        if group_by == "model":
+            return self.key_models(key_id=key_id, start=start, end=end)
+        return self.key_routes(key_id=key_id, start=start, end=end)
+
     def key_month(self, *, key_id: str, day: date | None = None) -> Totals:
         """The key's totals for the UTC month holding `day` (default: today)."""
         day = day or utc_today()
@@ -231,22 +236,8 @@ def usage_report(
             f"got {group_by!r}.",
             param="group_by",
         )
-    last = parse_day(end, param="end") or today
-    first = parse_day(start, param="start") or month_start(last)
-    if first > last:
-        raise InvalidRequestError(f"'start' ({first}) is after 'end' ({last}).", param="start")
-    if (last - first).days + 1 > MAX_RANGE_DAYS:
-        raise InvalidRequestError(
-            f"The range from 'start' to 'end' covers more than {MAX_RANGE_DAYS} days.",
-            param="end",
-        )
-    rows: list[DayTotals] | list[ModelTotals] | list[RouteTotals]
-    if grouping == "day":
-        rows = query.key_days(key_id=key.key_id, start=first, end=last)
-    elif grouping == "model":
-        rows = query.key_models(key_id=key.key_id, start=first, end=last)
-    else:
-        rows = query.key_routes(key_id=key.key_id, start=first, end=last)
+    first, last = report_range(start, end, today=today)
+    rows = query.key_grouped(key_id=key.key_id, group_by=grouping, start=first, end=last)
     month = month_usage(key, limits, today=today)
     return {
         "object": "usage",
@@ -260,6 +251,21 @@ def usage_report(
         "month": month,
         "note": ROLLUPS_NOTE,
     }
+
+
+def report_range(start: str | None, end: str | None, *, today: date) -> tuple[date, date]:
+    """The report's first and last day: `end` defaults to `today`, `start` to the first day
+    of `end`'s month; a range that is inverted or over MAX_RANGE_DAYS is a 400."""
+    last = parse_day(end, param="end") or today
+    first = parse_day(start, param="start") or month_start(last)
+    if first > last:
+        raise InvalidRequestError(f"'start' ({first}) is after 'end' ({last}).", param="start")
+    if (last - first).days + 1 > MAX_RANGE_DAYS:
+        raise InvalidRequestError(
+            f"The range from 'start' to 'end' covers more than {MAX_RANGE_DAYS} days.",
+            param="end",
+        )
+    return first, last
 
 
 def month_usage(key: ApiKey, limits: LimitStore, *, today: date | None = None) -> dict[str, Any]:

@@ -3,10 +3,10 @@
 DynamoDB applies the writes to one item one at a time, each condition checked against the
 item as the previous write left it. moto's server does not: its threaded request handlers
 race inside UpdateItem (measured: 12 of 40 concurrent `requests < 10` updates admitted
-when they create the item together). The `atomic_moto` fixture serializes moto's item
-writes to restore DynamoDB's guarantee; everything else (HTTP, several clients, 40
-threads released at once) is real, so a read-then-write anywhere in admission would
-still over-admit here.
+when they create the item together). devstack.motofix, which the tests' moto server loads,
+serializes moto's item writes (and UpdateItem's replies) to restore DynamoDB's guarantee;
+everything else (HTTP, several clients, 40 threads released at once) is real, so a
+read-then-write anywhere in admission would still over-admit here.
 """
 
 from __future__ import annotations
@@ -17,32 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
-import pytest
 from botocore.config import Config
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.errors import RateLimitError
 from gateway.keys.apikey import ApiKey
 from gateway.limits import Admission, LimitStore
 from gateway.limits.store import month_of, month_sk, window_attributes, window_sk
-from moto.dynamodb.models import DynamoDBBackend
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 INSTANCES = 4
-
-
-@pytest.fixture
-def atomic_moto(dynamodb: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """moto's server (in this process), its item writes serialized as DynamoDB's are."""
-    lock = threading.RLock()  # reentrant: transact_write_items calls update_item
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-    return dynamodb
 
 
 def stores(now: float) -> list[LimitStore]:
@@ -85,7 +68,7 @@ def new_key(**limits: Any) -> ApiKey:
     )
 
 
-def test_rpm_admits_exactly_the_limit(atomic_moto: str) -> None:
+def test_rpm_admits_exactly_the_limit(dynamodb: str) -> None:
     now = 1_800_000_030.0
     key = new_key(rpm=10)
     results = admit_all(stores(now), key, 40, reserve=50)
@@ -99,7 +82,7 @@ def test_rpm_admits_exactly_the_limit(atomic_moto: str) -> None:
     assert counter(window_sk(int(now // 60)), key.key_id, "requests") == 10
 
 
-def test_monthly_budget_is_never_overspent(atomic_moto: str) -> None:
+def test_monthly_budget_is_never_overspent(dynamodb: str) -> None:
     now = 1_800_000_030.0
     key = new_key(monthly_tokens=1000)
     results = admit_all(stores(now), key, 30, reserve=100)
@@ -107,7 +90,7 @@ def test_monthly_budget_is_never_overspent(atomic_moto: str) -> None:
     assert counter(month_sk(month_of(now)), key.key_id, "tokens") == 1000
 
 
-def test_refusals_consume_nothing_under_concurrency(atomic_moto: str) -> None:
+def test_refusals_consume_nothing_under_concurrency(dynamodb: str) -> None:
     """Window and budget together (one item, one update): a refusal counts nowhere."""
     now = 1_800_000_030.0
     key = new_key(rpm=25, tpm=100_000, monthly_tokens=1000)

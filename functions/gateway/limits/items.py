@@ -1,0 +1,75 @@
+"""The limits' items in the usage table (their layout: limits/store.py's docstring): sort
+keys, window attribute names, the UTC minute and month they stand for, and their numbers."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from gateway.aws import ConditionFailed
+from gateway.usage.records import key_pk
+
+# How long a minute window outlives its minute before TTL may delete it.
+WINDOW_TTL_SECONDS = 300
+# Window attributes on a month item: each admission removes this many earlier minutes'.
+STALE_MINUTES = 5
+
+
+def window_attributes(minute: int) -> tuple[str, str]:
+    """The (requests, tokens) attribute names of a minute window on a month item."""
+    return f"w{minute}r", f"w{minute}t"
+
+
+def window_sk(minute: int) -> str:
+    return "win#" + datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def month_sk(month: str) -> str:
+    return f"month#{month}"
+
+
+def item_key(key_id: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": key_pk(key_id)}, "sk": {"S": sk}}
+
+
+def month_of(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m")
+
+
+def next_month_start(now: float) -> float:
+    dt = datetime.fromtimestamp(now, UTC)
+    year, month = (dt.year + 1, 1) if dt.month == 12 else (dt.year, dt.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC).timestamp()
+
+
+def seconds_until(moment: float, now: float) -> int:
+    return max(1, math.ceil(moment - now))
+
+
+def until_next_minute(minute: int, now: float) -> int:
+    return seconds_until((minute + 1) * 60, now)
+
+
+def until_next_month(now: float) -> int:
+    return seconds_until(next_month_start(now), now)
+
+
+def number(item: dict[str, Any] | None, name: str) -> int:
+    """A number attribute of a low-level item; 0 when the item or the attribute is absent."""
+    if not item or name not in item:
+        return 0
+    return int(item[name]["N"])
+
+
+def old_item(exc: ConditionFailed) -> dict[str, Any] | None:
+    """The item as the failed condition saw it (ReturnValuesOnConditionCheckFailure)."""
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):
+        response: dict[str, Any] = dict(cause.response)
+        item = response.get("Item")
+        if isinstance(item, dict):
+            return item
+    return None
