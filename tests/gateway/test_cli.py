@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from gateway.cli import KEY_COLUMNS, main
-from gateway.clitools import EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_USAGE, Progress
+from gateway.cli.common import EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_USAGE, Progress
 from gateway.keys import KeyStore
 from gateway.settings import Settings
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
