@@ -85,6 +85,9 @@ class UsageRecord:
     reserved_tokens: int = 0
     reserved_window_minute: int | None = None
     reserved_month: str | None = None
+    # Attempts across the model's endpoints (and fallbacks) before it was served or failed;
+    # `endpoint` names the one that served it (or the last one tried).
+    attempts: int | None = None
 
     @property
     def total_tokens(self) -> int:

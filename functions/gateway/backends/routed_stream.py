@@ -1,0 +1,96 @@
+"""A routed stream: its first chunk read before the stream is handed on, then relayed.
+
+Reading the first chunk inside the attempt is what lets a hang or an error before the
+first token move to another endpoint; once `RoutedChunks` exists, nothing is retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from gateway.backends.base import Backend
+from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+
+Chunk = dict[str, Any]
+
+
+async def _close(chunks: AsyncIterator[Chunk]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+async def first_chunk(
+    backend: Backend, body: dict[str, Any], *, within: float | None
+) -> tuple[Chunk, AsyncIterator[Chunk]]:
+    """The stream's first chunk and the stream; UpstreamTimeoutError when it takes longer
+    than `within` seconds (None: the backend's own read timeout alone)."""
+    chunks: AsyncIterator[Chunk] | None = None
+    try:
+        with anyio.fail_after(within):
+            chunks = await backend.open_stream(body)
+            first = await chunks.__anext__()
+    except TimeoutError as exc:
+        if chunks is not None:
+            await _close(chunks)
+        raise UpstreamTimeoutError("The model endpoint sent no first token in time.") from exc
+    except StopAsyncIteration as exc:
+        assert chunks is not None
+        await _close(chunks)
+        raise UpstreamError("The model endpoint ended the stream without generating.") from exc
+    except BaseException:
+        if chunks is not None:
+            await _close(chunks)
+        raise
+    return first, chunks
+
+
+class RoutedChunks:
+    """The first chunk, then the rest of the endpoint's stream; `on_end` is told once how
+    it ended (the error, or None: finished or closed by the client)."""
+
+    def __init__(
+        self,
+        first: Chunk,
+        chunks: AsyncIterator[Chunk],
+        *,
+        on_end: Callable[[GatewayError | None], Awaitable[None]],
+    ) -> None:
+        self._first: Chunk | None = first
+        self._chunks = chunks
+        self._on_end: Callable[[GatewayError | None], Awaitable[None]] | None = on_end
+
+    def __aiter__(self) -> RoutedChunks:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            await self._end(None)
+            raise
+        except GatewayError as exc:
+            await self._end(exc)
+            raise
+
+    async def _end(self, error: GatewayError | None) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            with anyio.CancelScope(shield=True):
+                await on_end(error)
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            await self._end(None)
