@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError
 
 from gateway.aws import AwsClients, ConditionFailed
+from gateway.backends import endpoints_cli
 from gateway.clitools import (
     EXIT_CODES,
     EXIT_FAILED,
@@ -224,6 +225,7 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     rebuild.add_argument("--day", required=True, type=_day, metavar="YYYY-MM-DD")
     _add_extra_commands(commands)
     tokens_cli.add_parser(commands)
+    endpoints_cli.add_parser(commands)
     return parser, usage
 
 
@@ -301,6 +303,8 @@ def run(
         return run_dashboard(args, aws=aws, settings=settings, err=err)
     if args.command == "tokens":
         return tokens_cli.count(args, settings=settings, out=out, stdin=stdin)
+    if args.command == "endpoints":
+        return endpoints_cli.run(args, aws=aws, settings=settings, out=out)
     if args.command == "keys":
         models = getattr(args, "models", None)
         if models and not getattr(args, "allow_unknown_models", False):
