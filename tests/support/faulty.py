@@ -72,8 +72,13 @@ class FaultyUpstream:
         return response
 
     async def health(self, request: web.Request) -> web.Response:
-        self.models_calls += 1
+        if self.mode == "no_health_route":  # llama.cpp before /health, some proxies
+            return web.Response(status=404)
         return web.Response(status=200 if self.mode == "ok" else 503)
+
+    async def models(self, request: web.Request) -> web.Response:
+        self.models_calls += 1
+        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
 
 
 @asynccontextmanager
@@ -86,6 +91,7 @@ async def faulty_upstreams(count: int) -> AsyncIterator[list[FaultyUpstream]]:
             app = web.Application()
             app.router.add_post("/v1/chat/completions", upstream.chat)
             app.router.add_get("/health", upstream.health)
+            app.router.add_get("/v1/models", upstream.models)
             runner = web.AppRunner(app, shutdown_timeout=0.1)
             await runner.setup()
             port = free_port()
