@@ -140,6 +140,11 @@ class RoutedBackend:
         self._models = sorted({t.state.model for tier in self._tiers for t in tier})
         self._count = sum(len(tier) for tier in self._tiers)
 
+    @property
+    def targets(self) -> list[Target]:
+        """Every target, in the order tiers are tried."""
+        return [t for tier in self._tiers for t in tier]
+
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._route(body, self._complete_once)
 
