@@ -7,6 +7,7 @@ explains the choice.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -14,6 +15,13 @@ from dataclasses import dataclass, field
 
 # Weight of the newest TTFT sample in the moving average.
 EWMA_ALPHA = 0.3
+# An endpoint's TTFT average fades toward nothing with this time constant (seconds) while
+# no new sample arrives, as Finagle's and Linkerd's peak-EWMA do: one slow answer (a cold
+# start) must not keep an endpoint out of the draw forever, since only traffic to it
+# could otherwise correct the figure.
+EWMA_DECAY_SECONDS = 10.0
+# Past this age the average is forgotten: the endpoint is drawn by weight alone again.
+EWMA_STALE_SECONDS = 30.0
 # The second candidate wins only when its cost is below this share of the first's, so
 # small latency differences do not bend the configured weights.
 SWITCH_RATIO = 0.8
@@ -27,6 +35,7 @@ class EndpointState:
     max_concurrency: int | None = None
     in_flight: int = 0
     ttft_ewma: float | None = None
+    ttft_at: float = 0.0
     # Earliest time the endpoint may be tried again, as its Retry-After asked.
     not_before: float = 0.0
     failures: deque[float] = field(default_factory=deque)
@@ -35,11 +44,17 @@ class EndpointState:
     def full(self) -> bool:
         return self.max_concurrency is not None and self.in_flight >= self.max_concurrency
 
-    def observe_ttft(self, seconds: float) -> None:
-        if self.ttft_ewma is None:
-            self.ttft_ewma = seconds
-        else:
-            self.ttft_ewma += EWMA_ALPHA * (seconds - self.ttft_ewma)
+    def observe_ttft(self, seconds: float, now: float) -> None:
+        current = self.ttft(now)
+        self.ttft_ewma = seconds if current is None else current + EWMA_ALPHA * (seconds - current)
+        self.ttft_at = now
+
+    def ttft(self, now: float) -> float | None:
+        """The TTFT average, faded by the time since its last sample."""
+        age = now - self.ttft_at
+        if self.ttft_ewma is None or age > EWMA_STALE_SECONDS:
+            return None
+        return self.ttft_ewma * math.exp(-max(age, 0.0) / EWMA_DECAY_SECONDS)
 
     def succeeded(self) -> None:
         self.failures.clear()
@@ -55,10 +70,9 @@ class EndpointState:
         return False
 
 
-def _cost(state: EndpointState, typical_ttft: float) -> float:
+def _cost(state: EndpointState, ttft: float | None, typical_ttft: float) -> float:
     """Peak-EWMA's cost: expected wait for a first token, times the queue ahead of us."""
-    ttft = state.ttft_ewma if state.ttft_ewma is not None else typical_ttft
-    return (state.in_flight + 1) * max(ttft, 1e-6)
+    return (state.in_flight + 1) * max(ttft if ttft is not None else typical_ttft, 1e-6)
 
 
 def _weighted_index(weights: Sequence[float], rng: random.Random) -> int:
@@ -70,7 +84,7 @@ def _weighted_index(weights: Sequence[float], rng: random.Random) -> int:
     return len(weights) - 1
 
 
-def choose(candidates: Sequence[EndpointState], rng: random.Random) -> EndpointState:
+def choose(candidates: Sequence[EndpointState], rng: random.Random, *, now: float) -> EndpointState:
     """Weighted power of two choices: two distinct endpoints drawn by weight; the second
     replaces the first only if it is clearly cheaper (fewer requests in flight here, or a
     faster recent first token). With equal loads this is a plain weighted draw."""
@@ -81,6 +95,8 @@ def choose(candidates: Sequence[EndpointState], rng: random.Random) -> EndpointS
     rest = [i for i in range(len(candidates)) if i != first]
     second = rest[_weighted_index([weights[i] for i in rest], rng)]
     a, b = candidates[first], candidates[second]
-    known = [c.ttft_ewma for c in (a, b) if c.ttft_ewma is not None]
+    ttft_a, ttft_b = a.ttft(now), b.ttft(now)
+    known = [t for t in (ttft_a, ttft_b) if t is not None]
     typical = sum(known) / len(known) if known else 1.0
-    return b if _cost(b, typical) < SWITCH_RATIO * _cost(a, typical) else a
+    cheaper = _cost(b, ttft_b, typical) < SWITCH_RATIO * _cost(a, ttft_a, typical)
+    return b if cheaper else a

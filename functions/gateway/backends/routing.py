@@ -178,7 +178,7 @@ class RoutedBackend:
             target.state.in_flight -= 1
             raise
         ttft = time.perf_counter() - started
-        target.state.observe_ttft(ttft)
+        target.state.observe_ttft(ttft, time.monotonic())
         self._router.report(target, ok=True, failover=False, ttft=ttft)
         return RoutedChunks(first, chunks, on_end=lambda error: self._ended(target, error))
 
@@ -251,7 +251,7 @@ class RoutedBackend:
     def _choose(self, targets: list[Target]) -> Target:
         roomy = [t for t in targets if not t.state.full] or targets
         by_state = {id(t.state): t for t in roomy}
-        state = choose([t.state for t in roomy], self._router.rng)
+        state = choose([t.state for t in roomy], self._router.rng, now=time.monotonic())
         return by_state[id(state)]
 
 
