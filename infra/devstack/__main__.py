@@ -177,8 +177,10 @@ def main() -> int:
         ]
         # The same config for the CLI (`gateway endpoints list` reads it).
         config_file = Path(tempfile.gettempdir()) / f"gateway-devstack-models-{port}.json"
+        config_export = ""
         if "MODELS_CONFIG" in gateway_env:
             config_file.write_text(gateway_env["MODELS_CONFIG"])
+            config_export = f"  export MODELS_CONFIG_FILE={config_file}\n"
         say(f"starting the gateway on {gateway_url} (models: {', '.join(models) or 'from config'})")
         gateway_cmd = [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app",
                        "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
@@ -213,8 +215,7 @@ Point the gateway CLI at this DynamoDB (in another shell):
   export AWS_ENDPOINT_URL_DYNAMODB={dynamodb_url} AWS_DEFAULT_REGION=us-east-1
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
   export KEYS_TABLE={LOCAL_TABLE_NAMES["KeysTable"]} USAGE_TABLE={LOCAL_TABLE_NAMES["UsageTable"]}
-  export MODELS_CONFIG_FILE={config_file}
-  .venv/bin/gateway usage --key-id {key.key_id}
+{config_export}  .venv/bin/gateway usage --key-id {key.key_id}
 
 Routing: {model} is served by two replicas (gateway endpoints list). Pause one with
   kill -STOP {replica.pid}     (resume: kill -CONT {replica.pid}; then gateway endpoints probe)

@@ -7,6 +7,7 @@ Usage table (partition `pk`, sort `sk`):
 - key-model daily    pk `key#<key_id>`   sk `mday#<YYYY-MM-DD>#<model>`
 - key-route daily    pk `key#<key_id>`   sk `rday#<YYYY-MM-DD>#<route>`
 GSI `request_id-index` (sparse) finds a raw record by request id.
+(Endpoint cooldowns share the table under `endpoints#<model>`: backends/cooldowns.py.)
 
 The request path writes only the raw record (usage/store.py). The aggregator
 (usage/aggregate.py, fed by the table's stream) adds it to the rollups, settles the
