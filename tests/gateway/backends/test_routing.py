@@ -266,3 +266,85 @@ async def test_fallback_model_is_tried_after_the_models_own_endpoints() -> None:
         await backend.complete(BODY)
         assert (own.hits, spare.hits, trace.endpoint, trace.attempts) == (1, 1, "spare/s", 2)
         assert spare.bodies[0]["model"] == "spare-model"  # the fallback's own model name
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def endpoint_attempt(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+
+async def test_each_attempt_is_reported_per_endpoint() -> None:
+    clock = Clock()
+    metrics = Recorded()
+    async with faulty_upstreams(2) as [sick, good]:
+        sick.mode, sick.status = "status", 503
+        router = make_router(clock)
+        router.metrics = metrics
+        backend = routed(router, [sick.url, good.url], weights=[1000, 1])
+        await drain(await backend.open_stream({**BODY, "stream": True}))
+    failed, served = metrics.calls
+    assert failed == {"model": "m", "endpoint": "a", "ok": False, "failover": True, "ttft_ms": None}
+    assert served["endpoint"] == "b" and served["ok"] and not served["failover"]
+    assert served["ttft_ms"] is not None and served["ttft_ms"] > 0
+
+
+async def test_telemetry_writes_one_emf_document_per_attempt(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from gateway.observability import Telemetry
+
+    Telemetry(namespace="Test").endpoint_attempt(
+        model="m", endpoint="a", ok=False, failover=True, ttft_ms=None
+    )
+    [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "_aws" in x]
+    [directive] = line["_aws"]["CloudWatchMetrics"]
+    assert ["model", "endpoint", "service"] in directive["Dimensions"]
+    assert (line["model"], line["endpoint"]) == ("m", "a")
+    assert {m["Name"] for m in directive["Metrics"]} == {
+        "EndpointRequests", "EndpointErrors", "EndpointFailovers"
+    }  # fmt: skip
+
+
+async def test_sagemaker_throttling_and_model_errors_fail_over_to_an_http_replica() -> None:
+    """A SageMaker endpoint (a local server writing the runtime API's real error shapes,
+    read by a real boto3 client) that throttles or whose container fails: the request
+    moves to the model's HTTP replica."""
+    import boto3
+    from botocore.config import Config
+    from gateway.backends.sagemaker import SageMakerBackend
+    from gateway.models.registry import SageMakerEndpoint
+
+    from tests.support.eventstream import aws_error, model_error, sagemaker_stub
+
+    clock = Clock()
+    with sagemaker_stub() as stub:
+        stub.add_invocation("throttled", aws_error(400, "ThrottlingException", {"message": "x"}))
+        stub.add_invocation("broken", model_error(503, {"error": "cuda"}))
+        client = boto3.client(
+            "sagemaker-runtime", endpoint_url=stub.url, region_name="us-east-1",
+            aws_access_key_id="x", aws_secret_access_key="x",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+        )  # fmt: skip
+        async with faulty_upstreams(1) as [replica]:
+            for name in ("throttled", "broken"):
+                router = make_router(clock)
+                pool = HttpPool(Settings())
+                POOLS.append(pool)
+                sagemaker = SageMakerBackend(
+                    upstream=SageMakerEndpoint(endpoint_name=name), client=client
+                )
+                http = OpenAIBackend(upstream=OpenAIEndpoint(base_url=replica.url), pool=pool)
+                targets = [
+                    Target(router.state("m", "sm", weight=1000, max_concurrency=None), sagemaker, "m", "sm"),
+                    Target(router.state("m", "http", weight=1, max_concurrency=None), http, "m", "http"),
+                ]  # fmt: skip
+                trace = attempts.begin()
+                body = await RoutedBackend(router=router, tiers=[targets]).complete(BODY)
+                assert body["choices"][0]["message"]["content"] == "hi"
+                assert (trace.endpoint, trace.attempts) == ("http", 2)
+        assert len(stub.requests) == 2
