@@ -32,9 +32,13 @@ async def first_chunk(
     than `within` seconds (None: the backend's own read timeout alone)."""
     chunks: AsyncIterator[Chunk] | None = None
     try:
-        with anyio.fail_after(within):
+        if within is None:  # no cancel scope to pay for
             chunks = await backend.open_stream(body)
             first = await chunks.__anext__()
+        else:
+            with anyio.fail_after(within):
+                chunks = await backend.open_stream(body)
+                first = await chunks.__anext__()
     except TimeoutError as exc:
         if chunks is not None:
             await _close(chunks)
@@ -51,19 +55,23 @@ async def first_chunk(
 
 
 class RoutedChunks:
-    """The first chunk, then the rest of the endpoint's stream; `on_end` is told once how
-    it ended (the error, or None: finished or closed by the client)."""
+    """The first chunk, then the rest of the endpoint's stream. Once, however it ends:
+    `on_done()` when it finished or the client closed it, `on_fail(error)` when the
+    endpoint failed mid-stream."""
 
     def __init__(
         self,
         first: Chunk,
         chunks: AsyncIterator[Chunk],
         *,
-        on_end: Callable[[GatewayError | None], Awaitable[None]],
+        on_done: Callable[[], None],
+        on_fail: Callable[[GatewayError], Awaitable[None]],
     ) -> None:
         self._first: Chunk | None = first
         self._chunks = chunks
-        self._on_end: Callable[[GatewayError | None], Awaitable[None]] | None = on_end
+        self._on_done = on_done
+        self._on_fail = on_fail
+        self._ended = False
 
     def __aiter__(self) -> RoutedChunks:
         return self
@@ -75,17 +83,22 @@ class RoutedChunks:
         try:
             return await self._chunks.__anext__()
         except StopAsyncIteration:
-            await self._end(None)
+            self._done()
             raise
         except GatewayError as exc:
-            await self._end(exc)
+            if not self._ended:
+                self._ended = True
+                with anyio.CancelScope(shield=True):
+                    await self._on_fail(exc)
+            raise
+        except Exception:  # a bug, not the endpoint's failure: only stop counting it in flight
+            self._done()
             raise
 
-    async def _end(self, error: GatewayError | None) -> None:
-        on_end, self._on_end = self._on_end, None
-        if on_end is not None:
-            with anyio.CancelScope(shield=True):
-                await on_end(error)
+    def _done(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_done()
 
     async def aclose(self) -> None:
         try:
@@ -93,4 +106,4 @@ class RoutedChunks:
             if aclose is not None:
                 await aclose()
         finally:
-            await self._end(None)
+            self._done()

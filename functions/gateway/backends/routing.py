@@ -160,7 +160,7 @@ class RoutedBackend:
         finally:
             target.state.in_flight -= 1
         target.state.succeeded()
-        self._router.report(target, ok=True, failover=False, ttft=None)
+        self._report(target, ok=True, failover=False, ttft=None)
         return result
 
     async def _open_once(
@@ -179,16 +179,23 @@ class RoutedBackend:
             raise
         ttft = time.perf_counter() - started
         target.state.observe_ttft(ttft, time.monotonic())
-        self._router.report(target, ok=True, failover=False, ttft=ttft)
-        return RoutedChunks(first, chunks, on_end=lambda error: self._ended(target, error))
+        self._report(target, ok=True, failover=False, ttft=ttft)
+        return RoutedChunks(
+            first,
+            chunks,
+            on_done=lambda: self._done(target),
+            on_fail=lambda error: self._failed_midway(target, error),
+        )
 
-    async def _ended(self, target: Target, error: GatewayError | None) -> None:
+    def _done(self, target: Target) -> None:
         target.state.in_flight -= 1
-        if error is None:
-            target.state.succeeded()
-        else:  # failed mid-stream: not retried, but it counts against the endpoint
-            self._router.report(target, ok=False, failover=False, ttft=None)
-            await self._router.failed(target.state, error)
+        target.state.succeeded()
+
+    async def _failed_midway(self, target: Target, error: GatewayError) -> None:
+        """Not retried (the client has the first chunk), but it counts against the endpoint."""
+        target.state.in_flight -= 1
+        self._report(target, ok=False, failover=False, ttft=None)
+        await self._router.failed(target.state, error)
 
     async def _route(
         self, body: dict[str, Any], attempt: Callable[[Target, dict[str, Any], bool], Awaitable[T]]
@@ -213,7 +220,7 @@ class RoutedBackend:
                 last = exc
                 if exc.headers.get("Retry-After") is None:
                     tried.add(id(target))
-                router.report(target, ok=False, failover=True, ttft=None)
+                self._report(target, ok=False, failover=True, ttft=None)
                 trace.failovers += 1
                 await router.failed(target.state, exc)
         # Every attempt failed: the last error goes to the client (a 429's Retry-After too).
@@ -243,6 +250,12 @@ class RoutedBackend:
         if first:  # all cooled down: try one anyway rather than fail without trying
             return self._choose(self._tiers[0])
         return None
+
+    def _report(self, target: Target, *, ok: bool, failover: bool, ttft: float | None) -> None:
+        # A model with one endpoint has its per-model metrics already (Telemetry.completed):
+        # its successes cost no second EMF document; its failures are still reported.
+        if self._count > 1 or not ok:
+            self._router.report(target, ok=ok, failover=failover, ttft=ttft)
 
     def _others(self, target: Target, tried: set[int]) -> bool:
         """Whether another endpoint is left to try after `target`."""

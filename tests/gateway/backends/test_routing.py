@@ -348,3 +348,22 @@ async def test_sagemaker_throttling_and_model_errors_fail_over_to_an_http_replic
                 assert body["choices"][0]["message"]["content"] == "hi"
                 assert (trace.endpoint, trace.attempts) == ("http", 2)
         assert len(stub.requests) == 2
+
+
+async def test_requests_in_flight_are_counted_until_each_stream_ends() -> None:
+    clock = Clock()
+    async with faulty_upstreams(1) as [upstream]:
+        router = make_router(clock)
+        backend = routed(router, [upstream.url])
+        state = router.state("m", "a", weight=1, max_concurrency=None)
+        finished = await backend.open_stream({**BODY, "stream": True})
+        closed_early = await backend.open_stream({**BODY, "stream": True})
+        assert state.in_flight == 2
+        await drain(finished)
+        await closed_early.aclose()  # type: ignore[attr-defined]  # the client went away
+        assert state.in_flight == 0
+        upstream.mode = "midstream"
+        broken = await backend.open_stream({**BODY, "stream": True})
+        with pytest.raises(UpstreamError):
+            await drain(broken)
+        assert state.in_flight == 0 and len(state.failures) == 1
