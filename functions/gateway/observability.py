@@ -137,6 +137,8 @@ class Telemetry:
         self, *, model: str, endpoint: str, ok: bool, failover: bool, ttft_ms: float | None
     ) -> None:
         """One attempt on one of a model's endpoints (gateway/backends/routing.py)."""
+        if not self._enabled:
+            return
         metrics = self._metrics(model=model, endpoint=endpoint)
         metrics.add_metric(name="EndpointRequests", unit=MetricUnit.Count, value=1)
         if not ok:
