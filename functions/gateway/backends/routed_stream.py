@@ -76,6 +76,17 @@ class RoutedChunks:
     def __aiter__(self) -> RoutedChunks:
         return self
 
+    # What the relay reads to batch writes and splice envelopes (backends/chunks.py). The
+    # first chunk was taken from the endpoint's stream already, so its figures hold for it.
+    @property
+    def pending(self) -> int:
+        return int(getattr(self._chunks, "pending", 0))
+
+    @property
+    def raw(self) -> bytes | None:
+        raw: bytes | None = getattr(self._chunks, "raw", None)
+        return raw
+
     async def __anext__(self) -> Chunk:
         if self._first is not None:
             first, self._first = self._first, None

@@ -367,3 +367,16 @@ async def test_requests_in_flight_are_counted_until_each_stream_ends() -> None:
         with pytest.raises(UpstreamError):
             await drain(broken)
         assert state.in_flight == 0 and len(state.failures) == 1
+
+
+async def test_the_relay_still_sees_pending_and_raw_through_the_routed_stream() -> None:
+    """backends/chunks.py's hints (read with getattr by chat/stream.py) pass through."""
+    clock = Clock()
+    async with faulty_upstreams(1) as [upstream]:
+        backend = routed(make_router(clock), [upstream.url])
+        chunks: Any = await backend.open_stream({**BODY, "stream": True})
+        first = await chunks.__anext__()
+        assert first["choices"][0]["delta"]["content"] == "hi"
+        assert chunks.raw is not None and b'"hi"' in chunks.raw
+        assert isinstance(chunks.pending, int)
+        await drain(chunks)
