@@ -206,9 +206,10 @@ class RoutedBackend:
             for model in self._models:
                 await router.cooldowns.refresh(model)
         tried: set[int] = set()
+        asked_to_wait: set[int] = set()  # tried, and answered with a Retry-After
         last: UpstreamError | None = None
         for number in range(router.policy.max_attempts):
-            target = await self._pick(tried, deadline, first=number == 0)
+            target = await self._pick(tried, asked_to_wait, deadline, first=number == 0)
             if target is None:
                 break
             trace.attempts += 1
@@ -218,8 +219,9 @@ class RoutedBackend:
                 return await attempt(target, _body_for(body, target), more)
             except UpstreamError as exc:
                 last = exc
-                if exc.headers.get("Retry-After") is None:
-                    tried.add(id(target))
+                tried.add(id(target))
+                if exc.headers.get("Retry-After") is not None:
+                    asked_to_wait.add(id(target))
                 self._report(target, ok=False, failover=True, ttft=None)
                 trace.failovers += 1
                 await router.failed(target.state, exc)
@@ -228,26 +230,31 @@ class RoutedBackend:
             raise UpstreamError("No endpoint of this model is available.", status_code=503)
         raise last
 
-    async def _pick(self, tried: set[int], deadline: float, *, first: bool) -> Target | None:
+    async def _pick(
+        self, tried: set[int], asked_to_wait: set[int], deadline: float, *, first: bool
+    ) -> Target | None:
         router = self._router
         now = router.clock()
         for tier in self._tiers:
             ready = [t for t in tier if id(t) not in tried and router.usable(t.state, now)]
             if ready:
                 return self._choose(ready)
+        # An endpoint that told this request when to come back, within the budget. (Other
+        # requests only skip it until then: they never wait for another's Retry-After.)
         waiting = [
             t
             for tier in self._tiers
             for t in tier
-            if id(t) not in tried
+            if id(t) in asked_to_wait
             and now < t.state.not_before <= deadline
             and router.cooldowns.until(t.state.model, t.state.name) <= now
         ]
-        if waiting:  # an endpoint asked to be retried after a pause the budget allows
+        if waiting:
             target = min(waiting, key=lambda t: t.state.not_before)
+            asked_to_wait.discard(id(target))
             await router.sleep(target.state.not_before - now)
             return target
-        if first:  # all cooled down: try one anyway rather than fail without trying
+        if first:  # all cooled down or waiting: try one anyway rather than fail untried
             return self._choose(self._tiers[0])
         return None
 

@@ -380,3 +380,17 @@ async def test_the_relay_still_sees_pending_and_raw_through_the_routed_stream() 
         assert chunks.raw is not None and b'"hi"' in chunks.raw
         assert isinstance(chunks.pending, int)
         await drain(chunks)
+
+
+async def test_a_retry_after_is_waited_for_only_by_the_request_it_was_sent_to() -> None:
+    """Another request skips the endpoint while others are ready, but never sleeps for a
+    Retry-After it was not sent (found when the whole suite slowed down behind one)."""
+    clock = Clock()
+    async with faulty_upstreams(1) as [busy]:
+        busy.mode, busy.status, busy.retry_after = "status", 429, "3"
+        backend = routed(make_router(clock, max_attempts=1), [busy.url])
+        with pytest.raises(UpstreamError):
+            await backend.complete(BODY)
+        busy.mode = "ok"
+        await backend.complete(BODY)  # tried at once, not after 3 s
+        assert clock.slept == [] and busy.hits == 2
