@@ -133,6 +133,24 @@ class Telemetry:
         by_route.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
         by_route.flush_metrics()
 
+    def endpoint_attempt(
+        self, *, model: str, endpoint: str, ok: bool, failover: bool, ttft_ms: float | None
+    ) -> None:
+        """One attempt on one of a model's endpoints (gateway/backends/routing.py)."""
+        if not self._enabled:
+            return
+        metrics = self._metrics(model=model, endpoint=endpoint)
+        metrics.add_metric(name="EndpointRequests", unit=MetricUnit.Count, value=1)
+        if not ok:
+            metrics.add_metric(name="EndpointErrors", unit=MetricUnit.Count, value=1)
+        if failover:
+            metrics.add_metric(name="EndpointFailovers", unit=MetricUnit.Count, value=1)
+        if ttft_ms is not None:
+            metrics.add_metric(
+                name="EndpointTimeToFirstToken", unit=MetricUnit.Milliseconds, value=ttft_ms
+            )
+        metrics.flush_metrics()
+
 
 # --- X-Ray tracing -------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from gateway.aws import AwsClients, path_dynamodb_config
 from gateway.backends import Backend, HttpPool, OpenAIBackend
+from gateway.backends.cooldowns import CooldownCache, CooldownStore
+from gateway.backends.routing import RoutedBackend, Router, RoutingPolicy, Target
 from gateway.backends.sagemaker import SageMakerBackend
 from gateway.backends.sagemaker import client_config as sagemaker_client_config
 from gateway.backends.wire import CHAT, WireRoute
@@ -20,7 +22,7 @@ from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.limits import LimitStore
 from gateway.metering import UsageSink
-from gateway.models.registry import ModelConfig, ModelRegistry, OpenAIEndpoint
+from gateway.models.registry import ModelConfig, ModelRegistry, OpenAIEndpoint, Upstream
 from gateway.observability import Telemetry, Tracing
 from gateway.serving import RouteDeps
 from gateway.settings import Settings
@@ -47,8 +49,19 @@ class Resources:
     completions: CompletionService = field(init=False)
     embeddings: EmbeddingService = field(init=False)
     _backends: dict[tuple[str, str], Backend] = field(init=False, default_factory=dict)
+    # Routing across each model's endpoints (backends/routing.py): one per process.
+    router: Router = field(init=False)
 
     def __post_init__(self) -> None:
+        self.router = Router(
+            policy=RoutingPolicy.from_settings(self.settings),
+            cooldowns=CooldownCache(
+                store=CooldownStore(client=self.aws.dynamodb, table=self.settings.usage_table),
+                ttl=self.settings.endpoint_state_cache_seconds,
+                deadline_seconds=self.settings.key_lookup_deadline_seconds,
+            ),
+            metrics=self.telemetry,
+        )
         deps = RouteDeps(
             registry=self.registry,
             tokenizers=self.tokenizers,
@@ -123,19 +136,40 @@ class Resources:
     def backend_for(self, model: ModelConfig, route: WireRoute = CHAT) -> Backend:
         backend = self._backends.get((model.id, route.name))
         if backend is None:
-            upstream = model.upstream
-            if isinstance(upstream, OpenAIEndpoint):
-                backend = OpenAIBackend(upstream=upstream, pool=self.http, route=route)
-            else:
-                backend = SageMakerBackend(
-                    upstream=upstream,
-                    client=self.aws.sagemaker_runtime,
-                    max_concurrency=self.settings.upstream_max_connections,
-                    route=route,
-                )
-            backend = self.tracing.traced(backend, model=model.id, endpoint=upstream.endpoint)
+            tiers = [self._targets(model, route, fallback=False)]
+            for fallback_id in model.fallbacks:
+                fallback = self.registry.get(fallback_id)
+                if fallback is not None and fallback.serves(route.name):
+                    tiers.append(self._targets(fallback, route, fallback=True))
+            backend = RoutedBackend(router=self.router, tiers=tiers)
             self._backends[(model.id, route.name)] = backend
         return backend
+
+    def _targets(self, model: ModelConfig, route: WireRoute, *, fallback: bool) -> list[Target]:
+        targets = []
+        for upstream in model.endpoints:
+            state = self.router.state(
+                model.id,
+                upstream.label,
+                weight=upstream.weight,
+                max_concurrency=upstream.max_concurrency,
+            )
+            backend = self.tracing.traced(
+                self._endpoint_backend(upstream, route), model=model.id, endpoint=upstream.label
+            )
+            label = f"{model.id}/{upstream.label}" if fallback else upstream.label
+            targets.append(Target(state, backend, upstream.model or model.id, label))
+        return targets
+
+    def _endpoint_backend(self, upstream: Upstream, route: WireRoute) -> Backend:
+        if isinstance(upstream, OpenAIEndpoint):
+            return OpenAIBackend(upstream=upstream, pool=self.http, route=route)
+        return SageMakerBackend(
+            upstream=upstream,
+            client=self.aws.sagemaker_runtime,
+            max_concurrency=self.settings.upstream_max_connections,
+            route=route,
+        )
 
     def preload_tokenizers(self) -> None:
         for model in self.registry:

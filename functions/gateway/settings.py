@@ -66,6 +66,22 @@ class Settings(BaseSettings):
     dynamodb_connect_timeout: float = Field(default=0.5, gt=0)
     dynamodb_read_timeout: float = Field(default=1.0, gt=0)
 
+    # Routing across a model's endpoints (docs/ROUTING.md). A request makes at most
+    # `routing_max_attempts` attempts, and starts none (nor waits for a Retry-After) past
+    # `routing_budget_seconds` after its first. A stream's first chunk must arrive within
+    # `upstream_first_token_timeout` when another attempt is possible.
+    routing_max_attempts: int = Field(default=3, ge=1, le=10)
+    routing_budget_seconds: float = Field(default=5.0, ge=0, le=120)
+    upstream_first_token_timeout: float = Field(default=60.0, gt=0)
+    # An endpoint that fails `endpoint_allowed_fails` times within
+    # `endpoint_failure_window_seconds` is cooled down for `endpoint_cooldown_seconds`
+    # on every instance (a DynamoDB item in the usage table, read at most every
+    # `endpoint_state_cache_seconds`).
+    endpoint_allowed_fails: int = Field(default=3, ge=1)
+    endpoint_failure_window_seconds: float = Field(default=60.0, gt=0)
+    endpoint_cooldown_seconds: float = Field(default=60.0, ge=0)
+    endpoint_state_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+
     log_level: str = "INFO"
     # CloudWatch metrics (EMF), under Powertools' own variable names. Disabled, a request
     # builds no metric at all.

@@ -3,7 +3,9 @@
 - DynamoDB: moto's server (devstack.dynamodb, patched by motofix) on
   127.0.0.1:$DYNAMODB_PORT (8001), tables from template.yaml
 - the simulated GPU endpoint on 127.0.0.1:$SIM_PORT (8002), serving the tokenizers that
-  devstack.tokenizers selects: a local folder, else public ones fetched from the Hub
+  devstack.tokenizers selects: a local folder, else public ones fetched from the Hub; and a
+  second replica on $SIM2_PORT (8003): the first model is routed across both (README.md,
+  "Routing across replicas")
 - the gateway on 127.0.0.1:$PORT (8000)
 - the usage aggregator, as Lambda runs UsageAggregatorFunction: polls moto's stream of
   the usage table and calls its handler with stream events (devstack.streams); and the
@@ -20,10 +22,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -104,13 +108,35 @@ def start_usage_functions(
     threading.Thread(target=follow_logs, daemon=True).start()
 
 
+def with_replicas(config: str, urls: list[str]) -> str:
+    """The models config with its first model served by every replica in `urls`."""
+    data = json.loads(config)
+    if data["models"]:
+        first = data["models"][0]
+        upstream = first.pop("upstream")
+        first["endpoints"] = [
+            {**upstream, "name": f"replica-{n}", "base_url": url}
+            for n, url in enumerate(urls, start=1)
+        ]
+    return json.dumps(data)
+
+
+def start_replica(port: int, env: dict[str, str], args: list[str]) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "gpusim", "--host", "127.0.0.1", "--port", str(port), *args]
+    process = subprocess.Popen(cmd, env=env)
+    wait_healthy(f"http://127.0.0.1:{port}/health", process, "gpusim")
+    return process
+
+
 def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     dynamodb_port = int(os.environ.get("DYNAMODB_PORT", "8001"))
     sim_port = int(os.environ.get("SIM_PORT", "8002"))
     selection = select(os.environ, default_dir=DEFAULT_TOKENIZERS, say=say)
     dynamodb_url = f"http://127.0.0.1:{dynamodb_port}"
+    sim2_port = int(os.environ.get("SIM2_PORT", "8003"))
     sim_url = f"http://127.0.0.1:{sim_port}"
+    sim2_url = f"http://127.0.0.1:{sim2_port}"
     gateway_url = f"http://127.0.0.1:{port}"
 
     env = {**os.environ, **LOCAL_AWS, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url}
@@ -127,11 +153,10 @@ def main() -> int:
         create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
         say(f"created tables {', '.join(LOCAL_TABLE_NAMES.values())} from template.yaml")
 
-        say(f"starting the simulated GPU endpoint on {sim_url}")
-        sim_cmd = [sys.executable, "-m", "gpusim", "--host", "127.0.0.1", "--port", str(sim_port),
-                   *sim_args(selection)]  # fmt: skip
-        children.append(subprocess.Popen(sim_cmd, env=env))
-        wait_healthy(sim_url + "/health", children[-1], "gpusim")
+        say(f"starting the simulated GPU endpoint on {sim_url} and a replica on {sim2_url}")
+        children.append(start_replica(sim_port, env, sim_args(selection)))
+        replica = start_replica(sim2_port, env, sim_args(selection))
+        children.append(replica)
 
         gateway_env = {
             **env,
@@ -142,10 +167,20 @@ def main() -> int:
             "POWERTOOLS_METRICS_DISABLED": env.get("POWERTOOLS_METRICS_DISABLED", "true"),
         }
         if "MODELS_CONFIG" not in env and "MODELS_CONFIG_FILE" not in env:
-            gateway_env["MODELS_CONFIG"] = selection.models_config(sim_url)
+            gateway_env["MODELS_CONFIG"] = with_replicas(
+                selection.models_config(sim_url), [sim_url, sim2_url]
+            )
+            # A replica that stops answering is left after 3 s (README: routing).
+            gateway_env.setdefault("UPSTREAM_FIRST_TOKEN_TIMEOUT", "3")
         models = [
             m["id"] for m in json.loads(gateway_env.get("MODELS_CONFIG", '{"models":[]}'))["models"]
         ]
+        # The same config for the CLI (`gateway endpoints list` reads it).
+        config_file = Path(tempfile.gettempdir()) / f"gateway-devstack-models-{port}.json"
+        config_export = ""
+        if "MODELS_CONFIG" in gateway_env:
+            config_file.write_text(gateway_env["MODELS_CONFIG"])
+            config_export = f"  export MODELS_CONFIG_FILE={config_file}\n"
         say(f"starting the gateway on {gateway_url} (models: {', '.join(models) or 'from config'})")
         gateway_cmd = [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app",
                        "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
@@ -180,13 +215,18 @@ Point the gateway CLI at this DynamoDB (in another shell):
   export AWS_ENDPOINT_URL_DYNAMODB={dynamodb_url} AWS_DEFAULT_REGION=us-east-1
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
   export KEYS_TABLE={LOCAL_TABLE_NAMES["KeysTable"]} USAGE_TABLE={LOCAL_TABLE_NAMES["UsageTable"]}
-  .venv/bin/gateway usage --key-id {key.key_id}
+{config_export}  .venv/bin/gateway usage --key-id {key.key_id}
+
+Routing: {model} is served by two replicas (gateway endpoints list). Pause one with
+  kill -STOP {replica.pid}     (resume: kill -CONT {replica.pid}; then gateway endpoints probe)
+and watch `endpoint` in gateway usage --key-id {key.key_id} --json move to replica-1.
 
 """
         )
         sys.stdout.flush()
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while all(c.poll() is None for c in children):
+        # The second replica may be stopped by hand (README): the stack keeps running.
+        while all(c.poll() is None for c in children if c is not replica):
             time.sleep(0.5)
         say("a component exited; stopping")
         return 1

@@ -563,7 +563,8 @@ def _complete(script: str, line: str) -> list[str]:
 def test_bash_completion_from_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
     code, script, _ = cli(capsys, "completion", "bash")
     assert code == 0 and "complete -o default -F _gateway_complete gateway" in script
-    assert _complete(script, "gateway ") == ["completion", "dashboard", "keys", "tokens", "usage"]
+    commands = ["completion", "dashboard", "endpoints", "keys", "tokens", "usage"]
+    assert _complete(script, "gateway ") == commands
     assert _complete(script, "gateway ke") == ["keys"]
     assert "list" in _complete(script, "gateway keys ")
     assert _complete(script, "gateway keys list --") == ["--help", "--json", "--owner"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from gateway.backends import OpenAIBackend
+from gateway.backends.routing import RoutedBackend
 from gateway.observability import Tracing, tracing_wanted
 
 from tests.conftest import Gateway
@@ -48,7 +49,9 @@ def test_off_means_no_wrapper_and_no_middleware(gateway: Gateway) -> None:
     resources = gateway.resources
     assert resources.tracing.enabled is False
     model = resources.registry.get("qwen3")
-    assert type(resources.backend_for(model)) is OpenAIBackend
+    routed = resources.backend_for(model)
+    assert isinstance(routed, RoutedBackend)  # each endpoint's backend is not wrapped
+    assert [type(t.backend) for t in routed.targets] == [OpenAIBackend]
     off = Tracing()
     backend = object()
     assert off.traced(backend, model="m", endpoint="e") is backend  # type: ignore[arg-type]

@@ -84,7 +84,11 @@ class OpenAIBackend:
         self._pool = pool
         self._route = route
         self._url = upstream.url_for(route.path)
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._headers = {
+            **upstream.headers,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
         api_key = upstream.api_key()
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"

@@ -15,7 +15,7 @@ from typing import TextIO
 from botocore.exceptions import BotoCoreError
 
 from gateway.aws import AwsClients, ConditionFailed
-from gateway.cli import completion, dashboard, keys, tokens, usage
+from gateway.cli import completion, dashboard, endpoints, keys, tokens, usage
 from gateway.cli.common import (
     EXIT_CODES,
     EXIT_FAILED,
@@ -37,7 +37,7 @@ __all__ = ["KEY_COLUMNS", "build_parser", "main", "parse_args", "run"]
 # `f(args, ctx: Context) -> int` runs it (and optionally `check=g`, `g(args)` called after
 # parsing, which may call the parser's error()). A handler reports a refusal by raising
 # CliError (one line on stderr, exit status 1). A new group is one more entry here.
-COMMANDS = (keys, usage, dashboard, completion, tokens)
+COMMANDS = (keys, usage, dashboard, completion, tokens, endpoints)
 
 
 def build_parser() -> argparse.ArgumentParser:

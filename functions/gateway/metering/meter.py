@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
+from gateway.backends import attempts
 from gateway.backends.wire import usage_figures
 from gateway.chat.prompt import media_token_estimate
 from gateway.errors import (
@@ -145,6 +146,8 @@ class Meter:
     _upstream: tuple[int, int] | None = None
     _flags: list[str] = field(default_factory=list)
     _closed: anyio.Event | None = None
+    # Filled in by the routed backend: the endpoint that served, and the attempts.
+    routing: attempts.RouteTrace = field(default_factory=attempts.begin)
 
     # --- observing ------------------------------------------------------------------
 
@@ -305,7 +308,8 @@ class Meter:
             request_id=self.request_id,
             key_id=self.key.key_id,
             model=self.model_id,
-            endpoint=self.endpoint,
+            endpoint=self.routing.endpoint or self.endpoint,
+            attempts=self.routing.attempts or None,
             created_at=datetime.now(UTC),
             stream=self.stream,
             route=self.route,

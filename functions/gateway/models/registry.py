@@ -7,12 +7,20 @@ The configuration is JSON (from MODELS_CONFIG, MODELS_CONFIG_FILE or an SSM para
        "upstream": {"type": "openai", "base_url": "http://gpu:8000", "model": "Qwen/Qwen3-8B",
                     "api_key_env": "UPSTREAM_API_KEY"}},
       {"id": "llama3", "tokenizer": "meta-llama/Meta-Llama-3-8B-Instruct",
-       "upstream": {"type": "sagemaker", "endpoint_name": "llama3-endpoint"}}
+       "upstream": {"type": "sagemaker", "endpoint_name": "llama3-endpoint"}},
+      {"id": "qwen3-ha", "tokenizer": "Qwen/Qwen3-8B", "fallbacks": ["qwen3"],
+       "endpoints": [
+         {"name": "a", "type": "openai", "base_url": "http://gpu-a:8000", "weight": 2,
+          "max_concurrency": 256},
+         {"name": "b", "type": "openai", "base_url": "http://gpu-b:8000"},
+         {"name": "sm", "type": "sagemaker", "endpoint_name": "qwen3-endpoint"}]}
     ],
      "guard_policies": [...]}
 
-A model with `"guard": {"format": "llama_guard"}` is a safety classifier; a guard policy
-attaches one to models (and optionally keys): see GuardPolicy and docs/GUARDRAILS.md.
+A model with several endpoints is routed across them (gateway/backends/routing.py,
+docs/ROUTING.md). A model with `"guard": {"format": "llama_guard"}` is a safety
+classifier; a guard policy attaches one to models (and optionally keys): see GuardPolicy
+and docs/GUARDRAILS.md.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
@@ -31,7 +39,28 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class OpenAIEndpoint(_Frozen):
+class _Routed(_Frozen):
+    """What routing needs of every endpoint (docs/ROUTING.md)."""
+
+    # A stable name: the usage record's `endpoint` and the key of its shared cooldown.
+    # Default: the base URL (or `sagemaker:<endpoint_name>`).
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Share of the model's traffic, relative to its other endpoints' weights.
+    weight: float = Field(default=1.0, gt=0)
+    # The server's own concurrency (vLLM's max_num_seqs): past it, this process prefers
+    # the model's other endpoints.
+    max_concurrency: int | None = Field(default=None, gt=0)
+
+    @property
+    def endpoint(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        return self.name or self.endpoint
+
+
+class OpenAIEndpoint(_Routed):
     """An OpenAI-compatible HTTP server: vLLM, TGI's Messages API, SGLang, llama.cpp."""
 
     type: Literal["openai"] = "openai"
@@ -39,7 +68,11 @@ class OpenAIEndpoint(_Frozen):
     # The model name the upstream expects; defaults to the public id.
     model: str | None = None
     # Name of an environment variable holding the upstream's bearer token, if it needs one.
+    # The secret reference: name of an environment variable holding the upstream's bearer
+    # token (in Lambda, set it from Secrets Manager or SSM with a dynamic reference).
     api_key_env: str | None = None
+    # Extra request headers this endpoint needs (a routing header, a tenant id).
+    headers: dict[str, str] = Field(default_factory=dict)
 
     @property
     def chat_url(self) -> str:
@@ -60,7 +93,7 @@ class OpenAIEndpoint(_Frozen):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
-class SageMakerEndpoint(_Frozen):
+class SageMakerEndpoint(_Routed):
     """A SageMaker real-time endpoint whose container accepts an OpenAI `messages` body."""
 
     type: Literal["sagemaker"] = "sagemaker"
@@ -116,7 +149,13 @@ class ModelConfig(_Frozen):
     id: str = Field(min_length=1)
     # A directory name under TOKENIZERS_DIR or a Hugging Face repo id.
     tokenizer: str = Field(min_length=1)
+    # One upstream, or several `endpoints` (replicas, a SageMaker endpoint beside them)
+    # that requests are routed across; either way both fields are set after validation:
+    # `upstream` is the first endpoint.
     upstream: Upstream
+    endpoints: tuple[Upstream, ...] = ()
+    # Models tried, in order, once every endpoint of this one has failed the request.
+    fallbacks: tuple[str, ...] = ()
     # Upper bound on generated tokens per choice; also the default when a request sets none.
     max_tokens: int | None = Field(default=None, gt=0)
     # The model's context length (vLLM's max_model_len): a prompt plus max_tokens over it is
@@ -136,6 +175,29 @@ class ModelConfig(_Frozen):
     # Set on a safety classifier (Llama Guard 3, served like any chat model): the model a
     # guard policy (`guard_policies`) names to screen other models' prompts and completions.
     guard: GuardSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_more_endpoints(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        upstream, endpoints = data.get("upstream"), data.get("endpoints")
+        if upstream is not None and endpoints:
+            raise ValueError("give `upstream` or `endpoints`, not both")
+        if endpoints:
+            return {**data, "upstream": next(iter(endpoints))}
+        if upstream is not None:
+            return {**data, "endpoints": [upstream]}
+        return data
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> ModelConfig:
+        labels = [e.label for e in self.endpoints]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"model {self.id!r}: endpoint names must differ (give each a `name`)")
+        if self.id in self.fallbacks:
+            raise ValueError(f"model {self.id!r} names itself as a fallback")
+        return self
 
     def accepts(self, modality: str) -> bool:
         return modality in self.modalities
@@ -166,6 +228,10 @@ class ModelRegistry:
         self._models = {m.id: m for m in models}
         if len(self._models) != len(models):
             raise ConfigurationError("models config: duplicate model id")
+        for model in models:
+            unknown = [f for f in model.fallbacks if f not in self._models]
+            if unknown:
+                raise ConfigurationError(f"model {model.id!r}: unknown fallbacks {unknown}")
         self.guard_policies = tuple(guard_policies)
         for policy in self.guard_policies:
             self._check_policy(policy)

@@ -7,6 +7,7 @@ Usage table (partition `pk`, sort `sk`):
 - key-model daily    pk `key#<key_id>`   sk `mday#<YYYY-MM-DD>#<model>`
 - key-route daily    pk `key#<key_id>`   sk `rday#<YYYY-MM-DD>#<route>`
 GSI `request_id-index` (sparse) finds a raw record by request id.
+(Endpoint cooldowns share the table under `endpoints#<model>`: backends/cooldowns.py.)
 
 The request path writes only the raw record (usage/store.py). The aggregator
 (usage/aggregate.py, fed by the table's stream) adds it to the rollups, settles the
@@ -85,6 +86,9 @@ class UsageRecord:
     reserved_tokens: int = 0
     reserved_window_minute: int | None = None
     reserved_month: str | None = None
+    # Attempts across the model's endpoints (and fallbacks) before it was served or failed;
+    # `endpoint` names the one that served it (or the last one tried).
+    attempts: int | None = None
     # Guardrails (gateway/guard, docs/GUARDRAILS.md), None when no guard screened the
     # request: the guard model, what its screenings decided (passed, blocked_input,
     # blocked_output, failed_open, failed_closed), how many calls it took, the categories

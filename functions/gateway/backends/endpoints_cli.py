@@ -1,0 +1,99 @@
+"""`gateway endpoints list`: every model's endpoints with their shared state;
+`gateway endpoints probe`: run the health probe once (as its scheduled function does).
+
+    gateway endpoints list [--json]
+    gateway endpoints probe [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from gateway.aws import AwsClients
+from gateway.backends.cooldowns import CooldownStore
+from gateway.backends.probe import run_probe
+from gateway.models.registry import ModelRegistry, OpenAIEndpoint
+from gateway.settings import Settings
+
+COLUMNS = ("model", "endpoint", "type", "target", "weight", "state", "until", "reason")
+
+
+def add_parser(commands: Any) -> None:
+    """Add `endpoints list|probe` to the `gateway` command's subparsers."""
+    endpoints = commands.add_parser("endpoints", help="the models' upstream endpoints")
+    actions = endpoints.add_subparsers(dest="endpoints_action", required=True)
+    listing = actions.add_parser(
+        "list",
+        help="each endpoint and its state (ok, or cooled down until when and why)",
+        description="Reads the models config and the endpoints' shared cooldown items "
+        "in the usage table (docs/ROUTING.md).",
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    probe = actions.add_parser(
+        "probe",
+        help="probe every endpoint now and set or clear cooldowns (as the schedule does)",
+    )
+    probe.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def endpoint_rows(settings: Settings, aws: AwsClients, *, now: float) -> list[dict[str, Any]]:
+    registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
+    store = CooldownStore(client=aws.dynamodb, table=settings.usage_table)
+    rows = []
+    for model in registry:
+        cooldowns = store.read(model=model.id) if len(model.endpoints) else {}
+        for upstream in model.endpoints:
+            cooldown = cooldowns.get(upstream.label)
+            active = cooldown is not None and cooldown.active(now)
+            target = (
+                upstream.base_url if isinstance(upstream, OpenAIEndpoint) else upstream.endpoint
+            )
+            rows.append(
+                {
+                    "model": model.id,
+                    "endpoint": upstream.label,
+                    "type": upstream.type,
+                    "target": target,
+                    "weight": upstream.weight,
+                    "state": "cooled_down" if active else "ok",
+                    "until": _when(cooldown.until) if active and cooldown else None,
+                    "reason": cooldown.reason if cooldown else None,
+                }
+            )
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[str, ...], out: TextIO) -> None:
+    cells = [[("-" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def run(args: argparse.Namespace, *, aws: AwsClients, settings: Settings, out: TextIO) -> int:
+    if args.endpoints_action == "probe":
+        results = run_probe(settings, aws)
+        rows = [
+            {"model": r.model, "endpoint": r.endpoint, "healthy": r.healthy,
+             "detail": r.detail, "change": r.change}
+            for r in results
+        ]  # fmt: skip
+        columns: tuple[str, ...] = ("model", "endpoint", "healthy", "detail", "change")
+    else:
+        rows = endpoint_rows(settings, aws, now=time.time())
+        columns = COLUMNS
+    if args.json:
+        for row in rows:
+            out.write(json.dumps(row) + "\n")
+    else:
+        _table(rows, columns, out)
+    return 0

@@ -1,0 +1,281 @@
+"""A model's requests routed across its endpoints, with failover before the first byte.
+
+`RoutedBackend` is a Backend (backends/base.py), so the services do not know routing
+exists. Each request picks an endpoint by weighted power-of-two-choices (backends/health.py)
+among those not cooled down, and moves to another endpoint (then to the model's fallbacks)
+when an attempt fails before anything reached the client: a refused connection, a timeout
+before the first token, 429 (its Retry-After honoured within the budget), 5xx, a SageMaker
+throttle or model error. 400, 413 and 422 are the request's fault and are never retried,
+and nothing is retried once a stream's first chunk has been handed on. docs/ROUTING.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import anyio
+
+from gateway.backends import attempts
+from gateway.backends.base import Backend
+from gateway.backends.cooldowns import CooldownCache
+from gateway.backends.health import EndpointState, choose
+from gateway.backends.retry_after import retry_after_seconds
+from gateway.backends.routed_stream import RoutedChunks, first_chunk
+from gateway.errors import GatewayError, UpstreamError
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class EndpointMetrics(Protocol):
+    def endpoint_attempt(
+        self, *, model: str, endpoint: str, ok: bool, failover: bool, ttft_ms: float | None
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    max_attempts: int = 3
+    budget_seconds: float = 5.0
+    first_token_timeout: float = 60.0
+    allowed_fails: int = 3
+    failure_window: float = 60.0
+    cooldown_seconds: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RoutingPolicy:
+        return cls(
+            max_attempts=settings.routing_max_attempts,
+            budget_seconds=settings.routing_budget_seconds,
+            first_token_timeout=settings.upstream_first_token_timeout,
+            allowed_fails=settings.endpoint_allowed_fails,
+            failure_window=settings.endpoint_failure_window_seconds,
+            cooldown_seconds=settings.endpoint_cooldown_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One endpoint as a route's backend: its state, its backend, the model name it
+    expects, and the name the usage record gives it."""
+
+    state: EndpointState
+    backend: Backend
+    upstream_model: str
+    label: str
+
+
+class Router:
+    """This process's routing state: every endpoint's EndpointState, shared cooldowns."""
+
+    def __init__(
+        self,
+        *,
+        policy: RoutingPolicy,
+        cooldowns: CooldownCache,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        metrics: EndpointMetrics | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.policy = policy
+        self.cooldowns = cooldowns
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.metrics = metrics
+        self.sleep = sleep
+        self._states: dict[tuple[str, str], EndpointState] = {}
+
+    def state(
+        self, model: str, name: str, *, weight: float, max_concurrency: int | None
+    ) -> EndpointState:
+        """The one state of this endpoint, shared by the model's routes and fallbacks."""
+        key = (model, name)
+        if key not in self._states:
+            self._states[key] = EndpointState(model, name, weight, max_concurrency)
+        return self._states[key]
+
+    def usable(self, state: EndpointState, now: float) -> bool:
+        return state.not_before <= now and self.cooldowns.until(state.model, state.name) <= now
+
+    async def failed(self, state: EndpointState, error: GatewayError) -> None:
+        now = self.clock()
+        wait = retry_after_seconds(error.headers.get("Retry-After"), now=now)
+        if wait is not None:
+            state.not_before = now + wait
+        policy = self.policy
+        if state.failed(now, window=policy.failure_window, allowed=policy.allowed_fails):
+            until = now + policy.cooldown_seconds
+            logger.warning(
+                "endpoint cooled down",
+                extra={"model": state.model, "endpoint": state.name, "until": until},
+            )
+            await self.cooldowns.set(state.model, state.name, until=until, reason=error.code or "")
+
+    def report(self, target: Target, *, ok: bool, failover: bool, ttft: float | None) -> None:
+        if self.metrics is not None:
+            self.metrics.endpoint_attempt(
+                model=target.state.model,
+                endpoint=target.state.name,
+                ok=ok,
+                failover=failover,
+                ttft_ms=None if ttft is None else round(ttft * 1000, 3),
+            )
+
+
+class RoutedBackend:
+    """A model's route (chat, completions, embeddings) across `tiers` of targets: its own
+    endpoints, then each fallback model's."""
+
+    def __init__(self, *, router: Router, tiers: Sequence[Sequence[Target]]) -> None:
+        self._router = router
+        self._tiers = [list(tier) for tier in tiers if tier]
+        self._models = sorted({t.state.model for tier in self._tiers for t in tier})
+        self._count = sum(len(tier) for tier in self._tiers)
+
+    @property
+    def targets(self) -> list[Target]:
+        """Every target, in the order tiers are tried."""
+        return [t for tier in self._tiers for t in tier]
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._route(body, self._complete_once)
+
+    async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return await self._route(body, self._open_once)
+
+    async def _complete_once(
+        self, target: Target, body: dict[str, Any], more: bool
+    ) -> dict[str, Any]:
+        target.state.in_flight += 1
+        try:
+            result = await target.backend.complete(body)
+        finally:
+            target.state.in_flight -= 1
+        target.state.succeeded()
+        self._report(target, ok=True, failover=False, ttft=None)
+        return result
+
+    async def _open_once(
+        self, target: Target, body: dict[str, Any], more: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Open the stream and wait for its first chunk, so that a hang or failure before
+        it can still move to another endpoint (within the first-token timeout only when
+        another attempt is possible)."""
+        timeout = self._router.policy.first_token_timeout if more else None
+        started = time.perf_counter()
+        target.state.in_flight += 1
+        try:
+            first, chunks = await first_chunk(target.backend, body, within=timeout)
+        except BaseException:
+            target.state.in_flight -= 1
+            raise
+        ttft = time.perf_counter() - started
+        target.state.observe_ttft(ttft, time.monotonic())
+        self._report(target, ok=True, failover=False, ttft=ttft)
+        return RoutedChunks(
+            first,
+            chunks,
+            on_done=lambda: self._done(target),
+            on_fail=lambda error: self._failed_midway(target, error),
+        )
+
+    def _done(self, target: Target) -> None:
+        target.state.in_flight -= 1
+        target.state.succeeded()
+
+    async def _failed_midway(self, target: Target, error: GatewayError) -> None:
+        """Not retried (the client has the first chunk), but it counts against the endpoint."""
+        target.state.in_flight -= 1
+        self._report(target, ok=False, failover=False, ttft=None)
+        await self._router.failed(target.state, error)
+
+    async def _route(
+        self, body: dict[str, Any], attempt: Callable[[Target, dict[str, Any], bool], Awaitable[T]]
+    ) -> T:
+        router, trace = self._router, attempts.current()
+        deadline = router.clock() + router.policy.budget_seconds
+        if self._count > 1:
+            for model in self._models:
+                await router.cooldowns.refresh(model)
+        tried: set[int] = set()
+        asked_to_wait: set[int] = set()  # tried, and answered with a Retry-After
+        last: UpstreamError | None = None
+        for number in range(router.policy.max_attempts):
+            target = await self._pick(tried, asked_to_wait, deadline, first=number == 0)
+            if target is None:
+                break
+            trace.attempts += 1
+            trace.endpoint = target.label
+            more = number + 1 < router.policy.max_attempts and self._others(target, tried)
+            try:
+                return await attempt(target, _body_for(body, target), more)
+            except UpstreamError as exc:
+                last = exc
+                tried.add(id(target))
+                if exc.headers.get("Retry-After") is not None:
+                    asked_to_wait.add(id(target))
+                self._report(target, ok=False, failover=True, ttft=None)
+                trace.failovers += 1
+                await router.failed(target.state, exc)
+        # Every attempt failed: the last error goes to the client (a 429's Retry-After too).
+        if last is None:
+            raise UpstreamError("No endpoint of this model is available.", status_code=503)
+        raise last
+
+    async def _pick(
+        self, tried: set[int], asked_to_wait: set[int], deadline: float, *, first: bool
+    ) -> Target | None:
+        router = self._router
+        now = router.clock()
+        for tier in self._tiers:
+            ready = [t for t in tier if id(t) not in tried and router.usable(t.state, now)]
+            if ready:
+                return self._choose(ready)
+        # An endpoint that told this request when to come back, within the budget. (Other
+        # requests only skip it until then: they never wait for another's Retry-After.)
+        waiting = [
+            t
+            for tier in self._tiers
+            for t in tier
+            if id(t) in asked_to_wait
+            and now < t.state.not_before <= deadline
+            and router.cooldowns.until(t.state.model, t.state.name) <= now
+        ]
+        if waiting:
+            target = min(waiting, key=lambda t: t.state.not_before)
+            asked_to_wait.discard(id(target))
+            await router.sleep(target.state.not_before - now)
+            return target
+        if first:  # all cooled down or waiting: try one anyway rather than fail untried
+            return self._choose(self._tiers[0])
+        return None
+
+    def _report(self, target: Target, *, ok: bool, failover: bool, ttft: float | None) -> None:
+        # A model with one endpoint has its per-model metrics already (Telemetry.completed):
+        # its successes cost no second EMF document; its failures are still reported.
+        if self._count > 1 or not ok:
+            self._router.report(target, ok=ok, failover=failover, ttft=ttft)
+
+    def _others(self, target: Target, tried: set[int]) -> bool:
+        """Whether another endpoint is left to try after `target`."""
+        return any(t is not target and id(t) not in tried for tier in self._tiers for t in tier)
+
+    def _choose(self, targets: list[Target]) -> Target:
+        roomy = [t for t in targets if not t.state.full] or targets
+        by_state = {id(t.state): t for t in roomy}
+        state = choose([t.state for t in roomy], self._router.rng, now=time.monotonic())
+        return by_state[id(state)]
+
+
+def _body_for(body: dict[str, Any], target: Target) -> dict[str, Any]:
+    if body.get("model") == target.upstream_model:
+        return body
+    return {**body, "model": target.upstream_model}

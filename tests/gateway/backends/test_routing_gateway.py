@@ -1,0 +1,90 @@
+"""The gateway routing one model across two simulated GPU replicas and a dead server:
+every request is served, records name the replica and the attempts, the dead server is
+cooled down (and `gateway endpoints list` says so), and a stream that fails midway is not
+retried and ends with the error event."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gateway.cli import main
+from gateway.settings import Settings
+from openai import OpenAI
+
+from tests.conftest import Gateway, running_gateway
+from tests.support.faulty import refused_url
+from tests.support.servers import serve_asgi
+from tests.support.sse import events
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def second_replica(tokenizers_dir: Path) -> Iterator[str]:
+    from gpusim import SimConfig, create_app
+
+    with serve_asgi(create_app(SimConfig(tokenizers_dir=tokenizers_dir))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def config(sim_url: str, second_replica: str) -> str:
+    endpoints = [
+        {"name": "dead", "type": "openai", "base_url": refused_url(), "weight": 1000},
+        {"name": "rep1", "type": "openai", "base_url": sim_url, "model": "qwen3"},
+        {"name": "rep2", "type": "openai", "base_url": second_replica, "model": "qwen3"},
+    ]
+    return json.dumps({"models": [{"id": "qwen3", "tokenizer": "qwen3", "endpoints": endpoints}]})
+
+
+@pytest.fixture(scope="module")
+def gw(dynamodb: str, tokenizers_dir: Path, sim_url: str, config: str) -> Iterator[Gateway]:
+    with running_gateway(tokenizers_dir, sim_url, models_config=config) as gateway:
+        yield gateway
+
+
+def test_requests_move_off_a_dead_replica_and_records_say_where_they_went(
+    gw: Gateway, config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = gw.new_key()
+    client = OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+    for _ in range(16):
+        reply = client.chat.completions.create(model="qwen3", messages=HI, max_tokens=4)  # type: ignore[arg-type]
+        assert reply.choices[0].message.content
+    records = sorted(gw.records(key), key=lambda r: r.created_at)
+    assert [r.status for r in records] == ["completed"] * 16
+    # The dead server (weight 1000) is tried first until it is cooled down, 3 failures on.
+    assert [r.attempts for r in records[:3]] == [2, 2, 2]
+    assert [r.attempts for r in records[3:]] == [1] * 13
+    served = Counter(r.endpoint for r in records)
+    assert set(served) == {"rep1", "rep2"}  # both replicas share the load
+    code = main(["endpoints", "list", "--json"], settings=Settings(models_config=config))
+    lines = capsys.readouterr().out.splitlines()  # the gateway's own EMF lines too
+    rows = {
+        r["endpoint"]: r
+        for r in map(json.loads, lines)
+        if r.get("model") == "qwen3" and "state" in r
+    }
+    assert code == 0 and rows["dead"]["state"] == "cooled_down"
+    assert rows["dead"]["reason"] == "upstream_error"
+    assert rows["rep1"]["state"] == rows["rep2"]["state"] == "ok"
+
+
+def test_a_stream_failing_midway_is_not_retried(gw: Gateway) -> None:
+    key = gw.new_key()
+    body: dict[str, Any] = {
+        "model": "qwen3", "messages": HI, "stream": True, "sim": {"fail_after_tokens": 3}
+    }  # fmt: skip
+    with gw.stream_chat(key, body) as response:
+        assert response.status_code == 200
+        received = [data for _, data in events(response)]
+    assert received[-1]["error"]["type"] == "upstream_error"
+    assert "[DONE]" not in received
+    [record] = gw.records(key)
+    assert record.status == "upstream_error" and record.attempts == 1
+    assert record.endpoint in ("rep1", "rep2") and record.completion_tokens == 3
