@@ -75,3 +75,9 @@ class Settings(BaseSettings):
     # Serve the interactive docs (/docs, /redoc) and /openapi.json. Production stacks may
     # turn them off (template.yaml: EnableApiDocs=false); the API itself is unchanged.
     docs_enabled: bool = True
+
+    # SnapStart under the Lambda Web Adapter (StreamFunction): the app's paths the adapter
+    # POSTs to before the snapshot and after each restore (gateway.snapstart); no routes
+    # when unset.
+    aws_lwa_snapstart_before_checkpoint_path: str | None = None
+    aws_lwa_snapstart_after_restore_path: str | None = None

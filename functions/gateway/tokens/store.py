@@ -6,7 +6,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer
 
@@ -22,7 +22,9 @@ from gateway.tokens.hub import (
     split_repo,
 )
 from gateway.tokens.loading import SPECIAL_TOKEN_KEYS, build_backend, token_text
-from gateway.tokens.template import ChatTemplate
+
+if TYPE_CHECKING:
+    from gateway.tokens.template import ChatTemplate
 
 
 def _pick_template(raw: Any) -> str | None:
@@ -57,7 +59,12 @@ class ChatTokenizer:
             source: str | None = jinja_path.read_text(encoding="utf-8")
         else:
             source = _pick_template(config.get("chat_template"))
-        self._template = ChatTemplate(source, special) if source else None
+        self._template: ChatTemplate | None = None
+        if source:
+            # jinja2 is imported with the first template, not with the package.
+            from gateway.tokens.template import ChatTemplate
+
+            self._template = ChatTemplate(source, special)
 
     @property
     def has_chat_template(self) -> bool:
