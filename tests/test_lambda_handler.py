@@ -69,17 +69,20 @@ botocore.client.ClientCreator.create_client = recording_create
 import gateway.lambda_handler as module
 
 resources = module.handler.app.state.resources
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "jinja2"))
+heavy = sorted(
+    m for m in sys.modules if m.split(".")[0] in ("aiohttp", "jinja2", "tokenizers", "boto3")
+)
 print(json.dumps({"heavy": heavy, "calls": calls, "tracing": resources.tracing.enabled}))
 """
 
 
-def test_api_function_init_imports_neither_aiohttp_nor_jinja2_and_calls_no_aws(
+def test_api_function_init_imports_no_backend_template_or_tokenizer_and_calls_no_aws(
     tmp_path: Path, tokenizers_dir: Path
 ) -> None:
-    """Issue 16: ApiFunction's routes never forward or render a chat template at init, so
-    its cold start loads neither aiohttp nor jinja2; AWS clients are built on first use, so
-    building the app creates none and calls nothing."""
+    """Issue 16: ApiFunction's init neither forwards, counts nor renders a chat template,
+    so its cold start loads none of aiohttp, jinja2, tokenizers (nor boto3: botocore
+    suffices until a client is built); AWS clients are built on first use, so building the
+    app creates none and calls nothing."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": f"{FUNCTIONS}",

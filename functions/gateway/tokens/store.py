@@ -8,8 +8,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tokenizers import Tokenizer
-
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
 from gateway.tokens.hub import (
@@ -21,7 +19,6 @@ from gateway.tokens.hub import (
     human_size,
     split_repo,
 )
-from gateway.tokens.loading import SPECIAL_TOKEN_KEYS, build_backend, token_text
 
 if TYPE_CHECKING:
     from gateway.tokens.template import ChatTemplate
@@ -47,6 +44,12 @@ class ChatTokenizer:
         config: dict[str, Any] = {}
         if config_path.is_file():
             config = json.loads(config_path.read_text(encoding="utf-8"))
+        # The `tokenizers` library loads with the first tokenizer, not with the package:
+        # a function that never counts (ApiFunction) never imports it.
+        from tokenizers import Tokenizer
+
+        from gateway.tokens.loading import SPECIAL_TOKEN_KEYS, build_backend, token_text
+
         raw = Tokenizer.from_file(str(directory / "tokenizer.json"))
         backend = build_backend(raw, config)
         self._tokenizer = backend.tokenizer

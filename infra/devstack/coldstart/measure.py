@@ -12,7 +12,8 @@ utime + stime, which the machine's other load hardly changes), one of:
 - "breakdown": the same steps one at a time: imports only (mangum or uvicorn, and
   gateway.app), the app build without tokenizers, then loading the configured tokenizers.
 
-Each also reports its peak RSS and whether aiohttp and jinja2 were imported.
+Each also reports its peak RSS and which of aiohttp, jinja2, tokenizers and boto3 it
+imported.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ DEFAULT_OUT = ROOT / "bench-results" / "coldstart.md"
 DEFAULT_MODELS = {"qwen3": "qwen3", "llama3": "llama-3-8b-instruct"}
 # DESIGN.md section 7: Lambda init (imports, app, clients) at most 300 ms before tokenizers.
 BUDGET_MS = 300.0
-HEAVY = ("aiohttp", "jinja2")
+HEAVY = ("aiohttp", "jinja2", "tokenizers", "boto3")
 
 Progress = Callable[[str], None]
 
@@ -82,7 +83,7 @@ out.update(init=time.perf_counter() - t0, init_cpu=cpu() - c0)
 while not hasattr(app, "state"):  # the app under uvicorn's or Mangum's wrappers
     app = app.app
 out["tracing"] = app.state.resources.tracing.enabled
-out["heavy"] = [m for m in ("aiohttp", "jinja2") if m in sys.modules]
+out["heavy"] = [m for m in ("aiohttp", "jinja2", "tokenizers", "boto3") if m in sys.modules]
 out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(out))
 """

@@ -55,7 +55,7 @@ def render_markdown(result: Result) -> str:
         verdict = "yes" if statistics.median(before) * 1000 <= BUDGET_MS else "**no**"
         rss = statistics.median(s.maxrss_kb) / 1024
         tokenizers = _ms(s.tokenizers_cpu) if scenario.preload else "-"
-        heavy = ", ".join(sorted(s.heavy)) or "neither"
+        heavy = ", ".join(sorted(s.heavy)) or "none"
         lines.append(
             f"| {scenario.name} | {_ms(s.init)} | {_ms(s.init_cpu)} | {_ms(s.imports_cpu)} | "
             f"{_ms(s.build_cpu)} | {tokenizers} | {_ms(before)} | {verdict} | {heavy} | "
