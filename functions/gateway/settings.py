@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     tokenizer_cache_dir: Path = Path("/tmp/gateway-tokenizers")
     hf_endpoint: str = "https://huggingface.co"
     hf_token: SecretStr | None = None
-    # Load every configured tokenizer while the app starts (Lambda init, SnapStart).
+    # Load every configured tokenizer while the app starts (Lambda init, SnapStart), and
+    # build what the first request would (the DynamoDB client, the upstream client's
+    # modules): the first request's time to first token then pays none of it.
     preload_tokenizers: bool = False
 
     # Upstream HTTP client.

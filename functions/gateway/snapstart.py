@@ -33,10 +33,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def before_snapshot(resources: Resources, *, forwards: bool) -> None:
-    resources.aws.dynamodb  # noqa: B018 - builds the client (no I/O) into the snapshot
+def warm_up(resources: Resources, *, forwards: bool) -> None:
+    """Build now what the first request would build: the DynamoDB client (no I/O) and,
+    for a function that forwards, the upstream backend's modules (aiohttp)."""
+    resources.aws.dynamodb  # noqa: B018 - builds the client
     if forwards:
-        import gateway.backends.openai_http  # noqa: F401 - aiohttp into the snapshot
+        import gateway.backends.openai_http  # noqa: F401
+
+
+def before_snapshot(resources: Resources, *, forwards: bool) -> None:
+    warm_up(resources, forwards=forwards)
     logger.info("snapstart: ready for the snapshot")
 
 

@@ -122,3 +122,14 @@ def test_adapter_hooks_are_routes_only_where_configured(
     assert gw.resources._http is None
     assert chat(gw, key).status_code == 200
     assert AFTER not in httpx.get(gw.url + "/openapi.json", timeout=30).text
+
+
+def test_preloading_also_builds_what_the_first_request_would(
+    dynamodb: str, tokenizers_dir: Path, sim_url: str
+) -> None:
+    """PRELOAD_TOKENIZERS (StreamFunction's default) pays at init on purpose: the DynamoDB
+    client is built then too, not inside the first request's key-lookup deadline."""
+    with running_gateway(tokenizers_dir, sim_url, preload_tokenizers=True) as gw:
+        assert "dynamodb" in gw.resources.aws.__dict__
+    with running_gateway(tokenizers_dir, sim_url) as gw:
+        assert "dynamodb" not in gw.resources.aws.__dict__
