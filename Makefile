@@ -126,7 +126,8 @@ validate: $(STAMP)
 	fi
 
 ## ---- Benchmark (not part of `make test`; docs/BENCHMARKS.md) ----
-# gpusim directly vs through the gateway; results in bench-results/ (git-ignored).
+# gpusim directly vs through the gateway, then the gateway's CPU per route and the first
+# request of fresh gateway processes (cold instance); results in bench-results/ (git-ignored).
 # Options go in BENCH_ARGS, e.g. `make bench BENCH_ARGS="--scale 0.2 --db-latency-ms 5"`.
 BENCH_ARGS ?=
 

@@ -45,6 +45,83 @@ def test_lambda_handler_module_does_only_imports_and_the_handler() -> None:
     assert ast.unparse(assignment.value) == "Mangum(create_app(), lifespan='off')"
 
 
+# Run in a fresh interpreter, configured as ApiFunction is in Lambda (tracing on): every
+# botocore API call and client creation is recorded from before the handler's import.
+_COLD_IMPORT = """
+import json, sys
+import botocore.client
+
+calls = []
+make_api_call = botocore.client.BaseClient._make_api_call
+create_client = botocore.client.ClientCreator.create_client
+
+def recording_call(self, operation, params):
+    calls.append(operation)
+    return make_api_call(self, operation, params)
+
+def recording_create(self, service_name, *args, **kwargs):
+    calls.append("create_client:" + service_name)
+    return create_client(self, service_name, *args, **kwargs)
+
+botocore.client.BaseClient._make_api_call = recording_call
+botocore.client.ClientCreator.create_client = recording_create
+
+import gateway.lambda_handler as module
+
+resources = module.handler.app.state.resources
+heavy = sorted(
+    m for m in sys.modules if m.split(".")[0] in ("aiohttp", "jinja2", "tokenizers", "boto3")
+)
+print(json.dumps({"heavy": heavy, "calls": calls, "tracing": resources.tracing.enabled}))
+"""
+
+
+def test_api_function_init_imports_no_backend_template_or_tokenizer_and_calls_no_aws(
+    tmp_path: Path, tokenizers_dir: Path
+) -> None:
+    """Issue 16: ApiFunction's init neither forwards, counts nor renders a chat template,
+    so its cold start loads none of aiohttp, jinja2, tokenizers (nor boto3: botocore
+    suffices until a client is built); AWS clients are built on first use, so building the
+    app creates none and calls nothing."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": f"{FUNCTIONS}",
+        "LAMBDA_TASK_ROOT": str(FUNCTIONS),  # tracing on, as in Lambda
+        "AWS_ACCESS_KEY_ID": "cold",
+        "AWS_SECRET_ACCESS_KEY": "cold",
+        "AWS_REGION": "us-east-1",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:9",  # UDP, never answered
+        "MODELS_CONFIG": models_config("http://127.0.0.1:9"),
+        "TOKENIZERS_DIR": str(tokenizers_dir),
+        "PRELOAD_TOKENIZERS": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _COLD_IMPORT],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["tracing"] is True
+    assert out["heavy"] == []
+    assert out["calls"] == []
+
+
+def test_first_use_builds_the_clients_and_the_upstream_pool(
+    lambda_module: ModuleType, resources: Any, secret: str
+) -> None:
+    """After a request the lazily built pieces exist: the DynamoDB client (key lookup,
+    usage write) and the aiohttp pool (the upstream call)."""
+    assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
+    assert "dynamodb" in resources.aws.__dict__
+    assert resources.http._session is not None
+
+
 @pytest.fixture(scope="module")
 def lambda_module(dynamodb: str, tokenizers_dir: Path, sim_url: str) -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as mp:

@@ -192,6 +192,22 @@ def test_snapstart_is_optional_behind_the_live_alias(template: dict[str, Any]) -
     }
 
 
+def test_snapstart_hooks_reach_the_stream_function_app(template: dict[str, Any]) -> None:
+    """Under the Web Adapter the runtime's Python hooks never reach uvicorn's process: the
+    adapter calls the app's hook routes instead, named only when SnapStart is on."""
+    from gateway.settings import Settings
+
+    env = template["Resources"]["StreamFunction"]["Properties"]["Environment"]["Variables"]
+    for name in ("BEFORE_CHECKPOINT", "AFTER_RESTORE"):
+        variable = f"AWS_LWA_SNAPSTART_{name}_PATH"
+        assert variable.lower() in Settings.model_fields
+        condition, path, otherwise = env[variable]["Fn::If"]
+        assert condition == "SnapStartEnabled" and path.startswith("/_snapstart/")
+        assert otherwise == {"Ref": "AWS::NoValue"}
+    api_env = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert not any(name.startswith("AWS_LWA_SNAPSTART") for name in api_env)
+
+
 def test_openai_base_url_output(template: dict[str, Any]) -> None:
     url = template["Outputs"]["OpenAIBaseUrl"]["Value"]["Fn::Sub"]
     assert url == "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}/v1"

@@ -27,6 +27,7 @@ from gateway.observability import TraceHeaderMiddleware, configure_logging
 from gateway.openapi import TAGS, install_docs, install_openapi
 from gateway.resources import Resources
 from gateway.settings import Settings
+from gateway.snapstart import install_adapter_hooks, register_runtime_hooks, warm_up
 from gateway.usage.router import router as usage_router
 
 logger = logging.getLogger(__name__)
@@ -79,12 +80,14 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     resources = resources or Resources.build(settings)
     if settings.preload_tokenizers:
         resources.preload_tokenizers()
+        # Paying at init on purpose (StreamFunction, `make run`): also what the first
+        # request would build, the DynamoDB client and the upstream backend's modules.
+        warm_up(resources, forwards=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         yield {}
-        await resources.http.close()
-        await resources.usage.close()
+        await resources.close()
 
     app = FastAPI(
         title="GPU gateway",
@@ -109,6 +112,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.include_router(misc_router)
     app.include_router(usage_router)
     _install_error_handlers(app, resources)
+    install_adapter_hooks(app, settings, resources)
+    register_runtime_hooks(resources)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
     if resources.tracing.enabled:
         app.add_middleware(TraceHeaderMiddleware)

@@ -1,16 +1,21 @@
-"""Everything a request needs, built once per process by the app factory."""
+"""Everything a request needs, built once per process by the app factory.
+
+Building it does no I/O and imports only what every route needs: AWS clients are built on
+their first call (gateway.aws.LazyClient), the upstream HTTP pool (aiohttp) and each
+backend on the first request that forwards, so a function that never forwards
+(ApiFunction) never loads them.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.aws import AwsClients, path_dynamodb_config
-from gateway.backends import Backend, HttpPool, OpenAIBackend
+from gateway.backends import Backend
 from gateway.backends.cooldowns import CooldownCache, CooldownStore
 from gateway.backends.routing import RoutedBackend, Router, RoutingPolicy, Target
-from gateway.backends.sagemaker import SageMakerBackend
-from gateway.backends.sagemaker import client_config as sagemaker_client_config
 from gateway.backends.wire import CHAT, WireRoute
 from gateway.chat.service import ChatService
 from gateway.completions.service import CompletionService
@@ -29,6 +34,9 @@ from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
 from gateway.usage import UsageStore
 
+if TYPE_CHECKING:
+    from gateway.backends.openai_http import HttpPool
+
 
 @dataclass
 class Resources:
@@ -40,7 +48,6 @@ class Resources:
     authenticator: Authenticator
     usage: UsageStore
     limits: LimitStore
-    http: HttpPool
     telemetry: Telemetry
     # X-Ray (on inside Lambda only): DynamoDB calls and each upstream call.
     tracing: Tracing = field(default_factory=Tracing)
@@ -49,6 +56,7 @@ class Resources:
     completions: CompletionService = field(init=False)
     embeddings: EmbeddingService = field(init=False)
     _backends: dict[tuple[str, str], Backend] = field(init=False, default_factory=dict)
+    _http: HttpPool | None = field(init=False, default=None, repr=False)
     # Routing across each model's endpoints (backends/routing.py): one per process.
     router: Router = field(init=False)
 
@@ -56,7 +64,9 @@ class Resources:
         self.router = Router(
             policy=RoutingPolicy.from_settings(self.settings),
             cooldowns=CooldownCache(
-                store=CooldownStore(client=self.aws.dynamodb, table=self.settings.usage_table),
+                store=CooldownStore(
+                    client=self.aws.lazy_dynamodb(), table=self.settings.usage_table
+                ),
                 ttl=self.settings.endpoint_state_cache_seconds,
                 deadline_seconds=self.settings.key_lookup_deadline_seconds,
             ),
@@ -91,7 +101,6 @@ class Resources:
     @classmethod
     def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Resources:
         aws = aws or AwsClients(
-            sagemaker_config=sagemaker_client_config(settings),
             dynamodb_config=path_dynamodb_config(
                 connect_timeout=settings.dynamodb_connect_timeout,
                 read_timeout=settings.dynamodb_read_timeout,
@@ -99,7 +108,8 @@ class Resources:
         )
         tracing = Tracing.from_environment()
         registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
-        keys = KeyStore(client=aws.dynamodb, table=settings.keys_table)
+        dynamodb = aws.lazy_dynamodb()  # built on the first key lookup or usage write
+        keys = KeyStore(client=dynamodb, table=settings.keys_table)
         return cls(
             settings=settings,
             aws=aws,
@@ -112,7 +122,7 @@ class Resources:
                 deadline_seconds=settings.key_lookup_deadline_seconds,
             ),
             usage=UsageStore(
-                client=aws.dynamodb,
+                client=dynamodb,
                 table=settings.usage_table,
                 retention_days=settings.usage_retention_days,
                 deadline_seconds=settings.usage_write_deadline_seconds,
@@ -124,14 +134,37 @@ class Resources:
                 ),
             ),
             limits=LimitStore(
-                client=aws.dynamodb,
+                client=dynamodb,
                 table=settings.usage_table,
                 deadline_seconds=settings.admission_deadline_seconds,
             ),
-            http=HttpPool(settings),
             telemetry=Telemetry.from_settings(settings),
             tracing=tracing,
         )
+
+    @property
+    def http(self) -> HttpPool:
+        """The upstream HTTP pool, created (and aiohttp imported) on first use."""
+        if self._http is None:
+            from gateway.backends.openai_http import HttpPool
+
+            self._http = HttpPool(self.settings)
+        return self._http
+
+    async def close(self) -> None:
+        """Close the upstream HTTP pool (if any request created it) and the usage writer's."""
+        if self._http is not None:
+            await self._http.close()
+        await self.usage.close()
+
+    def reset_connections(self) -> HttpPool | None:
+        """Drop every pooled connection (after a SnapStart restore: a snapshot's sockets are
+        dead); the next request opens new ones. AWS clients stay (their pools are cleared);
+        the upstream pool is replaced on next use and the old one returned, for a caller
+        on the event loop to close."""
+        self.aws.close_connections()
+        stale, self._http = self._http, None
+        return stale
 
     def backend_for(self, model: ModelConfig, route: WireRoute = CHAT) -> Backend:
         backend = self._backends.get((model.id, route.name))
@@ -162,8 +195,15 @@ class Resources:
         return targets
 
     def _endpoint_backend(self, upstream: Upstream, route: WireRoute) -> Backend:
+        # Imported here: only a request that forwards needs a backend's dependencies.
         if isinstance(upstream, OpenAIEndpoint):
+            from gateway.backends.openai_http import OpenAIBackend
+
             return OpenAIBackend(upstream=upstream, pool=self.http, route=route)
+        from gateway.backends.sagemaker import SageMakerBackend, client_config
+
+        if self.aws.sagemaker_config is None:
+            self.aws.sagemaker_config = client_config(self.settings)
         return SageMakerBackend(
             upstream=upstream,
             client=self.aws.sagemaker_runtime,

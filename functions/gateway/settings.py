@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     tokenizer_cache_dir: Path = Path("/tmp/gateway-tokenizers")
     hf_endpoint: str = "https://huggingface.co"
     hf_token: SecretStr | None = None
-    # Load every configured tokenizer while the app starts (Lambda init, SnapStart).
+    # Load every configured tokenizer while the app starts (Lambda init, SnapStart), and
+    # build what the first request would (the DynamoDB client, the upstream client's
+    # modules): the first request's time to first token then pays none of it.
     preload_tokenizers: bool = False
 
     # Upstream HTTP client.
@@ -91,3 +93,9 @@ class Settings(BaseSettings):
     # Serve the interactive docs (/docs, /redoc) and /openapi.json. Production stacks may
     # turn them off (template.yaml: EnableApiDocs=false); the API itself is unchanged.
     docs_enabled: bool = True
+
+    # SnapStart under the Lambda Web Adapter (StreamFunction): the app's paths the adapter
+    # POSTs to before the snapshot and after each restore (gateway.snapstart); no routes
+    # when unset.
+    aws_lwa_snapstart_before_checkpoint_path: str | None = None
+    aws_lwa_snapstart_after_restore_path: str | None = None

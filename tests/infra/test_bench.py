@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from devstack.bench import (
     COLUMNS,
     DIRECT,
     GATEWAY,
     GATEWAY_MOTO,
+    ROUTES,
     BenchConfig,
     Phase,
     percentile,
@@ -41,6 +43,8 @@ def test_bench_smoke(tokenizers_dir: Path, tmp_path: Path) -> None:
         warmup=2,
         tokenizers_dir=tokenizers_dir,
         logs_dir=tmp_path / "logs",
+        cold_runs=1,
+        route_requests=4,
     )
     messages: list[str] = []
     result = run_benchmark(config, progress=messages.append)
@@ -72,11 +76,32 @@ def test_bench_smoke(tokenizers_dir: Path, tmp_path: Path) -> None:
     # Issue 10: at most 2 DynamoDB calls per request with limits, 1 without.
     assert result.calls_by_key == {"no limits": 1.0, "limits": 2.0}
 
+    routes = {r.route: r for r in result.routes}
+    assert list(routes) == [name for name, _, _ in ROUTES]
+    for route in routes.values():
+        assert route.requests == 4 and route.errors == 0, route
+        assert route.cpu_ms_per_request >= 0 and route.p50_ms > 0, route
+    # Generation and embeddings write usage; the models list (key cached) calls nothing.
+    assert routes["chat, stream"].db_calls_per_request >= 1
+    assert routes["embeddings"].db_calls_per_request >= 1
+    assert routes["models (no upstream)"].db_calls_per_request == 0
+
+    assert [c.variant for c in result.cold] == ["tokenizers on first use", "tokenizers preloaded"]
+    for cold in result.cold:
+        assert cold.runs == 1, cold
+        assert cold.ready_ms > 0 and cold.direct_ttft_ms > 0, cold
+        assert cold.first_total_ms >= cold.first_ttft_ms > 0 and cold.second_ttft_ms > 0, cold
+        assert cold.added_ttft_ms == pytest.approx(cold.first_ttft_ms - cold.direct_ttft_ms)
+    assert any(m.startswith("cold instance: run 1/1") for m in messages)
+
     markdown = render_markdown(result)
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    main_table = markdown.split("\n\n")[1]
+    lines = main_table.splitlines()
     assert lines[0] == "| " + " | ".join(COLUMNS) + " |"
     assert len(lines) == 2 + len(result.rows)
     assert all(line.count("|") == len(COLUMNS) + 1 for line in lines)
+    assert "## CPU per route" in markdown and "| chat, stream |" in markdown
+    assert "## Cold instance" in markdown and "| tokenizers preloaded | 1 |" in markdown
 
     written = write_results(markdown, result.started_at, tmp_path / "results")
     assert written.read_text() == markdown

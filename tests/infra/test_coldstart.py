@@ -12,11 +12,11 @@ from devstack.coldstart import (
     SCENARIOS,
     Config,
     import_offenders,
-    parse_args,
     render_markdown,
     run_coldstart,
     write_results,
 )
+from devstack.coldstart.__main__ import parse_args
 
 IMPORTTIME = """\
 import time: self [us] | cumulative | imported package
@@ -44,6 +44,7 @@ def test_parse_args_defaults() -> None:
     assert args.runs >= 3
     assert args.models.split(",") == ["qwen3", "llama-3-8b-instruct"]
     assert args.out.name == "coldstart.md"
+    assert (args.functions / "gateway" / "lambda_handler.py").is_file()
 
 
 def test_coldstart_smoke(tokenizers_dir: Path, tmp_path: Path) -> None:
@@ -61,7 +62,13 @@ def test_coldstart_smoke(tokenizers_dir: Path, tmp_path: Path) -> None:
         samples = result.samples[scenario.name]
         for figures in (samples.init, samples.imports, samples.build, samples.tokenizers):
             assert len(figures) == 1 and figures[0] >= 0
+        for figures in (samples.init_cpu, samples.imports_cpu, samples.build_cpu):
+            assert len(figures) == 1 and figures[0] > 0
         assert samples.maxrss_kb[0] > 10_000  # KiB: a Python process with the app loaded
+        # Issue 16: ApiFunction imports none of aiohttp, jinja2, tokenizers, boto3 at init.
+        if scenario.function == "api":
+            assert samples.heavy == set(), scenario
+    assert {s.function for s in SCENARIOS} == {"api", "stream"}
     assert len(result.python_startup) == 1
     assert result.offenders and result.importtime_total_ms > 0
 

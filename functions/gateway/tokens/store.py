@@ -6,9 +6,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from tokenizers import Tokenizer
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
@@ -21,8 +19,9 @@ from gateway.tokens.hub import (
     human_size,
     split_repo,
 )
-from gateway.tokens.loading import SPECIAL_TOKEN_KEYS, build_backend, token_text
-from gateway.tokens.template import ChatTemplate
+
+if TYPE_CHECKING:
+    from gateway.tokens.template import ChatTemplate
 
 
 def _pick_template(raw: Any) -> str | None:
@@ -45,6 +44,12 @@ class ChatTokenizer:
         config: dict[str, Any] = {}
         if config_path.is_file():
             config = json.loads(config_path.read_text(encoding="utf-8"))
+        # The `tokenizers` library loads with the first tokenizer, not with the package:
+        # a function that never counts (ApiFunction) never imports it.
+        from tokenizers import Tokenizer
+
+        from gateway.tokens.loading import SPECIAL_TOKEN_KEYS, build_backend, token_text
+
         raw = Tokenizer.from_file(str(directory / "tokenizer.json"))
         backend = build_backend(raw, config)
         self._tokenizer = backend.tokenizer
@@ -57,7 +62,12 @@ class ChatTokenizer:
             source: str | None = jinja_path.read_text(encoding="utf-8")
         else:
             source = _pick_template(config.get("chat_template"))
-        self._template = ChatTemplate(source, special) if source else None
+        self._template: ChatTemplate | None = None
+        if source:
+            # jinja2 is imported with the first template, not with the package.
+            from gateway.tokens.template import ChatTemplate
+
+            self._template = ChatTemplate(source, special)
 
     @property
     def has_chat_template(self) -> bool:

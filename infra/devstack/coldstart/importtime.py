@@ -1,0 +1,64 @@
+"""Where the import time goes: `python -X importtime`, self time summed per top-level
+package, with the module that first imported each package."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import defaultdict
+
+from devstack.coldstart.measure import ROOT, SCENARIOS, Config, child_env
+
+_IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
+
+
+def import_offenders(text: str, top: int = 12) -> tuple[list[tuple[str, float, str]], float]:
+    """Self time per top-level package from `-X importtime` output (microseconds per module,
+    children printed before their importer, nesting by indentation), with the module that
+    first imported the package from outside it. The handler module's own line is the app
+    build (create_app runs while it is imported)."""
+    rows = []
+    for line in text.splitlines():
+        m = _IMPORTTIME.match(line)
+        if m:
+            rows.append((int(m.group(1)), len(m.group(3)), m.group(4)))
+
+    def package(name: str) -> str:
+        if name == "gateway.lambda_handler":
+            return "gateway.lambda_handler (app build)"
+        return name.split(".")[0]
+
+    def importer(index: int) -> int | None:
+        depth = rows[index][1]
+        for j in range(index + 1, len(rows)):
+            if rows[j][1] < depth:
+                return j
+        return None
+
+    self_us: dict[str, int] = defaultdict(int)
+    first_importer: dict[str, str] = {}
+    for index, (micros, _, name) in enumerate(rows):
+        pkg = package(name)
+        self_us[pkg] += micros
+        if pkg not in first_importer:
+            j = importer(index)
+            while j is not None and package(rows[j][2]) == pkg:
+                j = importer(j)
+            first_importer[pkg] = rows[j][2] if j is not None else "-"
+    total_ms = sum(self_us.values()) / 1000
+    ranked = sorted(self_us.items(), key=lambda item: -item[1])[:top]
+    return [(pkg, us / 1000, first_importer[pkg]) for pkg, us in ranked], total_ms
+
+
+def importtime(config: Config) -> tuple[list[tuple[str, float, str]], float]:
+    env = child_env(config, SCENARIOS[1])  # ApiFunction, tracing on
+    result = subprocess.run(
+        [config.python, "-X", "importtime", "-c", "import gateway.lambda_handler"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return import_offenders(result.stderr)
