@@ -33,7 +33,7 @@ import boto3
 import httpx
 
 from devstack.__main__ import DEFAULT_TOKENIZERS, LOCAL_AWS, wait_healthy
-from devstack.bench import free_port
+from devstack.bench.stack import free_port
 from devstack.guard import GUARD_FOLDER, LLAMA3_FOLDER, build_guard_tokenizer
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 

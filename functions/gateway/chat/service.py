@@ -131,6 +131,11 @@ class ChatService:
         if self._deps.tokenizers.loaded(model.tokenizer) is not None:
             return None
         bound = chat_prompt.prompt_upper_bound(request)
+        if bound > INLINE_COUNT_WORK:
+            # A large prompt is counted first, in a worker thread, as on a warm instance:
+            # rendering and counting it beside the upstream call competed with the event
+            # loop for the GIL for seconds (the hostile-input test's 3.8 MB prompt).
+            return None
         cap = model.max_tokens or self._default_max_tokens
         body = self.upstream_body(
             request, model, prompt_tokens=bound, default_max_tokens=self._default_max_tokens
