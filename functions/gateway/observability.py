@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.backends.chunks import PassesChunkFacts
 from gateway.errors import GatewayError
 from gateway.settings import Settings
 from gateway.usage.records import UsageRecord
@@ -319,7 +320,7 @@ class TracedBackend:
         return _TracedChunks(chunks, span)
 
 
-class _TracedChunks:
+class _TracedChunks(PassesChunkFacts):
     """The backend's chunk iterator, ending the span with the stream. Closing it closes
     the backend's (which cancels the upstream request), as before."""
 
@@ -329,16 +330,6 @@ class _TracedChunks:
 
     def __aiter__(self) -> _TracedChunks:
         return self
-
-    # What the relay reads to batch writes and splice envelopes (backends/chunks.py).
-    @property
-    def pending(self) -> int:
-        return int(getattr(self._chunks, "pending", 0))
-
-    @property
-    def raw(self) -> bytes | None:
-        raw: bytes | None = getattr(self._chunks, "raw", None)
-        return raw
 
     async def __anext__(self) -> dict[str, Any]:
         try:

@@ -50,3 +50,19 @@ class Chunks:
         aclose = getattr(self._batches, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class PassesChunkFacts:
+    """For a wrapper of a chunk stream (tracing, routing): `pending` and `raw` are those of
+    the stream it wraps, `self._chunks`, so the relay still batches and splices."""
+
+    _chunks: AsyncIterator[dict[str, Any]]
+
+    @property
+    def pending(self) -> int:
+        return int(getattr(self._chunks, "pending", 0))
+
+    @property
+    def raw(self) -> bytes | None:
+        raw: bytes | None = getattr(self._chunks, "raw", None)
+        return raw

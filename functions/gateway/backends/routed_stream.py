@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from gateway.backends.base import Backend
+from gateway.backends.chunks import PassesChunkFacts
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 
 Chunk = dict[str, Any]
@@ -54,7 +55,7 @@ async def first_chunk(
     return first, chunks
 
 
-class RoutedChunks:
+class RoutedChunks(PassesChunkFacts):  # the first chunk was taken already: its facts hold
     """The first chunk, then the rest of the endpoint's stream. Once, however it ends:
     `on_done()` when it finished or the client closed it, `on_fail(error)` when the
     endpoint failed mid-stream."""
@@ -75,17 +76,6 @@ class RoutedChunks:
 
     def __aiter__(self) -> RoutedChunks:
         return self
-
-    # What the relay reads to batch writes and splice envelopes (backends/chunks.py). The
-    # first chunk was taken from the endpoint's stream already, so its figures hold for it.
-    @property
-    def pending(self) -> int:
-        return int(getattr(self._chunks, "pending", 0))
-
-    @property
-    def raw(self) -> bytes | None:
-        raw: bytes | None = getattr(self._chunks, "raw", None)
-        return raw
 
     async def __anext__(self) -> Chunk:
         if self._first is not None:
