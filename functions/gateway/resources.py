@@ -80,21 +80,23 @@ class Resources:
             limits=self.limits,
             audit_rate=self.settings.usage_audit_rate,
         )
+        guard = GuardService(
+            registry=self.registry,
+            backend_for=self.backend_for,
+            tokenizer_for=deps.tokenizer,
+            metrics=BlockMetrics.from_settings(self.settings),
+        )
         self.chat = ChatService(
             deps=deps,
             backend_for=self.backend_for,
             default_max_tokens=self.settings.default_max_tokens,
-            guard=GuardService(
-                registry=self.registry,
-                backend_for=self.backend_for,
-                tokenizer_for=deps.tokenizer,
-                metrics=BlockMetrics.from_settings(self.settings),
-            ),
+            guard=guard,
         )
         self.completions = CompletionService(
             deps=deps,
             backend_for=self.backend_for,
             default_max_tokens=self.settings.default_max_tokens,
+            guard=guard,
         )
         self.embeddings = EmbeddingService(deps=deps, backend_for=self.backend_for)
 

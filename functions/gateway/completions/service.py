@@ -17,7 +17,8 @@ from gateway.chat import prompt as chat_prompt
 from gateway.chat.service import ChatResult
 from gateway.chat.stream import MeteredStream, StreamKind, envelope, relay
 from gateway.completions.protocol import CompletionRequest, one_by_one
-from gateway.errors import InvalidRequestError
+from gateway.errors import ContentFilterError, InvalidRequestError
+from gateway.guard import NO_SCREENING, GuardService
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.metering import Meter
@@ -39,10 +40,12 @@ class CompletionService:
         deps: RouteDeps,
         backend_for: Callable[[ModelConfig, WireRoute], Backend],
         default_max_tokens: int,
+        guard: GuardService | None = None,
     ) -> None:
         self._deps = deps
         self._backend_for = backend_for
         self._default_max_tokens = default_max_tokens
+        self._guard = guard or GuardService.disabled()
 
     async def create(
         self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
@@ -65,6 +68,7 @@ class CompletionService:
         check_context(model, prompt_tokens=max(counts), body=body)
         prompts = len(counts) * (request.best_of or request.n or 1)
         headers = await self._deps.admit(meter, meter.prompt_tokens + body["max_tokens"] * prompts)
+        await self._screen_input(request, model, meter)
         backend = self._backend_for(model, COMPLETIONS)
         meter.forwarded = True
         if request.stream:
@@ -75,6 +79,34 @@ class CompletionService:
         meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
         await meter.close(UsageStatus.COMPLETED)
         return ChatResult(body=_response(meter, completion), headers=headers)
+
+    async def _screen_input(
+        self, request: CompletionRequest, model: ModelConfig, meter: Meter
+    ) -> None:
+        """A model under a guard policy is screened here as in chat: each prompt as a user
+        turn. What this route cannot screen is refused rather than served unscreened:
+        prompts given as token ids, and completions of a policy that screens output."""
+        texts, token_ids = one_by_one(request.prompt)
+        screening = self._guard.screening(
+            model=model,
+            meter=meter,
+            messages=lambda: [{"role": "user", "content": t} for t in texts],
+        )
+        if screening is NO_SCREENING:
+            return
+        if screening.screens_output or token_ids:
+            raise InvalidRequestError(
+                f"The model `{model.id}` is screened by a guard policy that this route cannot "
+                "apply (output screening, or prompts as token ids): use /v1/chat/completions, "
+                "or send the prompt as text.",
+                param="prompt",
+                code="content_filter_unsupported",
+            )
+        try:
+            await screening.check_input()
+        except ContentFilterError as exc:
+            exc.param = "prompt"
+            raise
 
     def upstream_body(
         self, request: CompletionRequest, model: ModelConfig, *, longest_prompt: int

@@ -36,6 +36,10 @@ Messages = Callable[[], Sequence[Mapping[str, Any]]]
 class Screening:
     """One request's screenings under one policy. The default (no policy) screens nothing."""
 
+    @property
+    def screens_output(self) -> bool:
+        return False
+
     async def check_input(self) -> None:
         """Raises ContentFilterError (400) if the prompt is blocked, GuardUnavailableError
         (503) if a fail-closed guard failed; the upstream is then never called."""
@@ -73,6 +77,10 @@ class GuardedScreening(Screening):
         self._messages = messages
         self.ledger = GuardLedger(guard_model=guard.id)
         meter.record_hooks.append(self.ledger.apply)
+
+    @property
+    def screens_output(self) -> bool:
+        return self.policy.output
 
     async def check_input(self) -> None:
         if not self.policy.input:

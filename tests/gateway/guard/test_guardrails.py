@@ -196,3 +196,30 @@ def test_a_flagged_choice_ends_every_choice_of_the_stream(guarded: Gateway) -> N
             finish[choice.index] = choice.finish_reason or finish.get(choice.index)
     assert finish == {0: "content_filter", 1: "content_filter"}
     assert last_record(guarded, key).guard_blocked == "S6"
+
+
+def test_legacy_completions_are_screened_or_refused_never_served_unscreened(
+    guarded: Gateway, model_sim: str
+) -> None:
+    key = guarded.new_key()
+    api = client(guarded, key)
+    before = stats(model_sim)["requests"]
+    # input screening applies to /v1/completions as to chat: the prompt as a user turn
+    with pytest.raises(openai.BadRequestError) as flagged:
+        api.completions.create(model="qwen3-input", prompt=FLAGGED_PROMPT[0]["content"])
+    assert flagged.value.code == "content_filter" and flagged.value.param == "prompt"
+    # a policy that screens output cannot be applied to this route: refused, not bypassed
+    with pytest.raises(openai.BadRequestError) as unsupported:
+        api.completions.create(model="qwen3", prompt=CLEAN_PROMPT[0]["content"])
+    assert unsupported.value.code == "content_filter_unsupported"
+    with pytest.raises(openai.BadRequestError) as ids:
+        api.completions.create(model="qwen3-input", prompt=[1, 2, 3])
+    assert ids.value.code == "content_filter_unsupported"
+    assert stats(model_sim)["requests"] == before  # nothing reached the model
+    answer = api.completions.create(
+        model="qwen3-input", prompt=CLEAN_PROMPT[0]["content"], max_tokens=5
+    )
+    assert answer.choices[0].text
+    records = guarded.records(key)
+    assert [r.guard_action for r in records if r.status == "completed"] == ["passed"]
+    assert any(r.guard_action == "blocked_input" for r in records)
