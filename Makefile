@@ -133,6 +133,8 @@ BENCH_ARGS ?=
 
 bench: $(STAMP)
 	@$(BIN)/python -m devstack.bench $(BENCH_ARGS)
+	@echo ">> guardrails: time to first token with input screening, against the guard's own latency"
+	@$(BIN)/python -m devstack.guardbench --requests 10 --windows ""
 
 ## ---- Cold-start benchmark (not part of `make test`; docs/BENCHMARKS.md, "Cold start") ----
 # Lambda init in fresh processes: imports, app build, tokenizer preload, peak RSS; the table

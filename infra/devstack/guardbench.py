@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--guard-ms", type=float, default=20.0)
     parser.add_argument("--tpot-ms", type=float, default=5.0)
     parser.add_argument("--completion-tokens", type=int, default=64)
-    parser.add_argument("--windows", type=lambda s: [int(n) for n in s.split(",")],
+    parser.add_argument("--windows", type=lambda s: [int(n) for n in s.split(",") if n],
                         default=[8, 32, 128])  # fmt: skip
     parser.add_argument(
         "--tokenizers-dir", type=Path,
