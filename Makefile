@@ -133,6 +133,7 @@ BENCH_ARGS ?=
 
 bench: $(STAMP)
 	@$(BIN)/python -m devstack.bench $(BENCH_ARGS)
+	@$(BIN)/python -m devstack.bench.routing
 	@echo ">> guardrails: time to first token with input screening, against the guard's own latency"
 	@$(BIN)/python -m devstack.guardbench --requests 10 --windows ""
 
