@@ -86,6 +86,11 @@ class AwsClients:
         return self._session.client("ssm")
 
     @cached_property
+    def sagemaker(self) -> Any:
+        """SageMaker's control plane (DescribeEndpoint, for the endpoint probe)."""
+        return self._session.client("sagemaker")
+
+    @cached_property
     def sagemaker_runtime(self) -> Any:
         return self._session.client("sagemaker-runtime", config=self.sagemaker_config)
 

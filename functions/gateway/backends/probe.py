@@ -1,8 +1,8 @@
 """The scheduled health probe (EndpointProbeFunction, every minute): asks each configured
 OpenAI-compatible endpoint for `/health` (vLLM, TGI, SGLang, llama.cpp), or `/v1/models`
-where the server has no `/health`, and sets or clears its shared cooldown. Items are
-written only when the state changes. SageMaker endpoints are not probed: their own health
-checks keep an unhealthy instance out of service, and failed calls still cool them down.
+where the server has no `/health`, and each SageMaker endpoint for its status
+(DescribeEndpoint: serving while InService or being updated), and sets or clears its shared
+cooldown. Items are written only when the state changes.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.aws import AwsClients
 from gateway.backends.cooldowns import CooldownStore
-from gateway.models.registry import ModelConfig, ModelRegistry, OpenAIEndpoint
+from gateway.models.registry import ModelConfig, ModelRegistry, OpenAIEndpoint, SageMakerEndpoint
 from gateway.observability import configure_logging
 from gateway.settings import Settings
 
@@ -27,13 +28,17 @@ logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 5.0
 _NO_ROUTE = (404, 405)
+# SageMaker endpoint statuses in which it serves invocations (an update keeps the old
+# variant serving until the new one is in service).
+SERVING = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
+Describe = Callable[..., dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class ProbeResult:
     model: str
     endpoint: str
-    # None: not probed (a SageMaker endpoint).
+    # None: not probed (a SageMaker endpoint, when no DescribeEndpoint client is given).
     healthy: bool | None
     detail: str
     # "cooled", "cleared" or None (nothing written).
@@ -63,18 +68,35 @@ async def check(session: aiohttp.ClientSession, upstream: OpenAIEndpoint) -> tup
         return False, f"unreachable ({type(exc).__name__})"
 
 
+def check_sagemaker(describe: Describe, upstream: SageMakerEndpoint) -> tuple[bool, str]:
+    """(healthy, what was seen): the endpoint's status is one that serves."""
+    try:
+        status = str(describe(EndpointName=upstream.endpoint_name).get("EndpointStatus"))
+    except (ClientError, BotoCoreError) as exc:
+        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+        return False, f"DescribeEndpoint failed ({code or type(exc).__name__})"
+    return status in SERVING, f"DescribeEndpoint {status}"
+
+
 async def probe_models(
-    models: Iterable[ModelConfig], *, seconds: float = PROBE_TIMEOUT_SECONDS
+    models: Iterable[ModelConfig],
+    *,
+    seconds: float = PROBE_TIMEOUT_SECONDS,
+    describe: Describe | None = None,
 ) -> list[ProbeResult]:
-    """Every endpoint of every model, probed concurrently."""
+    """Every endpoint of every model, probed concurrently; SageMaker ones through
+    `describe` (a SageMaker client's describe_endpoint), in worker threads."""
     pairs = [(m.id, e) for m in models for e in m.endpoints]
     client_timeout = aiohttp.ClientTimeout(total=seconds)
     async with aiohttp.ClientSession(timeout=client_timeout) as session:
 
         async def one(model: str, upstream: Any) -> ProbeResult:
-            if not isinstance(upstream, OpenAIEndpoint):
+            if isinstance(upstream, OpenAIEndpoint):
+                healthy, detail = await check(session, upstream)
+            elif describe is None:
                 return ProbeResult(model, upstream.label, None, "not probed (SageMaker)")
-            healthy, detail = await check(session, upstream)
+            else:
+                healthy, detail = await asyncio.to_thread(check_sagemaker, describe, upstream)
             return ProbeResult(model, upstream.label, healthy, detail)
 
         return list(await asyncio.gather(*(one(m, e) for m, e in pairs)))
@@ -111,9 +133,14 @@ def apply(
 
 def run_probe(settings: Settings, aws: AwsClients) -> list[ProbeResult]:
     registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
-    results = asyncio.run(probe_models(registry))
+    describe = aws.sagemaker.describe_endpoint if _has_sagemaker(registry) else None
+    results = asyncio.run(probe_models(registry, describe=describe))
     store = CooldownStore(client=aws.dynamodb, table=settings.usage_table)
     return apply(results, store=store, cooldown_seconds=settings.endpoint_cooldown_seconds)
+
+
+def _has_sagemaker(registry: ModelRegistry) -> bool:
+    return any(isinstance(e, SageMakerEndpoint) for m in registry for e in m.endpoints)
 
 
 def probe_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -186,3 +186,40 @@ async def test_probe_cools_down_an_unhealthy_endpoint_once(mock_dynamodb: Any) -
             "sm": (None, "not probed (SageMaker)"),
         }
         assert store.read(model="m")["down"].until == clock.now + 60
+
+
+async def test_probe_asks_sagemaker_for_each_endpoints_status(mock_dynamodb: Any) -> None:
+    """DescribeEndpoint (moto's SageMaker): an endpoint in service is healthy, a missing one
+    is not, and the probe cools it down like an HTTP endpoint that fails its /health."""
+    import boto3
+
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model(
+        ModelName="qwen3-model",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm:latest"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="qwen3-config",
+        ProductionVariants=[{"VariantName": "all", "ModelName": "qwen3-model",
+                             "InitialInstanceCount": 1, "InstanceType": "ml.g4dn.xlarge"}],
+    )  # fmt: skip
+    sagemaker.create_endpoint(EndpointName="qwen3-live", EndpointConfigName="qwen3-config")
+    config = ModelConfig.model_validate(
+        {"id": "m", "tokenizer": "t", "endpoints": [
+            {"name": "live", "type": "sagemaker", "endpoint_name": "qwen3-live"},
+            {"name": "gone", "type": "sagemaker", "endpoint_name": "qwen3-deleted"}]}
+    )  # fmt: skip
+    store = CountingStore(mock_dynamodb)
+    clock = Clock()
+    results = apply(
+        await probe_models([config], describe=sagemaker.describe_endpoint),
+        store=store,
+        cooldown_seconds=60,
+        clock=clock,
+    )
+    seen = {r.endpoint: (r.healthy, r.detail, r.change) for r in results}
+    assert seen["live"] == (True, "DescribeEndpoint InService", None)
+    assert seen["gone"][0] is False and seen["gone"][2] == "cooled"
+    assert seen["gone"][1].startswith("DescribeEndpoint failed (")
+    assert store.read(model="m")["gone"].until == clock.now + 60
