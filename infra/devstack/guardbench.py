@@ -29,13 +29,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 
 from devstack.__main__ import DEFAULT_TOKENIZERS, LOCAL_AWS, wait_healthy
-from devstack.bench.stack import free_port
+from devstack.bench.stack import free_port, local_tables
 from devstack.guard import GUARD_FOLDER, LLAMA3_FOLDER, build_guard_tokenizer
-from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
+from devstack.tables import LOCAL_TABLE_NAMES
 
 MODEL = "qwen3"
 PROMPT = [{"role": "user", "content": "Tell me about the lighthouse keeper's morning."}]
@@ -97,14 +96,7 @@ def guard_latency(client: httpx.Client, guard_url: str, requests: int) -> float:
 
 
 def _key(moto_url: str) -> str:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=moto_url,
-        region_name=LOCAL_AWS["AWS_REGION"],
-        aws_access_key_id=LOCAL_AWS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_AWS["AWS_SECRET_ACCESS_KEY"],
-    )
-    create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
+    client = local_tables(moto_url)
     from gateway.keys import KeyStore
 
     store = KeyStore(client=client, table=LOCAL_TABLE_NAMES["KeysTable"])

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import boto3
 
@@ -31,6 +31,20 @@ from devstack.bench.config import (
 )
 from devstack.dynamodb import CONTROL_PATH
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
+
+
+def local_tables(moto_url: str) -> Any:
+    """A DynamoDB client for the local moto server, its tables created from template.yaml
+    (the bench's and guardbench's stacks both seed through it)."""
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=moto_url,
+        region_name=LOCAL_AWS["AWS_REGION"],
+        aws_access_key_id=LOCAL_AWS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_AWS["AWS_SECRET_ACCESS_KEY"],
+    )
+    create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
+    return client
 
 
 def free_port() -> int:
@@ -178,14 +192,7 @@ class Stack:
     def _seed(self, moto_url: str) -> None:
         """Tables from template.yaml and the two bench keys, once moto answers."""
         self.wait(self.services["moto"], "/moto-api/data.json")
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=moto_url,
-            region_name=LOCAL_AWS["AWS_REGION"],
-            aws_access_key_id=LOCAL_AWS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_AWS["AWS_SECRET_ACCESS_KEY"],
-        )
-        create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
+        client = local_tables(moto_url)
         from gateway.keys import KeyStore
 
         keys = KeyStore(client=client, table=LOCAL_TABLE_NAMES["KeysTable"])
