@@ -108,7 +108,7 @@ class Resources:
                 read_timeout=settings.dynamodb_read_timeout,
             ),
         )
-        tracing = Tracing.from_environment()
+        tracing = Tracing.from_settings(settings)
         registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
         dynamodb = aws.lazy_dynamodb()  # built on the first key lookup or usage write
         keys = KeyStore(client=dynamodb, table=settings.keys_table)

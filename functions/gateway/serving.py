@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_MODEL_ID_ECHO = 64
-# Inputs longer than this (characters) are tokenized in a worker thread.
-INLINE_COUNT_CHARS = 16_000
 
 
 def echo_id(model_id: str) -> str:
@@ -116,13 +114,6 @@ class RouteDeps:
         admission = await self.limits.admit_within(key=meter.key, reserve_tokens=reserve)
         meter.admission = admission
         return admission.headers
-
-
-async def count_all(count: Callable[[str], int], texts: list[str]) -> list[int]:
-    """Each text's count; long batches off the event loop."""
-    if sum(len(t) for t in texts) <= INLINE_COUNT_CHARS:
-        return [count(t) for t in texts]
-    return await anyio.to_thread.run_sync(lambda: [count(t) for t in texts])
 
 
 async def metered(meter: Meter, work: Callable[[], Awaitable[T]]) -> T:

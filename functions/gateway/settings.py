@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     # builds no metric at all.
     powertools_metrics_namespace: str = "GpuGateway"
     powertools_metrics_disabled: bool = False
+    # X-Ray tracing follows Powertools' rule (observability/tracing.py): on inside Lambda
+    # (LAMBDA_TASK_ROOT, set by the runtime) unless POWERTOOLS_TRACE_DISABLED is truthy
+    # ("1", "true", "yes", "on", ...: kept as text, as Powertools reads it) or this is
+    # `sam local` (AWS_SAM_LOCAL) or Chalice (AWS_CHALICE_CLI_MODE).
+    powertools_trace_disabled: str = ""
+    lambda_task_root: str = ""
+    aws_sam_local: str = ""
+    aws_chalice_cli_mode: str = ""
 
     # Serve the interactive docs (/docs, /redoc) and /openapi.json. Production stacks may
     # turn them off (template.yaml: EnableApiDocs=false); the API itself is unchanged.

@@ -54,7 +54,7 @@ def test_disabled_metrics_build_nothing_and_the_log_line_stays(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from gateway import observability
+    from gateway.observability import telemetry as module
     from gateway.settings import Settings
 
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
@@ -63,7 +63,7 @@ def test_disabled_metrics_build_nothing_and_the_log_line_stays(
     def no_metrics(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a metric was built with metrics disabled")
 
-    monkeypatch.setattr(observability, "EphemeralMetrics", no_metrics)
+    monkeypatch.setattr(module, "EphemeralMetrics", no_metrics)
     capsys.readouterr()
     with caplog.at_level(logging.INFO, logger="gateway"):
         telemetry.completed(usage_record(), mismatch=True)

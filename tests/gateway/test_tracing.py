@@ -17,6 +17,7 @@ import pytest
 from gateway.backends import OpenAIBackend
 from gateway.backends.routing import RoutedBackend
 from gateway.observability import Tracing, tracing_wanted
+from gateway.settings import Settings
 
 from tests.conftest import Gateway
 
@@ -33,16 +34,23 @@ FUNCTIONS = ROOT / "functions"
         ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "1"}, False),
         ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "false"}, True),
         ({"LAMBDA_TASK_ROOT": "/var/task", "AWS_SAM_LOCAL": "true"}, False),
+        ({"LAMBDA_TASK_ROOT": "/var/task", "AWS_CHALICE_CLI_MODE": "1"}, False),
+        ({"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "On"}, False),
     ],
 )
 def test_tracing_is_wanted_inside_lambda_only(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], wanted: bool
 ) -> None:
-    for name in ("LAMBDA_TASK_ROOT", "POWERTOOLS_TRACE_DISABLED", "AWS_SAM_LOCAL"):
+    for name in (
+        "LAMBDA_TASK_ROOT",
+        "POWERTOOLS_TRACE_DISABLED",
+        "AWS_SAM_LOCAL",
+        "AWS_CHALICE_CLI_MODE",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert tracing_wanted() is wanted
+    assert tracing_wanted(Settings()) is wanted
 
 
 def test_off_means_no_wrapper_and_no_middleware(gateway: Gateway) -> None:

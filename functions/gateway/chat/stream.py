@@ -224,23 +224,36 @@ async def relay(
             failure.__cause__ = exc
     finally:
         # Runs on normal end, on failure, and when the client went away (GeneratorExit or
-        # cancellation): close the upstream at once, and bill what was generated.
-        with anyio.CancelScope(shield=True):
-            await close_upstream(chunks)
-            if failure is not None:
-                await meter.fail(failure)
-            elif ended:
-                await meter.close(UsageStatus.COMPLETED)
-            else:
-                await meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
-    tail = list(gathered)  # frames of chunks read before a failure, billed: sent first
+        # cancellation).
+        await _settle(meter, chunks, failure=failure, ended=ended)
+    # Frames of chunks read before a failure are billed, so they are sent first.
+    yield b"".join([*gathered, *_last_frames(meter, failure, include_usage, kind)])
+
+
+async def _settle(
+    meter: Meter, chunks: AsyncIterator[Any], *, failure: GatewayError | None, ended: bool
+) -> None:
+    """Close the upstream at once, and bill what was generated, shielded from
+    cancellation."""
+    with anyio.CancelScope(shield=True):
+        await close_upstream(chunks)
+        if failure is not None:
+            await meter.fail(failure)
+        elif ended:
+            await meter.close(UsageStatus.COMPLETED)
+        else:
+            await meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+
+
+def _last_frames(
+    meter: Meter, failure: GatewayError | None, include_usage: bool, kind: StreamKind
+) -> list[bytes]:
+    """The error event, or the usage chunk (when asked for) and [DONE]."""
     if failure is not None:
-        tail.append(sse_error_event(failure))
-    else:
-        if include_usage:
-            tail.append(usage_frame(meter, kind))
-        tail.append(DONE_FRAME)
-    yield b"".join(tail)
+        return [sse_error_event(failure)]
+    if include_usage:
+        return [usage_frame(meter, kind), DONE_FRAME]
+    return [DONE_FRAME]
 
 
 class MeteredStream:

@@ -21,9 +21,9 @@ from gateway.errors import ContentFilterError, InvalidRequestError
 from gateway.guard import NO_SCREENING, GuardService
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
-from gateway.metering import Meter
+from gateway.metering import Meter, count_all
 from gateway.models.registry import ModelConfig
-from gateway.serving import RouteDeps, count_all
+from gateway.serving import RouteDeps
 from gateway.tokens import ChatTokenizer
 from gateway.usage import UsageStatus
 

@@ -23,9 +23,9 @@ from gateway.embeddings.protocol import EmbeddingRequest
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
-from gateway.metering import Meter
+from gateway.metering import Meter, count_all
 from gateway.models.registry import ModelConfig
-from gateway.serving import RouteDeps, count_all
+from gateway.serving import RouteDeps
 from gateway.usage import UsageStatus
 
 ROUTE = "embeddings"

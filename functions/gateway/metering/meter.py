@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import anyio
-import anyio.to_thread
 
 from gateway.backends import attempts
 from gateway.backends.wire import usage_figures
@@ -38,15 +37,10 @@ from gateway.errors import (
 )
 from gateway.keys import ApiKey
 from gateway.limits import Admission
+from gateway.metering.generated import Generated
 from gateway.usage import UsageRecord, UsageStatus
 
 logger = logging.getLogger(__name__)
-
-# Completion text longer than this (characters) is counted in a worker thread.
-INLINE_COUNT_CHARS = 16_000
-_TEXT_FIELDS = ("content", "reasoning_content")
-# A stop_reason longer than this is not a stop string a client could have sent (untrusted).
-_MAX_STOP_CHARS = 4096
 
 
 class RecordSink(Protocol):
@@ -71,38 +65,10 @@ def status_for(error: GatewayError) -> UsageStatus:
     return UsageStatus.REJECTED
 
 
-@dataclass
-class _Choices:
-    """What the upstream generated, per choice index."""
-
-    texts: dict[int, list[str]] = field(default_factory=dict)
-    finish: dict[int, str] = field(default_factory=dict)
-
-    def add(self, index: int, part: Mapping[str, Any]) -> bool:
-        seen = False
-        for name in _TEXT_FIELDS:
-            text = part.get(name)
-            if text:
-                self.texts.setdefault(index, []).append(text)
-                seen = True
-        for call in part.get("tool_calls") or ():
-            function = call.get("function")
-            if isinstance(function, dict):
-                for name in ("name", "arguments"):
-                    if isinstance(function.get(name), str) and function[name]:
-                        self.texts.setdefault(index, []).append(function[name])
-                        seen = True
-        return seen
-
-    @property
-    def indexes(self) -> list[int]:
-        return sorted(set(self.texts) | set(self.finish))
-
-    def joined(self) -> list[str]:
-        return ["".join(self.texts.get(i, [])) for i in self.indexes]
-
-    def chars(self) -> int:
-        return sum(len(t) for parts in self.texts.values() for t in parts)
+class _Billed(NamedTuple):
+    prompt: int
+    completion: int
+    estimated: bool | None  # None: no media parts in the prompt
 
 
 @dataclass
@@ -140,9 +106,7 @@ class Meter:
     record: UsageRecord | None = None
     # Called with the decided record before it is written (the guard's decision, guard/).
     record_hooks: list[Callable[[UsageRecord], None]] = field(default_factory=list)
-    _choices: _Choices = field(default_factory=_Choices)
-    _stop_reasons_seen: bool = False
-    _stop_tokens: int = 0
+    generated: Generated = field(default_factory=Generated)
     _upstream: tuple[int, int] | None = None
     _flags: list[str] = field(default_factory=list)
     _closed: anyio.Event | None = None
@@ -167,43 +131,25 @@ class Meter:
         self.observe_usage(chunk.get("usage"))
         for choice in chunk["choices"]:
             index = choice.get("index", 0)
-            if self._choices.add(index, choice.get("delta") or {}) and self.first_token_at is None:
+            if self.generated.add(index, choice.get("delta") or {}) and self.first_token_at is None:
                 self.first_token_at = time.perf_counter()
-            if choice.get("finish_reason"):
-                self._choices.finish[index] = choice["finish_reason"]
-                self._observe_stop_reason(index, choice)
-
-    def _observe_stop_reason(self, index: int, choice: Mapping[str, Any]) -> None:
-        """vLLM's stop_reason on a "stop" finish: None or a token id is the EOS/stop token
-        (one id, no text); a string is the stop string, and vLLM counts the ids through the
-        one that completed it, so it is counted with the choice's text (docs/TOKENS.md)."""
-        if choice.get("finish_reason") != "stop" or "stop_reason" not in choice:
-            return
-        stop = choice["stop_reason"]
-        if isinstance(stop, str) and len(stop) <= _MAX_STOP_CHARS:
-            self._stop_reasons_seen = True
-            self._choices.texts.setdefault(index, []).append(stop)
-        elif stop is None or (isinstance(stop, int) and not isinstance(stop, bool)):
-            self._stop_reasons_seen = True
-            self._stop_tokens += 1
+            self.generated.finished(index, choice)
 
     def observe_completion(self, data: Mapping[str, Any]) -> None:
         """A validated chat.completion body."""
         self.observe_usage(data.get("usage"))
         for position, choice in enumerate(data["choices"]):
             index = choice.get("index", position)
-            self._choices.add(index, choice.get("message") or {})
-            if choice.get("finish_reason"):
-                self._choices.finish[index] = choice["finish_reason"]
-                self._observe_stop_reason(index, choice)
+            self.generated.add(index, choice.get("message") or {})
+            self.generated.finished(index, choice)
 
     @property
     def generated_anything(self) -> bool:
-        return bool(self._choices.texts or self._choices.finish)
+        return self.generated.anything
 
     @property
     def finish_reasons(self) -> list[str | None]:
-        return [self._choices.finish.get(i) for i in self._choices.indexes]
+        return self.generated.finish_reasons
 
     # --- closing --------------------------------------------------------------------
 
@@ -261,32 +207,17 @@ class Meter:
         return self.audit or self._upstream is None or status is not UsageStatus.COMPLETED
 
     async def _count_completion(self) -> int:
-        count = self.count_text
-        if count is None:
+        if self.count_text is None:
             return 0
-        texts = self._choices.joined()
         try:
-            if self._choices.chars() <= INLINE_COUNT_CHARS:
-                total = sum(count(t) for t in texts if t)
-            else:
-                total = await anyio.to_thread.run_sync(lambda: sum(count(t) for t in texts if t))
+            return await self.generated.count(self.count_text, counts_eos=self.counts_eos)
         except Exception:  # a tokenizer fault must not cost the record
             logger.exception("completion count failed", extra={"request_id": self.request_id})
             self._flags.append("gateway_count_failed")
-            total = 0
-        if self._stop_reasons_seen:
-            total += self._stop_tokens
-        elif self.counts_eos:
-            total += sum(1 for reason in self.finish_reasons if reason == "stop")
-        return total
+            return 0
 
-    def _decide(
-        self,
-        status: UsageStatus,
-        http_status: int,
-        error: GatewayError | None,
-        gateway_completion: int | None,
-    ) -> UsageRecord:
+    def _billed(self, status: UsageStatus, gateway_completion: int | None) -> _Billed:
+        """The billing rules of this module's docstring."""
         upstream = self._upstream if status is UsageStatus.COMPLETED else None
         if upstream is not None:
             prompt, completion = upstream
@@ -302,6 +233,16 @@ class Meter:
             estimated = upstream is None and prompt > 0
             if estimated:
                 prompt += media_token_estimate(self.media)
+        return _Billed(prompt, completion, estimated)
+
+    def _decide(
+        self,
+        status: UsageStatus,
+        http_status: int,
+        error: GatewayError | None,
+        gateway_completion: int | None,
+    ) -> UsageRecord:
+        billed = self._billed(status, gateway_completion)
         reasons = [r for r in self.finish_reasons if r]
         now = time.perf_counter()
         return UsageRecord(
@@ -315,8 +256,8 @@ class Meter:
             route=self.route,
             status=status,
             http_status=http_status,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
+            prompt_tokens=billed.prompt,
+            completion_tokens=billed.completion,
             upstream_prompt_tokens=self._upstream[0] if self._upstream else None,
             upstream_completion_tokens=self._upstream[1] if self._upstream else None,
             gateway_prompt_tokens=(
@@ -333,7 +274,7 @@ class Meter:
             error=error.message if error else None,
             flags=",".join(self._flags) if self._flags else None,
             media_parts=len(self.media) if self.media else None,
-            prompt_estimated=estimated,
+            prompt_estimated=billed.estimated,
         )
 
     @staticmethod

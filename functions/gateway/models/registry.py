@@ -67,7 +67,6 @@ class OpenAIEndpoint(_Routed):
     base_url: str
     # The model name the upstream expects; defaults to the public id.
     model: str | None = None
-    # Name of an environment variable holding the upstream's bearer token, if it needs one.
     # The secret reference: name of an environment variable holding the upstream's bearer
     # token (in Lambda, set it from Secrets Manager or SSM with a dynamic reference).
     api_key_env: str | None = None

@@ -1,180 +1,46 @@
-"""Structured logs, CloudWatch metrics (EMF) and X-Ray traces with Powertools for AWS Lambda.
+"""X-Ray traces with Powertools for AWS Lambda: on inside Lambda only, free when off.
 
-Logs, metrics and traces carry request ids, key ids, models, statuses, token counts and
-timings; never an API key or any prompt or completion text.
+Traces hold model ids, endpoints, statuses and AWS operations; never an API key or any
+prompt or completion text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.backends.chunks import PassesChunkFacts
 from gateway.errors import GatewayError
+from gateway.observability.telemetry import SERVICE
 from gateway.settings import Settings
-from gateway.usage.records import UsageRecord
 
 if TYPE_CHECKING:
     from gateway.backends.base import Backend
-
-SERVICE = "gateway"
-logger = logging.getLogger(SERVICE)
-
-
-def configure_logging(level: str) -> Logger:
-    """JSON logs for the `gateway` logger tree (every module logs through a child of it)."""
-    return Logger(service=SERVICE, level=level.upper(), logger_handler=None)
-
-
-class Telemetry:
-    """One EMF document per request; EphemeralMetrics keeps no state shared between them.
-    With metrics disabled (POWERTOOLS_METRICS_DISABLED) nothing is built; the log lines
-    cost nothing below their level."""
-
-    def __init__(self, namespace: str = "GpuGateway", *, metrics: bool = True) -> None:
-        self._namespace = namespace
-        self._enabled = metrics
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Telemetry:
-        return cls(
-            settings.powertools_metrics_namespace, metrics=not settings.powertools_metrics_disabled
-        )
-
-    def _metrics(self, **dimensions: str) -> EphemeralMetrics:
-        metrics = EphemeralMetrics(namespace=self._namespace, service=SERVICE)
-        for name, value in dimensions.items():
-            metrics.add_dimension(name=name, value=value)
-        return metrics
-
-    def rejected(self, *, error_type: str, status: int) -> None:
-        """A request refused before it reached an upstream (no usage record is written)."""
-        logger.info("request rejected", extra={"status": status, "error_type": error_type})
-        if not self._enabled:
-            return
-        metrics = self._metrics(error_type=error_type)
-        metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
-        metrics.flush_metrics()
-
-    def completed(self, record: UsageRecord, *, mismatch: bool) -> None:
-        self._log_completed(record, mismatch=mismatch)
-        if self._enabled:
-            self._emit_completed(record, mismatch=mismatch)
-
-    @staticmethod
-    def _log_completed(record: UsageRecord, *, mismatch: bool) -> None:
-        if not logger.isEnabledFor(logging.INFO):
-            if mismatch:
-                Telemetry._log_mismatch(record)
-            return
-        logger.info(
-            "request completed",
-            extra={
-                "request_id": record.request_id,
-                "key_id": record.key_id,
-                "model": record.model,
-                "route": record.route,
-                "status": record.status.value,
-                "http_status": record.http_status,
-                "stream": record.stream,
-                "prompt_tokens": record.prompt_tokens,
-                "completion_tokens": record.completion_tokens,
-                "latency_ms": record.latency_ms,
-                "ttft_ms": record.ttft_ms,
-                "error": record.error,
-            },
-        )
-        if mismatch:
-            Telemetry._log_mismatch(record)
-
-    @staticmethod
-    def _log_mismatch(record: UsageRecord) -> None:
-        logger.warning(
-            "usage mismatch between gateway and upstream",
-            extra={
-                "request_id": record.request_id,
-                "model": record.model,
-                "upstream_prompt_tokens": record.upstream_prompt_tokens,
-                "gateway_prompt_tokens": record.gateway_prompt_tokens,
-                "upstream_completion_tokens": record.upstream_completion_tokens,
-                "gateway_completion_tokens": record.gateway_completion_tokens,
-            },
-        )
-
-    def _emit_completed(self, record: UsageRecord, *, mismatch: bool) -> None:
-        metrics = self._metrics(model=record.model)
-        metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-        if record.is_error:
-            metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="PromptTokens", unit=MetricUnit.Count, value=record.prompt_tokens)
-        metrics.add_metric(
-            name="CompletionTokens", unit=MetricUnit.Count, value=record.completion_tokens
-        )
-        if record.latency_ms is not None:
-            metrics.add_metric(
-                name="Latency", unit=MetricUnit.Milliseconds, value=record.latency_ms
-            )
-        if record.ttft_ms is not None:
-            metrics.add_metric(
-                name="TimeToFirstToken", unit=MetricUnit.Milliseconds, value=record.ttft_ms
-            )
-        if mismatch:
-            metrics.add_metric(name="UsageMismatches", unit=MetricUnit.Count, value=1)
-        metrics.flush_metrics()
-        # Requests per API route (chat, completions, embeddings): a document of its own, so
-        # the per-model series keep their dimensions.
-        by_route = self._metrics(route=record.route)
-        by_route.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-        by_route.flush_metrics()
-
-    def endpoint_attempt(
-        self, *, model: str, endpoint: str, ok: bool, failover: bool, ttft_ms: float | None
-    ) -> None:
-        """One attempt on one of a model's endpoints (gateway/backends/routing.py)."""
-        if not self._enabled:
-            return
-        metrics = self._metrics(model=model, endpoint=endpoint)
-        metrics.add_metric(name="EndpointRequests", unit=MetricUnit.Count, value=1)
-        if not ok:
-            metrics.add_metric(name="EndpointErrors", unit=MetricUnit.Count, value=1)
-        if failover:
-            metrics.add_metric(name="EndpointFailovers", unit=MetricUnit.Count, value=1)
-        if ttft_ms is not None:
-            metrics.add_metric(
-                name="EndpointTimeToFirstToken", unit=MetricUnit.Milliseconds, value=ttft_ms
-            )
-        metrics.flush_metrics()
-
-
-# --- X-Ray tracing -------------------------------------------------------------------
 
 # Where the X-Ray SDK reads the current invocation's trace header inside Lambda.
 TRACE_HEADER_ENV = "_X_AMZN_TRACE_ID"
 _TRUTHY = {"1", "y", "yes", "t", "true", "on"}
 
 
-def tracing_wanted() -> bool:
+def tracing_wanted(settings: Settings) -> bool:
     """Powertools' own rule (Tracer._is_tracer_disabled): on inside Lambda only, off under
     `sam local` or Chalice, and off whenever POWERTOOLS_TRACE_DISABLED is true."""
-    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in _TRUTHY:
+    if settings.powertools_trace_disabled.strip().lower() in _TRUTHY:
         return False
-    if os.environ.get("AWS_SAM_LOCAL") or os.environ.get("AWS_CHALICE_CLI_MODE"):
+    if settings.aws_sam_local or settings.aws_chalice_cli_mode:
         return False
-    return bool(os.environ.get("LAMBDA_TASK_ROOT"))
+    return bool(settings.lambda_task_root)
 
 
 class Tracing:
     """X-Ray subsegments for every DynamoDB (and SageMaker) call, through Powertools'
     Tracer patching botocore, and one `## upstream` subsegment per upstream call.
 
-    Off (`Tracing()`, and `from_environment()` outside Lambda), it costs nothing: the X-Ray
+    Off (`Tracing()`, and `from_settings()` outside Lambda), it costs nothing: the X-Ray
     SDK is not imported, botocore is not patched, backends are not wrapped and no
     middleware is added. Traces hold model ids, endpoints, statuses and AWS operations
     (the SDK records table and endpoint names, never items or request bodies).
@@ -188,9 +54,9 @@ class Tracing:
         return self._recorder is not None
 
     @classmethod
-    def from_environment(cls) -> Tracing:
+    def from_settings(cls, settings: Settings) -> Tracing:
         """Called while the app is built (Lambda init); imports nothing when off."""
-        if not tracing_wanted():
+        if not tracing_wanted(settings):
             return cls()
         from aws_lambda_powertools import Tracer
         from aws_xray_sdk.core import xray_recorder
