@@ -6,9 +6,34 @@ Every failure, streamed ones included, leaves the gateway as
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired
 
 import orjson
+from pydantic import ConfigDict, with_config
+from typing_extensions import TypedDict  # pydantic needs typing_extensions' on Python < 3.12
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class ErrorDetail(TypedDict):
+    message: str
+    """What went wrong, and what to do about it."""
+    type: str
+    """OpenAI's error type, e.g. `invalid_request_error`, `rate_limit_error`."""
+    param: str | None
+    """The request parameter at fault, if one is."""
+    code: str | int | None
+    """A machine-readable code, e.g. `invalid_api_key`, `rate_limit_exceeded`."""
+    # --- not OpenAI's: the guardrails' (guard/) ---
+    categories: NotRequired[list[str]]
+    """With code `content_filter`: the guard's categories that blocked the request."""
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class ErrorResponse(TypedDict):
+    """OpenAI's error envelope: every failure, a stream's last event included."""
+
+    error: ErrorDetail
+    """OpenAI's error envelope."""
 
 
 class GatewayError(Exception):
@@ -33,7 +58,7 @@ class GatewayError(Exception):
             self.code = code
         self.headers = headers or {}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ErrorResponse:
         return error_body(self.message, type=self.type, param=self.param, code=self.code)
 
 
@@ -117,7 +142,7 @@ class ContentFilterError(InvalidRequestError):
         super().__init__(message, **kw)
         self.categories = categories
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ErrorResponse:
         body = super().to_dict()
         body["error"]["categories"] = list(self.categories)
         return body
@@ -137,7 +162,7 @@ class ConfigurationError(Exception):
 
 def error_body(
     message: str, *, type: str, param: str | None = None, code: str | int | None = None
-) -> dict[str, Any]:
+) -> ErrorResponse:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 

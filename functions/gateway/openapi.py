@@ -21,11 +21,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from starlette.responses import Response
 from starlette.types import Scope
 
-from gateway.chat.protocol import ErrorResponse
+from gateway.errors import ErrorResponse
 from gateway.http import json_response
 from gateway.openapi_fields import FIELD_DOCS
 
@@ -150,15 +150,28 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
+def component(shape: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A pydantic model's or TypedDict's schema as components (it and what it refers to),
+    and a `$ref` to it, for parts of the description FastAPI does not derive itself."""
+    name = shape.__name__
+    schema = TypeAdapter(shape).json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), name: schema}, {"$ref": f"#/components/schemas/{name}"}
+
+
 def raw_body(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
     """For a route that reads its body raw (so that every request is metered) but documents
-    it as `model`: the schemas to give install_openapi(body_schemas=...), and the route's
+    it as `model`: the schemas to give install_openapi(schemas=...), and the route's
     `openapi_extra` entry naming the body."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schemas = {**schema.pop("$defs", {}), model.__name__: schema}
-    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    schemas, ref = component(model)
     body = {"required": True, "content": {"application/json": {"schema": ref}}}
     return schemas, {"requestBody": body}
+
+
+def event_stream(chunk: Any, example: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A streamed answer's `text/event-stream` content, its schema the one `data:` event
+    (as OpenAI's own description has it), and the schemas to give install_openapi."""
+    schemas, ref = component(chunk)
+    return schemas, {"text/event-stream": {"schema": ref, "example": example}}
 
 
 TAGS: list[dict[str, Any]] = [
@@ -199,9 +212,10 @@ def _fix_responses(schema: dict[str, Any]) -> None:
             components.pop(name, None)
 
 
-def install_openapi(app: FastAPI, *, body_schemas: dict[str, Any] | None = None) -> None:
+def install_openapi(app: FastAPI, *, schemas: dict[str, Any] | None = None) -> None:
     """Replace `app.openapi` with one that adds the Bearer scheme and drops the 422s.
-    `body_schemas` are the components of request bodies that routes parse themselves."""
+    `schemas` are components FastAPI does not derive: the request bodies that routes parse
+    themselves, and the streams' chunks (raw_body, event_stream)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -214,7 +228,7 @@ def install_openapi(app: FastAPI, *, body_schemas: dict[str, Any] | None = None)
                 tags=app.openapi_tags,
                 servers=app.servers,
             )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(body_schemas or {})
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(schemas or {})
             _fix_responses(schema)
             _describe_fields(schema)
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})

@@ -94,27 +94,6 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
         "description": "What the answer is for.",
         "strict": "Whether the answer must follow the schema exactly.",
     },
-    "ChatCompletion": {
-        "id": "`chatcmpl-` and the request id (the `x-request-id` header).",
-        "object": "Always `chat.completion`.",
-        "created": "Unix seconds.",
-        "model": "The model id the request named.",
-        "choices": "The generated choices.",
-        "usage": "Tokens billed: the upstream's counts where it reported them, else the "
-        "gateway's own.",
-    },
-    "Usage": {
-        "prompt_tokens": "Tokens of the rendered chat template.",
-        "completion_tokens": "Tokens generated.",
-        "total_tokens": "Their sum.",
-    },
-    "ErrorDetail": {
-        "message": "What went wrong, and what to do about it.",
-        "type": "OpenAI's error type, e.g. `invalid_request_error`, `rate_limit_error`.",
-        "param": "The request parameter at fault, if one is.",
-        "code": "A machine-readable code, e.g. `invalid_api_key`, `rate_limit_exceeded`.",
-    },
-    "ErrorResponse": {"error": "OpenAI's error envelope."},
     "ChatMessage": {
         "role": "`system`, `user` or `assistant`.",
         "content": "The text, or a list of text parts (joined with newlines).",
@@ -122,16 +101,4 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
     },
     "TextContentPart": {"type": "Always `text`.", "text": "The text."},
     "StreamOptions": {"include_usage": "Send a last chunk with the request's usage."},
-    "Choice": {
-        "index": "The choice's position.",
-        "message": "The generated message.",
-        "logprobs": "Log probabilities, when asked for.",
-        "finish_reason": "`stop`, `length` (max_tokens reached), `tool_calls` or `content_filter`.",
-    },
-    "ResponseMessage": {
-        "tool_calls": "The tool calls the model made (finish_reason `tool_calls`).",
-        "role": "Always `assistant`.",
-        "content": "The generated text.",
-        "refusal": "A refusal, if the model refused.",
-    },
 }

@@ -1,7 +1,7 @@
 """Wire models for chat completions, fields in OpenAI's order.
 
-Requests are validated here (after gateway/inputs.py has bounded the raw JSON); responses
-are built as plain dicts on the hot path and these response models document them in /docs.
+Requests are validated here (after gateway/inputs.py has bounded the raw JSON); what the
+gateway returns is typed in responses.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from gateway.chat.legacy import check_tool_choice, map_legacy_request
-from gateway.chat.messages import ChatMessage, ToolCall
+from gateway.chat.messages import ChatMessage
 
 # Sampling fields a client may also send nested under `model_params`.
 _NON_SAMPLING = frozenset({"model", "messages", "stream", "stream_options", "model_params"})
@@ -179,46 +179,3 @@ class ChatCompletionRequest(GenerationRequest):
     @property
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
-
-
-# --- Response models (documentation of what the gateway returns) -------------------
-
-
-class ResponseMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str | None
-    refusal: str | None = None
-    tool_calls: list[ToolCall] | None = None
-
-
-class Choice(BaseModel):
-    index: int
-    message: ResponseMessage
-    logprobs: dict[str, Any] | None = None
-    finish_reason: Literal["stop", "length", "tool_calls", "content_filter"] | None
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail

@@ -11,28 +11,31 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.chat.protocol import ChatCompletion, ChatCompletionRequest
+from gateway.chat.protocol import ChatCompletionRequest
+from gateway.chat.responses import ChatCompletion, ChatCompletionChunk
 from gateway.deps import CallerDep
 from gateway.http import SSEResponse, json_response
-from gateway.openapi import REQUIRES_KEY, errors, raw_body
+from gateway.openapi import REQUIRES_KEY, errors, event_stream, raw_body
 
 router = APIRouter(tags=["chat"])
 
+# The request body's and the stream's chunk's schemas, for /docs (install_openapi adds
+# them to the components).
+_BODY_SCHEMAS, _BODY = raw_body(ChatCompletionRequest)
+_CHUNK_SCHEMAS, _EVENTS = event_stream(
+    ChatCompletionChunk,
+    'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",'
+    '"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
+    "data: [DONE]\n\n",
+)
+SCHEMAS = {**_BODY_SCHEMAS, **_CHUNK_SCHEMAS}
 _OK: dict[str, Any] = {
     "description": "A `chat.completion` object; with `stream: true`, server-sent events: "
-    "`chat.completion.chunk` objects, then `data: [DONE]`. A failure after the stream "
-    'started arrives as one last `data: {"error": ...}` event. Rate-limited keys get '
-    "`x-ratelimit-*` headers; every answer has `x-request-id`.",
-    "content": {
-        "text/event-stream": {
-            "schema": {"type": "string"},
-            "example": 'data: {"id":"chatcmpl-1","object":"chat.completion.chunk",'
-            '"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\ndata: [DONE]\n\n',
-        }
-    },
+    "one `chat.completion.chunk` per `data:` event, then `data: [DONE]`. A failure after "
+    'the stream started arrives as one last `data: {"error": ...}` event. Rate-limited '
+    "keys get `x-ratelimit-*` headers; every answer has `x-request-id`.",
+    "content": _EVENTS,
 }
-# The request body's schema, for /docs (install_openapi adds it to the components).
-BODY_SCHEMAS, _BODY = raw_body(ChatCompletionRequest)
 
 
 @router.post(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,8 @@ from gateway.backends import Backend
 from gateway.chat import prompt as chat_prompt
 from gateway.chat import responses as chat_responses
 from gateway.chat.protocol import ChatCompletionRequest
-from gateway.chat.stream import CHAT_STREAM, MeteredStream, envelope, relay
+from gateway.chat.responses import ChatCompletion, Choice, ResponseMessage
+from gateway.chat.stream import MeteredStream, chat_completion, relay
 from gateway.errors import (
     ConfigurationError,
     InvalidRequestError,
@@ -46,9 +47,9 @@ _MESSAGE_WORK = 64
 
 @dataclass(frozen=True)
 class ChatResult:
-    """A chat.completion body or an SSE stream, and headers (x-ratelimit-*) to send."""
+    """A body or an SSE stream, and headers (x-ratelimit-*) to send (every metered route)."""
 
-    body: dict[str, Any] | None = None
+    body: Mapping[str, Any] | None = None  # ChatCompletion, Completion or EmbeddingList
     stream: AsyncIterator[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -224,19 +225,21 @@ def _reason(exc: Exception) -> str:
     return text[:200]
 
 
-def _response(meter: Meter, data: dict[str, Any]) -> dict[str, Any]:
-    choices = []
+def _response(meter: Meter, data: dict[str, Any]) -> ChatCompletion:
+    """The client's body from the upstream's validated one (backends/wire.py)."""
+    choices: list[Choice] = []
     for position, choice in enumerate(data["choices"]):
         upstream_message = choice.get("message") or {}
-        message: dict[str, Any] = {
+        message: ResponseMessage = {
             "role": "assistant",
             "content": upstream_message.get("content"),
             "refusal": upstream_message.get("refusal"),
         }
-        # Extensions vLLM clients rely on, passed through only when present.
-        for extra in ("tool_calls", "reasoning_content"):
-            if upstream_message.get(extra):
-                message[extra] = upstream_message[extra]
+        # Passed through only when present: tool calls, and vLLM's reasoning extension.
+        if upstream_message.get("tool_calls"):
+            message["tool_calls"] = upstream_message["tool_calls"]
+        if upstream_message.get("reasoning_content"):
+            message["reasoning_content"] = upstream_message["reasoning_content"]
         choices.append(
             {
                 "index": choice.get("index", position),
@@ -245,4 +248,4 @@ def _response(meter: Meter, data: dict[str, Any]) -> dict[str, Any]:
                 "finish_reason": choice.get("finish_reason"),
             }
         )
-    return envelope(meter, CHAT_STREAM, choices, chunk=False, data=data)
+    return chat_completion(meter, choices, data)

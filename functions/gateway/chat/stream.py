@@ -9,7 +9,7 @@ it can be interrupted, whatever the client does.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import anyio
 import orjson
 
 from gateway.chat import responses as chat_responses
+from gateway.chat.responses import ChatCompletion, ChatCompletionChunk, Choice, Usage
 from gateway.errors import GatewayError, InternalError, UpstreamError, sse_error_event
 from gateway.metering import Meter
 from gateway.usage import UsageStatus
@@ -34,6 +35,8 @@ class StreamKind:
 
     object: str
     id_prefix: str
+    # The last chunk before [DONE] when the client asked for usage.
+    usage_chunk: Callable[[Meter], Mapping[str, Any]]
     text_field: str | None = None
     # Chat chunks carry `"usage": null` until the usage chunk when it was asked for (as
     # OpenAI sends them); vLLM's text_completion chunks leave it out.
@@ -54,10 +57,7 @@ class StreamKind:
         return {"usage": data.get("usage"), "choices": choices}
 
 
-CHAT_STREAM = StreamKind("chat.completion.chunk", "chatcmpl")
-
-
-def frame(payload: dict[str, Any]) -> bytes:
+def frame(payload: Mapping[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
@@ -87,37 +87,49 @@ def _stamp(
     return chunk
 
 
-def envelope(
-    meter: Meter,
-    kind: StreamKind,
-    choices: list[dict[str, Any]],
-    *,
-    chunk: bool,
-    data: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The one response envelope: a whole body (`chunk=False`: its object name drops the
-    `.chunk` suffix) or the stream's usage chunk, with the billed usage of the record."""
+def billed_usage(meter: Meter) -> Usage:
+    """The usage of the request's record: what was billed."""
     record = meter.record
     assert record is not None
-    body: dict[str, Any] = {
-        "id": f"{kind.id_prefix}-{meter.request_id}",
-        "object": kind.object if chunk else kind.object.removesuffix(".chunk"),
+    return {
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "total_tokens": record.total_tokens,
+    }
+
+
+def chat_completion(meter: Meter, choices: list[Choice], data: Mapping[str, Any]) -> ChatCompletion:
+    """A whole chat.completion body, with the billed usage of the record."""
+    body: ChatCompletion = {
+        "id": f"chatcmpl-{meter.request_id}",
+        "object": "chat.completion",
         "created": meter.created,
         "model": meter.model_id,
         "choices": choices,
-        "usage": {
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-            "total_tokens": record.total_tokens,
-        },
+        "usage": billed_usage(meter),
     }
-    if data is not None and isinstance(data.get("system_fingerprint"), str):
-        body["system_fingerprint"] = data["system_fingerprint"]
+    if isinstance(fingerprint := data.get("system_fingerprint"), str):
+        body["system_fingerprint"] = fingerprint
     return body
 
 
-def usage_frame(meter: Meter, kind: StreamKind = CHAT_STREAM) -> bytes:
-    return frame(envelope(meter, kind, [], chunk=True))
+def chat_usage_chunk(meter: Meter) -> ChatCompletionChunk:
+    """A chat stream's last chunk before [DONE] when the client asked for usage."""
+    return {
+        "id": f"chatcmpl-{meter.request_id}",
+        "object": "chat.completion.chunk",
+        "created": meter.created,
+        "model": meter.model_id,
+        "choices": [],
+        "usage": billed_usage(meter),
+    }
+
+
+CHAT_STREAM = StreamKind("chat.completion.chunk", "chatcmpl", chat_usage_chunk)
+
+
+def usage_frame(meter: Meter, kind: StreamKind) -> bytes:
+    return b"data: " + orjson.dumps(kind.usage_chunk(meter)) + b"\n\n"
 
 
 async def close_upstream(chunks: AsyncIterator[Any]) -> None:

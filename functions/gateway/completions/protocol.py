@@ -1,15 +1,16 @@
 """Wire models for legacy completions (`POST /v1/completions`), fields in OpenAI's order.
 
 Requests are validated here after gateway/inputs.py has bounded the raw JSON; responses
-are built as plain dicts, and the response models below document them in /docs.
+are plain dicts, typed by the TypedDicts below, which /docs also shows.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal, NotRequired, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, with_config
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict  # pydantic needs typing_extensions' on Python < 3.12
 
 from gateway.chat.protocol import GenerationRequest, StreamOptions
 
@@ -97,25 +98,24 @@ class CompletionRequest(GenerationRequest):
         return check_prompt(value, "prompt", MAX_PROMPTS)
 
 
-# --- Response models (documentation of what the gateway returns) -------------------
+# --- Response shapes: what the gateway returns, and what /docs shows -------------------
+# (TypedDicts: plain dicts on the hot path, checked by mypy; chat/protocol.py says why.)
 
 
-class CompletionChoice(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class CompletionChoice(TypedDict):
     index: int
     """The choice's position (prompt index times `n` plus the choice)."""
     text: str
-    """The generated text."""
-    logprobs: dict[str, Any] | None = None
+    """The generated text (a stream: the next piece of it)."""
+    logprobs: dict[str, Any] | None
     """Log probabilities, when asked for."""
     finish_reason: Literal["stop", "length", "content_filter"] | None
     """`stop` (natural end or stop string) or `length` (max_tokens)."""
 
 
-class CompletionUsage(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class CompletionUsage(TypedDict):
     prompt_tokens: int
     """Tokens in the prompts, special tokens included."""
     completion_tokens: int
@@ -124,18 +124,21 @@ class CompletionUsage(BaseModel):
     """Their sum."""
 
 
-class Completion(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class Completion(TypedDict):
+    """A completion, or (streamed) one `data:` event of it."""
 
     id: str
     """`cmpl-` and the request id."""
-    object: Literal["text_completion"] = "text_completion"
+    object: Literal["text_completion"]
     """Always `text_completion`."""
     created: int
     """When the request started (Unix seconds)."""
     model: str
     """The model's id."""
     choices: list[CompletionChoice]
-    """The completions."""
-    usage: CompletionUsage | None = None
-    """What the request used."""
+    """The completions; empty on a stream's usage chunk."""
+    usage: NotRequired[CompletionUsage]
+    """What the request used (a stream: on its last chunk, when asked for)."""
+    system_fingerprint: NotRequired[str]
+    """The upstream's, when it sent one."""

@@ -9,11 +9,19 @@ from fastapi.responses import Response
 from gateway.completions.protocol import Completion, CompletionRequest
 from gateway.deps import CallerDep
 from gateway.http import SSEResponse, json_response
-from gateway.openapi import REQUIRES_KEY, errors, raw_body
+from gateway.openapi import REQUIRES_KEY, errors, event_stream, raw_body
 
 router = APIRouter(tags=["completions"])
 
-BODY_SCHEMAS, _BODY = raw_body(CompletionRequest)
+_BODY_SCHEMAS, _BODY = raw_body(CompletionRequest)
+# A streamed completion's events are `text_completion` objects too.
+_CHUNK_SCHEMAS, _EVENTS = event_stream(
+    Completion,
+    'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
+    '"choices":[{"index":0,"text":"Hi","logprobs":null,"finish_reason":null}]}\n\n'
+    "data: [DONE]\n\n",
+)
+SCHEMAS = {**_BODY_SCHEMAS, **_CHUNK_SCHEMAS}
 
 
 @router.post(
@@ -22,8 +30,8 @@ BODY_SCHEMAS, _BODY = raw_body(CompletionRequest)
     responses={
         200: {
             "description": "A `text_completion` object; with `stream: true`, server-sent "
-            "events: `text_completion` chunks, then `data: [DONE]`.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "events: one `text_completion` chunk per `data:` event, then `data: [DONE]`.",
+            "content": _EVENTS,
         },
         **errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
     },

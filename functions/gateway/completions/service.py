@@ -15,8 +15,13 @@ from gateway.backends import Backend
 from gateway.backends.wire import COMPLETIONS, WireRoute
 from gateway.chat import prompt as chat_prompt
 from gateway.chat.service import ChatResult
-from gateway.chat.stream import MeteredStream, StreamKind, envelope, relay
-from gateway.completions.protocol import CompletionRequest, one_by_one
+from gateway.chat.stream import MeteredStream, StreamKind, billed_usage, relay
+from gateway.completions.protocol import (
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    one_by_one,
+)
 from gateway.errors import ContentFilterError, InvalidRequestError
 from gateway.guard import NO_SCREENING, GuardService
 from gateway.inputs import parse_body, validate
@@ -28,7 +33,6 @@ from gateway.tokens import ChatTokenizer
 from gateway.usage import UsageStatus
 
 ROUTE = "completions"
-TEXT_COMPLETION = StreamKind("text_completion", "cmpl", text_field="text", null_usage=False)
 # OpenAI's (and vLLM's) default for this route when a request sets no max_tokens.
 DEFAULT_MAX_TOKENS = 16
 
@@ -144,8 +148,9 @@ def check_context(model: ModelConfig, *, prompt_tokens: int, body: dict[str, Any
         raise
 
 
-def _response(meter: Meter, data: dict[str, Any]) -> dict[str, Any]:
-    choices = [
+def _response(meter: Meter, data: dict[str, Any]) -> Completion:
+    """The client's body from the upstream's validated one (backends/wire.py)."""
+    choices: list[CompletionChoice] = [
         {
             "index": choice.get("index", position),
             "text": choice.get("text") or "",
@@ -154,4 +159,28 @@ def _response(meter: Meter, data: dict[str, Any]) -> dict[str, Any]:
         }
         for position, choice in enumerate(data["choices"])
     ]
-    return envelope(meter, TEXT_COMPLETION, choices, chunk=False, data=data)
+    body = _completion(meter, choices)
+    if isinstance(fingerprint := data.get("system_fingerprint"), str):
+        body["system_fingerprint"] = fingerprint
+    return body
+
+
+def _completion(meter: Meter, choices: list[CompletionChoice]) -> Completion:
+    """A whole text_completion body, or a stream's usage chunk (no choices)."""
+    return {
+        "id": f"cmpl-{meter.request_id}",
+        "object": "text_completion",
+        "created": meter.created,
+        "model": meter.model_id,
+        "choices": choices,
+        "usage": billed_usage(meter),
+    }
+
+
+TEXT_COMPLETION = StreamKind(
+    "text_completion",
+    "cmpl",
+    lambda meter: _completion(meter, []),
+    text_field="text",
+    null_usage=False,
+)

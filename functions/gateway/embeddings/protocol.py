@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, with_config
+from typing_extensions import TypedDict  # pydantic needs typing_extensions' on Python < 3.12
 
 from gateway.completions.protocol import Prompt, check_prompt
 
@@ -33,13 +34,13 @@ class EmbeddingRequest(BaseModel):
         return check_prompt(value, "input", MAX_INPUTS)
 
 
-# --- Response models (documentation) ------------------------------------------------
+# --- Response shapes: what the gateway returns, and what /docs shows -------------------
+# (TypedDicts: plain dicts on the hot path, checked by mypy; chat/protocol.py says why.)
 
 
-class Embedding(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
-    object: Literal["embedding"] = "embedding"
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class Embedding(TypedDict):
+    object: Literal["embedding"]
     """Always `embedding`."""
     index: int
     """The input's position."""
@@ -47,19 +48,17 @@ class Embedding(BaseModel):
     """The vector: floats, or a base64 string."""
 
 
-class EmbeddingUsage(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class EmbeddingUsage(TypedDict):
     prompt_tokens: int
     """Tokens in the inputs, special tokens included."""
     total_tokens: int
     """The same: embeddings generate nothing."""
 
 
-class EmbeddingList(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
-    object: Literal["list"] = "list"
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class EmbeddingList(TypedDict):
+    object: Literal["list"]
     """Always `list`."""
     data: list[Embedding]
     """One embedding per input, in input order."""

@@ -12,7 +12,7 @@ from gateway.openapi import REQUIRES_KEY, errors, raw_body
 
 router = APIRouter(tags=["embeddings"])
 
-BODY_SCHEMAS, _BODY = raw_body(EmbeddingRequest)
+SCHEMAS, _BODY = raw_body(EmbeddingRequest)
 
 
 @router.post(

@@ -19,7 +19,7 @@ from gateway.backends import Backend
 from gateway.backends.wire import EMBEDDINGS, MAX_USAGE_TOKENS, MalformedUpstream, WireRoute
 from gateway.chat.service import ChatResult
 from gateway.completions.protocol import one_by_one
-from gateway.embeddings.protocol import EmbeddingRequest
+from gateway.embeddings.protocol import Embedding, EmbeddingList, EmbeddingRequest
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
@@ -70,7 +70,7 @@ class EmbeddingService:
         data = reassemble(replies, encoding=request.encoding_format or "float")
         meter.observe_usage(upstream_usage(replies))
         record = await meter.close(UsageStatus.COMPLETED)
-        response = {
+        response: EmbeddingList = {
             "object": "list",
             "data": data,
             "model": meter.model_id,
@@ -148,10 +148,10 @@ def upstream_usage(replies: Sequence[Batch]) -> dict[str, int] | None:
     return {"prompt_tokens": min(total, MAX_USAGE_TOKENS + 1), "completion_tokens": 0}
 
 
-def reassemble(replies: Sequence[Batch], *, encoding: str) -> list[dict[str, Any]]:
+def reassemble(replies: Sequence[Batch], *, encoding: str) -> list[Embedding]:
     """The batches' vectors as one list, in input order; a reply without exactly one
     vector per input (by index) is malformed."""
-    data: list[dict[str, Any]] = []
+    data: list[Embedding] = []
     for start, size, reply in replies:
         items = sorted(reply["data"], key=lambda item: item.get("index", 0))
         if [item.get("index", i) for i, item in enumerate(items)] != list(range(size)):

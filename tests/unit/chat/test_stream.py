@@ -11,7 +11,8 @@ import pytest
 from gateway.backends.chunks import Chunks
 from gateway.backends.wire import parse_chunk
 from gateway.chat import stream as stream_module
-from gateway.chat.stream import CHAT_STREAM, Restamp, StreamKind, relay
+from gateway.chat.stream import CHAT_STREAM, Restamp, relay
+from gateway.completions.service import TEXT_COMPLETION
 from gateway.metering import Meter
 
 from tests.unit.fakes import NullTelemetry, RecordingSink, api_key
@@ -85,7 +86,7 @@ async def test_splice_gives_the_same_json_as_the_round_trip(
 
 
 async def test_text_completion_chunks_always_take_the_json_path() -> None:
-    kind = StreamKind("text_completion", "cmpl", text_field="text", null_usage=False)
+    kind = TEXT_COMPLETION
     raw = b'{"id":"u","object":"text_completion","created":1,"model":"m","choices":[{"index":0}]}'
     out = Restamp(meter(), include_usage=False, kind=kind).frame(
         parse_chunk(raw, body_key=None), raw
