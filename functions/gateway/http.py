@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.backends.chunks import aclose_of
 from gateway.errors import GatewayError, InternalError, RequestTooLargeError
+
+if TYPE_CHECKING:
+    from gateway.serving import RouteResult
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +27,13 @@ def json_response(
     return Response(
         orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
     )
+
+
+def respond(result: RouteResult) -> Response:
+    """A metered route's answer: its SSE stream, or its JSON body."""
+    if result.stream is not None:
+        return SSEResponse(result.stream, headers=result.headers)
+    return json_response(result.body, headers=result.headers)
 
 
 def error_response(error: GatewayError) -> Response:
@@ -47,10 +58,8 @@ class SSEResponse(StreamingResponse):
         try:
             await super().stream_response(send)
         finally:
-            aclose = getattr(self._iterator, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
-                    await aclose()
+            with anyio.CancelScope(shield=True):
+                await aclose_of(self._iterator)
 
 
 class RequestContextMiddleware:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import anyio.to_thread
 
+from gateway.backends import Backend
+from gateway.backends.wire import WireRoute
 from gateway.errors import (
     ConfigurationError,
     GatewayError,
@@ -20,6 +22,7 @@ from gateway.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from gateway.guard import GuardService
 from gateway.keys import ApiKey
 from gateway.limits import LimitStore
 from gateway.metering import Meter, RecordSink
@@ -36,6 +39,16 @@ MAX_MODEL_ID_ECHO = 64
 
 def echo_id(model_id: str) -> str:
     return model_id if len(model_id) <= MAX_MODEL_ID_ECHO else model_id[:MAX_MODEL_ID_ECHO] + "…"
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """A metered route's answer: a body (ChatCompletion, Completion or EmbeddingList) or an
+    SSE byte stream, and headers (x-ratelimit-*) to send."""
+
+    body: Mapping[str, Any] | None = None
+    stream: AsyncIterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,48 @@ class RouteDeps:
         admission = await self.limits.admit_within(key=meter.key, reserve_tokens=reserve)
         meter.admission = admission
         return admission.headers
+
+
+class MeteredService:
+    """What every metered route's service shares: `create` runs `_create` under the
+    request's Meter (RouteDeps.run), with the body read inside it."""
+
+    route: ClassVar[str]
+
+    def __init__(
+        self, *, deps: RouteDeps, backend_for: Callable[[ModelConfig, WireRoute], Backend]
+    ) -> None:
+        self._deps = deps
+        self._backend_for = backend_for
+
+    async def create(
+        self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
+    ) -> RouteResult:
+        """The route's body, or its SSE byte stream when `stream` is set. The body is read
+        here, so a body refused while it is read (413) is metered too."""
+        return await self._deps.run(
+            read_body, key=key, request_id=request_id, route=self.route, create=self._create
+        )
+
+    async def _create(self, raw: bytes, meter: Meter) -> RouteResult:
+        raise NotImplementedError
+
+
+class GenerationService(MeteredService):
+    """The routes that generate (chat, completions): also the default `max_tokens` and the
+    guardrails."""
+
+    def __init__(
+        self,
+        *,
+        deps: RouteDeps,
+        backend_for: Callable[[ModelConfig, WireRoute], Backend],
+        default_max_tokens: int,
+        guard: GuardService | None = None,
+    ) -> None:
+        super().__init__(deps=deps, backend_for=backend_for)
+        self._default_max_tokens = default_max_tokens
+        self._guard = guard or GuardService.disabled()
 
 
 async def metered(meter: Meter, work: Callable[[], Awaitable[T]]) -> T:

@@ -61,3 +61,69 @@ def test_the_check_finds_what_is_over(tmp_path: Path) -> None:
         "long.py": MODULE_LINES + 2,
         "long.py:C.m": FUNCTION_LINES + 1,  # its decorator counts
     }
+
+
+# --- repeated code ---------------------------------------------------------------------
+REPEAT_LINES = 6
+_THIN = frozenset("()[]{},:;")
+
+
+def _signature_lines(source: str) -> set[int]:
+    """Lines of function signatures (`def` to the line before the body): declarations,
+    alike wherever classes take the same injected clients."""
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines.update(range(node.lineno, node.body[0].lineno))
+    return lines
+
+
+def _code_lines(source: str) -> list[tuple[int, str]]:
+    """(line number, line) of the lines that carry code: stripped, white space folded,
+    without blank lines, comments, imports, lone punctuation and signatures."""
+    signatures = _signature_lines(source)
+    lines = []
+    for number, line in enumerate(source.splitlines(), start=1):
+        text = " ".join(line.split())
+        if not text or text.startswith(("#", "import ", "from ")) or set(text) <= _THIN:
+            continue
+        if number not in signatures:
+            lines.append((number, text))
+    return lines
+
+
+def _repeats(root: Path) -> list[tuple[str, str]]:
+    """Places where REPEAT_LINES code lines in a row stand again, letter for letter."""
+    first: dict[tuple[str, ...], str] = {}
+    found: list[tuple[str, str]] = []
+    for path in sorted(root.rglob("*.py")):
+        lines = _code_lines(path.read_text(encoding="utf-8"))
+        name = path.relative_to(root).as_posix()
+        last = -1  # report a repeated run once, not once per window inside it
+        for start in range(len(lines) - REPEAT_LINES + 1):
+            window = tuple(text for _, text in lines[start : start + REPEAT_LINES])
+            where = f"{name}:{lines[start][0]}"
+            if window not in first:
+                first[window] = where
+            elif start > last:
+                found.append((first[window], where))
+                last = start + REPEAT_LINES - 1
+    return found
+
+
+def test_no_six_lines_of_code_stand_twice() -> None:
+    """One piece of code serves where the logic is the same (issue 12). Only identical
+    runs are caught here; same-shape declarations (pydantic fields, argparse calls) are
+    not logic and are left to review (`duplicates --repo functions`)."""
+    assert not _repeats(FUNCTIONS)
+
+
+def test_the_repeat_check_finds_a_copied_block(tmp_path: Path) -> None:
+    block = "".join(f"    total += item.value * {i}\n" for i in range(REPEAT_LINES))
+    (tmp_path / "a.py").write_text("def f(item):\n    total = 0\n" + block)
+    (tmp_path / "b.py").write_text("import os\n\n# copied\ndef g(item):\n" + block + "\n")
+    (tmp_path / "c.py").write_text("def h(item):\n" + block[: block.rindex("    total")])
+    signature = "def k(\n" + "".join(f"    a{i}: int,\n" for i in range(REPEAT_LINES)) + "):\n"
+    (tmp_path / "d.py").write_text(signature + "    pass\n")
+    (tmp_path / "e.py").write_text(signature + "    return 1\n")  # signatures do not count
+    assert _repeats(tmp_path) == [("a.py:3", "b.py:5")]  # c.py's five lines do not count

@@ -47,9 +47,7 @@ class Chunks:
 
     async def aclose(self) -> None:
         self._batch, self._taken = [], 0
-        aclose = getattr(self._batches, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_of(self._batches)
 
 
 class PassesChunkFacts:
@@ -66,3 +64,14 @@ class PassesChunkFacts:
     def raw(self) -> bytes | None:
         raw: bytes | None = getattr(self._chunks, "raw", None)
         return raw
+
+    async def close_wrapped(self) -> None:
+        """Close the wrapped stream (which cancels the upstream request), if it closes."""
+        await aclose_of(self._chunks)
+
+
+async def aclose_of(chunks: AsyncIterator[Any]) -> None:
+    """`chunks.aclose()`, for iterators that have one (async generators, Chunks)."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -13,17 +13,15 @@ from typing import Any
 import anyio
 
 from gateway.backends.base import Backend
-from gateway.backends.chunks import PassesChunkFacts
+from gateway.backends.chunks import PassesChunkFacts, aclose_of
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
 
 Chunk = dict[str, Any]
 
 
 async def _close(chunks: AsyncIterator[Chunk]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()
+    with contextlib.suppress(Exception):
+        await aclose_of(chunks)
 
 
 async def first_chunk(
@@ -103,8 +101,6 @@ class RoutedChunks(PassesChunkFacts):  # the first chunk was taken already: its 
 
     async def aclose(self) -> None:
         try:
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self.close_wrapped()
         finally:
             self._done()

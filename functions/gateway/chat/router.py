@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.responses import ChatCompletion, ChatCompletionChunk
 from gateway.deps import CallerDep
-from gateway.http import SSEResponse, json_response
+from gateway.http import respond
 from gateway.openapi import REQUIRES_KEY, errors, event_stream, raw_body
 
 router = APIRouter(tags=["chat"])
@@ -52,9 +52,5 @@ _OK: dict[str, Any] = {
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def create_chat_completion(request: Request, caller: CallerDep) -> Response:
-    result = await caller.resources.chat.create(
-        request.body, key=caller.key, request_id=caller.request_id
-    )
-    if result.stream is not None:
-        return SSEResponse(result.stream, headers=result.headers)
-    return json_response(result.body, headers=result.headers)
+    service = caller.resources.chat
+    return respond(await service.create(request.body, key=caller.key, request_id=caller.request_id))

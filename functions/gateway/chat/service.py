@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from gateway.backends import Backend
+from gateway.backends.wire import CHAT
 from gateway.chat import prompt as chat_prompt
 from gateway.chat import responses as chat_responses
 from gateway.chat.protocol import ChatCompletionRequest
@@ -26,12 +24,10 @@ from gateway.errors import (
     ConfigurationError,
     InvalidRequestError,
 )
-from gateway.guard import GuardService
 from gateway.inputs import parse_body, validate
-from gateway.keys import ApiKey
 from gateway.metering import Meter
 from gateway.models.registry import ModelConfig
-from gateway.serving import RouteDeps
+from gateway.serving import GenerationService, RouteResult
 from gateway.tokens import ChatTokenizer
 from gateway.usage import UsageStatus
 
@@ -45,39 +41,10 @@ INLINE_COUNT_WORK = 16_000
 _MESSAGE_WORK = 64
 
 
-@dataclass(frozen=True)
-class ChatResult:
-    """A body or an SSE stream, and headers (x-ratelimit-*) to send (every metered route)."""
+class ChatService(GenerationService):
+    route = ROUTE
 
-    body: Mapping[str, Any] | None = None  # ChatCompletion, Completion or EmbeddingList
-    stream: AsyncIterator[bytes] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class ChatService:
-    def __init__(
-        self,
-        *,
-        deps: RouteDeps,
-        backend_for: Callable[[ModelConfig], Backend],
-        default_max_tokens: int,
-        guard: GuardService | None = None,
-    ) -> None:
-        self._deps = deps
-        self._backend_for = backend_for
-        self._default_max_tokens = default_max_tokens
-        self._guard = guard or GuardService.disabled()
-
-    async def create(
-        self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
-    ) -> ChatResult:
-        """A chat.completion body, or the SSE byte stream when `stream` is set. The body is
-        read here, so a body refused while it is read (413) is metered too."""
-        return await self._deps.run(
-            read_body, key=key, request_id=request_id, route=ROUTE, create=self._create
-        )
-
-    async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
+    async def _create(self, raw: bytes, meter: Meter) -> RouteResult:
         data = parse_body(raw)
         messages = data.get("messages")
         if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
@@ -109,17 +76,17 @@ class ChatService:
             model=model, meter=meter, messages=lambda: chat_prompt.template_messages(request)
         )
         await screening.check_input()
-        backend = self._backend_for(model)
+        backend = self._backend_for(model, CHAT)
         meter.forwarded = True
         if request.stream:
             chunks = screening.screen_stream(await backend.open_stream(body))
             stream = relay(meter, chunks, include_usage=request.include_usage)
-            return ChatResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
+            return RouteResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
         completion = await backend.complete(body)
         meter.observe_completion(completion)
         completion = await screening.check_completion(completion)
         await meter.close(UsageStatus.COMPLETED)
-        return ChatResult(body=_response(meter, completion), headers=headers)
+        return RouteResult(body=_response(meter, completion), headers=headers)
 
     def _cold_body(
         self, request: ChatCompletionRequest, model: ModelConfig, meter: Meter

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import orjson
 
+from gateway.backends.chunks import aclose_of
 from gateway.chat import responses as chat_responses
 from gateway.chat.responses import ChatCompletion, ChatCompletionChunk, Choice, Usage
 from gateway.errors import GatewayError, InternalError, UpstreamError, sse_error_event
@@ -133,12 +134,10 @@ def usage_frame(meter: Meter, kind: StreamKind) -> bytes:
 
 
 async def close_upstream(chunks: AsyncIterator[Any]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:  # closing a broken stream must not cost the record
-            logger.warning("closing the upstream stream failed", exc_info=True)
+    try:
+        await aclose_of(chunks)
+    except Exception:  # closing a broken stream must not cost the record
+        logger.warning("closing the upstream stream failed", exc_info=True)
 
 
 class Restamp:
@@ -287,10 +286,8 @@ class MeteredStream:
         return await self._frames.__anext__()
 
     async def aclose(self) -> None:
-        aclose = getattr(self._frames, "aclose", None)
         try:
-            if aclose is not None:
-                await aclose()
+            await aclose_of(self._frames)
         finally:
             if self._meter.record is None:
                 with anyio.CancelScope(shield=True):

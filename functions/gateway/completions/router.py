@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from gateway.completions.protocol import Completion, CompletionRequest
 from gateway.deps import CallerDep
-from gateway.http import SSEResponse, json_response
+from gateway.http import respond
 from gateway.openapi import REQUIRES_KEY, errors, event_stream, raw_body
 
 router = APIRouter(tags=["completions"])
@@ -43,9 +43,5 @@ SCHEMAS = {**_BODY_SCHEMAS, **_CHUNK_SCHEMAS}
 )
 @router.post("/completions", include_in_schema=False)
 async def create_completion(request: Request, caller: CallerDep) -> Response:
-    result = await caller.resources.completions.create(
-        request.body, key=caller.key, request_id=caller.request_id
-    )
-    if result.stream is not None:
-        return SSEResponse(result.stream, headers=result.headers)
-    return json_response(result.body, headers=result.headers)
+    service = caller.resources.completions
+    return respond(await service.create(request.body, key=caller.key, request_id=caller.request_id))

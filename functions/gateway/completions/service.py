@@ -8,13 +8,10 @@ prompt counts its length.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.backends import Backend
-from gateway.backends.wire import COMPLETIONS, WireRoute
+from gateway.backends.wire import COMPLETIONS
 from gateway.chat import prompt as chat_prompt
-from gateway.chat.service import ChatResult
 from gateway.chat.stream import MeteredStream, StreamKind, billed_usage, relay
 from gateway.completions.protocol import (
     Completion,
@@ -23,12 +20,11 @@ from gateway.completions.protocol import (
     one_by_one,
 )
 from gateway.errors import ContentFilterError, InvalidRequestError
-from gateway.guard import NO_SCREENING, GuardService
+from gateway.guard import NO_SCREENING
 from gateway.inputs import parse_body, validate
-from gateway.keys import ApiKey
 from gateway.metering import Meter, count_all
 from gateway.models.registry import ModelConfig
-from gateway.serving import RouteDeps
+from gateway.serving import GenerationService, RouteResult
 from gateway.tokens import ChatTokenizer
 from gateway.usage import UsageStatus
 
@@ -37,28 +33,10 @@ ROUTE = "completions"
 DEFAULT_MAX_TOKENS = 16
 
 
-class CompletionService:
-    def __init__(
-        self,
-        *,
-        deps: RouteDeps,
-        backend_for: Callable[[ModelConfig, WireRoute], Backend],
-        default_max_tokens: int,
-        guard: GuardService | None = None,
-    ) -> None:
-        self._deps = deps
-        self._backend_for = backend_for
-        self._default_max_tokens = default_max_tokens
-        self._guard = guard or GuardService.disabled()
+class CompletionService(GenerationService):
+    route = ROUTE
 
-    async def create(
-        self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
-    ) -> ChatResult:
-        return await self._deps.run(
-            read_body, key=key, request_id=request_id, route=ROUTE, create=self._create
-        )
-
-    async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
+    async def _create(self, raw: bytes, meter: Meter) -> RouteResult:
         request = validate(CompletionRequest, parse_body(raw))
         meter.stream = bool(request.stream)
         model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
@@ -78,11 +56,11 @@ class CompletionService:
         if request.stream:
             chunks = await backend.open_stream(body)
             stream = relay(meter, chunks, include_usage=request.include_usage, kind=TEXT_COMPLETION)
-            return ChatResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
+            return RouteResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
         completion = await backend.complete(body)
         meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
         await meter.close(UsageStatus.COMPLETED)
-        return ChatResult(body=_response(meter, completion), headers=headers)
+        return RouteResult(body=_response(meter, completion), headers=headers)
 
     async def _screen_input(
         self, request: CompletionRequest, model: ModelConfig, meter: Meter

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from gateway.deps import CallerDep
 from gateway.embeddings.protocol import EmbeddingList, EmbeddingRequest
-from gateway.http import json_response
+from gateway.http import respond
 from gateway.openapi import REQUIRES_KEY, errors, raw_body
 
 router = APIRouter(tags=["embeddings"])
@@ -27,7 +27,5 @@ SCHEMAS, _BODY = raw_body(EmbeddingRequest)
 )
 @router.post("/embeddings", include_in_schema=False)
 async def create_embeddings(request: Request, caller: CallerDep) -> Response:
-    result = await caller.resources.embeddings.create(
-        request.body, key=caller.key, request_id=caller.request_id
-    )
-    return json_response(result.body, headers=result.headers)
+    service = caller.resources.embeddings
+    return respond(await service.create(request.body, key=caller.key, request_id=caller.request_id))

@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 
 from gateway.backends import Backend
-from gateway.backends.wire import EMBEDDINGS, MAX_USAGE_TOKENS, MalformedUpstream, WireRoute
-from gateway.chat.service import ChatResult
+from gateway.backends.wire import EMBEDDINGS, MAX_USAGE_TOKENS, MalformedUpstream
 from gateway.completions.protocol import one_by_one
 from gateway.embeddings.protocol import Embedding, EmbeddingList, EmbeddingRequest
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.inputs import parse_body, validate
-from gateway.keys import ApiKey
 from gateway.metering import Meter, count_all
 from gateway.models.registry import ModelConfig
-from gateway.serving import RouteDeps
+from gateway.serving import MeteredService, RouteResult
 from gateway.usage import UsageStatus
 
 ROUTE = "embeddings"
@@ -33,21 +31,10 @@ ROUTE = "embeddings"
 MAX_CONCURRENT_BATCHES = 4
 
 
-class EmbeddingService:
-    def __init__(
-        self, *, deps: RouteDeps, backend_for: Callable[[ModelConfig, WireRoute], Backend]
-    ) -> None:
-        self._deps = deps
-        self._backend_for = backend_for
+class EmbeddingService(MeteredService):
+    route = ROUTE
 
-    async def create(
-        self, read_body: Callable[[], Awaitable[bytes]], *, key: ApiKey, request_id: str
-    ) -> ChatResult:
-        return await self._deps.run(
-            read_body, key=key, request_id=request_id, route=ROUTE, create=self._create
-        )
-
-    async def _create(self, raw: bytes, meter: Meter) -> ChatResult:
+    async def _create(self, raw: bytes, meter: Meter) -> RouteResult:
         request = validate(EmbeddingRequest, parse_body(raw))
         model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
         meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
@@ -76,7 +63,7 @@ class EmbeddingService:
             "model": meter.model_id,
             "usage": {"prompt_tokens": record.prompt_tokens, "total_tokens": record.total_tokens},
         }
-        return ChatResult(body=response, headers=headers)
+        return RouteResult(body=response, headers=headers)
 
 
 def check_input_limit(model: ModelConfig, counts: Sequence[int]) -> None:

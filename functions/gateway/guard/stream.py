@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from gateway.backends.chunks import aclose_of
 from gateway.guard.policy import GuardAction
 
 if TYPE_CHECKING:
@@ -65,9 +66,7 @@ class ScreenedChunks:
     async def aclose(self) -> None:
         self._done = True
         self._withhold()  # the client left while a window was held: generated, so billed
-        aclose = getattr(self._chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose_of(self._chunks)
 
     async def _pull(self) -> None:
         try:

@@ -209,9 +209,7 @@ class _TracedChunks(PassesChunkFacts):
 
     async def aclose(self) -> None:
         try:
-            aclose = getattr(self._chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self.close_wrapped()
         finally:
             self._span.end(499, "client_closed_request")
 

@@ -9,7 +9,7 @@ import boto3
 import httpx
 
 from tests.conftest import Gateway
-from tests.support.minute import start_inside_one_minute
+from tests.support.minute import within_one_minute
 from tests.support.schemas import validate
 from tests.support.usage import drain
 
@@ -33,9 +33,12 @@ def post(gateway: Gateway, key: str, **body: object) -> httpx.Response:
 def test_rpm_limit_refuses_with_headers_and_records(
     gateway: Gateway, conformance_schemas: Path
 ) -> None:
-    start_inside_one_minute()  # the three requests must share one minute window
-    key = gateway.new_key(rpm=2)
-    first, second, third = (post(gateway, key) for _ in range(3))
+
+    def burst() -> tuple[str, list[httpx.Response]]:  # one minute window for the three
+        key = gateway.new_key(rpm=2)
+        return key, [post(gateway, key) for _ in range(3)]
+
+    key, (first, second, third) = within_one_minute(burst)
     assert first.status_code == second.status_code == 200
     assert first.headers["x-ratelimit-limit-requests"] == "2"
     assert first.headers["x-ratelimit-remaining-requests"] == "1"

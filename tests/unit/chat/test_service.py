@@ -60,7 +60,7 @@ def service(
         telemetry=NullTelemetry(),
         limits=limits,  # type: ignore[arg-type]
     )
-    return ChatService(deps=deps, backend_for=lambda m: backend, default_max_tokens=100)
+    return ChatService(deps=deps, backend_for=lambda m, route: backend, default_max_tokens=100)
 
 
 def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:
@@ -258,7 +258,7 @@ async def test_a_cold_instance_forwards_before_its_tokenizer_loads_and_reserves_
         telemetry=NullTelemetry(),
         limits=limits,  # type: ignore[arg-type]
     )
-    chat = ChatService(deps=deps, backend_for=lambda m: backend, default_max_tokens=100)
+    chat = ChatService(deps=deps, backend_for=lambda m, route: backend, default_max_tokens=100)
     key = api_key(monthly_tokens=10_000)
 
     async with anyio.create_task_group() as tg:
@@ -288,7 +288,7 @@ async def test_a_cold_instance_counts_first_where_the_bound_would_cut_max_tokens
         telemetry=NullTelemetry(),
         limits=None,
     )
-    chat = ChatService(deps=deps, backend_for=lambda m: backend, default_max_tokens=100)
+    chat = ChatService(deps=deps, backend_for=lambda m, route: backend, default_max_tokens=100)
     await chat.create(body(), key=api_key(), request_id="r")
     # counted exactly (4 tokens) before forwarding: max_tokens is the cap, not cut
     assert backend.sent[0]["max_tokens"] == 100
