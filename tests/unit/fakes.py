@@ -46,6 +46,9 @@ class FakeTokenizer:
     def count_text(self, text: str) -> int:
         return len(text.split())
 
+    def count_text_with_special(self, text: str) -> int:
+        return self.count_text(text) + 1  # + a BOS, as /v1/completions and embeddings count
+
     def count_chat(
         self, messages: Sequence[dict[str, Any]], tools: Any = None, *, template_kwargs: Any = None
     ) -> int:

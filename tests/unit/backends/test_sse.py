@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gateway.backends.sse import SSEDecoder
+from gateway.backends.sse import SSEDecoder, until_done
 from gateway.errors import UpstreamError
 
 WIRE = (
@@ -53,3 +53,20 @@ def test_a_line_without_newline_over_the_limit_is_refused() -> None:
     decoder = SSEDecoder(max_event_bytes=100)
     with pytest.raises(UpstreamError):
         decoder.feed(b"data: " + b"z" * 200)
+
+
+@pytest.mark.parametrize(
+    ("events", "before", "done"),
+    [
+        ([b'{"a":1}', b'{"b":2}', b"[DONE]", b'{"late":3}'], [b'{"a":1}', b'{"b":2}'], True),
+        ([b"[DONE]"], [], True),
+        ([b'{"a":1}', b" [DONE]\r"], [b'{"a":1}'], True),  # padded: still the end
+        ([b'{"a":1}', b'{"b":2}'], [b'{"a":1}', b'{"b":2}'], False),
+        ([], [], False),
+        ([b'{"text":"[DONE]"}'], [b'{"text":"[DONE]"}'], False),  # only a whole event ends it
+    ],
+)
+def test_until_done_keeps_the_events_before_done_and_says_if_it_came(
+    events: list[bytes], before: list[bytes], done: bool
+) -> None:
+    assert until_done(events) == (before, done)

@@ -8,6 +8,9 @@ from gateway.backends.wire import (
     MalformedUpstream,
     parse_chunk,
     parse_completion,
+    parse_embeddings,
+    parse_text_chunk,
+    parse_text_completion,
     status_error,
     usage_figures,
 )
@@ -88,3 +91,103 @@ def test_status_error_maps_statuses_without_the_upstreams_words() -> None:
     assert status_error(503, raw, {}).status_code == 502
     for error in (rejected, failed, busy):
         assert "/srv/path" not in error.message
+
+
+def test_parse_text_completion_accepts_vllms_text_choices() -> None:
+    raw = (
+        b'{"id":"cmpl-up","object":"text_completion","choices":[{"index":0,"text":"hi",'
+        b'"logprobs":null,"finish_reason":"length","stop_reason":null},'
+        b'{"index":1,"text":null,"finish_reason":null}],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":1}}'
+    )
+    body = parse_text_completion(raw)
+    assert [c["text"] for c in body["choices"]] == ["hi", None]
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 1}
+    # a text choice carries no `message`: the chat parser would read it as empty, this
+    # one does not look for one
+    assert parse_text_completion(b'{"choices":[{"text":"x","message":7}]}')["choices"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{}",
+        b"[]",
+        b'{"choices":{"text":"x"}}',
+        b'{"choices":["x"]}',
+        b'{"choices":[{"text":1}]}',
+        b'{"choices":[{"text":["x"]}]}',
+        b'{"choices":[{"index":128,"text":"x"}]}',
+        b'{"choices":[{"text":"x","finish_reason":false}]}',
+        b"{not json",
+    ],
+)
+def test_parse_text_completion_refuses_malformed_bodies(raw: bytes) -> None:
+    with pytest.raises(MalformedUpstream) as raised:
+        parse_text_completion(raw)
+    assert raised.value.status_code == 502 and "body" in raised.value.message
+
+
+def test_parse_text_chunk_accepts_text_and_usage_chunks() -> None:
+    chunk = parse_text_chunk(b'{"choices":[{"index":0,"text":" there","finish_reason":null}]}')
+    assert chunk["choices"][0]["text"] == " there"
+    usage = parse_text_chunk(b'{"usage":{"prompt_tokens":2,"completion_tokens":5}}')
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == 5
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'"text"',
+        b'{"choices":"x"}',
+        b'{"choices":[{"text":3}]}',
+        b'{"choices":[{"index":"0","text":"x"}]}',
+        b'{"choices":[{"text":"x","finish_reason":["stop"]}]}',
+        b"{not json",
+    ],
+)
+def test_parse_text_chunk_refuses_malformed_events(payload: bytes) -> None:
+    with pytest.raises(MalformedUpstream) as raised:
+        parse_text_chunk(payload)
+    assert "event" in raised.value.message
+
+
+def test_parse_text_chunk_turns_an_error_event_into_an_upstream_error() -> None:
+    with pytest.raises(UpstreamError) as raised:
+        parse_text_chunk(b'{"error": {"message": "worker died at /srv/secret"}}')
+    assert not isinstance(raised.value, MalformedUpstream)
+    assert raised.value.code == "upstream_stream_error" and "secret" not in raised.value.message
+
+
+def test_parse_embeddings_accepts_floats_ints_and_base64() -> None:
+    raw = (
+        b'{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-1,2e-3]},'
+        b'{"index":1,"embedding":"AACAPw=="}],"usage":{"prompt_tokens":4,"total_tokens":4}}'
+    )
+    body = parse_embeddings(raw)
+    assert [item["embedding"] for item in body["data"]] == [[0.5, -1, 0.002], "AACAPw=="]
+    assert parse_embeddings(b'{"data":[]}')["data"] == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{}",
+        b"[]",
+        b'{"data":{"embedding":[1.0]}}',
+        b'{"data":[1.0]}',
+        b'{"data":[{"index":0}]}',
+        b'{"data":[{"embedding":null}]}',
+        b'{"data":[{"embedding":{"0":1.0}}]}',
+        b'{"data":[{"embedding":[1.0,"2"]}]}',
+        b'{"data":[{"embedding":[true]}]}',
+        b'{"data":[{"embedding":[[1.0]]}]}',
+        b'{"data":[{"index":"0","embedding":[1.0]}]}',
+        b'{"data":[{"index":false,"embedding":[1.0]}]}',
+        b"{not json",
+    ],
+)
+def test_parse_embeddings_refuses_malformed_bodies(raw: bytes) -> None:
+    with pytest.raises(MalformedUpstream) as raised:
+        parse_embeddings(raw)
+    assert raised.value.code == "upstream_malformed_response"

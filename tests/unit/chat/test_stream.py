@@ -3,6 +3,7 @@ either way) and its batching of the chunks one upstream read delivered."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,9 +12,19 @@ import pytest
 from gateway.backends.chunks import Chunks
 from gateway.backends.wire import parse_chunk
 from gateway.chat import stream as stream_module
-from gateway.chat.stream import CHAT_STREAM, Restamp, relay
+from gateway.chat.stream import (
+    CHAT_STREAM,
+    Restamp,
+    billed_usage,
+    chat_completion,
+    chat_usage_chunk,
+    close_upstream,
+    relay,
+    usage_frame,
+)
 from gateway.completions.service import TEXT_COMPLETION
 from gateway.metering import Meter
+from gateway.usage import UsageStatus
 
 from tests.unit.fakes import NullTelemetry, RecordingSink, api_key
 
@@ -123,3 +134,121 @@ async def test_a_malformed_chunk_after_good_ones_in_one_read_sends_them_then_the
     assert events[0]["choices"][0]["delta"]["content"].startswith("caf")
     assert "error" in events[-1]
     assert m.record is not None and m.record.status == "upstream_error"
+
+
+async def billed(prompt: int = 7, completion: int = 3) -> Meter:
+    """A meter closed on a completed request the upstream reported `prompt`/`completion`
+    for (the gateway's own count of the text seen differs, so the figures tell apart)."""
+    m = meter()
+    m.forwarded, m.prompt_tokens = True, 99
+    m.observe_chunk(
+        {
+            "choices": [{"index": 0, "delta": {"content": "a b c d e"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
+        }
+    )
+    await m.close(UsageStatus.COMPLETED)
+    return m
+
+
+async def test_billed_usage_is_the_records_figures() -> None:
+    m = await billed(7, 3)
+    assert billed_usage(m) == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    assert m.record is not None and m.record.gateway_prompt_tokens == 99  # not what is billed
+
+
+async def test_chat_completion_is_the_gateways_envelope_with_the_billed_usage() -> None:
+    m = await billed(5, 2)
+    choices: Any = [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]
+    body = chat_completion(m, choices, {"id": "up-1", "model": "upstream/name"})
+    assert body == {
+        "id": "chatcmpl-r1",
+        "object": "chat.completion",
+        "created": m.created,
+        "model": "qwen3",
+        "choices": choices,
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
+    kept = chat_completion(m, choices, {"system_fingerprint": "fp_1"})
+    assert kept["system_fingerprint"] == "fp_1"
+    dropped = chat_completion(m, choices, {"system_fingerprint": {"not": "a string"}})
+    assert "system_fingerprint" not in dropped
+
+
+async def test_chat_usage_chunk_and_its_frame() -> None:
+    m = await billed(4, 6)
+    chunk = chat_usage_chunk(m)
+    assert chunk == {
+        "id": "chatcmpl-r1",
+        "object": "chat.completion.chunk",
+        "created": m.created,
+        "model": "qwen3",
+        "choices": [],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10},
+    }
+    frame = usage_frame(m, CHAT_STREAM)
+    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
+    assert orjson.loads(frame[6:]) == chunk
+    text = orjson.loads(usage_frame(m, TEXT_COMPLETION)[6:])  # the kind decides the shape
+    assert (text["id"], text["object"], text["choices"]) == ("cmpl-r1", "text_completion", [])
+    assert text["usage"]["total_tokens"] == 10
+
+
+async def test_close_upstream_closes_once_and_logs_a_failing_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Upstream:
+        def __init__(self, error: Exception | None = None) -> None:
+            self.error = error
+            self.closes = 0
+
+        async def aclose(self) -> None:
+            self.closes += 1
+            if self.error is not None:
+                raise self.error
+
+    fine = Upstream()
+    await close_upstream(fine)  # type: ignore[arg-type]
+    assert fine.closes == 1
+    broken = Upstream(RuntimeError("connection reset"))
+    with caplog.at_level(logging.WARNING, logger="gateway.chat.stream"):
+        await close_upstream(broken)  # type: ignore[arg-type]  # does not raise
+    assert broken.closes == 1
+    assert [r.message for r in caplog.records] == ["closing the upstream stream failed"]
+    assert caplog.records[0].exc_info is not None
+    await close_upstream(reads([]))  # an async generator never started: closes quietly
+    await close_upstream(object())  # type: ignore[arg-type]  # nothing to close
+
+
+def test_observed_leaves_chat_chunks_as_they_are() -> None:
+    data = {"choices": [{"index": 0, "delta": {"content": "x"}}]}
+    assert CHAT_STREAM.observed(data) is data
+
+
+async def test_observed_reads_text_completion_choices_as_deltas_and_messages() -> None:
+    chunk = {
+        "choices": [
+            {"index": 2, "text": "b c", "finish_reason": None},
+            {"text": "a", "finish_reason": "length", "logprobs": None},  # index: its position
+        ],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 3},
+    }
+    assert TEXT_COMPLETION.observed(chunk) == {
+        "usage": {"prompt_tokens": 2, "completion_tokens": 3},
+        "choices": [
+            {"index": 2, "delta": {"content": "b c"}, "finish_reason": None},
+            {"index": 1, "delta": {"content": "a"}, "finish_reason": "length"},
+        ],
+    }
+    body = TEXT_COMPLETION.observed({"choices": [{"index": 0, "text": "x y"}]}, "message")
+    assert body == {
+        "usage": None,
+        "choices": [{"index": 0, "message": {"content": "x y"}, "finish_reason": None}],
+    }
+    # what the Meter makes of it: the text is generated output, counted as chat's
+    m = meter()
+    m.forwarded, m.count_text = True, lambda text: len(text.split())
+    m.observe_completion(body)
+    assert m.generated_anything
+    record = await m.close(UsageStatus.COMPLETED)
+    assert record.completion_tokens == 2

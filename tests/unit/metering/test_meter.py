@@ -221,3 +221,28 @@ async def test_outside_an_audit_the_completion_is_counted_only_where_it_adds_inf
     cut.observe_chunk(chunk("a b c", usage={"prompt_tokens": 10, "completion_tokens": 3}))
     record = await cut.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
     assert counted[-1] == "a b c" and record.completion_tokens == 3
+
+
+async def test_generated_anything_is_text_tool_calls_or_a_finish_not_an_empty_delta() -> None:
+    m = meter(RecordingSink(), forwarded=True)
+    assert not m.generated_anything
+    m.observe_chunk({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    assert not m.generated_anything
+    # nothing generated yet: a failure now bills nothing
+    empty = await m.fail(UpstreamError("dropped"))
+    assert empty.total_tokens == 0
+
+    call = {"index": 0, "function": {"name": "lookup", "arguments": ""}}
+    tool = meter(RecordingSink(), forwarded=True)
+    tool.observe_chunk({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
+    assert tool.generated_anything
+
+    finished = meter(RecordingSink(), forwarded=True)
+    finished.observe_chunk(chunk(finish="length"))  # a finish without text is an answer
+    assert finished.generated_anything
+    record = await finished.fail(UpstreamError("dropped"))
+    assert record.prompt_tokens == 10  # cut short after generating: the prompt is billed
+
+    text = meter(RecordingSink(), forwarded=True)
+    text.observe_completion({"choices": [{"message": {"content": "hi"}}]})
+    assert text.generated_anything
