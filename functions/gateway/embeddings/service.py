@@ -143,23 +143,23 @@ def reassemble(replies: Sequence[Batch], *, encoding: str) -> list[Embedding]:
         items = sorted(reply["data"], key=lambda item: item.get("index", 0))
         if [item.get("index", i) for i, item in enumerate(items)] != list(range(size)):
             raise MalformedUpstream("The model endpoint sent a malformed body.")
-        for item in items:
+        for position, item in enumerate(items):  # sorted by index, or as sent without one
             vector = encoded(item["embedding"], encoding)
-            index = start + item.get("index", 0)
+            index = start + item.get("index", position)
             data.append({"object": "embedding", "index": index, "embedding": vector})
     return data
 
 
 def encoded(vector: list[float] | str, encoding: str) -> list[float] | str:
     """The vector as the client asked for it: OpenAI's base64 is little-endian float32."""
-    if encoding == "base64":
-        if isinstance(vector, str):
-            return vector
-        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-    if isinstance(vector, list):
-        return vector
     try:
+        if encoding == "base64":
+            if isinstance(vector, str):
+                return vector
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        if isinstance(vector, list):
+            return vector
         raw = base64.b64decode(vector, validate=True)
-        return list(struct.unpack(f"<{len(raw) // 4}f", raw[: len(raw) // 4 * 4]))
-    except ValueError as exc:
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))  # struct.error unless 4n bytes
+    except (ValueError, OverflowError, struct.error) as exc:  # e.g. 1e39: not a float32
         raise MalformedUpstream("The model endpoint sent a malformed body.") from exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from gateway.backends.chunks import Chunks
+from gateway.backends.chunks import Chunks, PassesChunkFacts, aclose_of
 from gateway.backends.wire import MalformedUpstream, parse_chunk
 
 pytestmark = pytest.mark.anyio
@@ -91,3 +91,38 @@ async def test_aclose_of_reads_without_aclose_only_drops_the_batch() -> None:
     assert chunks.pending == 1
     await chunks.aclose()
     assert chunks.pending == 0
+
+
+async def test_aclose_of_closes_what_closes_and_skips_what_does_not() -> None:
+    reads = Reads([[event("a")], [event("b")]])
+    stream = reads.stream()
+    assert await stream.__anext__() == [event("a")]
+    await aclose_of(stream)
+    assert reads.released
+    await aclose_of(iter_without_aclose())  # no aclose: nothing to do, no error
+
+
+def iter_without_aclose() -> AsyncIterator[list[bytes]]:
+    class Plain:
+        def __aiter__(self) -> Plain:
+            return self
+
+        async def __anext__(self) -> list[bytes]:
+            raise StopAsyncIteration
+
+    return Plain()
+
+
+async def test_a_wrapper_passes_the_wrapped_streams_facts_and_closes_it() -> None:
+    reads = Reads([[event("a"), event("b")]])
+    chunks = Chunks(reads.stream(), parse_chunk)
+
+    class Wrapper(PassesChunkFacts):
+        def __init__(self, inner: Chunks) -> None:
+            self._chunks = inner
+
+    wrapper = Wrapper(chunks)
+    await chunks.__anext__()
+    assert (wrapper.pending, wrapper.raw) == (1, event("a"))
+    await wrapper.close_wrapped()
+    assert reads.released and wrapper.pending == 0

@@ -268,11 +268,6 @@ def test_reassemble_refuses_a_reply_without_one_vector_per_input(data: list[Any]
         reassemble([batch(0, 2, data=data)], encoding="float")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reassemble numbers vectors that carry no `index` all as the batch's first "
-    "(index = start + item.get('index', 0)), though it accepted them as in order",
-)
 def test_reassemble_numbers_vectors_without_index_by_position() -> None:
     data = [{"embedding": [0.0]}, {"embedding": [1.0]}]
     assert [d["index"] for d in reassemble([batch(4, 2, data=data)], encoding="float")] == [4, 5]
@@ -292,12 +287,14 @@ def test_encoded_float_lists_are_little_endian_float32_base64_and_back() -> None
         encoded("not base64!", "float")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="struct.pack raises OverflowError (not ValueError) for a value past float32's "
-    "range: the request would end as a 500 internal_error instead of a 502",
-)
 def test_a_vector_past_float32s_range_asked_as_base64_is_malformed() -> None:
     with pytest.raises(MalformedUpstream):
         encoded([1e39], "base64")
+
+
+def test_a_base64_vector_cut_short_is_malformed() -> None:
+    whole = encoded([0.5, 1.5], "base64")
+    assert isinstance(whole, str)
+    cut = base64.b64encode(base64.b64decode(whole)[:6]).decode("ascii")  # 6 bytes: 1.5 floats
+    with pytest.raises(MalformedUpstream):
+        encoded(cut, "float")
