@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit check pytest bench build deploy clean browser soak
+.PHONY: install run test test-unit test-repeat check pytest bench build deploy clean browser soak
 
 install: $(STAMP)
 
@@ -51,6 +51,21 @@ pytest: $(STAMP)
 ## (schemathesis, hypothesis) serve tests/hardening only; not loading them saves ~3 s.
 test-unit: $(STAMP)
 	@$(BIN)/python -m pytest -q -p no:schemathesis -p no:hypothesispytest tests/unit
+
+## The whole pytest suite N times in a row (default 10), stopping at the first failing run:
+## evidence that no test is flaky (issue 12). Each run's log: .test-repeat/run-<i>.log.
+N ?= 10
+test-repeat: $(STAMP)
+	@mkdir -p .test-repeat
+	@for i in $$(seq 1 $(N)); do \
+		start=$$(date +%s); \
+		if $(BIN)/python -m pytest -q -p no:cacheprovider > .test-repeat/run-$$i.log 2>&1; then \
+			echo ">> run $$i/$(N) green in $$(( $$(date +%s) - start )) s: $$(tail -1 .test-repeat/run-$$i.log)"; \
+		else \
+			echo ">> run $$i/$(N) FAILED after $$(( $$(date +%s) - start )) s (.test-repeat/run-$$i.log):"; \
+			grep -E '^(FAILED|ERROR)' .test-repeat/run-$$i.log; exit 1; \
+		fi; \
+	done; echo ">> $(N) runs in a row green"
 
 ## Usage at scale at issue 10's size (not part of `make test`, which runs it scaled down):
 ## 2,000 requests at concurrency 64 on one key against the conflict-emulating DynamoDB,
