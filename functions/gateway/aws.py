@@ -258,3 +258,17 @@ async def retry_quickly_async(
                 raise
             attempt += 1
             await anyio.sleep(delay)
+
+
+def pages(client: Any, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Each page of a DynamoDB `query` or `scan`, through boto3's paginator (which follows
+    LastEvaluatedKey); botocore's errors mapped as everywhere else. A page at a time, so
+    a caller may stop early (a limit) and read no further."""
+    with botocore_errors("DynamoDB"):
+        yield from client.get_paginator(operation).paginate(**kwargs)
+
+
+def items(client: Any, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a paginated `query` or `scan` (pages()), one at a time."""
+    for page in pages(client, operation, **kwargs):
+        yield from page.get("Items", [])

@@ -1,11 +1,10 @@
 """Endpoint cooldowns shared by every gateway instance: one small item per endpoint.
 
-Usage table (beside the usage records, under a prefix of their own):
-    pk `endpoints#<model>`  sk `ep#<endpoint name>`
-    cooled_until (N, epoch seconds), reason (S), updated_at (N), expires_at (N, TTL)
-One Query reads a model's endpoints. The item is written only when an endpoint's state
+The items live in the usage table under a partition of their own per model (docs/USAGE.md;
+keys from usage/layout.py): cooled_until (epoch seconds), reason, updated_at, expires_at
+(TTL). One Query reads a model's endpoints. The item is written only when an endpoint's state
 changes (cooled down by an instance that saw it fail, set or cleared by the health probe),
-never per request. Its sort key is not `req#...`, so the usage stream's aggregator skips it.
+never per request. It is not a raw record, so the usage stream's aggregator skips it.
 """
 
 from __future__ import annotations
@@ -19,16 +18,15 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
-from gateway.aws import botocore_errors
+from gateway.aws import botocore_errors, items
 from gateway.errors import DependencyError
+from gateway.usage import layout
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 logger = logging.getLogger(__name__)
 
-PK_PREFIX = "endpoints#"
-SK_PREFIX = "ep#"
 # Items outlive their cooldown by this much (TTL), so `endpoints list` can show recent ones.
 KEEP_SECONDS = 86_400
 
@@ -53,22 +51,23 @@ class CooldownStore:
 
     def read(self, *, model: str) -> dict[str, Cooldown]:
         found: dict[str, Cooldown] = {}
-        with botocore_errors("DynamoDB"):
-            response = self._client.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
-                ExpressionAttributeValues={
-                    ":pk": {"S": PK_PREFIX + model},
-                    ":sk": {"S": SK_PREFIX},
-                },
-            )
-        for item in response.get("Items", []):
-            name = item["sk"]["S"].removeprefix(SK_PREFIX)
+        for item in items(
+            self._client,
+            "query",
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
+            ExpressionAttributeValues={
+                ":pk": {"S": layout.endpoints_pk(model)},
+                ":sk": {"S": layout.ENDPOINT},
+            },
+        ):
+            values = layout.from_item(item)
+            name = str(values["sk"]).removeprefix(layout.ENDPOINT)
             found[name] = Cooldown(
                 endpoint=name,
-                until=float(item.get("cooled_until", {}).get("N", "0")),
-                reason=item.get("reason", {}).get("S", ""),
-                updated_at=float(item.get("updated_at", {}).get("N", "0")),
+                until=float(values.get("cooled_until", 0)),
+                reason=str(values.get("reason", "")),
+                updated_at=float(values.get("updated_at", 0)),
             )
         return found
 
@@ -77,14 +76,16 @@ class CooldownStore:
         with botocore_errors("DynamoDB"):
             self._client.put_item(
                 TableName=self._table,
-                Item={
-                    "pk": {"S": PK_PREFIX + model},
-                    "sk": {"S": SK_PREFIX + endpoint},
-                    "cooled_until": {"N": f"{until:.3f}"},
-                    "reason": {"S": reason[:200]},
-                    "updated_at": {"N": f"{now:.3f}"},
-                    "expires_at": {"N": str(int(max(until, now) + KEEP_SECONDS))},
-                },
+                Item=layout.to_item(
+                    {
+                        "pk": layout.endpoints_pk(model),
+                        "sk": layout.endpoint_sk(endpoint),
+                        "cooled_until": until,
+                        "reason": reason[:200],
+                        "updated_at": now,
+                        "expires_at": int(max(until, now) + KEEP_SECONDS),
+                    }
+                ),
             )
 
 

@@ -22,8 +22,8 @@ from typing import Any
 from gateway.errors import InvalidRequestError
 from gateway.keys import ApiKey, KeyStore
 from gateway.limits import LimitStore
-from gateway.usage.query import KEY_MODEL_DAY_PREFIX, MAX_RANGE_DAYS, UsageQuery, month_usage
-from gateway.usage.records import key_pk
+from gateway.usage import layout
+from gateway.usage.query import MAX_RANGE_DAYS, UsageQuery, month_usage
 
 COUNTERS = (
     "requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors", "rate_limited",
@@ -48,10 +48,13 @@ class RollupReader(UsageQuery):
 
     def key_model_days(self, *, key_id: str, start: date, end: date) -> list[Cell]:
         cells = []
-        for item in self._items(key_pk(key_id), KEY_MODEL_DAY_PREFIX, start, end):
-            rest = item["sk"]["S"][len(KEY_MODEL_DAY_PREFIX) :]
-            day, model = rest[:10], rest[11:]
-            counts = {name: int(item[name]["N"]) if name in item else 0 for name in COUNTERS}
+        for item in self._items(layout.key_pk(key_id), layout.KEY_MODEL_DAY, start, end):
+            sk = item["sk"]["S"]
+            day, model = (
+                sk[len(layout.KEY_MODEL_DAY) :][:10],
+                layout.after_day(sk, layout.KEY_MODEL_DAY),
+            )
+            counts = {name: layout.number(item, name) for name in COUNTERS}
             cells.append(Cell(day=day, key_id=key_id, model=model, counts=counts))
         return cells
 

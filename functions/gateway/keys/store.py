@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.aws import botocore_errors
+from gateway.aws import botocore_errors, items
 from gateway.keys.apikey import ApiKey, KeyStatus, hash_key, new_key_id, new_secret
 from gateway.keys.secret import is_well_formed
 
@@ -86,7 +86,6 @@ class KeyStore:
         return ApiKey.from_item(items[0])
 
     def list(self, *, owner: str | None = None) -> list[ApiKey]:
-        items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"TableName": self._table}
         if owner is not None:
             kwargs |= {
@@ -95,18 +94,8 @@ class KeyStore:
                 "ExpressionAttributeNames": {"#o": "owner"},
                 "ExpressionAttributeValues": {":o": {"S": owner}},
             }
-        with botocore_errors("DynamoDB"):
-            while True:
-                response: Any = (
-                    self._client.query(**kwargs)
-                    if owner is not None
-                    else self._client.scan(**kwargs)
-                )
-                items.extend(response.get("Items", []))
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        keys = [ApiKey.from_item(i) for i in items]
+        found = items(self._client, "query" if owner is not None else "scan", **kwargs)
+        keys = [ApiKey.from_item(i) for i in found]
         return sorted(keys, key=lambda k: k.created_at)
 
     def revoke(self, *, key_id: str) -> ApiKey:

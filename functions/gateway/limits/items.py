@@ -1,5 +1,5 @@
-"""The limits' items in the usage table (their layout: limits/store.py's docstring): sort
-keys, window attribute names, the UTC minute and month they stand for, and their numbers."""
+"""The limits' items in the usage table (what they hold: limits/store.py's docstring; their
+keys: usage/layout.py): window attribute names, the UTC minute and month they stand for."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from gateway.aws import ConditionFailed
-from gateway.usage.records import key_pk
+from gateway.usage import layout
 
 # How long a minute window outlives its minute before TTL may delete it.
 WINDOW_TTL_SECONDS = 300
@@ -23,16 +23,8 @@ def window_attributes(minute: int) -> tuple[str, str]:
     return f"w{minute}r", f"w{minute}t"
 
 
-def window_sk(minute: int) -> str:
-    return "win#" + datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M")
-
-
-def month_sk(month: str) -> str:
-    return f"month#{month}"
-
-
 def item_key(key_id: str, sk: str) -> dict[str, Any]:
-    return {"pk": {"S": key_pk(key_id)}, "sk": {"S": sk}}
+    return layout.item_key(layout.key_pk(key_id), sk)
 
 
 def month_of(now: float) -> str:
@@ -55,13 +47,6 @@ def until_next_minute(minute: int, now: float) -> int:
 
 def until_next_month(now: float) -> int:
     return seconds_until(next_month_start(now), now)
-
-
-def number(item: dict[str, Any] | None, name: str) -> int:
-    """A number attribute of a low-level item; 0 when the item or the attribute is absent."""
-    if not item or name not in item:
-        return 0
-    return int(item[name]["N"])
 
 
 def old_item(exc: ConditionFailed) -> dict[str, Any] | None:

@@ -2,12 +2,12 @@
 
 Every Lambda instance serving a key shares the same counters, so the limits hold however
 many instances there are: each check is one atomic conditional UpdateItem in the usage
-table. Items (beside usage/records.py's, under the key's own partition `key#<key_id>`):
+table (docs/USAGE.md; keys from usage/layout.py), under the key's own partition:
 
-- minute window  sk `win#<YYYY-MM-DDTHH:MM>` (UTC): `requests` and `tokens` (N), and
+- minute window (UTC minute): `requests` and `tokens` (N), and
   `expires_at` (TTL, 5 minutes after the minute ends). Written only for keys with rpm or
   tpm. A fixed window: it resets at the top of each minute.
-- month budget   sk `month#<YYYY-MM>` (UTC): `tokens` (N). Kept, like the daily rollups.
+- month budget (UTC month): `tokens` (N). Kept, like the daily rollups.
   Written only for keys with monthly_tokens. For a key that also has rpm or tpm, the
   minute window lives on this item too, as attributes `w<epoch minute>r` (requests) and
   `w<epoch minute>t` (tokens); each admission removes the previous minutes' ones.
@@ -50,19 +50,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from gateway.aws import ConditionFailed, botocore_errors, retry_quickly
+from gateway.aws import ConditionFailed, botocore_errors, items, retry_quickly
 from gateway.errors import DependencyError
 from gateway.keys.apikey import ApiKey
 from gateway.limits.items import (
     item_key,
     month_of,
-    month_sk,
-    number,
     old_item,
     until_next_minute,
     until_next_month,
     window_attributes,
-    window_sk,
 )
 from gateway.limits.refusals import (
     month_headers,
@@ -72,7 +69,8 @@ from gateway.limits.refusals import (
     window_refusal,
 )
 from gateway.limits.updates import month_update, window_update
-from gateway.usage.records import key_pk
+from gateway.usage import layout
+from gateway.usage.layout import month_sk, number, window_sk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -241,23 +239,20 @@ class LimitStore:
         counter = self._get(key_id, month_sk(month))
         if counter is not None:
             return number(counter, "tokens")
-        total = 0
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ProjectionExpression": "total_tokens",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": key_pk(key_id)},
-                ":prefix": {"S": f"day#{month}-"},
-            },
-        }
-        with botocore_errors("DynamoDB"):
-            while True:
-                response = self._client.query(**kwargs)
-                total += sum(number(dict(item), "total_tokens") for item in response["Items"])
-                if "LastEvaluatedKey" not in response:
-                    return total
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return sum(
+            number(item, "total_tokens")
+            for item in items(
+                self._client,
+                "query",
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ProjectionExpression="total_tokens",
+                ExpressionAttributeValues={
+                    ":pk": {"S": layout.key_pk(key_id)},
+                    ":prefix": {"S": layout.month_days_prefix(month)},
+                },
+            )
+        )
 
     def _get(self, key_id: str, sk: str) -> dict[str, Any] | None:
         with botocore_errors("DynamoDB"):

@@ -34,9 +34,10 @@ from botocore.exceptions import ClientError
 
 from gateway.aws import RETRYABLE_CODES, error_code
 from gateway.errors import DependencyError
-from gateway.limits.items import WINDOW_TTL_SECONDS, month_sk, window_attributes, window_sk
+from gateway.limits.items import WINDOW_TTL_SECONDS, window_attributes
+from gateway.usage import layout
 from gateway.usage.guardlines import guard_rollups
-from gateway.usage.records import UsageRecord, UsageStatus, key_pk, model_pk
+from gateway.usage.records import UsageRecord, UsageStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -65,11 +66,12 @@ ItemKey = tuple[str, str]
 
 def rollup_keys(record: UsageRecord) -> list[ItemKey]:
     """The rollup items a record adds to: key/day, model/day, key/model/day, key/route/day."""
+    key, day = layout.key_pk(record.key_id), record.day
     return [
-        (key_pk(record.key_id), f"day#{record.day}"),
-        (model_pk(record.model), f"day#{record.day}"),
-        (key_pk(record.key_id), f"mday#{record.day}#{record.model}"),
-        (key_pk(record.key_id), f"rday#{record.day}#{record.route or 'chat'}"),
+        (key, layout.day_sk(day)),
+        (layout.model_pk(record.model), layout.day_sk(day)),
+        (key, layout.key_model_day_sk(day, record.model)),
+        (key, layout.key_route_day_sk(day, record.route or "chat")),
     ]
 
 
@@ -125,16 +127,16 @@ def _settlements(record: UsageRecord, current_minute: int) -> list[tuple[ItemKey
     found: list[tuple[ItemKey, str]] = []
     if record.billed_tokens == record.reserved_tokens:
         return found
-    pk = key_pk(record.key_id)
+    pk = layout.key_pk(record.key_id)
     minute = record.reserved_window_minute
     current = minute is not None and minute >= current_minute  # a past window limits nothing
     if record.reserved_month is not None:
-        month = (pk, month_sk(record.reserved_month))
+        month = (pk, layout.month_sk(record.reserved_month))
         found.append((month, "tokens"))
         if current and minute is not None:
             found.append((month, window_attributes(minute)[1]))
     elif current and minute is not None:
-        found.append(((pk, window_sk(minute)), "tokens"))
+        found.append(((pk, layout.window_sk(minute)), "tokens"))
     return found
 
 
@@ -238,7 +240,7 @@ class Aggregator:
         now = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
         items: list[dict[str, Any]] = [
             self._update(
-                (key_pk(r.key_id), r.sk),
+                (layout.key_pk(r.key_id), r.sk),
                 "SET aggregated_at = :now",
                 {":now": {"S": now}},
                 condition="attribute_exists(pk) AND attribute_not_exists(aggregated_at)",
@@ -247,7 +249,7 @@ class Aggregator:
         ]
         for key, totals in chunk.rollups.items():
             expression = "ADD " + ", ".join(f"{name} :{name}" for name in totals)
-            values = {f":{name}": {"N": str(value)} for name, value in totals.items()}
+            values = layout.to_item({f":{name}": value for name, value in totals.items()})
             items.append(self._update(key, expression, values))
         for key, deltas in chunk.settles.items():
             if any(deltas.values()):
@@ -256,11 +258,11 @@ class Aggregator:
 
     def _settle(self, key: ItemKey, deltas: dict[str, int]) -> dict[str, Any]:
         names = {f"#a{i}": name for i, name in enumerate(deltas)}
-        values = {f":d{i}": {"N": str(d)} for i, d in enumerate(deltas.values())}
+        values = layout.to_item({f":d{i}": d for i, d in enumerate(deltas.values())})
         expression = "ADD " + ", ".join(f"#a{i} :d{i}" for i in range(len(deltas)))
-        if key[1].startswith("win#"):  # a window item: keep its TTL if it was deleted meanwhile
-            minute = int(datetime.fromisoformat(key[1][4:] + "+00:00").timestamp() // 60)
-            values[":exp"] = {"N": str((minute + 1) * 60 + WINDOW_TTL_SECONDS)}
+        minute = layout.window_minute(key[1])
+        if minute is not None:  # a window item: keep its TTL if it was deleted meanwhile
+            values |= layout.to_item({":exp": (minute + 1) * 60 + WINDOW_TTL_SECONDS})
             expression += " SET expires_at = if_not_exists(expires_at, :exp)"
         update = self._update(key, expression, values)
         update["Update"]["ExpressionAttributeNames"] = names

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from gateway.usage.records import UsageRecord, key_pk, model_pk
+from gateway.usage import layout
+from gateway.usage.records import UsageRecord
 
 ItemKey = tuple[str, str]
 GUARD_ROUTE = "guard"
@@ -26,11 +27,11 @@ def guard_rollups(
     tokens = {"prompt_tokens": prompt, "completion_tokens": completion}
     tokens["total_tokens"] = prompt + completion
     line = {"requests": 1, **tokens}
-    key, day = key_pk(record.key_id), f"day#{record.day}"
+    key, day = layout.key_pk(record.key_id), layout.day_sk(record.day)
     found = [
-        ((model_pk(record.guard_model), day), line),
-        ((key, f"mday#{record.day}#{record.guard_model}"), line),
-        ((key, f"rday#{record.day}#{GUARD_ROUTE}"), line),
+        ((layout.model_pk(record.guard_model), day), line),
+        ((key, layout.key_model_day_sk(record.day, record.guard_model)), line),
+        ((key, layout.key_route_day_sk(record.day, GUARD_ROUTE)), line),
         ((key, day), tokens),
     ]
     categories = [c for c in (record.guard_blocked or "").split(",") if _CATEGORY.match(c)]

@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from gateway.aws import AwsClients
 from gateway.observability import configure_logging
 from gateway.settings import Settings
+from gateway.usage import layout
 from gateway.usage.aggregate import AggregationError, Aggregator
 from gateway.usage.records import UsageRecord
 from gateway.usage.replay import parse_line, unwritten_record
@@ -47,7 +48,7 @@ def raw_record(record: DynamoDBRecord) -> UsageRecord | None:
     if record.event_name is not DynamoDBRecordEventName.INSERT or stream is None:
         return None
     image = stream.new_image
-    if not str(image.get("sk", "")).startswith("req#"):
+    if not layout.is_record(str(image.get("sk", ""))):
         return None
     try:
         return UsageRecord.from_image(image)

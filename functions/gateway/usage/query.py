@@ -1,15 +1,10 @@
 """Read the usage rollups: one Query on a partition and a sort-key range, never a Scan.
 
-Rollup items (usage table, counters `requests`, `prompt_tokens`, `completion_tokens`,
-`total_tokens`, `errors`, added once per request id by the aggregator, usage/aggregate.py,
-a few seconds after the request: rollups lag the raw records by that much):
-- key daily:            pk `key#<key_id>`     sk `day#<YYYY-MM-DD>`
-- model daily:          pk `model#<model>`    sk `day#<YYYY-MM-DD>`
-- key-and-model daily:  pk `key#<key_id>`     sk `mday#<YYYY-MM-DD>#<model>`
-- key-and-route daily:  pk `key#<key_id>`     sk `rday#<YYYY-MM-DD>#<route>`
-
-Rollups have no TTL (raw records expire after USAGE_RETENTION_DAYS), so every range here
-reads one small item per day (per model or route for the last two kinds), however busy the key was.
+Rollup items (docs/USAGE.md; keys in usage/layout.py) hold counters `requests`,
+`prompt_tokens`, `completion_tokens`, `total_tokens`, `errors`, added once per request id
+by the aggregator (usage/aggregate.py) a few seconds after the request: rollups lag the
+raw records by that much. They have no TTL, so every range here reads one small item per
+day (per model or route for the per-model and per-route kinds), however busy the key was.
 """
 
 from __future__ import annotations
@@ -19,28 +14,23 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.aws import botocore_errors
+from gateway.aws import items
 from gateway.errors import InvalidRequestError
 from gateway.keys.apikey import ApiKey
 from gateway.limits import LimitStore
-from gateway.usage.records import key_pk, model_pk
+from gateway.usage import layout
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-DAY_PREFIX = "day#"
 GROUP_BY = ("day", "model", "route")
 MAX_RANGE_DAYS = 366
-KEY_MODEL_DAY_PREFIX = "mday#"
-KEY_ROUTE_DAY_PREFIX = "rday#"
 # Said with every report: rollups are updated off the request path.
 ROLLUPS_NOTE = (
     "Totals come from daily rollups that the usage aggregator updates a few seconds after "
     "each request, so the latest requests may be missing for a few seconds. The month's "
     "used_tokens also holds reservations of requests in flight or not yet aggregated."
 )
-# Sorts after "#" and every digit: `<prefix><day>~` bounds all items of that day and before.
-_HIGH = "~"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +49,7 @@ class Totals:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Totals:
-        return cls(**{f.name: int(item[f.name]["N"]) for f in _FIELDS if f.name in item})
+        return cls(**{f.name: layout.number(item, f.name) for f in _FIELDS})
 
     @classmethod
     def sum(cls, items: Iterable[Totals]) -> Totals:
@@ -123,21 +113,21 @@ class UsageQuery:
         self, *, key_id: str, start: date | None = None, end: date | None = None
     ) -> list[DayTotals]:
         """The key's daily totals, oldest first (days without requests are absent)."""
-        return self._days(key_pk(key_id), start, end)
+        return self._days(layout.key_pk(key_id), start, end)
 
     def model_days(
         self, *, model: str, start: date | None = None, end: date | None = None
     ) -> list[DayTotals]:
         """One model's daily totals over every key, oldest first."""
-        return self._days(model_pk(model), start, end)
+        return self._days(layout.model_pk(model), start, end)
 
     def key_models(
         self, *, key_id: str, start: date | None = None, end: date | None = None
     ) -> list[ModelTotals]:
         """The key's totals per model over the range, by model name."""
         by_model: dict[str, Totals] = {}
-        for item in self._items(key_pk(key_id), KEY_MODEL_DAY_PREFIX, start, end):
-            model = item["sk"]["S"][len(KEY_MODEL_DAY_PREFIX) + len("YYYY-MM-DD#") :]
+        for item in self._items(layout.key_pk(key_id), layout.KEY_MODEL_DAY, start, end):
+            model = layout.after_day(item["sk"]["S"], layout.KEY_MODEL_DAY)
             by_model[model] = by_model.get(model, Totals()) + Totals.from_item(item)
         return [ModelTotals(model=m, totals=t) for m, t in sorted(by_model.items())]
 
@@ -146,8 +136,8 @@ class UsageQuery:
     ) -> list[RouteTotals]:
         """The key's totals per API route over the range, by route name."""
         by_route: dict[str, Totals] = {}
-        for item in self._items(key_pk(key_id), KEY_ROUTE_DAY_PREFIX, start, end):
-            route = item["sk"]["S"][len(KEY_ROUTE_DAY_PREFIX) + len("YYYY-MM-DD#") :]
+        for item in self._items(layout.key_pk(key_id), layout.KEY_ROUTE_DAY, start, end):
+            route = layout.after_day(item["sk"]["S"], layout.KEY_ROUTE_DAY)
             by_route[route] = by_route.get(route, Totals()) + Totals.from_item(item)
         return [RouteTotals(route=r, totals=t) for r, t in sorted(by_route.items())]
 
@@ -171,31 +161,25 @@ class UsageQuery:
 
     def _days(self, pk: str, start: date | None, end: date | None) -> list[DayTotals]:
         return [
-            DayTotals(date=item["sk"]["S"][len(DAY_PREFIX) :], totals=Totals.from_item(item))
-            for item in self._items(pk, DAY_PREFIX, start, end)
+            DayTotals(date=item["sk"]["S"][len(layout.DAY) :], totals=Totals.from_item(item))
+            for item in self._items(pk, layout.DAY, start, end)
         ]
 
     def _items(
         self, pk: str, prefix: str, start: date | None, end: date | None
     ) -> Iterator[dict[str, Any]]:
-        low = prefix + (start.isoformat() if start else "")
-        high = prefix + (end.isoformat() if end else "") + _HIGH
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-            "ExpressionAttributeValues": {
+        low, high = layout.days_between(prefix, start, end)
+        yield from items(
+            self._client,
+            "query",
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
                 ":pk": {"S": pk},
                 ":lo": {"S": low},
                 ":hi": {"S": high},
             },
-        }
-        while True:
-            with botocore_errors("DynamoDB"):
-                response = self._client.query(**kwargs)
-            yield from response.get("Items", [])
-            if "LastEvaluatedKey" not in response:
-                return
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        )
 
 
 def parse_day(value: str | None, *, param: str) -> date | None:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from gateway.aws import ConditionFailed, botocore_errors
+from gateway.aws import ConditionFailed, botocore_errors, pages
+from gateway.usage import layout
 from gateway.usage.aggregate import COUNTERS, ItemKey, rollups
 from gateway.usage.records import UsageRecord
 
@@ -44,10 +45,10 @@ class RebuildSummary:
 
 
 def _counters(item: dict[str, Any]) -> dict[str, int]:
-    counters = {name: int(item[name]["N"]) if name in item else 0 for name in COUNTERS}
+    counters = {name: layout.number(item, name) for name in COUNTERS}
     for name, value in item.items():  # the guard's block counters (usage/aggregate.py)
         if name.startswith("guard_") and "N" in value:
-            counters[name] = int(value["N"])
+            counters[name] = layout.number(item, name)
     return counters
 
 
@@ -58,27 +59,26 @@ def _scan_day(
     summary: RebuildSummary,
     progress: Callable[[str], None],
 ) -> tuple[list[UsageRecord], dict[ItemKey, dict[str, int]]]:
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "FilterExpression": "begins_with(sk, :req) OR sk = :day OR begins_with(sk, :mday) "
-        "OR begins_with(sk, :rday)",
-        "ExpressionAttributeValues": {
-            ":req": {"S": f"req#{day}"},
-            ":day": {"S": f"day#{day}"},
-            ":mday": {"S": f"mday#{day}#"},
-            ":rday": {"S": f"rday#{day}#"},
-        },
-        "ConsistentRead": True,
-    }
     records: list[UsageRecord] = []
     rollups: dict[ItemKey, dict[str, int]] = {}
-    while True:
-        with botocore_errors("DynamoDB"):
-            page = client.scan(**kwargs)
+    for page in pages(
+        client,
+        "scan",
+        TableName=table,
+        FilterExpression="begins_with(sk, :req) OR sk = :day OR begins_with(sk, :mday) "
+        "OR begins_with(sk, :rday)",
+        ExpressionAttributeValues={
+            ":req": {"S": layout.RECORD + day},
+            ":day": {"S": layout.day_sk(day)},
+            ":mday": {"S": layout.key_model_day_sk(day, "")},
+            ":rday": {"S": layout.key_route_day_sk(day, "")},
+        },
+        ConsistentRead=True,
+    ):
         summary.scanned += int(page.get("ScannedCount", 0))
         for item in page.get("Items", []):
             sk = item["sk"]["S"]
-            if sk.startswith("req#"):
+            if layout.is_record(sk):
                 summary.records += 1
                 if "aggregated_at" in item:
                     records.append(UsageRecord.from_item(dict(item)))
@@ -87,9 +87,7 @@ def _scan_day(
             else:
                 rollups[(item["pk"]["S"], sk)] = _counters(dict(item))
         progress(f"scanned {summary.scanned} items: {summary.records} raw records of {day}")
-        if "LastEvaluatedKey" not in page:
-            return records, rollups
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return records, rollups
 
 
 def rebuild_day(
@@ -139,17 +137,17 @@ def _replace(
         names: dict[str, str] | None = None
     else:
         condition = " AND ".join(f"#{n} = :old_{n}" for n in have)
-        values = {f":old_{n}": {"N": str(v)} for n, v in have.items()}
+        values = layout.to_item({f":old_{n}": v for n, v in have.items()})
         names = {f"#{n}": n for n in have}
     extra: dict[str, Any] = {"ConditionExpression": condition}
     if values:
         extra["ExpressionAttributeValues"] = values
     if names:
         extra["ExpressionAttributeNames"] = names
-    item_key = {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
+    item_key = layout.item_key(*key)
     with botocore_errors("DynamoDB"):
         if want is None:
             client.delete_item(TableName=table, Key=item_key, **extra)
         else:
-            item = {**item_key, **{n: {"N": str(v)} for n, v in want.items()}}
+            item = {**item_key, **layout.to_item(want)}
             client.put_item(TableName=table, Item=item, **extra)

@@ -1,13 +1,5 @@
-"""The usage record and its DynamoDB item shapes.
-
-Usage table (partition `pk`, sort `sk`):
-- raw record:        pk `key#<key_id>`   sk `req#<created_at>#<request_id>`  (expires by TTL)
-- key daily rollup:  pk `key#<key_id>`   sk `day#<YYYY-MM-DD>`
-- model daily rollup pk `model#<model>`  sk `day#<YYYY-MM-DD>`
-- key-model daily    pk `key#<key_id>`   sk `mday#<YYYY-MM-DD>#<model>`
-- key-route daily    pk `key#<key_id>`   sk `rday#<YYYY-MM-DD>#<route>`
-GSI `request_id-index` (sparse) finds a raw record by request id.
-(Endpoint cooldowns share the table under `endpoints#<model>`: backends/cooldowns.py.)
+"""The usage record, and its raw-record item in the usage table (docs/USAGE.md describes
+the table; usage/layout.py holds its keys and item translation).
 
 The request path writes only the raw record (usage/store.py). The aggregator
 (usage/aggregate.py, fed by the table's stream) adds it to the rollups, settles the
@@ -19,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+from gateway.usage import layout
 
 
 class UsageStatus(StrEnum):
@@ -35,18 +28,6 @@ class UsageStatus(StrEnum):
     REJECTED = "rejected"
     # The gateway itself failed (a bug): billed what the upstream had generated.
     INTERNAL_ERROR = "internal_error"
-
-
-def iso_ms(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def key_pk(key_id: str) -> str:
-    return f"key#{key_id}"
-
-
-def model_pk(model: str) -> str:
-    return f"model#{model}"
 
 
 @dataclass(kw_only=True)
@@ -122,7 +103,7 @@ class UsageRecord:
 
     @property
     def sk(self) -> str:
-        return f"req#{iso_ms(self.created_at)}#{self.request_id}"
+        return layout.record_sk(self.created_at, self.request_id)
 
     @property
     def day(self) -> str:
@@ -136,7 +117,7 @@ class UsageRecord:
         # Every field is a scalar: a shallow read, not dataclasses.asdict's deep copy
         # (which cost as much as the rest of the usage write).
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
-        data["created_at"] = iso_ms(self.created_at)
+        data["created_at"] = layout.iso_ms(self.created_at)
         data["status"] = self.status.value
         data["total_tokens"] = self.total_tokens
         return data
@@ -151,43 +132,19 @@ class UsageRecord:
         return cls(**values)
 
     def to_item(self, *, retention_days: int) -> dict[str, Any]:
-        item: dict[str, Any] = {"pk": {"S": key_pk(self.key_id)}, "sk": {"S": self.sk}}
-        for name, value in self.to_json().items():
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                item[name] = {"BOOL": value}
-            elif isinstance(value, int | float):
-                item[name] = {"N": str(round(value, 3) if isinstance(value, float) else value)}
-            else:
-                item[name] = {"S": str(value)}
         expires = self.created_at + timedelta(days=retention_days)
-        item["expires_at"] = {"N": str(int(expires.timestamp()))}
-        return item
+        values = {"pk": layout.key_pk(self.key_id), "sk": self.sk, **self.to_json()}
+        values["expires_at"] = int(expires.timestamp())
+        return layout.to_item(values)
 
     @classmethod
     def from_image(cls, image: dict[str, Any]) -> UsageRecord:
         """From a deserialized item (numbers as Decimal), as stream events carry it."""
-        data: dict[str, Any] = {}
-        for name, value in image.items():
-            if isinstance(value, Decimal):
-                data[name] = int(value) if value == value.to_integral_value() else float(value)
-            else:
-                data[name] = value
-        return cls.from_json(data)
+        return cls.from_json({name: layout.plain(value) for name, value in image.items()})
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> UsageRecord:
-        data: dict[str, Any] = {}
-        for name, value in item.items():
-            if "S" in value:
-                data[name] = value["S"]
-            elif "BOOL" in value:
-                data[name] = value["BOOL"]
-            elif "N" in value:
-                number = value["N"]
-                data[name] = float(number) if "." in number else int(number)
-        return cls.from_json(data)
+        return cls.from_json(layout.from_item(item))
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(UsageRecord))

@@ -12,13 +12,20 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
 
-from gateway.aws import ConditionFailed, botocore_errors, retry_quickly, retry_quickly_async
-from gateway.usage.records import UsageRecord, iso_ms, key_pk
+from gateway.aws import (
+    ConditionFailed,
+    botocore_errors,
+    items,
+    retry_quickly,
+    retry_quickly_async,
+)
+from gateway.usage import layout
+from gateway.usage.records import UsageRecord
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -129,27 +136,23 @@ class UsageStore:
         limit: int | None = None,
     ) -> list[UsageRecord]:
         """This key's raw records in [since, until], oldest first."""
-        low = "req#" + (iso_ms(since) if since else "")
-        high = "req#" + (iso_ms(until) if until else "") + "~"
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": key_pk(key_id)},
+        low, high = layout.records_between(since, until)
+        records: list[UsageRecord] = []
+        for item in items(
+            self._client,
+            "query",
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={
+                ":pk": {"S": layout.key_pk(key_id)},
                 ":lo": {"S": low},
                 ":hi": {"S": high},
             },
-        }
-        records: list[UsageRecord] = []
-        with botocore_errors("DynamoDB"):
-            while True:
-                response = self._client.query(**kwargs)
-                records.extend(UsageRecord.from_item(i) for i in response.get("Items", []))
-                if limit is not None and len(records) >= limit:
-                    return records[:limit]
-                if "LastEvaluatedKey" not in response:
-                    return records
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        ):
+            records.append(UsageRecord.from_item(item))
+            if limit is not None and len(records) >= limit:
+                break
+        return records
 
     def get(self, *, request_id: str) -> UsageRecord | None:
         with botocore_errors("DynamoDB"):

@@ -1,0 +1,161 @@
+"""The usage table's layout in code: every item kind's keys, and item translation.
+
+docs/USAGE.md ("The usage table") is the one description of the schema: which items share
+the table, their keys and what they hold (tests/unit/usage/test_layout.py keeps the two in
+step). This module is the one place that writes it down as code: every module that reads
+or writes the usage table (records, the aggregator, queries, rebuild, limits, endpoint
+cooldowns) builds its keys here and translates items with boto3's TypeSerializer and
+TypeDeserializer; paging is boto3's paginator (gateway.aws.pages/items).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+RECORD = "req#"
+DAY = "day#"
+KEY_MODEL_DAY = "mday#"
+KEY_ROUTE_DAY = "rday#"
+WINDOW = "win#"
+MONTH = "month#"
+ENDPOINT = "ep#"
+# Sorts after "#", "-", ":" and every digit: `<prefix><day>~` bounds all of that day.
+HIGH = "~"
+
+_SERIALIZER = TypeSerializer()  # stateless, like the deserializer: safe to share
+_DESERIALIZER = TypeDeserializer()
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def key_pk(key_id: str) -> str:
+    return f"key#{key_id}"
+
+
+def model_pk(model: str) -> str:
+    return f"model#{model}"
+
+
+def endpoints_pk(model: str) -> str:
+    return f"endpoints#{model}"
+
+
+def iso_ms(dt: datetime) -> str:
+    """A record's time as its sort key holds it: ISO 8601 UTC with milliseconds."""
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_sk(created_at: datetime, request_id: str) -> str:
+    return f"{RECORD}{iso_ms(created_at)}#{request_id}"
+
+
+def records_between(since: datetime | None, until: datetime | None) -> tuple[str, str]:
+    """The sort-key bounds (BETWEEN) of a key's raw records in [since, until]."""
+    low = RECORD + (iso_ms(since) if since else "")
+    return low, RECORD + (iso_ms(until) if until else "") + HIGH
+
+
+def is_record(sk: str) -> bool:
+    return sk.startswith(RECORD)
+
+
+def day_sk(day: str) -> str:
+    return f"{DAY}{day}"
+
+
+def key_model_day_sk(day: str, model: str) -> str:
+    return f"{KEY_MODEL_DAY}{day}#{model}"
+
+
+def key_route_day_sk(day: str, route: str) -> str:
+    return f"{KEY_ROUTE_DAY}{day}#{route}"
+
+
+def days_between(prefix: str, start: date | None, end: date | None) -> tuple[str, str]:
+    """The sort-key bounds of the rollups of kind `prefix` (DAY, KEY_MODEL_DAY,
+    KEY_ROUTE_DAY) from `start` to `end`, both included (open ends where None)."""
+    low = prefix + (start.isoformat() if start else "")
+    return low, prefix + (end.isoformat() if end else "") + HIGH
+
+
+def day_of(sk: str, prefix: str) -> str:
+    """The day (YYYY-MM-DD) a rollup's sort key of kind `prefix` names."""
+    return sk[len(prefix) : len(prefix) + len("YYYY-MM-DD")]
+
+
+def after_day(sk: str, prefix: str) -> str:
+    """What a per-model or per-route rollup's sort key names after its day."""
+    return sk[len(prefix) + len("YYYY-MM-DD#") :]
+
+
+def window_sk(minute: int) -> str:
+    return WINDOW + datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def window_minute(sk: str) -> int | None:
+    """The epoch minute a minute window's sort key names; None for other items."""
+    if not sk.startswith(WINDOW):
+        return None
+    return int(datetime.fromisoformat(sk[len(WINDOW) :] + "+00:00").timestamp() // 60)
+
+
+def month_sk(month: str) -> str:
+    return f"{MONTH}{month}"
+
+
+def month_days_prefix(month: str) -> str:
+    """Begins every key daily rollup's sort key of the month `YYYY-MM`."""
+    return f"{DAY}{month}-"
+
+
+def endpoint_sk(endpoint: str) -> str:
+    return f"{ENDPOINT}{endpoint}"
+
+
+def item_key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+# --- item translation ----------------------------------------------------------------
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain values as a low-level item (boto3's TypeSerializer). None values are left
+    out; floats are numbers kept to the millisecond's precision (3 decimals)."""
+    return {
+        name: _SERIALIZER.serialize(_number(value))
+        for name, value in values.items()
+        if value is not None
+    }
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A low-level item as plain values (boto3's TypeDeserializer); numbers as int where
+    whole, else float."""
+    return {name: plain(_DESERIALIZER.deserialize(value)) for name, value in item.items()}
+
+
+def plain(value: Any) -> Any:
+    """A deserialized value with its Decimal numbers as int (whole) or float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def number(item: Mapping[str, Any] | None, name: str) -> int:
+    """A whole-number attribute of a low-level item; 0 when the item or it is absent."""
+    if not item or name not in item:
+        return 0
+    return int(_DESERIALIZER.deserialize(item[name]))
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(round(value, 3)))
+    return value
