@@ -7,7 +7,7 @@ lines); the fake backend replays scripted chunks or bodies, httpx-MockTransport 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +16,7 @@ from gateway.errors import GatewayError
 from gateway.keys import ApiKey
 from gateway.limits import Admission
 from gateway.models.registry import ModelConfig, ModelRegistry
+from gateway.serving import RouteDeps
 from gateway.usage import UsageRecord
 
 
@@ -134,3 +135,32 @@ class FakeBackend:
 
 def registry(*models: ModelConfig) -> ModelRegistry:
     return ModelRegistry(list(models) or [model()])
+
+
+def route_deps(
+    config: ModelConfig,
+    sink: RecordingSink,
+    *,
+    tokenizers: Any = None,
+    limits: Any = None,
+) -> RouteDeps:
+    """What a service needs, over fakes: one model, the fake tokenizer unless given."""
+    return RouteDeps(
+        registry=registry(config),
+        tokenizers=tokenizers or FakeTokenizers(),
+        sink=sink,
+        telemetry=NullTelemetry(),
+        limits=limits,
+    )
+
+
+def backend_for(backend: Any, routes: list[Any] | None = None) -> Callable[[Any, Any], Any]:
+    """A service's `backend_for` that always answers with `backend`, noting each route
+    asked for in `routes` (when given)."""
+
+    def pick(config: Any, route: Any) -> Any:
+        if routes is not None:
+            routes.append(route)
+        return backend
+
+    return pick

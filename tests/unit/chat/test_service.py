@@ -21,17 +21,16 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.limits import Admission
-from gateway.serving import RouteDeps
 
 from tests.unit.fakes import (
     FakeBackend,
     FakeTokenizers,
-    NullTelemetry,
     RecordingSink,
     api_key,
+    backend_for,
     chunk,
     model,
-    registry,
+    route_deps,
 )
 
 pytestmark = pytest.mark.anyio
@@ -53,14 +52,8 @@ class FakeLimits:
 def service(
     backend: FakeBackend, sink: RecordingSink, *, limits: FakeLimits | None = None, **cfg: Any
 ) -> ChatService:
-    deps = RouteDeps(
-        registry=registry(model(**cfg)),
-        tokenizers=FakeTokenizers(),  # type: ignore[arg-type]
-        sink=sink,
-        telemetry=NullTelemetry(),
-        limits=limits,  # type: ignore[arg-type]
-    )
-    return ChatService(deps=deps, backend_for=lambda m, route: backend, default_max_tokens=100)
+    deps = route_deps(model(**cfg), sink, limits=limits)
+    return ChatService(deps=deps, backend_for=backend_for(backend), default_max_tokens=100)
 
 
 def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:
@@ -251,14 +244,8 @@ class ColdTokenizers(FakeTokenizers):
 async def test_a_cold_instance_forwards_before_its_tokenizer_loads_and_reserves_a_bound() -> None:
     backend, sink, limits = FakeBackend(body=COMPLETION), RecordingSink(), FakeLimits()
     tokenizers = ColdTokenizers()
-    deps = RouteDeps(
-        registry=registry(model()),
-        tokenizers=tokenizers,  # type: ignore[arg-type]
-        sink=sink,
-        telemetry=NullTelemetry(),
-        limits=limits,  # type: ignore[arg-type]
-    )
-    chat = ChatService(deps=deps, backend_for=lambda m, route: backend, default_max_tokens=100)
+    deps = route_deps(model(), sink, tokenizers=tokenizers, limits=limits)
+    chat = ChatService(deps=deps, backend_for=backend_for(backend), default_max_tokens=100)
     key = api_key(monthly_tokens=10_000)
 
     async with anyio.create_task_group() as tg:
@@ -281,14 +268,8 @@ async def test_a_cold_instance_counts_first_where_the_bound_would_cut_max_tokens
     backend, sink = FakeBackend(body=COMPLETION), RecordingSink()
     tokenizers = ColdTokenizers()
     tokenizers.release.set()
-    deps = RouteDeps(
-        registry=registry(model(max_model_len=1100)),
-        tokenizers=tokenizers,  # type: ignore[arg-type]
-        sink=sink,
-        telemetry=NullTelemetry(),
-        limits=None,
-    )
-    chat = ChatService(deps=deps, backend_for=lambda m, route: backend, default_max_tokens=100)
+    deps = route_deps(model(max_model_len=1100), sink, tokenizers=tokenizers)
+    chat = ChatService(deps=deps, backend_for=backend_for(backend), default_max_tokens=100)
     await chat.create(body(), key=api_key(), request_id="r")
     # counted exactly (4 tokens) before forwarding: max_tokens is the cap, not cut
     assert backend.sent[0]["max_tokens"] == 100

@@ -19,17 +19,15 @@ from gateway.completions.service import (
     prompt_counts,
 )
 from gateway.errors import InvalidRequestError
-from gateway.models.registry import ModelConfig
-from gateway.serving import RouteDeps
 
 from tests.unit.fakes import (
     FakeBackend,
     FakeTokenizers,
-    NullTelemetry,
     RecordingSink,
     api_key,
+    backend_for,
     model,
-    registry,
+    route_deps,
 )
 
 pytestmark = pytest.mark.anyio
@@ -48,20 +46,10 @@ UPSTREAM = {
 def service(
     backend: FakeBackend, sink: RecordingSink, routes: list[WireRoute] | None = None, **cfg: Any
 ) -> CompletionService:
-    deps = RouteDeps(
-        registry=registry(model(**cfg)),
-        tokenizers=FakeTokenizers(),  # type: ignore[arg-type]
-        sink=sink,
-        telemetry=NullTelemetry(),
-        limits=None,
+    deps = route_deps(model(**cfg), sink)
+    return CompletionService(
+        deps=deps, backend_for=backend_for(backend, routes), default_max_tokens=100
     )
-
-    def backend_for(config: ModelConfig, route: WireRoute) -> Any:
-        if routes is not None:
-            routes.append(route)
-        return backend
-
-    return CompletionService(deps=deps, backend_for=backend_for, default_max_tokens=100)
 
 
 def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:

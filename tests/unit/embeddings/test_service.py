@@ -22,16 +22,13 @@ from gateway.embeddings.service import (
     upstream_usage,
 )
 from gateway.errors import InvalidRequestError, UpstreamError
-from gateway.models.registry import ModelConfig
-from gateway.serving import RouteDeps
 
 from tests.unit.fakes import (
-    FakeTokenizers,
-    NullTelemetry,
     RecordingSink,
     api_key,
+    backend_for,
     model,
-    registry,
+    route_deps,
 )
 
 pytestmark = pytest.mark.anyio
@@ -86,20 +83,8 @@ def service(
     routes: list[WireRoute] | None = None,
     **cfg: Any,
 ) -> EmbeddingService:
-    deps = RouteDeps(
-        registry=registry(model("e", routes=["embeddings"], **cfg)),
-        tokenizers=FakeTokenizers(),  # type: ignore[arg-type]
-        sink=sink,
-        telemetry=NullTelemetry(),
-        limits=None,
-    )
-
-    def backend_for(config: ModelConfig, route: WireRoute) -> Any:
-        if routes is not None:
-            routes.append(route)
-        return backend
-
-    return EmbeddingService(deps=deps, backend_for=backend_for)
+    deps = route_deps(model("e", routes=["embeddings"], **cfg), sink)
+    return EmbeddingService(deps=deps, backend_for=backend_for(backend, routes))
 
 
 def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:
