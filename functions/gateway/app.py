@@ -13,11 +13,11 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
-from gateway.chat.router import SCHEMAS as CHAT_SCHEMAS
+from gateway.chat.router import COMPONENTS as CHAT_COMPONENTS
 from gateway.chat.router import router as chat_router
-from gateway.completions.router import SCHEMAS as COMPLETION_SCHEMAS
+from gateway.completions.router import COMPONENTS as COMPLETION_COMPONENTS
 from gateway.completions.router import router as completions_router
-from gateway.embeddings.router import SCHEMAS as EMBEDDING_SCHEMAS
+from gateway.embeddings.router import COMPONENTS as EMBEDDING_COMPONENTS
 from gateway.embeddings.router import router as embeddings_router
 from gateway.errors import ConfigurationError, GatewayError, UpstreamError, error_body
 from gateway.http import RequestContextMiddleware, error_response, json_response
@@ -102,7 +102,9 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         docs_url=None,
         redoc_url=None,
     )
-    install_openapi(app, schemas={**CHAT_SCHEMAS, **COMPLETION_SCHEMAS, **EMBEDDING_SCHEMAS})
+    install_openapi(
+        app, components=(*CHAT_COMPONENTS, *COMPLETION_COMPONENTS, *EMBEDDING_COMPONENTS)
+    )
     if settings.docs_enabled:  # DOCS_ENABLED=false: no /docs, /redoc or /openapi.json
         install_docs(app)
     app.state.resources = resources

@@ -16,18 +16,19 @@ URLs behind an API Gateway stage or a custom domain's base path.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, TypeAdapter
 from starlette.responses import Response
 from starlette.types import Scope
 
 from gateway.errors import ErrorResponse
 from gateway.http import json_response
 from gateway.openapi_fields import FIELD_DOCS
+from gateway.openapi_shapes import component, ref
 
 BEARER = "bearerAuth"
 # `openapi_extra` of a route that needs an API key.
@@ -141,37 +142,14 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         responses[status] = {
-            "model": ErrorResponse,
             "description": _ERRORS[status][0],
-            "content": {"application/json": {"example": _example(status)}},
+            "content": {
+                "application/json": {"schema": ref(ErrorResponse), "example": _example(status)}
+            },
         }
         if status == 429:
             responses[status]["headers"] = _RATE_HEADERS
     return responses
-
-
-def component(shape: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A pydantic model's or TypedDict's schema as components (it and what it refers to),
-    and a `$ref` to it, for parts of the description FastAPI does not derive itself."""
-    name = shape.__name__
-    schema = TypeAdapter(shape).json_schema(ref_template="#/components/schemas/{model}")
-    return {**schema.pop("$defs", {}), name: schema}, {"$ref": f"#/components/schemas/{name}"}
-
-
-def raw_body(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """For a route that reads its body raw (so that every request is metered) but documents
-    it as `model`: the schemas to give install_openapi(schemas=...), and the route's
-    `openapi_extra` entry naming the body."""
-    schemas, ref = component(model)
-    body = {"required": True, "content": {"application/json": {"schema": ref}}}
-    return schemas, {"requestBody": body}
-
-
-def event_stream(chunk: Any, example: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A streamed answer's `text/event-stream` content, its schema the one `data:` event
-    (as OpenAI's own description has it), and the schemas to give install_openapi."""
-    schemas, ref = component(chunk)
-    return schemas, {"text/event-stream": {"schema": ref, "example": example}}
 
 
 TAGS: list[dict[str, Any]] = [
@@ -187,8 +165,8 @@ TAGS: list[dict[str, Any]] = [
 def _describe_fields(schema: dict[str, Any]) -> None:
     components = schema.get("components", {}).get("schemas", {})
     for name, docs in FIELD_DOCS.items():
-        for component in (name, f"{name}-Input", f"{name}-Output"):
-            properties = components.get(component, {}).get("properties", {})
+        for variant in (name, f"{name}-Input", f"{name}-Output"):
+            properties = components.get(variant, {}).get("properties", {})
             for field, text in docs.items():
                 if field in properties:
                     properties[field].setdefault("description", text)
@@ -212,10 +190,10 @@ def _fix_responses(schema: dict[str, Any]) -> None:
             components.pop(name, None)
 
 
-def install_openapi(app: FastAPI, *, schemas: dict[str, Any] | None = None) -> None:
+def install_openapi(app: FastAPI, *, components: Sequence[Any] = ()) -> None:
     """Replace `app.openapi` with one that adds the Bearer scheme and drops the 422s.
-    `schemas` are components FastAPI does not derive: the request bodies that routes parse
-    themselves, and the streams' chunks (raw_body, event_stream)."""
+    `components` are the shapes the routes name by `ref` (request bodies, answers, stream
+    chunks); the error envelope is always there."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -228,7 +206,13 @@ def install_openapi(app: FastAPI, *, schemas: dict[str, Any] | None = None) -> N
                 tags=app.openapi_tags,
                 servers=app.servers,
             )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(schemas or {})
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                {
+                    name: part
+                    for shape in (*components, ErrorResponse)
+                    for name, part in component(shape).items()
+                }
+            )
             _fix_responses(schema)
             _describe_fields(schema)
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})

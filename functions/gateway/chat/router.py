@@ -15,32 +15,32 @@ from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.responses import ChatCompletion, ChatCompletionChunk
 from gateway.deps import CallerDep
 from gateway.http import respond
-from gateway.openapi import REQUIRES_KEY, errors, event_stream, raw_body
+from gateway.openapi import REQUIRES_KEY, errors
+from gateway.openapi_shapes import event_stream, json_body, raw_body
 
 router = APIRouter(tags=["chat"])
 
-# The request body's and the stream's chunk's schemas, for /docs (install_openapi adds
-# them to the components).
-_BODY_SCHEMAS, _BODY = raw_body(ChatCompletionRequest)
-_CHUNK_SCHEMAS, _EVENTS = event_stream(
-    ChatCompletionChunk,
-    'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",'
-    '"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
-    "data: [DONE]\n\n",
-)
-SCHEMAS = {**_BODY_SCHEMAS, **_CHUNK_SCHEMAS}
+# The shapes the route names in /docs (app.py gives them to install_openapi).
+COMPONENTS = (ChatCompletionRequest, ChatCompletion, ChatCompletionChunk)
 _OK: dict[str, Any] = {
     "description": "A `chat.completion` object; with `stream: true`, server-sent events: "
     "one `chat.completion.chunk` per `data:` event, then `data: [DONE]`. A failure after "
     'the stream started arrives as one last `data: {"error": ...}` event. Rate-limited '
     "keys get `x-ratelimit-*` headers; every answer has `x-request-id`.",
-    "content": _EVENTS,
+    "content": {
+        **json_body(ChatCompletion),
+        **event_stream(
+            ChatCompletionChunk,
+            'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m",'
+            '"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
+            "data: [DONE]\n\n",
+        ),
+    },
 }
 
 
 @router.post(
     "/v1/chat/completions",
-    response_model=ChatCompletion,
     responses={200: _OK, **errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504)},
     summary="Create a chat completion",
     description="OpenAI's chat completions on a self-hosted model. The gateway checks the "
@@ -48,7 +48,7 @@ _OK: dict[str, Any] = {
     "chat template, reserves prompt plus `max_tokens` against the key's limits (a request "
     "without `max_tokens` gets DEFAULT_MAX_TOKENS, 4096 by default, sent upstream too), "
     "forwards to the model's endpoint and records the usage.",
-    openapi_extra={**REQUIRES_KEY, **_BODY},
+    openapi_extra={**REQUIRES_KEY, **raw_body(ChatCompletionRequest)},
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def create_chat_completion(request: Request, caller: CallerDep) -> Response:

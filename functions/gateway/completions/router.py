@@ -9,29 +9,31 @@ from fastapi.responses import Response
 from gateway.completions.protocol import Completion, CompletionRequest
 from gateway.deps import CallerDep
 from gateway.http import respond
-from gateway.openapi import REQUIRES_KEY, errors, event_stream, raw_body
+from gateway.openapi import REQUIRES_KEY, errors
+from gateway.openapi_shapes import event_stream, json_body, raw_body
 
 router = APIRouter(tags=["completions"])
 
-_BODY_SCHEMAS, _BODY = raw_body(CompletionRequest)
-# A streamed completion's events are `text_completion` objects too.
-_CHUNK_SCHEMAS, _EVENTS = event_stream(
-    Completion,
-    'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
-    '"choices":[{"index":0,"text":"Hi","logprobs":null,"finish_reason":null}]}\n\n'
-    "data: [DONE]\n\n",
-)
-SCHEMAS = {**_BODY_SCHEMAS, **_CHUNK_SCHEMAS}
+# The shapes the route names in /docs (app.py gives them to install_openapi).
+COMPONENTS = (CompletionRequest, Completion)
 
 
 @router.post(
     "/v1/completions",
-    response_model=Completion,
     responses={
         200: {
             "description": "A `text_completion` object; with `stream: true`, server-sent "
             "events: one `text_completion` chunk per `data:` event, then `data: [DONE]`.",
-            "content": _EVENTS,
+            "content": {
+                **json_body(Completion),
+                # A streamed completion's events are `text_completion` objects too.
+                **event_stream(
+                    Completion,
+                    'data: {"id":"cmpl-1","object":"text_completion","created":1,"model":"m",'
+                    '"choices":[{"index":0,"text":"Hi","logprobs":null,"finish_reason":null}]}'
+                    "\n\ndata: [DONE]\n\n",
+                ),
+            },
         },
         **errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
     },
@@ -39,7 +41,7 @@ SCHEMAS = {**_BODY_SCHEMAS, **_CHUNK_SCHEMAS}
     description="OpenAI's legacy completions on a self-hosted model, with chat's keys, "
     "allow-lists, limits and usage records. Prompts are counted as vLLM counts them: "
     "special tokens added; token-id prompts count their length.",
-    openapi_extra={**REQUIRES_KEY, **_BODY},
+    openapi_extra={**REQUIRES_KEY, **raw_body(CompletionRequest)},
 )
 @router.post("/completions", include_in_schema=False)
 async def create_completion(request: Request, caller: CallerDep) -> Response:

@@ -8,22 +8,26 @@ from fastapi.responses import Response
 from gateway.deps import CallerDep
 from gateway.embeddings.protocol import EmbeddingList, EmbeddingRequest
 from gateway.http import respond
-from gateway.openapi import REQUIRES_KEY, errors, raw_body
+from gateway.openapi import REQUIRES_KEY, errors
+from gateway.openapi_shapes import json_body, raw_body
 
 router = APIRouter(tags=["embeddings"])
 
-SCHEMAS, _BODY = raw_body(EmbeddingRequest)
+# The shapes the route names in /docs (app.py gives them to install_openapi).
+COMPONENTS = (EmbeddingRequest, EmbeddingList)
 
 
 @router.post(
     "/v1/embeddings",
-    response_model=EmbeddingList,
-    responses=errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
+    responses={
+        200: {"description": "An embeddings `list`.", "content": json_body(EmbeddingList)},
+        **errors(400, 401, 403, 404, 413, 429, 500, 502, 503, 504),
+    },
     summary="Create embeddings",
     description="Embeddings from a model whose config lists the `embeddings` route, with "
     "chat's keys, allow-lists, limits and usage records. Inputs over the model's limit are a "
     "400 before forwarding; larger batches than the upstream takes are split and reassembled.",
-    openapi_extra={**REQUIRES_KEY, **_BODY},
+    openapi_extra={**REQUIRES_KEY, **raw_body(EmbeddingRequest)},
 )
 @router.post("/embeddings", include_in_schema=False)
 async def create_embeddings(request: Request, caller: CallerDep) -> Response:

@@ -10,12 +10,14 @@ TypeDeserializer; paging is boto3's paginator (gateway.aws.pages/items).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+if TYPE_CHECKING:
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 RECORD = "req#"
 DAY = "day#"
@@ -26,9 +28,6 @@ MONTH = "month#"
 ENDPOINT = "ep#"
 # Sorts after "#", "-", ":" and every digit: `<prefix><day>~` bounds all of that day.
 HIGH = "~"
-
-_SERIALIZER = TypeSerializer()  # stateless, like the deserializer: safe to share
-_DESERIALIZER = TypeDeserializer()
 
 
 # --- keys ---------------------------------------------------------------------------
@@ -123,22 +122,36 @@ def item_key(pk: str, sk: str) -> dict[str, Any]:
 
 
 # --- item translation ----------------------------------------------------------------
+# boto3 is imported on first use, not with this module: a Lambda's init imports no boto3
+# (the first request's key lookup does). Both translators are stateless: one each serves.
+
+
+@functools.cache
+def _serializer() -> TypeSerializer:
+    from boto3.dynamodb.types import TypeSerializer
+
+    return TypeSerializer()
+
+
+@functools.cache
+def _deserializer() -> TypeDeserializer:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer()
 
 
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     """Plain values as a low-level item (boto3's TypeSerializer). None values are left
     out; floats are numbers kept to the millisecond's precision (3 decimals)."""
-    return {
-        name: _SERIALIZER.serialize(_number(value))
-        for name, value in values.items()
-        if value is not None
-    }
+    serialize = _serializer().serialize
+    return {name: serialize(_number(value)) for name, value in values.items() if value is not None}
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """A low-level item as plain values (boto3's TypeDeserializer); numbers as int where
     whole, else float."""
-    return {name: plain(_DESERIALIZER.deserialize(value)) for name, value in item.items()}
+    deserialize = _deserializer().deserialize
+    return {name: plain(deserialize(value)) for name, value in item.items()}
 
 
 def plain(value: Any) -> Any:
@@ -152,7 +165,7 @@ def number(item: Mapping[str, Any] | None, name: str) -> int:
     """A whole-number attribute of a low-level item; 0 when the item or it is absent."""
     if not item or name not in item:
         return 0
-    return int(_DESERIALIZER.deserialize(item[name]))
+    return int(_deserializer().deserialize(item[name]))
 
 
 def _number(value: Any) -> Any:
