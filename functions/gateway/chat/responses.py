@@ -2,8 +2,9 @@
 relayed upstream bodies and chunks valid OpenAI shapes.
 
 The shapes are TypedDicts, so the hot path builds plain dicts (orjson) that mypy checks
-against the same types FastAPI documents in /docs (the route's `response_model`, the SSE
-chunk schema); tests/gateway/test_docs_shapes.py checks real answers against /docs.
+against the same types /docs shows (the route's 200 answer and its SSE chunk, named by
+`$ref`: openapi_shapes.py); tests/gateway/test_docs_shapes.py checks real answers against
+/docs.
 Fields are in OpenAI's order; non-OpenAI extensions are fenced and commented.
 """
 

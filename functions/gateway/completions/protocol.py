@@ -99,7 +99,7 @@ class CompletionRequest(GenerationRequest):
 
 
 # --- Response shapes: what the gateway returns, and what /docs shows -------------------
-# (TypedDicts: plain dicts on the hot path, checked by mypy; chat/protocol.py says why.)
+# (TypedDicts: plain dicts on the hot path, checked by mypy; chat/responses.py says why.)
 
 
 @with_config(ConfigDict(use_attribute_docstrings=True))
