@@ -101,12 +101,20 @@ class ChatTokenizer:
         """Tokens of a text with no special tokens added (a completion, a rendered prompt)."""
         if not text:
             return 0
-        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        return self._count(text, add_special_tokens=False)
 
     def count_text_with_special(self, text: str) -> int:
         """Tokens of a plain-text prompt as /v1/completions and /v1/embeddings count it:
         `tokenizer(text, add_special_tokens=True)`, so BOS/EOS of the post-processor count."""
-        return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
+        return self._count(text, add_special_tokens=True)
+
+    def _count(self, text: str, *, add_special_tokens: bool) -> int:
+        # Not `encode`: it holds the GIL for the whole count (20 s for 10 MB here), so a
+        # count in a worker thread still stalled the event loop. `encode_batch_fast`
+        # releases it, skips the character offsets a count does not need (2x faster), and
+        # gives the same ids. len() of the Encoding builds no list of 10 million ints.
+        batch = self._tokenizer.encode_batch_fast([text], add_special_tokens=add_special_tokens)
+        return len(batch[0])
 
 
 class TokenizerStore:
