@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +56,29 @@ def test_text_counts(tokenizers_dir: Path) -> None:
     tokenizer = TokenizerStore(Settings(tokenizers_dir=tokenizers_dir)).get("qwen3")
     assert tokenizer.count_text("Hello, world!") == 4
     assert tokenizer.count_text("") == 0
+
+
+@pytest.mark.parametrize("special", [False, True])
+def test_a_long_count_lets_other_threads_run(tokenizers_dir: Path, special: bool) -> None:
+    """The gateway counts long texts in a worker thread so that the event loop goes on;
+    that only helps if the count releases the GIL. `Tokenizer.encode` holds it for the
+    whole count (measured: this thread then waits ~95% of the count)."""
+    tokenizer = TokenizerStore(Settings(tokenizers_dir=tokenizers_dir)).get("qwen3")
+    count = tokenizer.count_text_with_special if special else tokenizer.count_text
+    text = " ".join(f"w{i % 9973}x{i % 31}" for i in range(150_000))  # ~1.2 MB
+    counted: list[int] = []
+    worker = threading.Thread(target=lambda: counted.append(count(text)))
+    started = last = time.perf_counter()
+    longest = 0.0
+    worker.start()
+    while worker.is_alive():
+        time.sleep(0.001)
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+    worker.join()
+    took = time.perf_counter() - started
+    assert counted and counted[0] > 150_000
+    assert longest < took / 4, f"this thread waited {longest:.2f} s of a {took:.2f} s count"
 
 
 def test_one_instance_per_distinct_file(tokenizers_dir: Path, tmp_path: Path) -> None:
