@@ -8,9 +8,8 @@ they cut streams silently, left no record, billed negative usage or leaked text.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ from tests.support.hostile import LEAK, HostileUpstream
 from tests.support.schemas import validate
 from tests.support.servers import serve_asgi
 from tests.support.sse import events
+from tests.support.stall import longest_stall
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -168,31 +168,6 @@ def test_redirects_are_not_followed(gw: Gateway, hostile: tuple[str, HostileUpst
     assert record.status == "upstream_error"
 
 
-def _longest_stall_during(
-    gw: Gateway, send: Callable[[], httpx.Response]
-) -> tuple[int, float, float]:
-    """(the big request's status, its time in flight, the longest wait between two /health
-    answers while it was in flight), in seconds.
-
-    The gateway runs in this process (serve_asgi), so a count that holds the GIL stalls
-    this poller too, and one that blocks the event loop holds back the /health in flight:
-    either shows as one long wait between answers."""
-    result: list[httpx.Response] = []
-    worker = threading.Thread(target=lambda: result.append(send()))
-    longest = 0.0
-    with httpx.Client(base_url=gw.url, timeout=120) as client:
-        client.get("/health")  # connected before the clock starts
-        started = last = time.perf_counter()
-        worker.start()
-        while worker.is_alive():
-            assert client.get("/health").status_code == 200
-            now = time.perf_counter()
-            longest, last = max(longest, now - last), now
-            time.sleep(0.002)
-    worker.join()
-    return result[0].status_code, time.perf_counter() - started, longest
-
-
 @pytest.mark.parametrize("case", ["huge_completion", "huge_prompt"])
 def test_huge_bodies_are_counted_without_stalling_other_requests(gw: Gateway, case: str) -> None:
     """A 10 MB completion and a 3.8 MB prompt are tokenized without stalling the event
@@ -219,8 +194,17 @@ def test_huge_bodies_are_counted_without_stalling_other_requests(gw: Gateway, ca
             timeout=120,
         )
 
-    status, in_flight, longest = _longest_stall_during(gw, send)
-    assert status == 200
+    # The gateway runs in this process (serve_asgi): a count that holds the GIL stalls
+    # this poller, and one that blocks the event loop holds back the /health in flight.
+    with httpx.Client(base_url=gw.url, timeout=120) as client:
+        client.get("/health")  # connected before the clock starts
+
+        def health() -> None:
+            assert client.get("/health").status_code == 200
+            time.sleep(0.002)
+
+        response, in_flight, longest = longest_stall(send, health)
+    assert response.status_code == 200
     assert longest < in_flight / 4, f"/health waited {longest:.2f} s of {in_flight:.2f} s"
     [record] = gw.records(key)
     counted = (

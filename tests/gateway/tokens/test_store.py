@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from gateway.tokens import TokenizerStore
 
 from tests.support import reference
 from tests.support.hub import LocalHub, local_hub
+from tests.support.stall import longest_stall
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello, world!"}],
@@ -66,18 +66,8 @@ def test_a_long_count_lets_other_threads_run(tokenizers_dir: Path, special: bool
     tokenizer = TokenizerStore(Settings(tokenizers_dir=tokenizers_dir)).get("qwen3")
     count = tokenizer.count_text_with_special if special else tokenizer.count_text
     text = " ".join(f"w{i % 9973}x{i % 31}" for i in range(150_000))  # ~1.2 MB
-    counted: list[int] = []
-    worker = threading.Thread(target=lambda: counted.append(count(text)))
-    started = last = time.perf_counter()
-    longest = 0.0
-    worker.start()
-    while worker.is_alive():
-        time.sleep(0.001)
-        now = time.perf_counter()
-        longest, last = max(longest, now - last), now
-    worker.join()
-    took = time.perf_counter() - started
-    assert counted and counted[0] > 150_000
+    counted, took, longest = longest_stall(lambda: count(text), lambda: time.sleep(0.001))
+    assert counted > 150_000
     assert longest < took / 4, f"this thread waited {longest:.2f} s of a {took:.2f} s count"
 
 
