@@ -131,6 +131,15 @@ class DependencyError(GatewayError):
     code = "dependency_unavailable"
 
 
+class ClientDisconnected(GatewayError):
+    """The client went away before its answer (while sending the body, or waiting): its
+    record says client_disconnected; the answer (nginx's 499) reaches nobody."""
+
+    status_code = 499
+    type = "invalid_request_error"
+    code = "client_disconnected"
+
+
 class ContentFilterError(InvalidRequestError):
     """The guard model flagged the prompt (gateway/guard): nothing was forwarded. The error
     object also lists the categories that blocked it."""

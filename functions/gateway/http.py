@@ -1,4 +1,5 @@
-"""Response classes and ASGI middleware shared by the routers."""
+"""What the routers share: the caller as the pipeline sees it, response classes, and the
+ASGI middleware."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.backends.chunks import aclose_of
-from gateway.errors import GatewayError, InternalError, RequestTooLargeError
+from gateway.errors import ClientDisconnected, GatewayError, InternalError, RequestTooLargeError
 
 if TYPE_CHECKING:
-    from gateway.serving import RouteResult
+    from gateway.pipeline import RouteResult
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,26 @@ def json_response(
     return Response(
         orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
     )
+
+
+class HttpClient:
+    """A Starlette request as the pipeline's Client: its body, and its departure."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    async def read_body(self) -> bytes:
+        try:
+            return await self._request.body()
+        except ClientDisconnect as exc:  # gone mid-upload: not the gateway's failure
+            raise ClientDisconnected("The client closed the connection while sending.") from exc
+
+    async def wait_disconnected(self) -> None:
+        # Once the body is read, the server's next message is http.disconnect (uvicorn
+        # sends it when the socket closes; Mangum never does: a buffered invocation
+        # cannot tell, so this waits for ever and costs nothing).
+        while (await self._request.receive())["type"] != "http.disconnect":
+            pass
 
 
 def respond(result: RouteResult) -> Response:

@@ -1,9 +1,10 @@
-"""Everything a request needs, built once per process by the app factory.
+"""The composition root: everything a request needs, built once per process by the app
+factory and passed down explicitly (nothing below calls back up into it).
 
 Building it does no I/O and imports only what every route needs: AWS clients are built on
 their first call (gateway.aws.LazyClient), the upstream HTTP pool (aiohttp) and each
-backend on the first request that forwards, so a function that never forwards
-(ApiFunction) never loads them.
+backend on the first request that forwards (backends/pool.py), so a function that never
+forwards (ApiFunction) never loads them.
 """
 
 from __future__ import annotations
@@ -13,23 +14,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.aws import AwsClients, path_dynamodb_config
-from gateway.backends import Backend
 from gateway.backends.cooldowns import CooldownCache, CooldownStore
-from gateway.backends.routing import RoutedBackend, Router, RoutingPolicy, Target
-from gateway.backends.wire import CHAT, WireRoute
-from gateway.chat.service import ChatService
-from gateway.completions.service import CompletionService
+from gateway.backends.pool import Backends
+from gateway.backends.routing import Router, RoutingPolicy
+from gateway.chat.service import ChatSurface
+from gateway.completions.service import CompletionSurface
 from gateway.dynamodb_http import DynamoDBHttp
-from gateway.embeddings.service import EmbeddingService
+from gateway.embeddings.service import EmbeddingSurface
 from gateway.guard import GuardService
 from gateway.guard.metrics import BlockMetrics
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.limits import LimitStore
+from gateway.limits.concurrency import KeyConcurrency
 from gateway.metering import UsageSink
-from gateway.models.registry import ModelConfig, ModelRegistry, OpenAIEndpoint, Upstream
+from gateway.models.registry import ModelRegistry
 from gateway.observability import Telemetry, Tracing
-from gateway.serving import RouteDeps
+from gateway.pipeline import Pipeline
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
 from gateway.usage import UsageStore
@@ -52,53 +53,50 @@ class Resources:
     # X-Ray (on inside Lambda only): DynamoDB calls and each upstream call.
     tracing: Tracing = field(default_factory=Tracing)
     started_at: float = field(default_factory=time.time)
-    chat: ChatService = field(init=False)
-    completions: CompletionService = field(init=False)
-    embeddings: EmbeddingService = field(init=False)
-    _backends: dict[tuple[str, str], Backend] = field(init=False, default_factory=dict)
-    _http: HttpPool | None = field(init=False, default=None, repr=False)
-    # Routing across each model's endpoints (backends/routing.py): one per process.
-    router: Router = field(init=False)
+    # Built from the above in __post_init__: the backends, the pipeline, the surfaces.
+    backends: Backends = field(init=False)
+    pipeline: Pipeline = field(init=False)
+    chat: ChatSurface = field(init=False)
+    completions: CompletionSurface = field(init=False)
+    embeddings: EmbeddingSurface = field(init=False)
 
     def __post_init__(self) -> None:
-        self.router = Router(
-            policy=RoutingPolicy.from_settings(self.settings),
+        settings = self.settings
+        router = Router(
+            policy=RoutingPolicy.from_settings(settings),
             cooldowns=CooldownCache(
-                store=CooldownStore(
-                    client=self.aws.lazy_dynamodb(), table=self.settings.usage_table
-                ),
-                ttl=self.settings.endpoint_state_cache_seconds,
-                deadline_seconds=self.settings.key_lookup_deadline_seconds,
+                store=CooldownStore(client=self.aws.lazy_dynamodb(), table=settings.usage_table),
+                ttl=settings.endpoint_state_cache_seconds,
+                deadline_seconds=settings.key_lookup_deadline_seconds,
             ),
             metrics=self.telemetry,
         )
-        deps = RouteDeps(
+        self.backends = Backends(
+            settings=settings,
+            registry=self.registry,
+            router=router,
+            tracer=self.tracing,
+            aws=self.aws,
+        )
+        self.pipeline = Pipeline(
             registry=self.registry,
             tokenizers=self.tokenizers,
+            backends=self.backends,
+            guard=GuardService(
+                registry=self.registry,
+                backends=self.backends,
+                tokenizers=self.tokenizers,
+                metrics=BlockMetrics.from_settings(settings),
+            ),
+            limits=self.limits,
+            concurrency=KeyConcurrency(default_limit=settings.key_max_concurrency),
             sink=UsageSink(usage=self.usage),
             telemetry=self.telemetry,
-            limits=self.limits,
-            audit_rate=self.settings.usage_audit_rate,
+            audit_rate=settings.usage_audit_rate,
         )
-        guard = GuardService(
-            registry=self.registry,
-            backend_for=self.backend_for,
-            tokenizer_for=deps.tokenizer,
-            metrics=BlockMetrics.from_settings(self.settings),
-        )
-        self.chat = ChatService(
-            deps=deps,
-            backend_for=self.backend_for,
-            default_max_tokens=self.settings.default_max_tokens,
-            guard=guard,
-        )
-        self.completions = CompletionService(
-            deps=deps,
-            backend_for=self.backend_for,
-            default_max_tokens=self.settings.default_max_tokens,
-            guard=guard,
-        )
-        self.embeddings = EmbeddingService(deps=deps, backend_for=self.backend_for)
+        self.chat = ChatSurface(default_max_tokens=settings.default_max_tokens)
+        self.completions = CompletionSurface(default_max_tokens=settings.default_max_tokens)
+        self.embeddings = EmbeddingSurface()
 
     @classmethod
     def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Resources:
@@ -145,18 +143,12 @@ class Resources:
         )
 
     @property
-    def http(self) -> HttpPool:
-        """The upstream HTTP pool, created (and aiohttp imported) on first use."""
-        if self._http is None:
-            from gateway.backends.openai_http import HttpPool
-
-            self._http = HttpPool(self.settings)
-        return self._http
+    def router(self) -> Router:
+        return self.backends.router
 
     async def close(self) -> None:
         """Close the upstream HTTP pool (if any request created it) and the usage writer's."""
-        if self._http is not None:
-            await self._http.close()
+        await self.backends.close()
         await self.usage.close()
 
     def reset_connections(self) -> HttpPool | None:
@@ -165,53 +157,7 @@ class Resources:
         the upstream pool is replaced on next use and the old one returned, for a caller
         on the event loop to close."""
         self.aws.close_connections()
-        stale, self._http = self._http, None
-        return stale
-
-    def backend_for(self, model: ModelConfig, route: WireRoute = CHAT) -> Backend:
-        backend = self._backends.get((model.id, route.name))
-        if backend is None:
-            tiers = [self._targets(model, route, fallback=False)]
-            for fallback_id in model.fallbacks:
-                fallback = self.registry.get(fallback_id)
-                if fallback is not None and fallback.serves(route.name):
-                    tiers.append(self._targets(fallback, route, fallback=True))
-            backend = RoutedBackend(router=self.router, tiers=tiers)
-            self._backends[(model.id, route.name)] = backend
-        return backend
-
-    def _targets(self, model: ModelConfig, route: WireRoute, *, fallback: bool) -> list[Target]:
-        targets = []
-        for upstream in model.endpoints:
-            state = self.router.state(
-                model.id,
-                upstream.label,
-                weight=upstream.weight,
-                max_concurrency=upstream.max_concurrency,
-            )
-            backend = self.tracing.traced(
-                self._endpoint_backend(upstream, route), model=model.id, endpoint=upstream.label
-            )
-            label = f"{model.id}/{upstream.label}" if fallback else upstream.label
-            targets.append(Target(state, backend, upstream.model or model.id, label))
-        return targets
-
-    def _endpoint_backend(self, upstream: Upstream, route: WireRoute) -> Backend:
-        # Imported here: only a request that forwards needs a backend's dependencies.
-        if isinstance(upstream, OpenAIEndpoint):
-            from gateway.backends.openai_http import OpenAIBackend
-
-            return OpenAIBackend(upstream=upstream, pool=self.http, route=route)
-        from gateway.backends.sagemaker import SageMakerBackend, client_config
-
-        if self.aws.sagemaker_config is None:
-            self.aws.sagemaker_config = client_config(self.settings)
-        return SageMakerBackend(
-            upstream=upstream,
-            client=self.aws.sagemaker_runtime,
-            max_concurrency=self.settings.upstream_max_connections,
-            route=route,
-        )
+        return self.backends.reset_connections()
 
     def preload_tokenizers(self) -> None:
         for model in self.registry:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # For keys with token limits: the generation cap reserved (and sent upstream) when a
     # request sets no max_tokens and its model config has no cap.
     default_max_tokens: int = Field(default=4096, gt=0)
+    # Requests one key may have in flight at once on one instance, unless the key sets
+    # its own `max_concurrency` (limits/concurrency.py); past it, a 429.
+    key_max_concurrency: int = Field(default=64, gt=0)
     # Share of completed requests whose completion the gateway counts itself although the
     # upstream reported usage, to cross-check the figures (UsageMismatches metric,
     # gateway_completion_tokens in the record); otherwise that count would add nothing.

@@ -13,10 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.guard import GuardService
 from gateway.keys import ApiKey
 from gateway.limits import Admission
+from gateway.limits.concurrency import KeyConcurrency
 from gateway.models.registry import ModelConfig, ModelRegistry
-from gateway.serving import RouteDeps
+from gateway.pipeline import Pipeline, RouteResult
+from gateway.tokens.errors import TemplateRefused
 from gateway.usage import UsageRecord
 
 
@@ -55,7 +58,9 @@ class FakeTokenizer:
     ) -> int:
         rendered = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
         if "raise" in rendered:
-            raise TypeError("template refused")
+            raise TemplateRefused("Conversation roles must alternate")
+        if "crash" in rendered:
+            raise TypeError("a bug in counting")
         return self.count_text(rendered) + 1  # + the generation prompt
 
 
@@ -108,14 +113,16 @@ class FakeBackend:
     sent: list[dict[str, Any]] = field(default_factory=list)
     closed: int = 0
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, body: dict[str, Any], *, trace: Any = None) -> dict[str, Any]:
         self.sent.append(body)
         if self.error is not None:
             raise self.error
         assert self.body is not None
         return self.body
 
-    async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def open_stream(
+        self, body: dict[str, Any], *, trace: Any = None
+    ) -> AsyncIterator[dict[str, Any]]:
         self.sent.append(body)
         if self.error is not None:
             raise self.error
@@ -137,30 +144,74 @@ def registry(*models: ModelConfig) -> ModelRegistry:
     return ModelRegistry(list(models) or [model()])
 
 
-def route_deps(
+class FakeBackends:
+    """The pipeline's Backends, answering every model and route with `backend` and noting
+    each route asked for in `routes`."""
+
+    def __init__(self, backend: Any, routes: list[Any] | None = None) -> None:
+        self.backend = backend
+        self.routes = routes if routes is not None else []
+
+    def for_model(self, config: Any, route: Any) -> Any:
+        self.routes.append(route)
+        return self.backend
+
+
+class FakeClient:
+    """The pipeline's Client over a body reader; it never leaves unless told to."""
+
+    def __init__(self, read_body: Callable[[], Any]) -> None:
+        self._read_body = read_body
+        self.gone = asyncio.Event()
+
+    async def read_body(self) -> bytes:
+        body: bytes = await self._read_body()
+        return body
+
+    async def wait_disconnected(self) -> None:
+        await self.gone.wait()
+
+
+def pipeline(
     config: ModelConfig,
     sink: RecordingSink,
+    backend: Any,
     *,
     tokenizers: Any = None,
     limits: Any = None,
-) -> RouteDeps:
-    """What a service needs, over fakes: one model, the fake tokenizer unless given."""
-    return RouteDeps(
-        registry=registry(config),
-        tokenizers=tokenizers or FakeTokenizers(),
+    routes: list[Any] | None = None,
+    models: Sequence[ModelConfig] = (),
+    max_concurrency: int = 64,
+) -> Pipeline:
+    """The pipeline over fakes: one model (and `models`), the fake tokenizer unless given,
+    every model served by `backend`."""
+    tokenizers = tokenizers or FakeTokenizers()
+    models_registry = ModelRegistry([config, *models])
+    backends = FakeBackends(backend, routes)
+    return Pipeline(
+        registry=models_registry,
+        tokenizers=tokenizers,
+        backends=backends,  # type: ignore[arg-type]
+        guard=GuardService(registry=models_registry, backends=backends, tokenizers=tokenizers),  # type: ignore[arg-type]
+        limits=limits,
+        concurrency=KeyConcurrency(default_limit=max_concurrency),
         sink=sink,
         telemetry=NullTelemetry(),
-        limits=limits,
     )
 
 
-def backend_for(backend: Any, routes: list[Any] | None = None) -> Callable[[Any, Any], Any]:
-    """A service's `backend_for` that always answers with `backend`, noting each route
-    asked for in `routes` (when given)."""
+@dataclass
+class Served:
+    """A surface run through a pipeline, called as a route calls it."""
 
-    def pick(config: Any, route: Any) -> Any:
-        if routes is not None:
-            routes.append(route)
-        return backend
+    pipeline: Pipeline
+    surface: Any
 
-    return pick
+    def __getattr__(self, name: str) -> Any:  # the surface's own helpers (upstream_body)
+        return getattr(self.surface, name)
+
+    async def create(
+        self, read_body: Callable[[], Any], *, key: ApiKey, request_id: str
+    ) -> RouteResult:
+        client = FakeClient(read_body)
+        return await self.pipeline.run(self.surface, client, key=key, request_id=request_id)

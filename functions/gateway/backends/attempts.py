@@ -1,36 +1,20 @@
-"""Which endpoint served a request, and in how many attempts: for its usage record.
+"""Which endpoint served a call, and in how many attempts: for its usage record.
 
-The Meter begins a `RouteTrace` when the request begins (in the request's task); the
-routed backend, called later in the same task, fills it in. A ContextVar carries it, so
-neither the Backend protocol nor the services change; tasks started by the request (the
-embeddings batches) inherit the same trace object.
+A `RouteTrace` is created by whoever makes the call (the pipeline for the model's call,
+the guard for each of its own) and handed to `RoutedBackend.complete` / `open_stream`,
+which fills it in. Nothing travels implicitly: two calls of one request (the model's and
+the guard's) have two traces, and each lands in its own fields of the record.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from dataclasses import dataclass
-
-_CURRENT: ContextVar[RouteTrace | None] = ContextVar("gateway_route_trace", default=None)
 
 
 @dataclass
 class RouteTrace:
-    # The endpoint that served the request (or the last one tried, if none did).
+    # The endpoint that served the call (or the last one tried, if none did).
     endpoint: str | None = None
     # Attempts made across the model's endpoints and fallbacks (0: none was routed).
     attempts: int = 0
     failovers: int = 0
-
-
-def begin() -> RouteTrace:
-    """A fresh trace for the request running in this context."""
-    trace = RouteTrace()
-    _CURRENT.set(trace)
-    return trace
-
-
-def current() -> RouteTrace:
-    """The running request's trace (a throwaway one outside a metered request)."""
-    trace = _CURRENT.get()
-    return trace if trace is not None else RouteTrace()

@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 
-from gateway.backends import attempts
+from gateway.backends.attempts import RouteTrace
 from gateway.backends.base import Backend
 from gateway.backends.cooldowns import CooldownCache
 from gateway.backends.health import EndpointState, choose
@@ -145,11 +145,15 @@ class RoutedBackend:
         """Every target, in the order tiers are tried."""
         return [t for tier in self._tiers for t in tier]
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._route(body, self._complete_once)
+    async def complete(self, body: dict[str, Any], *, trace: RouteTrace) -> dict[str, Any]:
+        """One answer from the first endpoint that serves it; `trace` is filled in."""
+        return await self._route(body, self._complete_once, trace)
 
-    async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return await self._route(body, self._open_once)
+    async def open_stream(
+        self, body: dict[str, Any], *, trace: RouteTrace
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A stream whose first chunk has arrived; `trace` is filled in."""
+        return await self._route(body, self._open_once, trace)
 
     async def _complete_once(
         self, target: Target, body: dict[str, Any], more: bool
@@ -198,9 +202,12 @@ class RoutedBackend:
         await self._router.failed(target.state, error)
 
     async def _route(
-        self, body: dict[str, Any], attempt: Callable[[Target, dict[str, Any], bool], Awaitable[T]]
+        self,
+        body: dict[str, Any],
+        attempt: Callable[[Target, dict[str, Any], bool], Awaitable[T]],
+        trace: RouteTrace,
     ) -> T:
-        router, trace = self._router, attempts.current()
+        router = self._router
         deadline = router.clock() + router.policy.budget_seconds
         if self._count > 1:
             for model in self._models:

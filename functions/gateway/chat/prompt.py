@@ -11,7 +11,6 @@ becomes {}); tool messages keep `tool_call_id`; a string `name` is kept. The req
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -21,13 +20,11 @@ from gateway.chat.protocol import ChatCompletionRequest
 from gateway.errors import InvalidRequestError
 from gateway.models.registry import ModelConfig
 
+
 # Billed per image / audio part when a multimodal request's upstream reports no usage (the
 # gateway cannot count media tokens: only the model's processor can). 765 is what OpenAI
 # bills a 512x512 high-detail image; Qwen2.5-VL spends ~1 token per 28x28 pixels, so it is
 # the right order for a typical photo. Audio: ~30 s of Whisper-style features at 25 tokens/s.
-MEDIA_TOKEN_ESTIMATE = {"image": 765, "audio": 750}
-
-
 def _arguments(value: Any) -> Any:
     if isinstance(value, str):
         try:
@@ -125,29 +122,6 @@ def check_modalities(request: ChatCompletionRequest, model: ModelConfig) -> list
     return media_parts(request)
 
 
-def media_token_estimate(modalities: Sequence[str]) -> int:
-    return sum(MEDIA_TOKEN_ESTIMATE[m] for m in modalities)
-
-
-def check_context_length(model: ModelConfig, *, prompt_tokens: int, body: dict[str, Any]) -> None:
-    """A prompt plus the generation asked for over the model's context length is refused
-    before forwarding, in vLLM's words (code `context_length_exceeded`, as OpenAI)."""
-    limit = model.max_model_len
-    if limit is None:
-        return
-    asked = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    if prompt_tokens + asked <= limit and prompt_tokens < limit:
-        return
-    raise InvalidRequestError(
-        f"This model's maximum context length is {limit} tokens. However, you requested "
-        f"{asked} output tokens and your prompt contains at least {prompt_tokens} input "
-        f"tokens, for a total of at least {prompt_tokens + asked} tokens. Please reduce the "
-        "length of the input prompt or the number of requested output tokens.",
-        param="messages",
-        code="context_length_exceeded",
-    )
-
-
 # What a chat template adds around the conversation, in tokens, at most: role headers per
 # message, and fixed text (a default system prompt, the tool-use preamble).
 _TEMPLATE_TOKENS_PER_MESSAGE = 16
@@ -165,14 +139,6 @@ def prompt_upper_bound(request: ChatCompletionRequest) -> int:
     if tools:
         size += len(orjson.dumps(tools, default=str))
     return size + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + _TEMPLATE_TOKENS_FIXED
-
-
-def default_max_tokens(model: ModelConfig, *, prompt_tokens: int, default: int) -> int:
-    """The generation cap sent when a request sets none: the default, but never past the
-    model's context length (vLLM would refuse prompt + max_tokens over max_model_len)."""
-    if model.max_model_len is None:
-        return default
-    return max(1, min(default, model.max_model_len - prompt_tokens))
 
 
 def tool_call_texts(tool_calls: Any) -> list[str]:

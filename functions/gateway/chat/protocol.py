@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from gateway.chat.legacy import check_tool_choice, map_legacy_request
 from gateway.chat.messages import ChatMessage
+from gateway.generation import GenerationRequest, StreamOptions
 
 # Sampling fields a client may also send nested under `model_params`.
 _NON_SAMPLING = frozenset({"model", "messages", "stream", "stream_options", "model_params"})
@@ -73,29 +74,6 @@ ResponseFormat = Annotated[
     ResponseFormatText | ResponseFormatJsonObject | ResponseFormatJsonSchema,
     Field(discriminator="type"),
 ]
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    include_usage: bool | None = None
-
-
-class GenerationRequest(BaseModel):
-    """What the generating routes (chat, completions) share. It declares no fields, so
-    each request model keeps its own fields in OpenAI's order."""
-
-    @field_validator("stop", check_fields=False)
-    @classmethod
-    def _stop_strings(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and any(not s for s in value):
-            raise PydanticCustomError("stop", "stop sequences must be non-empty strings.")
-        return value
-
-    @property
-    def include_usage(self) -> bool:
-        options = getattr(self, "stream_options", None)
-        return bool(options and options.include_usage)
 
 
 class ChatCompletionRequest(GenerationRequest):

@@ -15,6 +15,8 @@ from typing import Any, Literal, NotRequired
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict  # pydantic needs typing_extensions' on Python < 3.12
 
+from gateway.pipeline.sse import Usage
+
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
@@ -61,16 +63,6 @@ class Choice(TypedDict):
     """Log probabilities (`content`, `refusal`), when asked for."""
     finish_reason: FinishReason | None
     """`stop`, `length` (max_tokens reached), `tool_calls` or `content_filter`."""
-
-
-@with_config(ConfigDict(use_attribute_docstrings=True))
-class Usage(TypedDict):
-    prompt_tokens: int
-    """Tokens of the rendered chat template."""
-    completion_tokens: int
-    """Tokens generated."""
-    total_tokens: int
-    """Their sum."""
 
 
 @with_config(ConfigDict(use_attribute_docstrings=True))

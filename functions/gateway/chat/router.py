@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.responses import ChatCompletion, ChatCompletionChunk
 from gateway.deps import CallerDep
-from gateway.http import respond
+from gateway.http import HttpClient, respond
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.openapi_shapes import event_stream, json_body, raw_body
 
@@ -52,5 +52,8 @@ _OK: dict[str, Any] = {
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def create_chat_completion(request: Request, caller: CallerDep) -> Response:
-    service = caller.resources.chat
-    return respond(await service.create(request.body, key=caller.key, request_id=caller.request_id))
+    resources = caller.resources
+    result = await resources.pipeline.run(
+        resources.chat, HttpClient(request), key=caller.key, request_id=caller.request_id
+    )
+    return respond(result)

@@ -1,35 +1,36 @@
-"""Chat completions: validate, authorize, count, admit, forward, relay. No HTTP types.
-
-Accounting is the Meter's (gateway/metering): every authenticated request leaves exactly
-one usage record, whichever way it ends.
-"""
+"""The chat completions surface: its wire adapters for the pipeline (parse, count and
+plan, screen, forward, answer, relay). No HTTP types; the order of the steps, admission,
+routing and the usage record are the pipeline's (gateway/pipeline)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from gateway import generation
+from gateway.backends.routing import RoutedBackend
 from gateway.backends.wire import CHAT
 from gateway.chat import prompt as chat_prompt
 from gateway.chat import responses as chat_responses
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.responses import ChatCompletion, Choice, ResponseMessage
-from gateway.chat.stream import MeteredStream, chat_completion, relay
-from gateway.errors import (
-    ConfigurationError,
-    InvalidRequestError,
-)
+from gateway.chat.stream import CHAT_STREAM, chat_completion
+from gateway.errors import ConfigurationError, InvalidRequestError
+from gateway.generation import check_context_length
+from gateway.guard import GuardService, Screening
 from gateway.inputs import parse_body, validate
 from gateway.metering import Meter
 from gateway.models.registry import ModelConfig
-from gateway.serving import GenerationService, RouteResult
-from gateway.tokens import ChatTokenizer
-from gateway.usage import UsageStatus
+from gateway.pipeline import Plan, RequestContext, relay
+from gateway.tokens import ChatTokenizer, TokenizerStore
+from gateway.tokens.errors import TemplateRefused
+from gateway.tokens.offloop import tokenizer_for
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,14 @@ INLINE_COUNT_WORK = 16_000
 _MESSAGE_WORK = 64
 
 
-class ChatService(GenerationService):
+class ChatSurface:
     route = ROUTE
+    wire = CHAT
 
-    async def _create(self, raw: bytes, meter: Meter) -> RouteResult:
+    def __init__(self, *, default_max_tokens: int) -> None:
+        self._default_max_tokens = default_max_tokens
+
+    def parse(self, raw: bytes) -> ChatCompletionRequest:
         data = parse_body(raw)
         messages = data.get("messages")
         if isinstance(messages, list) and len(messages) > MAX_MESSAGES:
@@ -52,15 +57,24 @@ class ChatService(GenerationService):
                 f"'messages' has {len(messages)} items; at most {MAX_MESSAGES} are accepted.",
                 param="messages",
             )
-        request = validate(ChatCompletionRequest, data)
-        meter.stream = bool(request.stream)
-        model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
-        meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
+        return validate(ChatCompletionRequest, data)
+
+    def model_id(self, request: ChatCompletionRequest) -> str:
+        return request.model
+
+    def streams(self, request: ChatCompletionRequest) -> bool:
+        return bool(request.stream)
+
+    async def plan(
+        self, request: ChatCompletionRequest, ctx: RequestContext, tokenizers: TokenizerStore
+    ) -> Plan:
+        model, meter = ctx.model, ctx.meter
+        assert model is not None
         meter.media = chat_prompt.check_modalities(request, model)
         meter.counts_eos = not request.stop
-        body = self._cold_body(request, model, meter)
+        body = self._cold_body(request, model, meter, tokenizers)
         if body is None:
-            tokenizer = await self._deps.tokenizer(model)
+            tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
             meter.count_text = tokenizer.count_text
             meter.prompt_tokens = await self._count_prompt(tokenizer, request)
             body = self.upstream_body(
@@ -69,34 +83,56 @@ class ChatService(GenerationService):
                 prompt_tokens=meter.prompt_tokens,
                 default_max_tokens=self._default_max_tokens,
             )
-            chat_prompt.check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
-        reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
-        headers = await self._deps.admit(meter, reserve)
-        screening = self._guard.screening(  # guardrails (gateway/guard): no-op without a policy
-            model=model, meter=meter, messages=lambda: chat_prompt.template_messages(request)
+            check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
+        return Plan(body=body, reserve=meter.prompt_tokens + body["max_tokens"] * (request.n or 1))
+
+    def screening(
+        self, request: ChatCompletionRequest, ctx: RequestContext, guard: GuardService
+    ) -> Screening:
+        assert ctx.model is not None
+        return guard.screening(  # guardrails (gateway/guard): no-op without a policy
+            model=ctx.model,
+            meter=ctx.meter,
+            messages=lambda: chat_prompt.template_messages(request),
         )
-        await screening.check_input()
-        backend = self._backend_for(model, CHAT)
-        meter.forwarded = True
-        if request.stream:
-            chunks = screening.screen_stream(await backend.open_stream(body))
-            stream = relay(meter, chunks, include_usage=request.include_usage)
-            return RouteResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
-        completion = await backend.complete(body)
-        meter.observe_completion(completion)
-        completion = await screening.check_completion(completion)
-        await meter.close(UsageStatus.COMPLETED)
-        return RouteResult(body=_response(meter, completion), headers=headers)
+
+    async def forward(
+        self,
+        request: ChatCompletionRequest,
+        ctx: RequestContext,
+        backend: RoutedBackend,
+        plan: Plan,
+    ) -> dict[str, Any]:
+        completion = await backend.complete(plan.body, trace=ctx.trace)
+        ctx.meter.observe_completion(completion)
+        return completion
+
+    def answer(
+        self, request: ChatCompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
+    ) -> ChatCompletion:
+        return _response(ctx.meter, data)
+
+    def relay(
+        self,
+        request: ChatCompletionRequest,
+        ctx: RequestContext,
+        chunks: AsyncIterator[dict[str, Any]],
+    ) -> AsyncIterator[bytes]:
+        return relay(ctx.meter, chunks, include_usage=request.include_usage, kind=CHAT_STREAM)
 
     def _cold_body(
-        self, request: ChatCompletionRequest, model: ModelConfig, meter: Meter
+        self,
+        request: ChatCompletionRequest,
+        model: ModelConfig,
+        meter: Meter,
+        tokenizers: TokenizerStore,
     ) -> dict[str, Any] | None:
         """A cold instance (tokenizer not loaded) forwards at once when the prompt's upper
         bound decides everything the count would: the context-length check passes and
         `max_tokens` is not cut by it. Admission reserves the bound (settled exactly
         later); the count runs beside the upstream call (Meter.deferred). None: count
         first, as a warm instance does."""
-        if self._deps.tokenizers.loaded(model.tokenizer) is not None:
+        if tokenizers.loaded(model.tokenizer) is not None:
             return None
         bound = chat_prompt.prompt_upper_bound(request)
         if bound > INLINE_COUNT_WORK:
@@ -121,7 +157,7 @@ class ChatService(GenerationService):
         meter.prompt_tokens, meter.prompt_counted = bound, False
 
         async def count() -> None:
-            tokenizer = await self._deps.tokenizer(model)
+            tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
             prompt_tokens = await self._count_prompt(tokenizer, request)
             meter.prompt_tokens, meter.count_text = prompt_tokens, tokenizer.count_text
 
@@ -143,9 +179,9 @@ class ChatService(GenerationService):
             if work <= INLINE_COUNT_WORK:
                 return count()
             return await anyio.to_thread.run_sync(count)
-        except Exception as exc:
-            # The model's own template refused the conversation (roles must alternate,
-            # a field of the wrong type): the request's fault, a 400.
+        except TemplateRefused as exc:
+            # The model's own template refused the conversation (roles must alternate):
+            # the request's fault, a 400. Any other failure is the gateway's (a 500).
             raise InvalidRequestError(
                 f"The model's chat template cannot render these messages: {_reason(exc)}",
                 param="messages",
@@ -171,7 +207,7 @@ class ChatService(GenerationService):
         body["max_tokens"] = (
             min(asked, cap)
             if asked
-            else chat_prompt.default_max_tokens(model, prompt_tokens=prompt_tokens, default=cap)
+            else generation.default_max_tokens(model, prompt_tokens=prompt_tokens, default=cap)
         )
         if request.stream:
             # Always ask for usage, so the record has the upstream's figures; the usage
@@ -192,7 +228,7 @@ def _reason(exc: Exception) -> str:
     return text[:200]
 
 
-def _response(meter: Meter, data: dict[str, Any]) -> ChatCompletion:
+def _response(meter: Meter, data: Mapping[str, Any]) -> ChatCompletion:
     """The client's body from the upstream's validated one (backends/wire.py)."""
     choices: list[Choice] = []
     for position, choice in enumerate(data["choices"]):

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from gateway.completions.protocol import Completion, CompletionRequest
 from gateway.deps import CallerDep
-from gateway.http import respond
+from gateway.http import HttpClient, respond
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.openapi_shapes import event_stream, json_body, raw_body
 
@@ -45,5 +45,8 @@ COMPONENTS = (CompletionRequest, Completion)
 )
 @router.post("/completions", include_in_schema=False)
 async def create_completion(request: Request, caller: CallerDep) -> Response:
-    service = caller.resources.completions
-    return respond(await service.create(request.body, key=caller.key, request_id=caller.request_id))
+    resources = caller.resources
+    result = await resources.pipeline.run(
+        resources.completions, HttpClient(request), key=caller.key, request_id=caller.request_id
+    )
+    return respond(result)

@@ -1,4 +1,4 @@
-"""Legacy completions: validate, authorize, count, admit, forward, relay. No HTTP types.
+"""The legacy completions surface: its wire adapters for the pipeline. No HTTP types.
 
 The same keys, allow-lists, limits, errors and usage records as chat (route
 "completions"). Prompts are counted as vLLM counts them for this route: each prompt's
@@ -8,74 +8,79 @@ prompt counts its length.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from gateway.backends.routing import RoutedBackend
 from gateway.backends.wire import COMPLETIONS
-from gateway.chat import prompt as chat_prompt
-from gateway.chat.stream import MeteredStream, StreamKind, billed_usage, relay
 from gateway.completions.protocol import (
     Completion,
     CompletionChoice,
     CompletionRequest,
-    one_by_one,
 )
 from gateway.errors import ContentFilterError, InvalidRequestError
-from gateway.guard import NO_SCREENING
+from gateway.generation import check_context_length, default_max_tokens
+from gateway.guard import NO_SCREENING, GuardService, Screening
 from gateway.inputs import parse_body, validate
 from gateway.metering import Meter, count_all
 from gateway.models.registry import ModelConfig
-from gateway.serving import GenerationService, RouteResult
-from gateway.tokens import ChatTokenizer
-from gateway.usage import UsageStatus
+from gateway.pipeline import Plan, RequestContext, StreamKind, billed_usage, relay
+from gateway.prompts import one_by_one
+from gateway.tokens import ChatTokenizer, TokenizerStore
+from gateway.tokens.offloop import tokenizer_for
 
 ROUTE = "completions"
 # OpenAI's (and vLLM's) default for this route when a request sets no max_tokens.
 DEFAULT_MAX_TOKENS = 16
 
 
-class CompletionService(GenerationService):
+class CompletionSurface:
     route = ROUTE
+    wire = COMPLETIONS
 
-    async def _create(self, raw: bytes, meter: Meter) -> RouteResult:
-        request = validate(CompletionRequest, parse_body(raw))
-        meter.stream = bool(request.stream)
-        model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
-        meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
-        tokenizer = await self._deps.tokenizer(model)
+    def __init__(self, *, default_max_tokens: int) -> None:
+        self._default_max_tokens = default_max_tokens
+
+    def parse(self, raw: bytes) -> CompletionRequest:
+        return validate(CompletionRequest, parse_body(raw))
+
+    def model_id(self, request: CompletionRequest) -> str:
+        return request.model
+
+    def streams(self, request: CompletionRequest) -> bool:
+        return bool(request.stream)
+
+    async def plan(
+        self, request: CompletionRequest, ctx: RequestContext, tokenizers: TokenizerStore
+    ) -> Plan:
+        model, meter = ctx.model, ctx.meter
+        assert model is not None
+        tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
         meter.count_text = tokenizer.count_text
         meter.counts_eos = not request.stop
         counts = await prompt_counts(tokenizer, request)
         meter.prompt_tokens = sum(counts)
         body = self.upstream_body(request, model, longest_prompt=max(counts))
-        check_context(model, prompt_tokens=max(counts), body=body)
+        check_context_length(model, prompt_tokens=max(counts), body=body, param="prompt")
         prompts = len(counts) * (request.best_of or request.n or 1)
-        headers = await self._deps.admit(meter, meter.prompt_tokens + body["max_tokens"] * prompts)
-        await self._screen_input(request, model, meter)
-        backend = self._backend_for(model, COMPLETIONS)
-        meter.forwarded = True
-        if request.stream:
-            chunks = await backend.open_stream(body)
-            stream = relay(meter, chunks, include_usage=request.include_usage, kind=TEXT_COMPLETION)
-            return RouteResult(stream=MeteredStream(stream, meter, chunks), headers=headers)
-        completion = await backend.complete(body)
-        meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
-        await meter.close(UsageStatus.COMPLETED)
-        return RouteResult(body=_response(meter, completion), headers=headers)
+        return Plan(body=body, reserve=meter.prompt_tokens + body["max_tokens"] * prompts)
 
-    async def _screen_input(
-        self, request: CompletionRequest, model: ModelConfig, meter: Meter
-    ) -> None:
-        """A model under a guard policy is screened here as in chat: each prompt as a user
+    def screening(
+        self, request: CompletionRequest, ctx: RequestContext, guard: GuardService
+    ) -> Screening:
+        """A model under a guard policy is screened as in chat: each prompt as a user
         turn. What this route cannot screen is refused rather than served unscreened:
         prompts given as token ids, and completions of a policy that screens output."""
+        model = ctx.model
+        assert model is not None
         texts, token_ids = one_by_one(request.prompt)
-        screening = self._guard.screening(
+        screening = guard.screening(
             model=model,
-            meter=meter,
+            meter=ctx.meter,
             messages=lambda: [{"role": "user", "content": t} for t in texts],
         )
         if screening is NO_SCREENING:
-            return
+            return screening
         if screening.screens_output or token_ids:
             raise InvalidRequestError(
                 f"The model `{model.id}` is screened by a guard policy that this route cannot "
@@ -84,11 +89,24 @@ class CompletionService(GenerationService):
                 param="prompt",
                 code="content_filter_unsupported",
             )
-        try:
-            await screening.check_input()
-        except ContentFilterError as exc:
-            exc.param = "prompt"
-            raise
+        return _PromptScreening(screening)
+
+    async def forward(
+        self, request: CompletionRequest, ctx: RequestContext, backend: RoutedBackend, plan: Plan
+    ) -> dict[str, Any]:
+        completion = await backend.complete(plan.body, trace=ctx.trace)
+        ctx.meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
+        return completion
+
+    def answer(
+        self, request: CompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
+    ) -> Completion:
+        return _response(ctx.meter, data)
+
+    def relay(
+        self, request: CompletionRequest, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[bytes]:
+        return relay(ctx.meter, chunks, include_usage=request.include_usage, kind=TEXT_COMPLETION)
 
     def upstream_body(
         self, request: CompletionRequest, model: ModelConfig, *, longest_prompt: int
@@ -102,7 +120,7 @@ class CompletionService(GenerationService):
         if request.max_tokens:
             body["max_tokens"] = min(request.max_tokens, cap)
         else:
-            body["max_tokens"] = chat_prompt.default_max_tokens(
+            body["max_tokens"] = default_max_tokens(
                 model, prompt_tokens=longest_prompt, default=default
             )
         if request.stream:
@@ -117,16 +135,21 @@ async def prompt_counts(tokenizer: ChatTokenizer, request: CompletionRequest) ->
     return [len(ids) for ids in token_ids]
 
 
-def check_context(model: ModelConfig, *, prompt_tokens: int, body: dict[str, Any]) -> None:
-    """Chat's context-length check, naming this route's parameter."""
-    try:
-        chat_prompt.check_context_length(model, prompt_tokens=prompt_tokens, body=body)
-    except InvalidRequestError as exc:
-        exc.param = "prompt"
-        raise
+class _PromptScreening(Screening):
+    """Input screening whose refusal names this route's parameter, `prompt`."""
+
+    def __init__(self, screening: Screening) -> None:
+        self._screening = screening
+
+    async def check_input(self) -> None:
+        try:
+            await self._screening.check_input()
+        except ContentFilterError as exc:
+            exc.param = "prompt"
+            raise
 
 
-def _response(meter: Meter, data: dict[str, Any]) -> Completion:
+def _response(meter: Meter, data: Mapping[str, Any]) -> Completion:
     """The client's body from the upstream's validated one (backends/wire.py)."""
     choices: list[CompletionChoice] = [
         {

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, with_config
 from typing_extensions import TypedDict  # pydantic needs typing_extensions' on Python < 3.12
 
-from gateway.completions.protocol import Prompt, check_prompt
+from gateway.prompts import Prompt, check_prompt
 
 # OpenAI's limit on inputs per request.
 MAX_INPUTS = 2048

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from gateway.deps import CallerDep
 from gateway.embeddings.protocol import EmbeddingList, EmbeddingRequest
-from gateway.http import respond
+from gateway.http import HttpClient, respond
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.openapi_shapes import json_body, raw_body
 
@@ -31,5 +31,8 @@ COMPONENTS = (EmbeddingRequest, EmbeddingList)
 )
 @router.post("/embeddings", include_in_schema=False)
 async def create_embeddings(request: Request, caller: CallerDep) -> Response:
-    service = caller.resources.embeddings
-    return respond(await service.create(request.body, key=caller.key, request_id=caller.request_id))
+    resources = caller.resources
+    result = await resources.pipeline.run(
+        resources.embeddings, HttpClient(request), key=caller.key, request_id=caller.request_id
+    )
+    return respond(result)

@@ -1,4 +1,5 @@
-"""Embeddings: validate, authorize, count, admit, forward (in batches), reassemble.
+"""The embeddings surface: its wire adapters for the pipeline (forwarded in batches,
+reassembled in order). No HTTP types.
 
 The same keys, allow-lists, limits, errors and usage records as chat (route
 "embeddings", no completion tokens). Inputs are counted as vLLM counts them: each text
@@ -10,60 +11,97 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anyio
 
-from gateway.backends import Backend
+from gateway.backends.attempts import RouteTrace
+from gateway.backends.routing import RoutedBackend
 from gateway.backends.wire import EMBEDDINGS, MAX_USAGE_TOKENS, MalformedUpstream
-from gateway.completions.protocol import one_by_one
 from gateway.embeddings.protocol import Embedding, EmbeddingList, EmbeddingRequest
 from gateway.errors import GatewayError, InvalidRequestError
+from gateway.guard import NO_SCREENING, GuardService, Screening
 from gateway.inputs import parse_body, validate
-from gateway.metering import Meter, count_all
+from gateway.metering import count_all
 from gateway.models.registry import ModelConfig
-from gateway.serving import MeteredService, RouteResult
-from gateway.usage import UsageStatus
+from gateway.pipeline import Plan, RequestContext
+from gateway.prompts import one_by_one
+from gateway.tokens import TokenizerStore
+from gateway.tokens.offloop import tokenizer_for
 
 ROUTE = "embeddings"
 # Batches of one request sent to the upstream at once.
 MAX_CONCURRENT_BATCHES = 4
 
 
-class EmbeddingService(MeteredService):
+class EmbeddingSurface:
     route = ROUTE
+    wire = EMBEDDINGS
 
-    async def _create(self, raw: bytes, meter: Meter) -> RouteResult:
-        request = validate(EmbeddingRequest, parse_body(raw))
-        model = self._deps.resolve_model(key=meter.key, model_id=request.model, route=ROUTE)
-        meter.model_id, meter.endpoint = model.id, model.upstream.endpoint
+    def parse(self, raw: bytes) -> EmbeddingRequest:
+        return validate(EmbeddingRequest, parse_body(raw))
+
+    def model_id(self, request: EmbeddingRequest) -> str:
+        return request.model
+
+    def streams(self, request: EmbeddingRequest) -> bool:
+        return False
+
+    async def plan(
+        self, request: EmbeddingRequest, ctx: RequestContext, tokenizers: TokenizerStore
+    ) -> Plan:
+        model, meter = ctx.model, ctx.meter
+        assert model is not None
         meter.counts_eos = False
         texts, token_ids = one_by_one(request.input)
-        inputs: Sequence[str | list[int]] = texts or token_ids
         if texts:
-            tokenizer = await self._deps.tokenizer(model)
+            tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
             counts = await count_all(tokenizer.count_text_with_special, texts)
         else:
             counts = [len(ids) for ids in token_ids]
         check_input_limit(model, counts)
         meter.prompt_tokens = sum(counts)
-        headers = await self._deps.admit(meter, meter.prompt_tokens)
         body = request.model_dump(exclude_unset=True, exclude_none=True)
         body["model"] = model.upstream_model
-        meter.forwarded = True
-        backend = self._backend_for(model, EMBEDDINGS)
-        replies = await embed_batches(backend, body, inputs, batch_size=model.max_batch_size)
-        data = reassemble(replies, encoding=request.encoding_format or "float")
-        meter.observe_usage(upstream_usage(replies))
-        record = await meter.close(UsageStatus.COMPLETED)
-        response: EmbeddingList = {
+        return Plan(body=body, reserve=meter.prompt_tokens)
+
+    def screening(
+        self, request: EmbeddingRequest, ctx: RequestContext, guard: GuardService
+    ) -> Screening:
+        return NO_SCREENING  # guard policies screen generation, not embeddings
+
+    async def forward(
+        self, request: EmbeddingRequest, ctx: RequestContext, backend: RoutedBackend, plan: Plan
+    ) -> dict[str, Any]:
+        texts, token_ids = one_by_one(request.input)
+        inputs: Sequence[str | list[int]] = texts or token_ids
+        replies = await embed_batches(
+            backend,
+            plan.body,
+            inputs,
+            batch_size=ctx.model.max_batch_size if ctx.model else None,
+            trace=ctx.trace,
+        )
+        ctx.meter.observe_usage(upstream_usage(replies))
+        return {"data": reassemble(replies, encoding=request.encoding_format or "float")}
+
+    def answer(
+        self, request: EmbeddingRequest, ctx: RequestContext, data: Mapping[str, Any]
+    ) -> EmbeddingList:
+        record = ctx.meter.record
+        assert record is not None
+        return {
             "object": "list",
-            "data": data,
-            "model": meter.model_id,
+            "data": data["data"],
+            "model": ctx.meter.model_id,
             "usage": {"prompt_tokens": record.prompt_tokens, "total_tokens": record.total_tokens},
         }
-        return RouteResult(body=response, headers=headers)
+
+    def relay(
+        self, request: EmbeddingRequest, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[bytes]:
+        raise AssertionError("embeddings never stream")
 
 
 def check_input_limit(model: ModelConfig, counts: Sequence[int]) -> None:
@@ -84,12 +122,17 @@ Batch = tuple[int, int, dict[str, Any]]  # first input's position, inputs, the r
 
 
 async def embed_batches(
-    backend: Backend, body: dict[str, Any], inputs: Sequence[Any], *, batch_size: int | None
+    backend: RoutedBackend,
+    body: dict[str, Any],
+    inputs: Sequence[Any],
+    *,
+    batch_size: int | None,
+    trace: RouteTrace,
 ) -> list[Batch]:
     """Each batch's reply, in order; batches of at most `batch_size` inputs, at most
     MAX_CONCURRENT_BATCHES in flight."""
     if batch_size is None or len(inputs) <= batch_size:
-        return [(0, len(inputs), await backend.complete(body))]
+        return [(0, len(inputs), await backend.complete(body, trace=trace))]
     starts = list(range(0, len(inputs), batch_size))
     replies: dict[int, dict[str, Any]] = {}
     limiter = anyio.CapacityLimiter(MAX_CONCURRENT_BATCHES)
@@ -97,7 +140,7 @@ async def embed_batches(
     async def one(start: int) -> None:
         async with limiter:
             batch = list(inputs[start : start + batch_size])
-            replies[start] = await backend.complete({**body, "input": batch})
+            replies[start] = await backend.complete({**body, "input": batch}, trace=trace)
 
     try:
         async with anyio.create_task_group() as group:

@@ -1,21 +1,24 @@
 """Screening a request with its policy's guard model: the prompt before it is forwarded,
 the completion (buffered) or each window of a stream (guard/stream.py) before the client
-sees it. No HTTP types; the guard is called through the same backends as any model."""
+sees it. No HTTP types; the guard is called through the same backends as any model, with
+a route trace of its own (the ledger's), so the model's record fields never see it."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
-from gateway.backends import Backend
-from gateway.backends.wire import usage_figures
+from gateway.backends.pool import Backends
+from gateway.backends.routing import RoutedBackend
+from gateway.backends.wire import CHAT, usage_figures
 from gateway.errors import ContentFilterError, GatewayError, GuardUnavailableError
 from gateway.guard.metrics import BlockMetrics
-from gateway.guard.policy import GuardAction, GuardLedger, blocking, select_policy
+from gateway.guard.policy import blocking, select_policy
 from gateway.guard.prompt import (
     Verdict,
     VerdictError,
@@ -24,9 +27,12 @@ from gateway.guard.prompt import (
     parse_verdict,
     prompt_tokens,
 )
+from gateway.guard.stream import ScreenedChunks
 from gateway.metering import Meter
+from gateway.metering.guard_ledger import GuardAction, GuardLedger
 from gateway.models.registry import GuardPolicy, ModelConfig, ModelRegistry
-from gateway.tokens import ChatTokenizer
+from gateway.tokens import TokenizerStore
+from gateway.tokens.offloop import tokenizer_for
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +68,8 @@ class GuardedScreening(Screening):
         *,
         policy: GuardPolicy,
         guard: ModelConfig,
-        backend: Backend,
-        tokenizer: Callable[[], Awaitable[ChatTokenizer]],
+        backend: RoutedBackend,
+        tokenizers: TokenizerStore,
         meter: Meter,
         messages: Messages,
         metrics: BlockMetrics,
@@ -72,11 +78,11 @@ class GuardedScreening(Screening):
         self._metrics = metrics
         self.guard = guard
         self._backend = backend
-        self._tokenizer = tokenizer
+        self._tokenizers = tokenizers
         self.meter = meter
         self._messages = messages
         self.ledger = GuardLedger(guard_model=guard.id)
-        meter.record_hooks.append(self.ledger.apply)
+        meter.guard = self.ledger  # the record's guard fields
 
     @property
     def screens_output(self) -> bool:
@@ -117,9 +123,7 @@ class GuardedScreening(Screening):
     def screen_stream(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         if not self.policy.output:
             return chunks
-        from gateway.guard.stream import ScreenedChunks
-
-        return ScreenedChunks(chunks, self)
+        return ScreenedChunks(chunks, self, window_tokens=self.policy.window_tokens)
 
     def output_turns(self, completion: str) -> list[dict[str, str]]:
         return conversation(self._messages(), completion)
@@ -129,7 +133,7 @@ class GuardedScreening(Screening):
         if verdict is None:
             return ()
         blocked = blocking(self.policy, verdict)
-        self.ledger.note(verdict, blocked)
+        self.ledger.note(verdict.categories, blocked)
         if blocked:
             self._metrics.blocked(model=self.meter.model_id, categories=blocked)
         return blocked
@@ -162,7 +166,7 @@ class GuardedScreening(Screening):
         tokens = (0, 0)
         try:
             with anyio.fail_after(self.policy.deadline_seconds):
-                data = await self._backend.complete(self._body(turns))
+                data = await self._backend.complete(self._body(turns), trace=self.ledger.trace)
                 text = _content(data)
                 tokens = await self._tokens(data, turns, text)
             return parse_verdict(text)
@@ -192,9 +196,14 @@ class GuardedScreening(Screening):
         figures = usage_figures(data.get("usage"))
         if figures is not None:
             return figures
-        tokenizer = await self._tokenizer()
+        tokenizer = await tokenizer_for(self._tokenizers, self.guard.tokenizer)
         eos = 1 if _finish_reason(data) == "stop" else 0
-        return prompt_tokens(tokenizer, turns), tokenizer.count_text(text) + eos
+
+        def count() -> tuple[int, int]:
+            return prompt_tokens(tokenizer, turns), tokenizer.count_text(text) + eos
+
+        # The whole conversation so far, for every window: a worker thread's work.
+        return await anyio.to_thread.run_sync(count)
 
     def _failed(self, exc: Exception) -> None:
         reason = "deadline exceeded" if isinstance(exc, TimeoutError) else str(exc)[:200]
@@ -220,19 +229,14 @@ class GuardService:
         self,
         *,
         registry: ModelRegistry,
-        backend_for: Callable[[ModelConfig], Backend],
-        tokenizer_for: Callable[[ModelConfig], Awaitable[ChatTokenizer]],
+        backends: Backends,
+        tokenizers: TokenizerStore,
         metrics: BlockMetrics | None = None,
     ) -> None:
         self._registry = registry
-        self._backend_for = backend_for
-        self._tokenizer_for = tokenizer_for
+        self._backends = backends
+        self._tokenizers = tokenizers
         self._metrics = metrics or BlockMetrics(enabled=False)
-
-    @classmethod
-    def disabled(cls) -> GuardService:
-        """A service that screens nothing (no guard policies)."""
-        return cls(registry=ModelRegistry([]), backend_for=_unused, tokenizer_for=_unused)
 
     def screening(self, *, model: ModelConfig, meter: Meter, messages: Messages) -> Screening:
         policy = select_policy(
@@ -245,16 +249,12 @@ class GuardService:
         return GuardedScreening(
             policy=policy,
             guard=guard,
-            backend=self._backend_for(guard),
-            tokenizer=lambda: self._tokenizer_for(guard),
+            backend=self._backends.for_model(guard, CHAT),
+            tokenizers=self._tokenizers,
             meter=meter,
             messages=messages,
             metrics=self._metrics,
         )
-
-
-def _unused(model: ModelConfig) -> Any:
-    raise AssertionError(f"no guard policy names {model.id!r}")
 
 
 def _content(data: Mapping[str, Any]) -> str:

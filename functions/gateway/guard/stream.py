@@ -13,14 +13,24 @@ client, and what the client waits for is at most one window plus one guard call.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from gateway.backends.chunks import aclose_of
-from gateway.guard.policy import GuardAction
+from gateway.guard.prompt import Verdict
+from gateway.metering import Meter
+from gateway.metering.guard_ledger import GuardAction, GuardLedger
 
-if TYPE_CHECKING:
-    from gateway.guard.service import GuardedScreening
+
+class WindowScreener(Protocol):
+    """What a screened stream asks of its request's screening (guard/service.py)."""
+
+    meter: Meter
+    ledger: GuardLedger
+
+    async def screen_many(self, items: Sequence[tuple[int, str]]) -> dict[int, Verdict | None]: ...
+
+    def decide(self, verdict: Verdict | None) -> tuple[str, ...]: ...
 
 
 def delta_text(delta: Mapping[str, Any]) -> str:
@@ -40,11 +50,17 @@ def _rough_count(text: str) -> int:
 class ScreenedChunks:
     """An AsyncIterator of chat.completion.chunk dicts, each released once screened."""
 
-    def __init__(self, chunks: AsyncIterator[dict[str, Any]], screening: GuardedScreening) -> None:
+    def __init__(
+        self,
+        chunks: AsyncIterator[dict[str, Any]],
+        screening: WindowScreener,
+        *,
+        window_tokens: int,
+    ) -> None:
         self._chunks = chunks
         self._screening = screening
-        self._window = screening.policy.window_tokens
-        self._count = screening.meter.count_text or _rough_count
+        self._window = window_tokens
+        self._count: Callable[[str], int] = screening.meter.count_text or _rough_count
         self._ready: deque[dict[str, Any]] = deque()
         self._pending: list[dict[str, Any]] = []
         self._pending_tokens = 0

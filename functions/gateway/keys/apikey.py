@@ -51,6 +51,9 @@ class ApiKey:
     rpm: int | None = None
     tpm: int | None = None
     monthly_tokens: int | None = None
+    # Requests in flight at once on one gateway instance (None: Settings'
+    # KEY_MAX_CONCURRENCY); limits/concurrency.py.
+    max_concurrency: int | None = None
 
     @property
     def has_limits(self) -> bool:
@@ -75,7 +78,7 @@ class ApiKey:
             item["expires_at"] = {"S": _iso(self.expires_at)}
         if self.models:
             item["models"] = {"SS": list(self.models)}
-        for name in ("rpm", "tpm", "monthly_tokens"):
+        for name in ("rpm", "tpm", "monthly_tokens", "max_concurrency"):
             value = getattr(self, name)
             if value is not None:
                 item[name] = {"N": str(value)}
@@ -98,6 +101,7 @@ class ApiKey:
             rpm=num("rpm"),
             tpm=num("tpm"),
             monthly_tokens=num("monthly_tokens"),
+            max_concurrency=num("max_concurrency"),
         )
 
     def public_dict(self) -> dict[str, Any]:
@@ -113,4 +117,5 @@ class ApiKey:
             "rpm": self.rpm,
             "tpm": self.tpm,
             "monthly_tokens": self.monthly_tokens,
+            "max_concurrency": self.max_concurrency,
         }

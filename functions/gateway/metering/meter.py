@@ -25,19 +25,16 @@ from typing import Any, NamedTuple, Protocol
 
 import anyio
 
-from gateway.backends import attempts
+from gateway.backends.attempts import RouteTrace
 from gateway.backends.wire import usage_figures
-from gateway.chat.prompt import media_token_estimate
-from gateway.errors import (
-    GatewayError,
-    InternalError,
-    RateLimitError,
-    UpstreamError,
-    UpstreamTimeoutError,
-)
+from gateway.errors import GatewayError
 from gateway.keys import ApiKey
 from gateway.limits import Admission
+from gateway.limits.concurrency import Slot
 from gateway.metering.generated import Generated
+from gateway.metering.guard_ledger import GuardLedger
+from gateway.metering.media import media_token_estimate
+from gateway.metering.status import status_for
 from gateway.usage import UsageRecord, UsageStatus
 
 logger = logging.getLogger(__name__)
@@ -51,18 +48,6 @@ class RecordSink(Protocol):
 
 class Telemetry(Protocol):
     def completed(self, record: UsageRecord, *, mismatch: bool) -> None: ...
-
-
-def status_for(error: GatewayError) -> UsageStatus:
-    if isinstance(error, UpstreamTimeoutError):
-        return UsageStatus.UPSTREAM_TIMEOUT
-    if isinstance(error, UpstreamError) or error.code == "upstream_rejected_request":
-        return UsageStatus.UPSTREAM_ERROR
-    if isinstance(error, RateLimitError):
-        return UsageStatus.RATE_LIMITED
-    if isinstance(error, InternalError):
-        return UsageStatus.INTERNAL_ERROR
-    return UsageStatus.REJECTED
 
 
 class _Billed(NamedTuple):
@@ -92,6 +77,8 @@ class Meter:
     # (USAGE_AUDIT_RATE of requests): otherwise that count adds no information.
     audit: bool = True
     admission: Admission | None = None
+    # The request's place among its key's in-flight requests, given back at close.
+    slot: Slot | None = None
     # A cold instance's prompt count, run beside the upstream call (chat/service.py):
     # awaited at close only where the record needs the gateway's own figures; until it
     # has run, `prompt_tokens` is the reservation's upper bound, not a count.
@@ -104,14 +91,15 @@ class Meter:
     first_token_at: float | None = None
     forwarded: bool = False
     record: UsageRecord | None = None
-    # Called with the decided record before it is written (the guard's decision, guard/).
-    record_hooks: list[Callable[[UsageRecord], None]] = field(default_factory=list)
+    # The guard's screenings of this request (guard/service.py), for the guard fields.
+    guard: GuardLedger | None = None
     generated: Generated = field(default_factory=Generated)
     _upstream: tuple[int, int] | None = None
     _flags: list[str] = field(default_factory=list)
     _closed: anyio.Event | None = None
-    # Filled in by the routed backend: the endpoint that served, and the attempts.
-    routing: attempts.RouteTrace = field(default_factory=attempts.begin)
+    # The model's call across its endpoints (filled in by the routed backend the pipeline
+    # hands it to): the endpoint that served, and the attempts. The guard has its own.
+    trace: RouteTrace = field(default_factory=RouteTrace)
 
     # --- observing ------------------------------------------------------------------
 
@@ -174,12 +162,14 @@ class Meter:
                     await self._count_completion() if self._counts(status) else None
                 )
                 record = self._decide(status, http_status, error, gateway_completion)
-                for hook in self.record_hooks:
-                    hook(record)
+                if self.guard is not None:
+                    self.guard.apply(record)
                 self.record = record
                 await self.sink.write(record, admission=self.admission)
                 self.telemetry.completed(record, mismatch=self._mismatch(record))
         finally:
+            if self.slot is not None:
+                self.slot.release()
             self._closed.set()
         return record
 
@@ -249,8 +239,8 @@ class Meter:
             request_id=self.request_id,
             key_id=self.key.key_id,
             model=self.model_id,
-            endpoint=self.routing.endpoint or self.endpoint,
-            attempts=self.routing.attempts or None,
+            endpoint=self.trace.endpoint or self.endpoint,
+            attempts=self.trace.attempts or None,
             created_at=datetime.now(UTC),
             stream=self.stream,
             route=self.route,

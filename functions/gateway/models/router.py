@@ -12,8 +12,8 @@ from gateway.errors import NotFoundError
 from gateway.http import json_response
 from gateway.models.registry import ModelConfig
 from gateway.openapi import REQUIRES_KEY, errors
+from gateway.pipeline import echo_id
 from gateway.protocol import Health, Model, ModelList
-from gateway.serving import echo_id
 
 router = APIRouter()
 

@@ -17,6 +17,8 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from gateway.tokens.errors import TemplateRefused
+
 
 def _raise_exception(message: str) -> NoReturn:
     raise jinja2.exceptions.TemplateError(message)
@@ -79,11 +81,20 @@ class ChatTemplate:
         """As transformers' apply_chat_template(messages, tools=tools, tokenize=False):
         `tools` are JSON-schema dicts, rendered by the template itself (None: no tools);
         `template_kwargs` (a request's chat_template_kwargs, e.g. Qwen3's enable_thinking)
-        override the special tokens, and one named like a fixed argument is a TypeError."""
-        return self._template.render(
-            messages=messages,
-            tools=list(tools) if tools else None,
-            documents=None,
-            add_generation_prompt=add_generation_prompt,
-            **{**self._special_tokens, **(template_kwargs or {})},
-        )
+        override the special tokens. The template's refusals (and kwargs named like a
+        fixed argument) raise TemplateRefused."""
+        fixed = {
+            "messages": messages,
+            "tools": list(tools) if tools else None,
+            "documents": None,
+            "add_generation_prompt": add_generation_prompt,
+        }
+        clashing = sorted(fixed.keys() & (template_kwargs or {}).keys())
+        if clashing:
+            raise TemplateRefused(f"chat_template_kwargs may not set {', '.join(clashing)}")
+        try:
+            return self._template.render(
+                **fixed, **{**self._special_tokens, **(template_kwargs or {})}
+            )
+        except jinja2.exceptions.TemplateError as exc:
+            raise TemplateRefused(str(exc) or type(exc).__name__) from exc

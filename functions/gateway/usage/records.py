@@ -28,6 +28,9 @@ class UsageStatus(StrEnum):
     REJECTED = "rejected"
     # The gateway itself failed (a bug): billed what the upstream had generated.
     INTERNAL_ERROR = "internal_error"
+    # A dependency of the gateway was unavailable (DynamoDB, a fail-closed guard): a 503,
+    # the request's fault no more than the gateway's; billed what had been generated.
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(kw_only=True)
@@ -74,12 +77,15 @@ class UsageRecord:
     # request: the guard model, what its screenings decided (passed, blocked_input,
     # blocked_output, failed_open, failed_closed), how many calls it took, the categories
     # it reported and those that blocked (comma-separated), the time spent waiting for it
-    # (all calls, and the input screening alone) and its error if it failed. The guard's
+    # (all calls, and the input screening alone), its error if it failed, and the guard's
+    # own routing (the endpoint of its last call, its attempts over all calls). The guard's
     # own tokens are billed to the key on a line of their own: the aggregator adds them to
     # the guard model's rollups (route `guard`), not to this record's model.
     guard_model: str | None = None
     guard_action: str | None = None
     guard_calls: int | None = None
+    guard_endpoint: str | None = None
+    guard_attempts: int | None = None
     guard_categories: str | None = None
     guard_blocked: str | None = None
     guard_prompt_tokens: int | None = None

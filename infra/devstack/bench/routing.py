@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from gateway.backends import attempts
+from gateway.backends.attempts import RouteTrace
 from gateway.backends.cooldowns import CooldownCache
 from gateway.backends.routing import RoutedBackend, Router, RoutingPolicy, Target
 
@@ -52,13 +52,14 @@ def routed(endpoints: int) -> RoutedBackend:
 async def cpu_us(backend: Any, *, stream: bool, requests: int) -> float:
     body = {"model": "m"}
     start = time.process_time()
+    routed = isinstance(backend, RoutedBackend)
     for _ in range(requests):
-        attempts.begin()
+        kwargs = {"trace": RouteTrace()} if routed else {}
         if stream:
-            async for _chunk in await backend.open_stream(body):
+            async for _chunk in await backend.open_stream(body, **kwargs):
                 pass
         else:
-            await backend.complete(body)
+            await backend.complete(body, **kwargs)
     return (time.process_time() - start) / requests * 1e6
 
 

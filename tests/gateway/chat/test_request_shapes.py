@@ -147,7 +147,7 @@ def test_image_part_to_a_multimodal_model(gw: Gateway, tokenizers_dir: Path) -> 
 
     # No usage from the upstream: billed at the gateway's text count plus the documented
     # per-image estimate, and flagged.
-    from gateway.chat.prompt import MEDIA_TOKEN_ESTIMATE
+    from gateway.metering.media import MEDIA_TOKEN_ESTIMATE
 
     key2 = gw.new_key()
     ts.client(gw, key2).chat.completions.create(

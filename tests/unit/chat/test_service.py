@@ -1,4 +1,4 @@
-"""ChatService end to end over fakes: bodies, streams, refusals, faults and cancellation,
+"""The chat surface through the pipeline over fakes: bodies, streams, refusals, faults and cancellation,
 each leaving exactly one record."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-from gateway.chat.service import ChatService
-from gateway.chat.stream import DONE_FRAME
+from gateway.chat.service import ChatSurface
 from gateway.errors import (
     InternalError,
     InvalidRequestError,
@@ -21,20 +20,22 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.limits import Admission
+from gateway.pipeline.sse import DONE_FRAME
 
 from tests.unit.fakes import (
     FakeBackend,
     FakeTokenizers,
     RecordingSink,
+    Served,
     api_key,
-    backend_for,
     chunk,
     model,
-    route_deps,
+    pipeline,
 )
 
 pytestmark = pytest.mark.anyio
 HI = [{"role": "user", "content": "hi there"}]
+CHAT = ChatSurface(default_max_tokens=100)
 
 
 class FakeLimits:
@@ -51,9 +52,8 @@ class FakeLimits:
 
 def service(
     backend: FakeBackend, sink: RecordingSink, *, limits: FakeLimits | None = None, **cfg: Any
-) -> ChatService:
-    deps = route_deps(model(**cfg), sink, limits=limits)
-    return ChatService(deps=deps, backend_for=backend_for(backend), default_max_tokens=100)
+) -> Served:
+    return Served(pipeline(model(**cfg), sink, backend, limits=limits), CHAT)
 
 
 def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:
@@ -186,7 +186,7 @@ async def test_cancellation_while_waiting_for_the_upstream_records_a_disconnect(
     sink = RecordingSink()
 
     class Hanging(FakeBackend):
-        async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        async def complete(self, body: dict[str, Any], *, trace: Any = None) -> dict[str, Any]:
             await anyio.sleep_forever()
             raise AssertionError
 
@@ -202,11 +202,11 @@ def test_upstream_body_caps_max_tokens_the_same_way_for_every_request() -> None:
     request = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": HI, "max_completion_tokens": 500, "model_params": None}
     )
-    capped = ChatService.upstream_body(
+    capped = ChatSurface.upstream_body(
         request, model(max_tokens=50), prompt_tokens=5, default_max_tokens=100
     )
     assert capped["max_tokens"] == 50 and "max_completion_tokens" not in capped
-    within = ChatService.upstream_body(
+    within = ChatSurface.upstream_body(
         ChatCompletionRequest.model_validate({"model": "m", "messages": HI}),
         model(max_model_len=60),
         prompt_tokens=20,
@@ -244,8 +244,7 @@ class ColdTokenizers(FakeTokenizers):
 async def test_a_cold_instance_forwards_before_its_tokenizer_loads_and_reserves_a_bound() -> None:
     backend, sink, limits = FakeBackend(body=COMPLETION), RecordingSink(), FakeLimits()
     tokenizers = ColdTokenizers()
-    deps = route_deps(model(), sink, tokenizers=tokenizers, limits=limits)
-    chat = ChatService(deps=deps, backend_for=backend_for(backend), default_max_tokens=100)
+    chat = Served(pipeline(model(), sink, backend, tokenizers=tokenizers, limits=limits), CHAT)
     key = api_key(monthly_tokens=10_000)
 
     async with anyio.create_task_group() as tg:
@@ -268,8 +267,7 @@ async def test_a_cold_instance_counts_first_where_the_bound_would_cut_max_tokens
     backend, sink = FakeBackend(body=COMPLETION), RecordingSink()
     tokenizers = ColdTokenizers()
     tokenizers.release.set()
-    deps = route_deps(model(max_model_len=1100), sink, tokenizers=tokenizers)
-    chat = ChatService(deps=deps, backend_for=backend_for(backend), default_max_tokens=100)
+    chat = Served(pipeline(model(max_model_len=1100), sink, backend, tokenizers=tokenizers), CHAT)
     await chat.create(body(), key=api_key(), request_id="r")
     # counted exactly (4 tokens) before forwarding: max_tokens is the cap, not cut
     assert backend.sent[0]["max_tokens"] == 100

@@ -11,19 +11,17 @@ import orjson
 import pytest
 from gateway.backends.chunks import Chunks
 from gateway.backends.wire import parse_chunk
-from gateway.chat import stream as stream_module
-from gateway.chat.stream import (
-    CHAT_STREAM,
+from gateway.chat.stream import CHAT_STREAM, chat_completion, chat_usage_chunk
+from gateway.completions.service import TEXT_COMPLETION
+from gateway.metering import Meter
+from gateway.pipeline import sse as stream_module
+from gateway.pipeline.sse import (
     Restamp,
     billed_usage,
-    chat_completion,
-    chat_usage_chunk,
     close_upstream,
     relay,
     usage_frame,
 )
-from gateway.completions.service import TEXT_COMPLETION
-from gateway.metering import Meter
 from gateway.usage import UsageStatus
 
 from tests.unit.fakes import NullTelemetry, RecordingSink, api_key
@@ -119,7 +117,7 @@ async def test_chunks_of_one_read_go_out_in_one_write() -> None:
     one = CHUNKS[1]
     stop = CHUNKS[4]
     chunks = Chunks(reads([[CHUNKS[0], one, one], [one], [stop]]), parse_chunk)
-    writes = [w async for w in relay(meter(), chunks, include_usage=False)]
+    writes = [w async for w in relay(meter(), chunks, include_usage=False, kind=CHAT_STREAM)]
     events = [len([e for e in w.split(b"\n\n") if e]) for w in writes]
     # read 1: three events, one write; read 2: one; read 3: the last chunk, then [DONE]
     assert events[:2] == [3, 1]
@@ -129,7 +127,7 @@ async def test_chunks_of_one_read_go_out_in_one_write() -> None:
 async def test_a_malformed_chunk_after_good_ones_in_one_read_sends_them_then_the_error() -> None:
     m = meter()
     chunks = Chunks(reads([[CHUNKS[1], b"{not json"]]), parse_chunk)
-    body = b"".join([w async for w in relay(m, chunks, include_usage=False)])
+    body = b"".join([w async for w in relay(m, chunks, include_usage=False, kind=CHAT_STREAM)])
     events = [orjson.loads(e[6:]) for e in body.split(b"\n\n") if e]
     assert events[0]["choices"][0]["delta"]["content"].startswith("caf")
     assert "error" in events[-1]
@@ -211,7 +209,7 @@ async def test_close_upstream_closes_once_and_logs_a_failing_close(
     await close_upstream(fine)  # type: ignore[arg-type]
     assert fine.closes == 1
     broken = Upstream(RuntimeError("connection reset"))
-    with caplog.at_level(logging.WARNING, logger="gateway.chat.stream"):
+    with caplog.at_level(logging.WARNING, logger="gateway.pipeline.sse"):
         await close_upstream(broken)  # type: ignore[arg-type]  # does not raise
     assert broken.closes == 1
     assert [r.message for r in caplog.records] == ["closing the upstream stream failed"]

@@ -1,4 +1,4 @@
-"""CompletionService over fakes: the text_completion body and stream, one record on the
+"""The completions surface through the pipeline over fakes: the text_completion body and stream, one record on the
 "completions" route, the upstream body (max_tokens 16 by default, usage always asked for
 on streams), prompts counted with special tokens, and the context check naming `prompt`."""
 
@@ -10,24 +10,24 @@ from typing import Any
 import orjson
 import pytest
 from gateway.backends.wire import WireRoute
-from gateway.chat.stream import DONE_FRAME
 from gateway.completions.protocol import CompletionRequest
 from gateway.completions.service import (
     DEFAULT_MAX_TOKENS,
-    CompletionService,
-    check_context,
+    CompletionSurface,
     prompt_counts,
 )
 from gateway.errors import InvalidRequestError
+from gateway.generation import check_context_length
+from gateway.pipeline.sse import DONE_FRAME
 
 from tests.unit.fakes import (
     FakeBackend,
     FakeTokenizers,
     RecordingSink,
+    Served,
     api_key,
-    backend_for,
     model,
-    route_deps,
+    pipeline,
 )
 
 pytestmark = pytest.mark.anyio
@@ -45,11 +45,9 @@ UPSTREAM = {
 
 def service(
     backend: FakeBackend, sink: RecordingSink, routes: list[WireRoute] | None = None, **cfg: Any
-) -> CompletionService:
-    deps = route_deps(model(**cfg), sink)
-    return CompletionService(
-        deps=deps, backend_for=backend_for(backend, routes), default_max_tokens=100
-    )
+) -> Served:
+    surface = CompletionSurface(default_max_tokens=100)
+    return Served(pipeline(model(**cfg), sink, backend, routes=routes), surface)
 
 
 def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:
@@ -191,11 +189,17 @@ async def test_several_prompts_bill_their_sum() -> None:
     assert record.prompt_tokens == 3 + 2 and record.completion_tokens == 2
 
 
-def test_check_context_names_the_prompt() -> None:
-    check_context(model(max_model_len=10), prompt_tokens=5, body={"max_tokens": 5})
-    check_context(model(), prompt_tokens=10**6, body={"max_tokens": 5})  # no limit known
+def test_the_context_check_names_the_prompt() -> None:
+    check_context_length(
+        model(max_model_len=10), prompt_tokens=5, body={"max_tokens": 5}, param="prompt"
+    )
+    check_context_length(
+        model(), prompt_tokens=10**6, body={"max_tokens": 5}, param="prompt"
+    )  # no limit known
     with pytest.raises(InvalidRequestError) as raised:
-        check_context(model(max_model_len=10), prompt_tokens=6, body={"max_tokens": 5})
+        check_context_length(
+            model(max_model_len=10), prompt_tokens=6, body={"max_tokens": 5}, param="prompt"
+        )
     error = raised.value
     assert (error.status_code, error.param, error.code) == (
         400,
@@ -204,4 +208,4 @@ def test_check_context_names_the_prompt() -> None:
     )
     assert "maximum context length is 10 tokens" in error.message
     with pytest.raises(InvalidRequestError):  # the prompt alone fills the context
-        check_context(model(max_model_len=10), prompt_tokens=10, body={})
+        check_context_length(model(max_model_len=10), prompt_tokens=10, body={}, param="prompt")

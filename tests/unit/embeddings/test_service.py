@@ -1,4 +1,4 @@
-"""EmbeddingService over fakes: one record on the "embeddings" route, inputs checked
+"""The embeddings surface through the pipeline over fakes: one record on the "embeddings" route, inputs checked
 against the model's limit before forwarding, batches split, sent and reassembled in
 input order, upstream usage summed, vectors as floats or OpenAI's base64."""
 
@@ -12,9 +12,10 @@ from typing import Any
 import anyio.lowlevel
 import orjson
 import pytest
+from gateway.backends.attempts import RouteTrace
 from gateway.backends.wire import MAX_USAGE_TOKENS, MalformedUpstream, WireRoute
 from gateway.embeddings.service import (
-    EmbeddingService,
+    EmbeddingSurface,
     check_input_limit,
     embed_batches,
     encoded,
@@ -25,10 +26,10 @@ from gateway.errors import InvalidRequestError, UpstreamError
 
 from tests.unit.fakes import (
     RecordingSink,
+    Served,
     api_key,
-    backend_for,
     model,
-    route_deps,
+    pipeline,
 )
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +53,7 @@ class EmbeddingBackend:
         self.fail_on = fail_on
         self.error = error or UpstreamError("batch failed")
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, body: dict[str, Any], *, trace: Any = None) -> dict[str, Any]:
         self.sent.append(body)
         inputs = body["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs
@@ -82,9 +83,9 @@ def service(
     sink: RecordingSink,
     routes: list[WireRoute] | None = None,
     **cfg: Any,
-) -> EmbeddingService:
-    deps = route_deps(model("e", routes=["embeddings"], **cfg), sink)
-    return EmbeddingService(deps=deps, backend_for=backend_for(backend, routes))
+) -> Served:
+    config = model("e", routes=["embeddings"], **cfg)
+    return Served(pipeline(config, sink, backend, routes=routes), EmbeddingSurface())
 
 
 def body(**fields: Any) -> Callable[[], Awaitable[bytes]]:
@@ -177,7 +178,9 @@ async def test_embed_batches_sends_one_request_when_the_inputs_fit() -> None:
     backend = EmbeddingBackend()
     sent = {"model": "e", "input": "just one"}
     for size in (None, 1):
-        [(start, count, reply)] = await embed_batches(backend, sent, ["just one"], batch_size=size)
+        [(start, count, reply)] = await embed_batches(
+            backend, sent, ["just one"], batch_size=size, trace=RouteTrace()
+        )
         assert (start, count, len(reply["data"])) == (0, 1, 1)
     assert backend.sent == [sent, sent]  # the body as it was: not rewritten
 
@@ -185,7 +188,9 @@ async def test_embed_batches_sends_one_request_when_the_inputs_fit() -> None:
 async def test_embed_batches_splits_in_order_whatever_order_replies_come_in() -> None:
     backend = EmbeddingBackend()
     inputs = [[i] for i in range(7)]
-    batches = await embed_batches(backend, {"model": "e", "input": inputs}, inputs, batch_size=3)
+    batches = await embed_batches(
+        backend, {"model": "e", "input": inputs}, inputs, batch_size=3, trace=RouteTrace()
+    )
     assert [(start, count) for start, count, _ in batches] == [(0, 3), (3, 3), (6, 1)]
     assert [[d["embedding"][1] for d in reply["data"]] for _, _, reply in batches] == [
         [2.0, 1.0, 0.0],
@@ -199,11 +204,13 @@ async def test_embed_batches_raises_the_failing_batchs_gateway_error() -> None:
     error = UpstreamError("batch 2 failed", code="upstream_http_500")
     backend = EmbeddingBackend(fail_on="c", error=error)
     with pytest.raises(UpstreamError) as raised:
-        await embed_batches(backend, {}, ["a", "b", "c", "d", "e"], batch_size=2)
+        await embed_batches(
+            backend, {}, ["a", "b", "c", "d", "e"], batch_size=2, trace=RouteTrace()
+        )
     assert raised.value is error  # itself, not wrapped in an exception group
     bug = EmbeddingBackend(fail_on="c", error=RuntimeError("bug"))
     with pytest.raises(ExceptionGroup):  # not a gateway error: left to the caller
-        await embed_batches(bug, {}, ["a", "b", "c", "d", "e"], batch_size=2)
+        await embed_batches(bug, {}, ["a", "b", "c", "d", "e"], batch_size=2, trace=RouteTrace())
 
 
 def batch(start: int, size: int, **reply: Any) -> tuple[int, int, dict[str, Any]]:

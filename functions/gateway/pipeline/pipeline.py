@@ -1,0 +1,209 @@
+"""The request pipeline: every metered route, in one fixed order.
+
+    read body -> parse and validate -> resolve the model -> count (plan) -> admit
+      -> screen input -> route and forward -> relay (screen output) -> settle and record
+
+A surface (chat, completions, embeddings, ...) supplies only its wire adapters
+(pipeline/surface.py). The request is one RequestContext passed down explicitly; its Meter
+writes exactly one usage record however the request ends: completed, refused, failed
+upstream or in the gateway, or abandoned by its client at any await (the client is
+watched until the answer is ready; a stream's relay watches it after that).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from gateway.backends.pool import Backends
+from gateway.errors import (
+    ClientDisconnected,
+    ConfigurationError,
+    GatewayError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from gateway.guard import GuardService
+from gateway.keys import ApiKey
+from gateway.limits import LimitStore
+from gateway.limits.concurrency import KeyConcurrency
+from gateway.metering import Meter, RecordSink
+from gateway.metering.meter import Telemetry
+from gateway.models.registry import ModelConfig, ModelRegistry
+from gateway.pipeline.context import Client, RequestContext, RouteResult
+from gateway.pipeline.sse import MeteredStream
+from gateway.pipeline.surface import Plan, Surface
+from gateway.tokens import TokenizerStore
+from gateway.usage import UsageStatus
+
+logger = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+T = TypeVar("T")
+MAX_MODEL_ID_ECHO = 64
+
+
+def echo_id(model_id: str) -> str:
+    return model_id if len(model_id) <= MAX_MODEL_ID_ECHO else model_id[:MAX_MODEL_ID_ECHO] + "…"
+
+
+class Pipeline:
+    """Built once per process (resources.py) with everything a request may need."""
+
+    def __init__(
+        self,
+        *,
+        registry: ModelRegistry,
+        tokenizers: TokenizerStore,
+        backends: Backends,
+        guard: GuardService,
+        limits: LimitStore | None,
+        concurrency: KeyConcurrency,
+        sink: RecordSink,
+        telemetry: Telemetry,
+        audit_rate: float = 1.0,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.registry = registry
+        self.tokenizers = tokenizers
+        self.backends = backends
+        self.guard = guard
+        self.limits = limits
+        self.concurrency = concurrency
+        self.sink = sink
+        self.telemetry = telemetry
+        # USAGE_AUDIT_RATE, and the draw that decides each request (injectable for tests).
+        self.audit_rate = audit_rate
+        self.draw = draw
+
+    async def run(
+        self, surface: Surface[Request], client: Client, *, key: ApiKey, request_id: str
+    ) -> RouteResult:
+        """One request of `surface`, from its body to its answer."""
+        ctx = self.begin(surface.route, key=key, request_id=request_id)
+        try:
+            raw = await client.read_body()
+            return await _until_gone(client, self.serve(surface, ctx, raw))
+        except GatewayError as exc:
+            await ctx.meter.fail(exc)
+            raise
+        except Exception as exc:
+            error = internal_error(exc, request_id)
+            await ctx.meter.fail(error)
+            raise error from exc
+        except BaseException:  # cancelled: the server dropped the request
+            await ctx.meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+            raise
+
+    def begin(self, route: str, *, key: ApiKey, request_id: str) -> RequestContext:
+        audit = self.audit_rate >= 1.0 or self.draw() < self.audit_rate
+        meter = Meter(
+            request_id=request_id,
+            key=key,
+            sink=self.sink,
+            telemetry=self.telemetry,
+            route=route,
+            audit=audit,
+        )
+        return RequestContext(request_id=request_id, key=key, route=route, meter=meter)
+
+    async def serve(
+        self, surface: Surface[Request], ctx: RequestContext, raw: bytes
+    ) -> RouteResult:
+        """The steps after the body is read, in order."""
+        request = surface.parse(raw)
+        ctx.meter.stream = surface.streams(request)
+        ctx.model = model = self.resolve_model(ctx, surface.model_id(request), surface.route)
+        ctx.meter.model_id = model.id
+        plan = await surface.plan(request, ctx, self.tokenizers)
+        headers = await self.admit(ctx, plan)
+        screening = surface.screening(request, ctx, self.guard)
+        await screening.check_input()
+        backend = self.backends.for_model(model, surface.wire)
+        ctx.meter.forwarded = True
+        if ctx.meter.stream:
+            chunks = await backend.open_stream(plan.body, trace=ctx.trace)
+            screened = screening.screen_stream(chunks)
+            frames = surface.relay(request, ctx, screened)
+            return RouteResult(stream=MeteredStream(frames, ctx.meter, screened), headers=headers)
+        data = await surface.forward(request, ctx, backend, plan)
+        data = await screening.check_completion(data)
+        await ctx.meter.close(UsageStatus.COMPLETED)
+        return RouteResult(body=surface.answer(request, ctx, data), headers=headers)
+
+    def resolve_model(self, ctx: RequestContext, model_id: str, route: str) -> ModelConfig:
+        """The model, if it exists, the key may use it, and it serves this route."""
+        model = self.registry.get(model_id)
+        if model is None:
+            raise NotFoundError(
+                f"The model `{echo_id(model_id)}` does not exist or you do not have access to it.",
+                param="model",
+            )
+        if not ctx.key.allows_model(model_id):
+            raise PermissionDeniedError(
+                f"This API key may not use the model `{echo_id(model_id)}`.", param="model"
+            )
+        if not model.serves(route):
+            raise InvalidRequestError(
+                f"The model `{echo_id(model_id)}` does not support the {route} API.",
+                param="model",
+                code="model_not_supported",
+            )
+        return model
+
+    async def admit(self, ctx: RequestContext, plan: Plan) -> dict[str, str]:
+        """The key's share of this instance (concurrency), then its limits across every
+        instance (rate and budget: one conditional update); the x-ratelimit headers."""
+        ctx.meter.slot = self.concurrency.acquire(ctx.key)
+        if self.limits is None or not ctx.key.has_limits:
+            return {}
+        # Bounded by the admission deadline: past it, a 503 (DependencyError).
+        admission = await self.limits.admit_within(key=ctx.key, reserve_tokens=plan.reserve)
+        ctx.meter.admission = admission
+        return admission.headers
+
+
+async def _until_gone(client: Client, work: Awaitable[T]) -> T:
+    """`work`, cancelled the moment the client goes away (then ClientDisconnected). The
+    cancellation reaches the upstream call, which closes its connection: the GPU server
+    stops generating for nobody."""
+    done: list[T] = []
+    failed: list[Exception] = []
+    gone = False
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        nonlocal gone
+        await client.wait_disconnected()
+        gone = True
+        scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch, group.cancel_scope)
+        try:
+            done.append(await work)
+        except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
+            failed.append(exc)
+        finally:
+            group.cancel_scope.cancel()  # the watcher's job ends with the work
+    if failed:
+        raise failed[0]
+    if not done:
+        assert gone  # cancelled by anything else, the cancellation propagated above
+        raise ClientDisconnected("The client closed the connection before the answer.")
+    return done[0]
+
+
+def internal_error(exc: Exception, request_id: str) -> InternalError:
+    if isinstance(exc, ConfigurationError):
+        logger.error("configuration error", extra={"request_id": request_id, "error": str(exc)})
+        return InternalError(
+            "The gateway is misconfigured for this model.", code="configuration_error"
+        )
+    logger.exception("unhandled error", extra={"request_id": request_id})
+    return InternalError("The gateway had an internal error.")
