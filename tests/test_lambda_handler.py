@@ -119,7 +119,7 @@ def test_first_use_builds_the_clients_and_the_upstream_pool(
     usage write) and the aiohttp pool (the upstream call)."""
     assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
     assert "dynamodb" in resources.aws.__dict__
-    assert resources.http._session is not None
+    assert resources.backends.http._session is not None
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def lambda_module(dynamodb: str, tokenizers_dir: Path, sim_url: str) -> Iterator
             yield module
         finally:
             resources = module.handler.app.state.resources
-            asyncio.get_event_loop().run_until_complete(resources.http.close())
+            asyncio.get_event_loop().run_until_complete(resources.backends.http.close())
             sys.modules.pop("gateway.lambda_handler", None)
 
 
@@ -202,8 +202,8 @@ def test_consecutive_invocations_reuse_the_loop_and_the_upstream_session(
     lambda_module: ModuleType, resources: Any, secret: str
 ) -> None:
     first = assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
-    session = resources.http._session
-    loop = resources.http._loop
+    session = resources.backends.http._session
+    loop = resources.backends.http._loop
     assert session is not None and not session.closed
     second = assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
     third = invoke(lambda_module, rest_api_event("GET", "/health"))
@@ -211,7 +211,7 @@ def test_consecutive_invocations_reuse_the_loop_and_the_upstream_session(
     assert first != second
     # Mangum runs every invocation on the same event loop, so the pooled aiohttp
     # session (and its keep-alive connections) outlives each invocation.
-    assert resources.http._session is session and resources.http._loop is loop
+    assert resources.backends.http._session is session and resources.backends.http._loop is loop
 
 
 def test_base64_encoded_body(lambda_module: ModuleType, resources: Any, secret: str) -> None:

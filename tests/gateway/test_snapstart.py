@@ -82,13 +82,13 @@ def test_runtime_hooks_build_before_the_snapshot_and_reset_after_restore(
         client = aws.__dict__["dynamodb"]  # built into the snapshot
         key = gw.new_key()
         assert chat(gw, key).status_code == 200
-        pool = gw.resources.http
+        pool = gw.resources.backends.http
         closed: list[str] = []
         original = client.close
         client.close = lambda: (closed.append("dynamodb"), original())[1]
         runtime.restore()
         assert closed == ["dynamodb"]
-        assert gw.resources._http is None and pool is not gw.resources.http
+        assert gw.resources.backends._http is None and pool is not gw.resources.backends.http
         # The test's own clean-up, on the server's loop (a real snapshot holds no pool).
         asyncio.run_coroutine_threadsafe(pool.close(), pool._loop).result(timeout=10)
         # The same client, new connections: requests still work and are recorded.
@@ -117,9 +117,9 @@ def test_adapter_hooks_are_routes_only_where_configured(
     assert "gateway.backends.openai_http" in sys.modules
     key = gw.new_key()
     assert chat(gw, key).status_code == 200
-    assert gw.resources._http is not None
+    assert gw.resources.backends._http is not None
     assert httpx.post(gw.url + AFTER, timeout=30).status_code == 204
-    assert gw.resources._http is None
+    assert gw.resources.backends._http is None
     assert chat(gw, key).status_code == 200
     assert AFTER not in httpx.get(gw.url + "/openapi.json", timeout=30).text
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from gateway.backends import OpenAIBackend
 from gateway.backends.routing import RoutedBackend
+from gateway.backends.wire import CHAT
 from gateway.observability import Tracing, tracing_wanted
 from gateway.settings import Settings
 
@@ -57,7 +58,7 @@ def test_off_means_no_wrapper_and_no_middleware(gateway: Gateway) -> None:
     resources = gateway.resources
     assert resources.tracing.enabled is False
     model = resources.registry.get("qwen3")
-    routed = resources.backend_for(model)
+    routed = resources.backends.for_model(model, CHAT)
     assert isinstance(routed, RoutedBackend)  # each endpoint's backend is not wrapped
     assert [type(t.backend) for t in routed.targets] == [OpenAIBackend]
     off = Tracing()

@@ -145,15 +145,18 @@ class RoutedBackend:
         """Every target, in the order tiers are tried."""
         return [t for tier in self._tiers for t in tier]
 
-    async def complete(self, body: dict[str, Any], *, trace: RouteTrace) -> dict[str, Any]:
-        """One answer from the first endpoint that serves it; `trace` is filled in."""
-        return await self._route(body, self._complete_once, trace)
+    async def complete(
+        self, body: dict[str, Any], *, trace: RouteTrace | None = None
+    ) -> dict[str, Any]:
+        """One answer from the first endpoint that serves it; `trace` (the caller's record
+        of the call) is filled in."""
+        return await self._route(body, self._complete_once, trace or RouteTrace())
 
     async def open_stream(
-        self, body: dict[str, Any], *, trace: RouteTrace
+        self, body: dict[str, Any], *, trace: RouteTrace | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """A stream whose first chunk has arrived; `trace` is filled in."""
-        return await self._route(body, self._open_once, trace)
+        return await self._route(body, self._open_once, trace or RouteTrace())
 
     async def _complete_once(
         self, target: Target, body: dict[str, Any], more: bool

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from gateway.backends import HttpPool, OpenAIBackend, attempts
+from gateway.backends import HttpPool, OpenAIBackend
+from gateway.backends.attempts import RouteTrace
 from gateway.backends.cooldowns import CooldownCache, CooldownStore
 from gateway.backends.probe import apply, probe_models
 from gateway.backends.routing import RoutedBackend, Router, RoutingPolicy, Target
@@ -68,8 +69,8 @@ class Instance:
     async def send(self, count: int) -> list[str | None]:
         served = []
         for _ in range(count):
-            trace = attempts.begin()
-            await self.backend.complete(BODY)
+            trace = RouteTrace()
+            await self.backend.complete(BODY, trace=trace)
             served.append(trace.endpoint)
         return served
 

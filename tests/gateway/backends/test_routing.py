@@ -10,7 +10,8 @@ from typing import Any
 
 import anyio
 import pytest
-from gateway.backends import HttpPool, OpenAIBackend, attempts
+from gateway.backends import HttpPool, OpenAIBackend
+from gateway.backends.attempts import RouteTrace
 from gateway.backends.cooldowns import CooldownCache
 from gateway.backends.routing import RoutedBackend, Router, RoutingPolicy, Target
 from gateway.errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
@@ -94,8 +95,8 @@ async def test_refused_connection_fails_over_and_the_trace_names_the_server() ->
         backend = routed(make_router(clock), [refused_url(), good.url])
         served = 0
         for _ in range(6):
-            trace = attempts.begin()
-            body = await backend.complete(BODY)
+            trace = RouteTrace()
+            body = await backend.complete(BODY, trace=trace)
             assert body["choices"][0]["message"]["content"] == "hi"
             assert trace.endpoint == "b" and trace.attempts in (1, 2)
             served += 1
@@ -111,8 +112,8 @@ async def test_503_and_stream_hang_before_first_token_fail_over() -> None:
             await backend.complete(BODY)
         sick.mode = "hang"
         for _ in range(3):
-            trace = attempts.begin()
-            chunks = await drain(await backend.open_stream({**BODY, "stream": True}))
+            trace = RouteTrace()
+            chunks = await drain(await backend.open_stream({**BODY, "stream": True}, trace=trace))
             assert chunks[0]["choices"][0]["delta"]["content"] == "hi"
             assert trace.endpoint == "b"
         assert good.hits == 7 and sick.hits >= 1
@@ -152,8 +153,8 @@ async def test_429_moves_to_another_endpoint_without_waiting() -> None:
     async with faulty_upstreams(2) as [busy, good]:
         busy.mode, busy.status, busy.retry_after = "status", 429, "10"
         backend = routed(make_router(clock), [busy.url, good.url], weights=[100, 1])
-        trace = attempts.begin()
-        await backend.complete(BODY)
+        trace = RouteTrace()
+        await backend.complete(BODY, trace=trace)
         assert (busy.hits, good.hits, trace.attempts, clock.slept) == (1, 1, 2, [])
         await backend.complete(BODY)  # the busy one is not asked again during its wait
         assert (busy.hits, good.hits) == (1, 2)
@@ -177,8 +178,8 @@ async def test_failure_mid_stream_is_not_retried() -> None:
     async with faulty_upstreams(2) as [a, b]:
         a.mode = b.mode = "midstream"
         backend = routed(make_router(clock), [a.url, b.url])
-        trace = attempts.begin()
-        chunks = await backend.open_stream({**BODY, "stream": True})
+        trace = RouteTrace()
+        chunks = await backend.open_stream({**BODY, "stream": True}, trace=trace)
         assert (await chunks.__anext__())["choices"][0]["delta"]["content"] == "hi"
         with pytest.raises(UpstreamError):
             await chunks.__anext__()
@@ -191,9 +192,9 @@ async def test_budget_caps_attempts_and_the_last_error_is_raised() -> None:
         for upstream in ups:
             upstream.mode, upstream.status = "status", 500
         backend = routed(make_router(clock, max_attempts=2), [u.url for u in ups])
-        trace = attempts.begin()
+        trace = RouteTrace()
         with pytest.raises(UpstreamError) as raised:
-            await backend.complete(BODY)
+            await backend.complete(BODY, trace=trace)
         assert sum(u.hits for u in ups) == 2 and trace.attempts == 2
         assert raised.value.code == "upstream_http_500"
 
@@ -236,9 +237,9 @@ async def test_when_every_endpoint_hangs_the_last_attempt_waits_the_read_timeout
             upstream.mode = "hang"
         router = make_router(clock, first_token_timeout=0.2, max_attempts=3)
         backend = routed(router, [u.url for u in ups], read_timeout=1)
-        trace = attempts.begin()
+        trace = RouteTrace()
         with pytest.raises(UpstreamTimeoutError):
-            await backend.open_stream({**BODY, "stream": True})
+            await backend.open_stream({**BODY, "stream": True}, trace=trace)
         assert sum(u.hits for u in ups) == 2 and trace.attempts == 2
 
 
@@ -262,8 +263,8 @@ async def test_fallback_model_is_tried_after_the_models_own_endpoints() -> None:
             "spare/s",
         )
         backend = RoutedBackend(router=router, tiers=[[own_target], [spare_target]])
-        trace = attempts.begin()
-        await backend.complete(BODY)
+        trace = RouteTrace()
+        await backend.complete(BODY, trace=trace)
         assert (own.hits, spare.hits, trace.endpoint, trace.attempts) == (1, 1, "spare/s", 2)
         assert spare.bodies[0]["model"] == "spare-model"  # the fallback's own model name
 
@@ -343,8 +344,10 @@ async def test_sagemaker_throttling_and_model_errors_fail_over_to_an_http_replic
                     Target(router.state("m", "sm", weight=1000, max_concurrency=None), sagemaker, "m", "sm"),
                     Target(router.state("m", "http", weight=1, max_concurrency=None), http, "m", "http"),
                 ]  # fmt: skip
-                trace = attempts.begin()
-                body = await RoutedBackend(router=router, tiers=[targets]).complete(BODY)
+                trace = RouteTrace()
+                body = await RoutedBackend(router=router, tiers=[targets]).complete(
+                    BODY, trace=trace
+                )
                 assert body["choices"][0]["message"]["content"] == "hi"
                 assert (trace.endpoint, trace.attempts) == ("http", 2)
         assert len(stub.requests) == 2

@@ -8,14 +8,13 @@ from typing import Any
 import pytest
 from gateway.backends.wire import status_error
 from gateway.chat.prompt import (
-    check_context_length,
-    default_max_tokens,
     template_messages,
     template_tools,
     tool_call_texts,
 )
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.errors import InvalidRequestError, UpstreamError
+from gateway.generation import check_context_length, default_max_tokens
 from gateway.models.registry import ModelConfig
 
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}

@@ -74,7 +74,19 @@ def guard_config(model_sim: str, guard_sim: str, slow_guard_sim: str) -> str:
     guarded = ("qwen3", "qwen3-input", "qwen3-open", "qwen3-closed", "qwen3-slow-open")
     names = (*guarded, "qwen3-output-closed")
     models = [_model(name, model_sim, "qwen3") for name in names]
+    # A model served by two replicas, screened on input and output by a guard of its own
+    # two replicas: the record's endpoint and attempts are the model's, the guard's apart.
+    replicas = [
+        {"name": f"replica-{n}", "type": "openai", "base_url": model_sim, "model": "qwen3"}
+        for n in ("a", "b")
+    ]
+    guards = [
+        {"name": f"guard-{n}", "type": "openai", "base_url": guard_sim, "model": GUARD_FOLDER}
+        for n in ("a", "b")
+    ]
     models += [
+        {"id": "qwen3-replicated", "tokenizer": "qwen3", "endpoints": replicas},
+        {"id": "llama-guard-replicated", "tokenizer": GUARD_FOLDER, "endpoints": guards, **guard},
         _model("llama-guard", guard_sim, GUARD_FOLDER, **guard),
         _model("guard-down", down, GUARD_FOLDER, **guard),
         _model("guard-slow", slow_guard_sim, GUARD_FOLDER, **guard),
@@ -92,6 +104,8 @@ def guard_config(model_sim: str, guard_sim: str, slow_guard_sim: str) -> str:
          "on_error": "open", "deadline_seconds": 0.5},
         {"id": "output-closed", "guard": "guard-slow", "models": ["qwen3-output-closed"],
          "input": False, "output": True, "on_error": "closed", "deadline_seconds": 0.5},
+        {"id": "replicated", "guard": "llama-guard-replicated", "models": ["qwen3-replicated"],
+         "output": True, "window_tokens": 8, "deadline_seconds": 10},
     ]  # fmt: skip
     return json.dumps({"models": models, "guard_policies": policies})
 

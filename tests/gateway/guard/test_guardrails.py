@@ -56,6 +56,26 @@ def test_a_flagged_prompt_gets_a_400_and_the_upstream_is_never_called(
     assert record.guard_input_latency_ms == record.guard_latency_ms > 0
 
 
+def test_the_record_routes_the_model_and_the_guard_apart(guarded: Gateway) -> None:
+    """Input and output screening of a model with two replicas, by a guard with two
+    replicas: the record's endpoint and attempts are the model's one call; the guard's
+    calls are counted in the guard fields (issue 23: they used to overwrite the model's)."""
+    key = guarded.new_key()
+    for stream in (False, True):
+        answer = client(guarded, key).chat.completions.create(
+            model="qwen3-replicated", messages=CLEAN_PROMPT, extra_body=SHORT, stream=stream
+        )
+        if stream:
+            assert [c for c in answer if c.choices]  # type: ignore[union-attr]
+    records = guarded.records(key)
+    assert len(records) == 2
+    for record in records:
+        assert record.status == "completed" and record.endpoint in ("replica-a", "replica-b")
+        assert record.attempts == 1
+        assert record.guard_calls >= 2 and record.guard_attempts == record.guard_calls
+        assert record.guard_endpoint in ("guard-a", "guard-b")
+
+
 def test_categories_outside_the_policy_do_not_block(guarded: Gateway) -> None:
     key = guarded.new_key()
     messages = [{"role": "user", "content": "Which poison do mushrooms carry?"}]  # S1

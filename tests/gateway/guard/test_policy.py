@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from gateway.errors import ConfigurationError
-from gateway.guard.policy import GuardAction, GuardLedger, blocking, select_policy
+from gateway.guard.policy import blocking, select_policy
 from gateway.guard.prompt import Verdict
+from gateway.metering.guard_ledger import GuardAction, GuardLedger
 from gateway.models.registry import GuardPolicy, ModelRegistry
 
 from tests.support.records import usage_record
@@ -90,7 +91,7 @@ def test_the_ledger_writes_the_decision_into_the_record() -> None:
     ledger.add_call(prompt_tokens=200, completion_tokens=6, latency_ms=12.5)
     ledger.input_latency_ms = 12.5
     ledger.add_call(prompt_tokens=230, completion_tokens=3, latency_ms=10.0)
-    ledger.note(Verdict(safe=False, categories=("S6", "S2")), ("S6",))
+    ledger.note(Verdict(safe=False, categories=("S6", "S2")).categories, ("S6",))
     ledger.action = GuardAction.BLOCKED_OUTPUT
     record = usage_record()
     ledger.apply(record)
