@@ -42,6 +42,8 @@ check: $(STAMP)
 	@$(BIN)/ruff format --check functions infra tests
 	@echo ">> mypy (strict on functions/, checked on infra/)"
 	@$(BIN)/mypy
+	@echo ">> import-linter (the layers of docs/ARCHITECTURE.md)"
+	@PYTHONPATH=functions $(BIN)/lint-imports --no-cache
 
 pytest: $(STAMP)
 	@echo ">> pytest"

@@ -94,7 +94,7 @@ def test_build_holds_the_app_for_arm64_python312(built: Path) -> None:
         root = built / function
         for package in ("gateway", "fastapi", "mangum", "uvicorn", "tokenizers", "orjson"):
             assert (root / package).is_dir(), f"{package} missing from {function}"
-        assert (root / "gateway" / "lambda_handler.py").is_file()
+        assert (root / "gateway" / "lambdas" / "api.py").is_file()
         (tokenizers_so,) = (root / "tokenizers").glob("*.so")
         assert _elf_machine(tokenizers_so) == EM_AARCH64
         (pydantic_so,) = (root / "pydantic_core").glob("*.so")

@@ -1,4 +1,4 @@
-"""ApiFunction's entry point: gateway.lambda_handler (the app through Mangum), called the way
+"""ApiFunction's entry point: gateway.lambdas.api (the app through Mangum), called the way
 the Lambda runtime calls it, with the API Gateway REST API (v1) proxy events that the
 `/{proxy+}` ANY integration sends, on the test stack (moto's DynamoDB and the simulated
 GPU endpoint).
@@ -32,7 +32,7 @@ from tests.support.xray import TRACE_HEADER, TRACE_PARENT, TRACE_ROOT, fake_xray
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ROOT / "functions"
-LAMBDA_HANDLER = FUNCTIONS / "gateway" / "lambda_handler.py"
+LAMBDA_HANDLER = FUNCTIONS / "gateway" / "lambdas" / "api.py"
 
 
 def test_lambda_handler_module_does_only_imports_and_the_handler() -> None:
@@ -66,7 +66,7 @@ def recording_create(self, service_name, *args, **kwargs):
 botocore.client.BaseClient._make_api_call = recording_call
 botocore.client.ClientCreator.create_client = recording_create
 
-import gateway.lambda_handler as module
+import gateway.lambdas.api as module
 
 resources = module.handler.app.state.resources
 heavy = sorted(
@@ -131,14 +131,14 @@ def lambda_module(dynamodb: str, tokenizers_dir: Path, sim_url: str) -> Iterator
         mp.setenv("KEY_CACHE_TTL_SECONDS", "0")
         mp.setenv("PRELOAD_TOKENIZERS", "false")
         mp.setenv("LOG_LEVEL", "WARNING")
-        mp.delitem(sys.modules, "gateway.lambda_handler", raising=False)
-        module = importlib.import_module("gateway.lambda_handler")
+        mp.delitem(sys.modules, "gateway.lambdas.api", raising=False)
+        module = importlib.import_module("gateway.lambdas.api")
         try:
             yield module
         finally:
             resources = module.handler.app.state.resources
             asyncio.get_event_loop().run_until_complete(resources.backends.http.close())
-            sys.modules.pop("gateway.lambda_handler", None)
+            sys.modules.pop("gateway.lambdas.api", None)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +290,7 @@ def test_errors_come_back_in_openai_envelope(lambda_module: ModuleType, secret: 
 _TRACED_INVOCATION = """
 import json, sys
 from tests.support.apigw import LambdaContext, chat_event, rest_api_event
-import gateway.lambda_handler as module
+import gateway.lambdas.api as module
 
 resources = module.handler.app.state.resources
 assert resources.tracing.enabled

@@ -157,7 +157,7 @@ def test_stream_function_runs_under_the_web_adapter(translated: dict[str, Any]) 
 def test_api_function_is_mangum_without_the_adapter(translated: dict[str, Any]) -> None:
     props = translated["Resources"]["ApiFunction"]["Properties"]
     env = props["Environment"]["Variables"]
-    assert props["Handler"] == "gateway.lambda_handler.handler"
+    assert props["Handler"] == "gateway.lambdas.api.handler"
     assert "AWS_LAMBDA_EXEC_WRAPPER" not in env
     assert "AWS_LWA_INVOKE_MODE" not in env
     assert props["Runtime"] == "python3.12"

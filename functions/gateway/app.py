@@ -13,22 +13,22 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
-from gateway.chat.router import COMPONENTS as CHAT_COMPONENTS
-from gateway.chat.router import router as chat_router
-from gateway.completions.router import COMPONENTS as COMPLETION_COMPONENTS
-from gateway.completions.router import router as completions_router
-from gateway.embeddings.router import COMPONENTS as EMBEDDING_COMPONENTS
-from gateway.embeddings.router import router as embeddings_router
 from gateway.errors import ConfigurationError, GatewayError, UpstreamError, error_body
 from gateway.http import RequestContextMiddleware, error_response, json_response
 from gateway.inputs import invalid_request
-from gateway.models.router import router as misc_router
 from gateway.observability import TraceHeaderMiddleware, configure_logging
 from gateway.openapi import TAGS, install_docs, install_openapi
 from gateway.resources import Resources
+from gateway.routes.chat import COMPONENTS as CHAT_COMPONENTS
+from gateway.routes.chat import router as chat_router
+from gateway.routes.completions import COMPONENTS as COMPLETION_COMPONENTS
+from gateway.routes.completions import router as completions_router
+from gateway.routes.embeddings import COMPONENTS as EMBEDDING_COMPONENTS
+from gateway.routes.embeddings import router as embeddings_router
+from gateway.routes.models import router as misc_router
+from gateway.routes.usage import router as usage_router
 from gateway.settings import Settings
 from gateway.snapstart import install_adapter_hooks, register_runtime_hooks, warm_up
-from gateway.usage.router import router as usage_router
 
 logger = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def start_usage_functions(
     """The aggregator's stream polling and the write-back's log subscription, in threads."""
     os.environ.setdefault("USAGE_TABLE", LOCAL_TABLE_NAMES["UsageTable"])
     os.environ.setdefault("LOG_LEVEL", "WARNING")  # the handlers' own logs: problems only
-    from gateway.usage.lambdas import aggregate_handler, writeback_handler
+    from gateway.lambdas.usage import aggregate_handler, writeback_handler
 
     poller = StreamPoller(
         dynamodb=client,

@@ -69,7 +69,7 @@ def test_off_means_no_wrapper_and_no_middleware(gateway: Gateway) -> None:
 _PROBE = """
 import json, sys
 import botocore.client
-import gateway.lambda_handler as module
+import gateway.lambdas.api as module
 
 app = module.handler.app
 patcher = sys.modules.get("aws_xray_sdk.core.patcher")

@@ -26,15 +26,15 @@ import time:       200 |        500 |     fastapi.routing
 import time:        50 |        550 |   fastapi
 import time:       400 |        400 |     botocore.client
 import time:        10 |        410 |   boto3
-import time:      1000 |       2960 | gateway.lambda_handler
+import time:      1000 |       2960 | gateway.lambdas.api
 """
 
 
 def test_import_offenders_sums_self_time_per_package() -> None:
     offenders, total = import_offenders(IMPORTTIME)
     assert total == pytest.approx(2.06)
-    assert offenders[0] == ("gateway.lambda_handler (app build)", 1.0, "-")
-    assert ("fastapi", 0.55, "gateway.lambda_handler") in offenders
+    assert offenders[0] == ("gateway.lambdas.api (app build)", 1.0, "-")
+    assert ("fastapi", 0.55, "gateway.lambdas.api") in offenders
     assert ("botocore", 0.4, "boto3") in offenders
     assert ("encodings", 0.1, "fastapi") in offenders
 
@@ -44,7 +44,7 @@ def test_parse_args_defaults() -> None:
     assert args.runs >= 3
     assert args.models.split(",") == ["qwen3", "llama-3-8b-instruct"]
     assert args.out.name == "coldstart.md"
-    assert (args.functions / "gateway" / "lambda_handler.py").is_file()
+    assert (args.functions / "gateway" / "lambdas" / "api.py").is_file()
 
 
 def test_coldstart_smoke(tokenizers_dir: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import boto3
 from devstack.streams import StreamPoller
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.usage.aggregate import Aggregator
-from gateway.usage.lambdas import aggregate
+from gateway.usage.batches import aggregate
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 

@@ -1,7 +1,7 @@
 """Endpoint cooldowns shared by every gateway instance: one small item per endpoint.
 
 The items live in the usage table under a partition of their own per model (docs/USAGE.md;
-keys from usage/layout.py): cooled_until (epoch seconds), reason, updated_at, expires_at
+keys from layout.py): cooled_until (epoch seconds), reason, updated_at, expires_at
 (TTL). One Query reads a model's endpoints. The item is written only when an endpoint's state
 changes (cooled down by an instance that saw it fail, set or cleared by the health probe),
 never per request. It is not a raw record, so the usage stream's aggregator skips it.
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from gateway import layout
 from gateway.aws import botocore_errors, items
 from gateway.errors import DependencyError
-from gateway.usage import layout
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -21,7 +21,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gateway.aws import AwsClients
 from gateway.backends.cooldowns import CooldownStore
 from gateway.models.registry import ModelConfig, ModelRegistry, OpenAIEndpoint, SageMakerEndpoint
-from gateway.observability import configure_logging
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -141,22 +140,3 @@ def run_probe(settings: Settings, aws: AwsClients) -> list[ProbeResult]:
 
 def _has_sagemaker(registry: ModelRegistry) -> bool:
     return any(isinstance(e, SageMakerEndpoint) for m in registry for e in m.endpoints)
-
-
-def probe_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """EventBridge schedule target."""
-    settings = Settings()
-    configure_logging(settings.log_level)
-    results = run_probe(settings, AwsClients())
-    for result in results:
-        if result.change is not None:
-            logger.warning(
-                "endpoint state changed by the probe",
-                extra={"model": result.model, "endpoint": result.endpoint,
-                       "change": result.change, "detail": result.detail},
-            )  # fmt: skip
-    return {
-        "probed": sum(1 for r in results if r.healthy is not None),
-        "unhealthy": sum(1 for r in results if r.healthy is False),
-        "changes": sum(1 for r in results if r.change is not None),
-    }

@@ -25,10 +25,10 @@ from gateway.cli.common import (
     quiet_broken_pipe,
 )
 from gateway.cli.keys import KEY_COLUMNS
+from gateway.cli.tokens_count import TokensCliError
 from gateway.errors import DependencyError
 from gateway.keys.store import KeyNotFoundError
 from gateway.settings import Settings
-from gateway.tokens.cli import TokensCliError
 
 __all__ = ["KEY_COLUMNS", "build_parser", "main", "parse_args", "run"]
 
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    # The whole tree, for the commands that describe it (completion), passed down.
+    parser.set_defaults(command_tree=parser)
     return parser
 
 

@@ -21,9 +21,7 @@ def add_parser(commands: Any) -> None:
 
 
 def _print_script(args: argparse.Namespace, ctx: Context) -> int:
-    from gateway.cli import build_parser  # the whole command tree (which includes this module)
-
-    ctx.out.write(completion_script(build_parser(), args.shell))
+    ctx.out.write(completion_script(args.command_tree, args.shell))
     return 0
 
 

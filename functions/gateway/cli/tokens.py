@@ -1,12 +1,12 @@
-"""`gateway tokens count`: registered here; the command itself is gateway/tokens/cli.py."""
+"""`gateway tokens count`: registered here; the command itself is tokens_count.py."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from gateway.cli import tokens_count as tokens_cli
 from gateway.cli.common import Context
-from gateway.tokens import cli as tokens_cli
 
 
 def add_parser(commands: Any) -> None:

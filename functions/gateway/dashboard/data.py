@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from gateway import layout
 from gateway.errors import InvalidRequestError
 from gateway.keys import ApiKey, KeyStore
 from gateway.limits import LimitStore
-from gateway.usage import layout
 from gateway.usage.query import MAX_RANGE_DAYS, UsageQuery, month_usage
 
 COUNTERS = (

@@ -1,5 +1,5 @@
 """The limits' items in the usage table (what they hold: limits/store.py's docstring; their
-keys: usage/layout.py): window attribute names, the UTC minute and month they stand for."""
+keys: layout.py): window attribute names, the UTC minute and month they stand for."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from gateway import layout
 from gateway.aws import ConditionFailed
-from gateway.usage import layout
 
 # How long a minute window outlives its minute before TTL may delete it.
 WINDOW_TTL_SECONDS = 300

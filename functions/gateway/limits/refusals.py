@@ -8,13 +8,13 @@ from typing import Any
 
 from gateway.errors import RateLimitError
 from gateway.keys.apikey import ApiKey
+from gateway.layout import number
 from gateway.limits.items import (
     next_month_start,
     until_next_minute,
     until_next_month,
     window_attributes,
 )
-from gateway.usage.layout import number
 
 LIMIT_REQUESTS = "x-ratelimit-limit-requests"
 REMAINING_REQUESTS = "x-ratelimit-remaining-requests"

@@ -2,7 +2,7 @@
 
 Every Lambda instance serving a key shares the same counters, so the limits hold however
 many instances there are: each check is one atomic conditional UpdateItem in the usage
-table (docs/USAGE.md; keys from usage/layout.py), under the key's own partition:
+table (docs/USAGE.md; keys from layout.py), under the key's own partition:
 
 - minute window (UTC minute): `requests` and `tokens` (N), and
   `expires_at` (TTL, 5 minutes after the minute ends). Written only for keys with rpm or
@@ -50,9 +50,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from gateway import layout
 from gateway.aws import ConditionFailed, botocore_errors, items, retry_quickly
 from gateway.errors import DependencyError
 from gateway.keys.apikey import ApiKey
+from gateway.layout import month_sk, number, window_sk
 from gateway.limits.items import (
     item_key,
     month_of,
@@ -69,8 +71,6 @@ from gateway.limits.refusals import (
     window_refusal,
 )
 from gateway.limits.updates import month_update, window_update
-from gateway.usage import layout
-from gateway.usage.layout import month_sk, number, window_sk
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

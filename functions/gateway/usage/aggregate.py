@@ -1,6 +1,6 @@
 """Add raw usage records into the rollups and settle their reservations, exactly once.
 
-Fed by the usage table's stream (usage/lambdas.py), off the request path. A batch of
+Fed by the usage table's stream (usage/batches.py), off the request path. A batch of
 records becomes as few TransactWriteItems as DynamoDB's 100-action limit allows. Each
 transaction holds, for its records:
 
@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from gateway import layout
 from gateway.aws import RETRYABLE_CODES, error_code
 from gateway.errors import DependencyError
 from gateway.limits.items import WINDOW_TTL_SECONDS, window_attributes
-from gateway.usage import layout
 from gateway.usage.guardlines import guard_rollups
 from gateway.usage.records import UsageRecord, UsageStatus
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.usage import layout
+from gateway import layout
 from gateway.usage.records import UsageRecord
 
 ItemKey = tuple[str, str]

@@ -1,6 +1,6 @@
 """Read the usage rollups: one Query on a partition and a sort-key range, never a Scan.
 
-Rollup items (docs/USAGE.md; keys in usage/layout.py) hold counters `requests`,
+Rollup items (docs/USAGE.md; keys in layout.py) hold counters `requests`,
 `prompt_tokens`, `completion_tokens`, `total_tokens`, `errors`, added once per request id
 by the aggregator (usage/aggregate.py) a few seconds after the request: rollups lag the
 raw records by that much. They have no TTL, so every range here reads one small item per
@@ -14,11 +14,11 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from gateway import layout
 from gateway.aws import items
 from gateway.errors import InvalidRequestError
 from gateway.keys.apikey import ApiKey
 from gateway.limits import LimitStore
-from gateway.usage import layout
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from gateway import layout
 from gateway.aws import ConditionFailed, botocore_errors, pages
-from gateway.usage import layout
 from gateway.usage.aggregate import COUNTERS, ItemKey, rollups
 from gateway.usage.records import UsageRecord
 

@@ -1,5 +1,5 @@
 """The usage record, and its raw-record item in the usage table (docs/USAGE.md describes
-the table; usage/layout.py holds its keys and item translation).
+the table; layout.py holds its keys and item translation).
 
 The request path writes only the raw record (usage/store.py). The aggregator
 (usage/aggregate.py, fed by the table's stream) adds it to the rollups, settles the
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from gateway.usage import layout
+from gateway import layout
 
 
 class UsageStatus(StrEnum):

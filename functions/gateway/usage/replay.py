@@ -2,7 +2,7 @@
 
 When a record cannot be written within its deadline, `UsageStore.record` logs it whole as
 one JSON line: `{"message": "usage_record_unwritten", "usage_record": {...}, ...}`. In AWS
-the write-back function (usage/lambdas.py) receives these lines from a log subscription;
+the write-back function (usage/batches.py) receives these lines from a log subscription;
 this module replays lines exported by hand. Each record is written with
 `UsageStore.write`, idempotent on the request id: replaying twice adds nothing twice.
 A line that cannot be read or written is reported and skipped; the rest are written.

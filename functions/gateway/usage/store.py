@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from gateway import layout
 from gateway.aws import (
     ConditionFailed,
     botocore_errors,
@@ -24,7 +25,6 @@ from gateway.aws import (
     retry_quickly,
     retry_quickly_async,
 )
-from gateway.usage import layout
 from gateway.usage.records import UsageRecord
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The log line a record takes when it cannot be written within its deadline. A CloudWatch
-# Logs subscription feeds these lines to the write-back function (usage/lambdas.py);
+# Logs subscription feeds these lines to the write-back function (usage/batches.py);
 # `gateway usage replay` writes hand-exported ones.
 UNWRITTEN_MESSAGE = "usage_record_unwritten"
 

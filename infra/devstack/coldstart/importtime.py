@@ -24,8 +24,8 @@ def import_offenders(text: str, top: int = 12) -> tuple[list[tuple[str, float, s
             rows.append((int(m.group(1)), len(m.group(3)), m.group(4)))
 
     def package(name: str) -> str:
-        if name == "gateway.lambda_handler":
-            return "gateway.lambda_handler (app build)"
+        if name == "gateway.lambdas.api":
+            return "gateway.lambdas.api (app build)"
         return name.split(".")[0]
 
     def importer(index: int) -> int | None:
@@ -53,7 +53,7 @@ def import_offenders(text: str, top: int = 12) -> tuple[list[tuple[str, float, s
 def importtime(config: Config) -> tuple[list[tuple[str, float, str]], float]:
     env = child_env(config, SCENARIOS[1])  # ApiFunction, tracing on
     result = subprocess.run(
-        [config.python, "-X", "importtime", "-c", "import gateway.lambda_handler"],
+        [config.python, "-X", "importtime", "-c", "import gateway.lambdas.api"],
         env=env,
         cwd=ROOT,
         capture_output=True,

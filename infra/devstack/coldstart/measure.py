@@ -5,7 +5,7 @@ PYTHONPATH as /var/task is, env credentials, the models config and tokenizer dir
 tracing on when LAMBDA_TASK_ROOT is set). It measures, in wall and CPU time (its own
 utime + stime, which the machine's other load hardly changes), one of:
 
-- "handler": the function's whole init. ApiFunction: `import gateway.lambda_handler`
+- "handler": the function's whole init. ApiFunction: `import gateway.lambdas.api`
   (imports, `create_app()` from the environment, the Mangum handler). StreamFunction:
   what uvicorn does before it listens (run.sh: `uvicorn --factory gateway.app:create_app`):
   import uvicorn, `Config(...).load()` (its protocol modules, the app factory);
@@ -54,8 +54,8 @@ mode, function = sys.argv[1], sys.argv[2]
 c0, t0 = cpu(), time.perf_counter()
 out = {}
 if mode == "handler" and function == "api":
-    import gateway.lambda_handler
-    app = gateway.lambda_handler.handler.app
+    import gateway.lambdas.api
+    app = gateway.lambdas.api.handler.app
 elif mode == "handler":
     import uvicorn
     config = uvicorn.Config("gateway.app:create_app", factory=True, log_level="warning")

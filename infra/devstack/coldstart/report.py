@@ -30,7 +30,7 @@ def _header(result: Result) -> list[str]:
         f"took {result.seconds:.0f} s; load average before / after: {load}.",
         "",
         "Milliseconds as median / min. *init* is the function's whole init in one process "
-        "(ApiFunction: `import gateway.lambda_handler`; StreamFunction: uvicorn's "
+        "(ApiFunction: `import gateway.lambdas.api`; StreamFunction: uvicorn's "
         "`Config('gateway.app:create_app', factory=True).load()`), in wall time and in the "
         "process's own CPU time (utime + stime: what a dedicated core would take, I/O "
         "aside; the machine's other load inflates wall time first). *imports*, *app build* "
@@ -74,7 +74,7 @@ def render_markdown(result: Result) -> str:
             "",
             "## Where the import time goes",
             "",
-            "`python -X importtime -c 'import gateway.lambda_handler'` (ApiFunction, no "
+            "`python -X importtime -c 'import gateway.lambdas.api'` (ApiFunction, no "
             "tokenizers, tracing on): self time summed per top-level package, "
             f"{result.importtime_total_ms:.0f} ms in all (importtime's own overhead inflates "
             "it).",

@@ -16,10 +16,10 @@ from botocore.exceptions import ClientError
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.errors import DependencyError, RateLimitError
 from gateway.keys.apikey import ApiKey
+from gateway.layout import month_sk, window_sk
 from gateway.limits import Admission, BudgetExceededError, LimitStore
 from gateway.usage import UsageRecord, UsageStore
 from gateway.usage.aggregate import Aggregator
-from gateway.usage.layout import month_sk, window_sk
 
 TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 # 48 s into a minute: the window resets in 12 s.

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from devstack.streams import LogSubscription
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.aggregate import MAX_TRANSACT_ITEMS, Aggregator, plan, rollup_keys
-from gateway.usage.lambdas import aggregate, write_back
+from gateway.usage.batches import aggregate, write_back
 
 from tests.gateway.usage.test_replay import unwritten_log_lines
 from tests.support.records import usage_record

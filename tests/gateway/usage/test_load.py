@@ -35,7 +35,7 @@ from devstack.streams import LogSubscription, StreamPoller
 from gateway.limits.store import month_of, month_sk
 from gateway.usage import UsageStore
 from gateway.usage.aggregate import COUNTERS, Aggregator, rollup_keys, rollup_values
-from gateway.usage.lambdas import aggregate, write_back
+from gateway.usage.batches import aggregate, write_back
 
 from tests.conftest import Gateway, running_gateway
 from tests.support.aws import moto_dynamodb

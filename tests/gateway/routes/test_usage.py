@@ -15,10 +15,10 @@ import boto3
 import httpx
 import pytest
 from gateway.app import create_app
+from gateway.routes.usage import router
 from gateway.settings import Settings
 from gateway.usage import UsageRecord, UsageStatus
 from gateway.usage.query import ROLLUPS_NOTE
-from gateway.usage.router import router
 
 from tests.conftest import Gateway
 from tests.support.records import usage_record

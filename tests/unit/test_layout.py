@@ -9,7 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from boto3.dynamodb.types import TypeSerializer
-from gateway.usage import UsageRecord, UsageStatus, layout
+from gateway import layout
+from gateway.usage import UsageRecord, UsageStatus
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "USAGE.md"
 AT = datetime(2026, 11, 29, 10, 0, 0, 123_000, tzinfo=UTC)
@@ -89,7 +90,7 @@ def test_a_usage_record_round_trips_through_its_item() -> None:
 
 def test_docs_usage_table_lists_exactly_the_item_kinds_the_code_writes() -> None:
     """docs/USAGE.md's table is the schema's one description: its key prefixes are the
-    ones usage/layout.py builds, no more and no fewer."""
+    ones layout.py builds, no more and no fewer."""
     text = DOCS.read_text(encoding="utf-8")
     section = text[text.index("## The usage table") :]
     lines = section.splitlines()

@@ -1,21 +1,19 @@
-"""Lambda entry points that keep usage off the request path.
+"""The batches that keep usage off the request path (their Lambda handlers are
+gateway/lambdas/usage.py):
 
-- `aggregate_handler` (UsageAggregatorFunction): DynamoDB Streams batches of the usage
-  table. Powertools' batch utility parses each record (DynamoDBRecord); the raw usage
-  records among them are then counted into rollups and settled (usage/aggregate.py).
-  Failures are reported per record (ReportBatchItemFailures): Lambda retries from the
-  first one, and the records' markers keep the retry exact.
-- `writeback_handler` (UsageWritebackFunction): a CloudWatch Logs subscription on the
-  chat function's log group, filtered to `usage_record_unwritten` lines; writes each
-  record back (idempotent on the request id). An exception makes Lambda retry the event.
-
-Clients are built on first use, once per process.
+- `aggregate`: DynamoDB Streams batches of the usage table. Powertools' batch utility
+  parses each record (DynamoDBRecord); the raw usage records among them are then counted
+  into rollups and settled (usage/aggregate.py). Failures are reported per record
+  (ReportBatchItemFailures): Lambda retries from the first one, and the records' markers
+  keep the retry exact.
+- `write_back`: a CloudWatch Logs subscription event of `usage_record_unwritten` lines;
+  writes each record back (idempotent on the request id). An exception makes Lambda retry
+  the event.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -29,10 +27,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecordEventName,
 )
 
-from gateway.aws import AwsClients
-from gateway.observability import configure_logging
-from gateway.settings import Settings
-from gateway.usage import layout
+from gateway import layout
 from gateway.usage.aggregate import AggregationError, Aggregator
 from gateway.usage.records import UsageRecord
 from gateway.usage.replay import parse_line, unwritten_record
@@ -89,24 +84,12 @@ class UsageBatchProcessor(BatchProcessor):
         return results
 
 
-@cache
-def _clients() -> tuple[Settings, AwsClients]:
-    settings = Settings()
-    configure_logging(settings.log_level)
-    return settings, AwsClients()
-
-
 def aggregate(event: dict[str, Any], *, aggregator: Aggregator) -> dict[str, Any]:
     processor = UsageBatchProcessor(aggregator)
     response: dict[str, Any] = dict(
         process_partial_response(event=event, record_handler=raw_record, processor=processor)
     )
     return response
-
-
-def aggregate_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    settings, aws = _clients()
-    return aggregate(event, aggregator=Aggregator(client=aws.dynamodb, table=settings.usage_table))
 
 
 def write_back(event: dict[str, Any], *, store: UsageStore) -> dict[str, int]:
@@ -127,13 +110,3 @@ def write_back(event: dict[str, Any], *, store: UsageStore) -> dict[str, int]:
         counts["written" if store.write(record) else "already_present"] += 1
     logger.info("usage records written back", extra=counts)
     return counts
-
-
-def writeback_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
-    settings, aws = _clients()
-    store = UsageStore(
-        client=aws.dynamodb,
-        table=settings.usage_table,
-        retention_days=settings.usage_retention_days,
-    )
-    return write_back(event, store=store)
