@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import Gateway
 from tests.support.sse import events, is_content
@@ -51,3 +52,41 @@ def test_disconnect_cancels_upstream_and_bills_partial_tokens(
     assert record.prompt_tokens == record.gateway_prompt_tokens > 0
     assert 5 <= record.completion_tokens < 200
     assert record.completion_tokens == record.gateway_completion_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_before_the_first_byte_is_noticed_at_once(
+    gateway: Gateway, sim_url: str, stream: bool
+) -> None:
+    """Issue 27: a buffered or streamed request whose upstream takes 20 s to its first
+    token, abandoned by its client after 0.5 s, is recorded as client_disconnected within
+    a second and its generation cancelled (it used to run to the end, billed completed)."""
+    key = gateway.new_key()
+    before = sim_stats(sim_url)
+    body = {
+        "model": "qwen3",
+        "messages": [{"role": "user", "content": "Tell me a long story."}],
+        "stream": stream,
+        "max_tokens": 50,
+        "sim": {"ttft_ms": 20_000},
+    }
+    headers = {"Authorization": f"Bearer {key}"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=0.5)
+    left = time.monotonic()
+    while time.monotonic() - left < 5:
+        records = gateway.records(key)
+        stats = sim_stats(sim_url)
+        if records and stats["cancelled"] > before["cancelled"]:
+            break
+        time.sleep(0.05)
+    noticed = time.monotonic() - left
+    assert stats["cancelled"] == before["cancelled"] + 1, stats
+    [record] = gateway.records(key)
+    assert (record.status, record.http_status, record.stream) == (
+        "client_disconnected",
+        499,
+        stream,
+    )
+    assert record.completion_tokens == 0 and record.prompt_tokens > 0  # forwarded: prompt billed
+    assert noticed < 5 and record.latency_ms < 5_000  # not the 20 s the upstream would take
