@@ -1,0 +1,369 @@
+"""A Responses API request as a chat-completions body, and a chat completion as a
+`response` object (OpenAI's OpenAPI description: `Response`).
+
+What the upstream sees is what the chat route would forward for the same conversation,
+so the gateway counts, routes, guards and meters it exactly as chat:
+
+- `instructions` is the first message, `system` (it is not carried over from an earlier
+  response: OpenAI's rule for `previous_response_id`);
+- message items keep their role (`developer` is sent as `system`, as the chat route
+  does); `input_text` / `output_text` / `refusal` parts become `text` parts and
+  `input_image` an `image_url` part;
+- `function_call` items become the `tool_calls` of the assistant message they follow
+  (a new assistant message with `content: null` when none does), and
+  `function_call_output` items `tool` messages answering their `call_id`;
+- function tools, `tool_choice`, `parallel_tool_calls`, `text.format` (as
+  `response_format`), `max_output_tokens` (as `max_tokens`), the sampling fields and
+  `user` keep their meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from gateway.errors import InvalidRequestError
+from gateway.inputs import invalid_request
+from gateway.responses.protocol import (
+    FormatJsonObject,
+    FormatJsonSchema,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    InputImage,
+    InputItem,
+    MessageItem,
+    Refusal,
+    ResponsesRequest,
+    ToolChoiceFunction,
+)
+
+Status = Literal["completed", "incomplete", "failed", "in_progress"]
+
+_ITEMS: TypeAdapter[list[InputItem]] = TypeAdapter(list[InputItem])
+
+
+# --- request ------------------------------------------------------------------------
+
+
+def input_items(request: ResponsesRequest) -> list[dict[str, Any]]:
+    """The request's own input as item dicts (a string input is one user message): what
+    a stored response keeps as its new input."""
+    if isinstance(request.input, str):
+        return [{"type": "message", "role": "user", "content": request.input}]
+    return [item.model_dump(mode="json", exclude_none=True) for item in request.input]
+
+
+def parse_items(items: Sequence[Mapping[str, Any]]) -> list[InputItem]:
+    """Stored items (a conversation's history) as input items; a 400 if one is not."""
+    try:
+        return _ITEMS.validate_python(list(items))
+    except ValidationError as exc:
+        raise invalid_request(exc.errors(include_url=False)) from exc
+
+
+def _text_parts(content: str | list[Any], *, role: str, where: str) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for index, part in enumerate(content):
+        if isinstance(part, InputImage):
+            if role != "user":
+                raise InvalidRequestError(
+                    f"Invalid value for '{where}.content[{index}]': only user messages may "
+                    "hold input_image parts.",
+                    param=f"{where}.content.{index}",
+                )
+            image: dict[str, Any] = {"url": part.image_url}
+            if part.detail in ("low", "high", "auto"):
+                image["detail"] = part.detail
+            parts.append({"type": "image_url", "image_url": image})
+        elif isinstance(part, Refusal):
+            parts.append({"type": "text", "text": part.refusal})
+        else:
+            parts.append({"type": "text", "text": part.text})
+    return parts
+
+
+def _tool_output(output: str | list[Any]) -> str:
+    if isinstance(output, str):
+        return output
+    return "\n".join(getattr(part, "text", "") for part in output)
+
+
+def chat_messages(
+    items: Iterable[InputItem], *, instructions: str | None = None
+) -> list[dict[str, Any]]:
+    """The conversation as chat messages."""
+    messages: list[dict[str, Any]] = []
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+    for position, item in enumerate(items):
+        where = f"input[{position}]"
+        if isinstance(item, MessageItem):
+            role = "system" if item.role == "developer" else item.role
+            messages.append(
+                {"role": role, "content": _text_parts(item.content, role=role, where=where)}
+            )
+        elif isinstance(item, FunctionCallItem):
+            call = {
+                "id": item.call_id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": item.arguments},
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif isinstance(item, FunctionCallOutputItem):
+            messages.append(
+                {"role": "tool", "tool_call_id": item.call_id, "content": _tool_output(item.output)}
+            )
+        # reasoning items: not forwarded
+    return messages
+
+
+def _response_format(request: ResponsesRequest) -> dict[str, Any] | None:
+    fmt = request.text_format
+    if isinstance(fmt, FormatJsonObject):
+        return {"type": "json_object"}
+    if isinstance(fmt, FormatJsonSchema):
+        schema: dict[str, Any] = {"name": fmt.name, "schema": (fmt.model_extra or {})["schema"]}
+        if fmt.description is not None:
+            schema["description"] = fmt.description
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        return {"type": "json_schema", "json_schema": schema}
+    return None  # text (or none): the chat default
+
+
+def to_chat(
+    request: ResponsesRequest, history_items: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The chat-completions body for this turn. `history_items` is the earlier
+    conversation (ConversationStore.expand of `previous_response_id`; empty without
+    one), in order, before the request's own input."""
+    own: list[InputItem] = (
+        [MessageItem(role="user", content=request.input)]
+        if isinstance(request.input, str)
+        else list(request.input)
+    )
+    items = [*parse_items(history_items), *own]
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": chat_messages(items, instructions=request.instructions),
+    }
+    if request.max_output_tokens is not None:
+        body["max_tokens"] = request.max_output_tokens
+    for name in ("temperature", "top_p", "top_k", "user", "parallel_tool_calls"):
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    if request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": tool.model_dump(exclude={"type"}, exclude_none=True),
+            }
+            for tool in request.function_tools
+        ]
+    choice = request.tool_choice
+    if isinstance(choice, ToolChoiceFunction):
+        body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+    elif choice is not None:
+        body["tool_choice"] = choice
+    if (response_format := _response_format(request)) is not None:
+        body["response_format"] = response_format
+    if request.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+# --- answer -------------------------------------------------------------------------
+
+
+def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A chat `usage` (the billed figures) in the Responses API's shape."""
+    if usage is None:
+        return None
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {
+            "cached_tokens": int(prompt_details.get("cached_tokens") or 0),
+            "cache_write_tokens": 0,
+        },
+        "output_tokens": completion,
+        "output_tokens_details": {
+            "reasoning_tokens": int(completion_details.get("reasoning_tokens") or 0)
+        },
+        "total_tokens": int(usage.get("total_tokens") or prompt + completion),
+    }
+
+
+def item_id(kind: Literal["msg", "fc", "call"], response_id: str, index: int) -> str:
+    """An output item's id: unique across stored conversations, as response ids are."""
+    return f"{kind}_{response_id.removeprefix('resp_')}_{index}"
+
+
+def message_item(item: str, text: str, status: Status) -> dict[str, Any]:
+    return {
+        "id": item,
+        "type": "message",
+        "status": status,
+        "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]
+        if text or status != "in_progress"
+        else [],
+        "role": "assistant",
+    }
+
+
+def function_call_item(
+    item: str, *, call_id: str, name: str, arguments: str, status: Status
+) -> dict[str, Any]:
+    return {
+        "id": item,
+        "type": "function_call",
+        "status": status,
+        "arguments": arguments,
+        "call_id": call_id,
+        "name": name,
+    }
+
+
+def _tool_choice(request: ResponsesRequest) -> Any:
+    choice = request.tool_choice
+    if isinstance(choice, ToolChoiceFunction):
+        return {"type": "function", "name": choice.name}
+    return choice if choice is not None else "auto"
+
+
+def _text(request: ResponsesRequest) -> dict[str, Any]:
+    fmt = request.text_format
+    if fmt is None:
+        return {"format": {"type": "text"}}
+    return {"format": fmt.model_dump(mode="json", exclude_none=True)}
+
+
+def incomplete_reason(finish_reason: str | None) -> str | None:
+    """Why a response is incomplete, from the chat finish_reason (None: it is not)."""
+    return {"length": "max_output_tokens", "content_filter": "content_filter"}.get(
+        finish_reason or ""
+    )
+
+
+def response_object(
+    *,
+    response_id: str,
+    created: int,
+    model: str,
+    request: ResponsesRequest,
+    status: Status,
+    output: list[dict[str, Any]],
+    usage: Mapping[str, Any] | None,
+    incomplete: str | None = None,
+    error: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A `response` object, fields in OpenAI's order; request fields echoed with OpenAI's
+    defaults."""
+    body: dict[str, Any] = {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "background": False,
+        "error": dict(error) if error is not None else None,
+        "incomplete_details": {"reason": incomplete} if incomplete else None,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "max_tool_calls": None,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "previous_response_id": request.previous_response_id,
+        "reasoning": None,
+        "service_tier": "default",
+        "store": request.store is not False,
+        "temperature": request.temperature if request.temperature is not None else 1.0,
+        "text": _text(request),
+        "tool_choice": _tool_choice(request),
+        "tools": [
+            {
+                "type": "function",
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+                "strict": tool.strict,
+            }
+            for tool in request.function_tools
+        ],
+        "top_p": request.top_p if request.top_p is not None else 1.0,
+        "truncation": "disabled",
+        "metadata": dict(request.metadata or {}),
+    }
+    # OpenAI's schema has these an object and a string, never null: left out until known.
+    if usage is not None:
+        body["usage"] = usage_of(usage)
+    if request.user is not None:
+        body["user"] = request.user
+    return body
+
+
+def output_items(
+    message: Mapping[str, Any], *, response_id: str, status: Status
+) -> list[dict[str, Any]]:
+    """A chat message's text and tool calls as output items, in that order."""
+    output: list[dict[str, Any]] = []
+    content = message.get("content")
+    if isinstance(content, str) and content:
+        output.append(message_item(item_id("msg", response_id, 0), content, status))
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        index = len(output)
+        output.append(
+            function_call_item(
+                item_id("fc", response_id, index),
+                call_id=str(call.get("id") or item_id("call", response_id, index)),
+                name=str(function.get("name") or ""),
+                arguments=str(function.get("arguments") or ""),
+                status="completed",
+            )
+        )
+    return output
+
+
+def response_from_chat(
+    completion: Mapping[str, Any],
+    *,
+    response_id: str,
+    created: int,
+    model: str,
+    request: ResponsesRequest,
+    usage: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The `response` object of a buffered chat completion. `usage` is the billed chat
+    usage (prompt_tokens, completion_tokens, total_tokens, prompt_tokens_details)."""
+    choices = completion.get("choices") or []
+    choice = choices[0] if choices else {}
+    incomplete = incomplete_reason(choice.get("finish_reason"))
+    status: Status = "incomplete" if incomplete else "completed"
+    message = choice.get("message") or {}
+    return response_object(
+        response_id=response_id,
+        created=created,
+        model=model,
+        request=request,
+        status=status,
+        output=output_items(message, response_id=response_id, status=status),
+        usage=usage,
+        incomplete=incomplete,
+    )
