@@ -114,15 +114,23 @@ def anthropic() -> dict[str, Any]:
         schema = TypeAdapter(kind).json_schema(ref_template="#/$defs/{model}")
         defs.update(schema.pop("$defs", {}))
         defs[name] = schema
+    # `ping` is in Anthropic's streaming docs ("event: ping", data {"type": "ping"}) but
+    # not in the SDK's event union: the SDK skips it by name (anthropic/_streaming.py).
+    defs["PingEvent"] = {
+        "type": "object",
+        "properties": {"type": {"const": "ping"}},
+        "required": ["type"],
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$comment": (
             f"Source: Anthropic's published types, the `anthropic` Python SDK {sdk.__version__} "
             "(anthropic/types: message.py, raw_message_stream_event.py, "
-            "shared/error_response.py, message_tokens_count.py), rendered by pydantic. "
+            "shared/error_response.py, message_tokens_count.py), rendered by pydantic; "
+            "PingEvent from Anthropic's streaming documentation (the SDK skips ping). "
             "Built by build_schemas.py."
         ),
-        "roots": list(roots),
+        "roots": [*roots, "PingEvent"],
         "$defs": _strip({"$defs": defs})["$defs"],
     }
 
