@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.errors import InvalidRequestError
-from gateway.inputs import invalid_request, validate
+from gateway.responses.validation import validate_body
 
 
 class _Open(BaseModel):
@@ -180,14 +180,7 @@ def _check_tools(request: CountTokensRequest) -> None:
                 "only custom tools (name, description, input_schema) are.",
                 param=f"tools.{index}.type",
             )
-        try:
-            Tool.model_validate(tool)
-        except ValidationError as exc:
-            errors = [
-                {**e, "loc": ("tools", index, *e.get("loc", ()))}
-                for e in exc.errors(include_url=False)
-            ]
-            raise invalid_request(errors) from exc
+        validate_body(Tool, tool, prefix=("tools", index))
     choice = request.tool_choice
     if isinstance(choice, ToolChoiceTool) and choice.name not in {
         tool.name for tool in request.custom_tools
@@ -205,13 +198,13 @@ def _check_tools(request: CountTokensRequest) -> None:
 def parse_request(data: dict[str, Any]) -> MessagesRequest:
     """The validated request, or an InvalidRequestError (a 400; messages/errors.py gives
     it Anthropic's shape). `data` is the body as gateway.inputs.parse_body returned it."""
-    request = validate(MessagesRequest, data)
+    request = validate_body(MessagesRequest, data)
     _check_tools(request)
     return request
 
 
 def parse_count_tokens(data: dict[str, Any]) -> CountTokensRequest:
     """The validated count_tokens request, or an InvalidRequestError."""
-    request = validate(CountTokensRequest, data)
+    request = validate_body(CountTokensRequest, data)
     _check_tools(request)
     return request

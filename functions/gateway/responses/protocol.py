@@ -14,18 +14,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from gateway.errors import InvalidRequestError
-from gateway.inputs import invalid_request, validate
+from gateway.responses.validation import validate_body
 
 _NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
@@ -244,7 +237,7 @@ class ResponsesRequest(_Open):
 def parse_request(data: dict[str, Any]) -> ResponsesRequest:
     """The validated request, or an InvalidRequestError (400, OpenAI's error format) naming
     the field at fault. `data` is the body as gateway.inputs.parse_body returned it."""
-    request = validate(ResponsesRequest, data)
+    request = validate_body(ResponsesRequest, data)
     for index, tool in enumerate(request.tools or []):
         kind = tool.get("type")
         if kind != "function":
@@ -254,14 +247,7 @@ def parse_request(data: dict[str, Any]) -> ResponsesRequest:
                 param=f"tools[{index}].type",
                 code="unsupported_tool",
             )
-        try:
-            FunctionTool.model_validate(tool)
-        except ValidationError as exc:
-            errors = [
-                {**e, "loc": ("tools", index, *e.get("loc", ()))}
-                for e in exc.errors(include_url=False)
-            ]
-            raise invalid_request(errors) from exc
+        validate_body(FunctionTool, tool, prefix=("tools", index))
     choice = request.tool_choice
     if choice is not None and choice != "none" and not request.tools:
         raise InvalidRequestError(
