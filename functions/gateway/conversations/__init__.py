@@ -7,6 +7,7 @@ from gateway.conversations.store import (
     ConversationTooLargeError,
     StoredResponse,
     previous_response_not_found,
+    response_not_found,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "ConversationTooLargeError",
     "StoredResponse",
     "previous_response_not_found",
+    "response_not_found",
 ]

@@ -62,6 +62,16 @@ def previous_response_not_found(response_id: str) -> NotFoundError:
     )
 
 
+def response_not_found(response_id: str) -> NotFoundError:
+    """OpenAI's 404 for `GET` / `DELETE /v1/responses/{id}` of an unknown (or another
+    owner's) response."""
+    return NotFoundError(
+        f"No response found with id '{response_id}'.",
+        param="response_id",
+        code="response_not_found",
+    )
+
+
 @dataclass(frozen=True)
 class StoredResponse:
     response_id: str

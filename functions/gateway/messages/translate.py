@@ -141,6 +141,11 @@ def count_tokens_body(request: CountTokensRequest) -> dict[str, Any]:
     return body
 
 
+def token_count(input_tokens: int) -> dict[str, Any]:
+    """The answer of `POST /v1/messages/count_tokens` (Anthropic's MessageTokensCount)."""
+    return {"input_tokens": input_tokens}
+
+
 def to_chat(request: MessagesRequest) -> dict[str, Any]:
     """The chat-completions body of a Messages request."""
     body = count_tokens_body(request)

@@ -182,7 +182,25 @@ def to_chat(
     return body
 
 
+def native_body(
+    request: ResponsesRequest, history_items: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """The body for an upstream that serves `/v1/responses` itself (vLLM): the request
+    with the conversation expanded into `input` and `store: false`, since the gateway,
+    not one GPU server, keeps the state (the upstream never sees previous_response_id)."""
+    body = request.model_dump(mode="json", exclude_none=True)
+    body["input"] = [*(dict(item) for item in history_items), *input_items(request)]
+    body["store"] = False
+    body.pop("previous_response_id", None)
+    return body
+
+
 # --- answer -------------------------------------------------------------------------
+
+
+def deleted(response_id: str) -> dict[str, Any]:
+    """OpenAI's answer to `DELETE /v1/responses/{id}`."""
+    return {"id": response_id, "object": "response", "deleted": True}
 
 
 def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:

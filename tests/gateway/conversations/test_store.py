@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.aws import ConditionFailed
-from gateway.conversations import ConversationStore, ConversationTooLargeError
+from gateway.conversations import ConversationStore, ConversationTooLargeError, response_not_found
 from gateway.conversations.store import DAY, MAX_PARTS, PART_BYTES
 from gateway.errors import DependencyError, NotFoundError
 
@@ -191,3 +191,13 @@ def test_dynamodb_faults_are_dependency_errors() -> None:
         store.expand(previous_response_id="resp_1", owner="alice")
     with pytest.raises(DependencyError):
         store.delete(response_id="resp_1", owner="alice")
+
+
+def test_response_not_found_is_openais_404() -> None:
+    error = response_not_found("resp_x")
+    assert (error.status_code, error.code, error.param) == (
+        404,
+        "response_not_found",
+        "response_id",
+    )
+    assert error.to_dict()["error"]["message"] == "No response found with id 'resp_x'."

@@ -9,9 +9,10 @@ import pytest
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.inputs import validate
 from gateway.messages.protocol import MessagesRequest, parse_count_tokens, parse_request
-from gateway.messages.translate import count_tokens_body, message_from_chat, to_chat
+from gateway.messages.translate import count_tokens_body, message_from_chat, to_chat, token_count
 
-from tests.conformance import validate_chat_request, validate_message
+from tests.conformance import ANTHROPIC_MESSAGES, validate_chat_request, validate_message
+from tests.support.schemas import validate as validate_schema
 
 TOOL = {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}}
 USAGE = {
@@ -244,3 +245,9 @@ def test_the_anthropic_sdk_reads_the_answer() -> None:
     parsed = Message.model_validate(body)
     assert parsed.content[0].type == "text"
     assert parsed.usage.cache_read_input_tokens == 32
+
+
+def test_token_count_is_anthropics_shape() -> None:
+    body = token_count(17)
+    assert body == {"input_tokens": 17}
+    validate_schema(ANTHROPIC_MESSAGES, "MessageTokensCount", body)

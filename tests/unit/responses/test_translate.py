@@ -8,7 +8,13 @@ from typing import Any
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.inputs import validate
 from gateway.responses.protocol import ResponsesRequest, parse_request
-from gateway.responses.translate import input_items, response_from_chat, to_chat
+from gateway.responses.translate import (
+    deleted,
+    input_items,
+    native_body,
+    response_from_chat,
+    to_chat,
+)
 
 from tests.conformance import validate_chat_request, validate_response
 
@@ -283,3 +289,20 @@ def test_the_openai_sdk_reads_the_answer() -> None:
 
     body = answer(request(), {"role": "assistant", "content": "Hi there."})
     assert Response.model_validate(body).output_text == "Hi there."
+
+
+def test_native_upstreams_get_the_expanded_input_and_store_false() -> None:
+    req = request(
+        input="Second?", previous_response_id="resp_r1", store=True, top_k=5, reasoning=None
+    )
+    history = [{"type": "message", "role": "user", "content": "First."}]
+    body = native_body(req, history)
+    assert body["input"] == [*history, {"type": "message", "role": "user", "content": "Second?"}]
+    assert body["store"] is False
+    assert "previous_response_id" not in body
+    assert body["top_k"] == 5
+    assert parse_request(body).input[0].content == "First."  # still a valid request
+
+
+def test_deleted() -> None:
+    assert deleted("resp_1") == {"id": "resp_1", "object": "response", "deleted": True}
