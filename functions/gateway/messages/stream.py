@@ -80,7 +80,9 @@ class MessagesStream:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return events
         choice = choices[0]
-        delta = choice.get("delta") or {}
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):  # a malformed chunk adds nothing
+            delta = {}
         content = delta.get("content")
         if isinstance(content, str) and content:
             if self._open != "text":

@@ -182,12 +182,11 @@ def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def stop_of(
-    finish_reason: str | None, stop_reason: Any, request: MessagesRequest, *, tool_use: bool
-) -> tuple[str | None, str | None]:
+    finish_reason: Any, stop_reason: Any, request: MessagesRequest, *, tool_use: bool
+) -> tuple[str, str | None]:
     """Anthropic's (stop_reason, stop_sequence) for a chat finish_reason and vLLM's
-    `stop_reason` (the matched stop string, when one ended the generation)."""
-    if finish_reason is None:
-        return None, None
+    `stop_reason` (the matched stop string, when one ended the generation). An unknown
+    finish_reason is a natural end."""
     if tool_use:  # a named tool_choice finishes with `stop`, as OpenAI's does
         return "tool_use", None
     if (
@@ -224,6 +223,14 @@ def parse_arguments(arguments: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def first_choice(completion: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A chat completion's one choice ({} when the body has none, or a malformed one)."""
+    choices = completion.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return {}
+
+
 def message_from_chat(
     completion: Mapping[str, Any],
     *,
@@ -233,9 +240,10 @@ def message_from_chat(
     usage: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The `message` of a buffered chat completion. `usage` is the billed chat usage."""
-    choices = completion.get("choices") or []
-    choice = choices[0] if choices else {}
-    message = choice.get("message") or {}
+    choice = first_choice(completion)
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     content: list[dict[str, Any]] = []
     if isinstance(text := message.get("content"), str) and text:
         content.append({"type": "text", "text": text})

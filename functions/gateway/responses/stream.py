@@ -114,7 +114,9 @@ class ResponsesStream:
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return events
         choice = choices[0]  # a Responses request has one choice
-        delta = choice.get("delta") or {}
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):  # a malformed chunk adds nothing
+            delta = {}
         content = delta.get("content")
         if isinstance(content, str) and content:
             events.extend(self._text(content))

@@ -269,8 +269,10 @@ def _text(request: ResponsesRequest) -> dict[str, Any]:
     return {"format": fmt.model_dump(mode="json", exclude_none=True)}
 
 
-def incomplete_reason(finish_reason: str | None) -> str | None:
+def incomplete_reason(finish_reason: Any) -> str | None:
     """Why a response is incomplete, from the chat finish_reason (None: it is not)."""
+    if not isinstance(finish_reason, str):
+        return None
     return {"length": "max_output_tokens", "content_filter": "content_filter"}.get(
         finish_reason or ""
     )
@@ -359,6 +361,14 @@ def output_items(
     return output
 
 
+def first_choice(completion: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A chat completion's one choice ({} when the body has none, or a malformed one)."""
+    choices = completion.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return {}
+
+
 def response_from_chat(
     completion: Mapping[str, Any],
     *,
@@ -370,11 +380,12 @@ def response_from_chat(
 ) -> dict[str, Any]:
     """The `response` object of a buffered chat completion. `usage` is the billed chat
     usage (prompt_tokens, completion_tokens, total_tokens, prompt_tokens_details)."""
-    choices = completion.get("choices") or []
-    choice = choices[0] if choices else {}
+    choice = first_choice(completion)
     incomplete = incomplete_reason(choice.get("finish_reason"))
     status: Status = "incomplete" if incomplete else "completed"
-    message = choice.get("message") or {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     return response_object(
         response_id=response_id,
         created=created,

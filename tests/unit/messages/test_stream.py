@@ -137,3 +137,17 @@ def test_the_anthropic_sdk_reads_the_stream() -> None:
     assert tool.type == "tool_use"
     assert (tool.id, tool.name, tool.input) == ("call_a", "get_weather", {"city": "Oslo"})
     assert final.usage.output_tokens == 11
+
+
+def test_malformed_chunks_never_break_the_stream() -> None:
+    hostile = [
+        {},
+        {"choices": None},
+        {"choices": ["x"]},
+        {"choices": [{"delta": "text"}]},
+        {"choices": [{"delta": {"content": 7, "tool_calls": "x"}}]},
+        {"choices": [{"delta": {"tool_calls": [None, {"index": "a", "function": "f"}]}}]},
+        {"choices": [{"delta": {}, "finish_reason": ["odd"]}]},
+    ]
+    events = run([*hostile, chunk({"content": "fine"}, "stop")])
+    assert events[-2][1]["delta"]["stop_reason"] in ("end_turn", "tool_use")

@@ -251,3 +251,18 @@ def test_token_count_is_anthropics_shape() -> None:
     body = token_count(17)
     assert body == {"input_tokens": 17}
     validate_schema(ANTHROPIC_MESSAGES, "MessageTokensCount", body)
+
+
+def test_malformed_completions_still_answer_valid_messages() -> None:
+    for completion in (
+        {},
+        {"choices": "x"},
+        {"choices": [None]},
+        {"choices": [{"message": "x", "finish_reason": []}]},
+    ):
+        body = message_from_chat(
+            completion, message_id="msg_h", model="qwen3", request=request(), usage=None
+        )
+        validate_message(body)
+        assert body["content"] == []
+        assert body["stop_reason"] == "end_turn"

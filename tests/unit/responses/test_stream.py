@@ -174,3 +174,20 @@ def test_the_openai_sdk_reads_the_stream() -> None:
         ("call_b", '{"city":"Rome"}'),
     ]
     assert final.usage is not None and final.usage.total_tokens == 21
+
+
+HOSTILE = [
+    {},
+    {"choices": None},
+    {"choices": ["x"]},
+    {"choices": [{"delta": "text"}]},
+    {"choices": [{"delta": {"content": 7, "tool_calls": "x"}}]},
+    {"choices": [{"delta": {"tool_calls": [None, {"index": "a", "function": "f"}]}}]},
+    {"choices": [{"delta": {}, "finish_reason": ["odd"]}]},
+]
+
+
+def test_malformed_chunks_never_break_the_stream() -> None:
+    _, events = run([*HOSTILE, chunk({"content": "fine"}, "stop")])
+    check(events)
+    assert events[-1][1]["response"]["output"][-1]["content"][0]["text"] == "fine"

@@ -306,3 +306,22 @@ def test_native_upstreams_get_the_expanded_input_and_store_false() -> None:
 
 def test_deleted() -> None:
     assert deleted("resp_1") == {"id": "resp_1", "object": "response", "deleted": True}
+
+
+def test_malformed_completions_still_answer_valid_responses() -> None:
+    for completion in (
+        {},
+        {"choices": "x"},
+        {"choices": [None]},
+        {"choices": [{"message": "x", "finish_reason": []}]},
+    ):
+        body = response_from_chat(
+            completion,
+            response_id="resp_h",
+            created=1,
+            model="qwen3",
+            request=request(),
+            usage=USAGE,
+        )
+        validate_response(body)
+        assert body["output"] == []
