@@ -34,6 +34,8 @@ OPENAI_ROOTS = [
     "ResponseOutputItemDoneEvent",
     "ResponseFunctionCallArgumentsDeltaEvent",
     "ResponseFunctionCallArgumentsDoneEvent",
+    "ResponseReasoningTextDeltaEvent",
+    "ResponseReasoningTextDoneEvent",
     "ResponseCompletedEvent",
     "ResponseIncompleteEvent",
     "ResponseFailedEvent",

@@ -4,7 +4,7 @@ OpenAI's order (openai-python's `ResponseCreateParams`, OpenAI's OpenAPI descrip
 
 Only what a chat-completions upstream can serve is accepted: function tools (a hosted
 tool such as `web_search` is a 400 naming it), message / function_call /
-function_call_output input items (reasoning items a client sends back are accepted and
+function_call_output input items (and reasoning items a client sends back,
 not forwarded). Fields OpenAI defines that change nothing here (`include`, `truncation`,
 `service_tier`, `reasoning`, ...) are accepted and ignored, as vLLM does; unknown fields
 too (OpenAI's SDKs send several as null).
@@ -103,10 +103,20 @@ class FunctionCallOutputItem(_Open):
 
 
 class ReasoningItem(_Open):
-    """A reasoning item a client sends back (the Agents SDK does): accepted, not
-    forwarded (a chat template takes no opaque reasoning)."""
+    """A reasoning item a client sends back (the Agents SDK does). Its `reasoning_text`
+    content goes with the assistant message that follows it (as vLLM's chat templates
+    take it); a summary or encrypted content alone is not forwarded."""
 
     type: Literal["reasoning"]
+    content: list[dict[str, Any]] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(
+            str(part.get("text") or "")
+            for part in self.content or []
+            if part.get("type") == "reasoning_text"
+        )
 
 
 InputItem = Annotated[

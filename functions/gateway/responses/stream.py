@@ -3,6 +3,9 @@ with the next `sequence_number`, from 0):
 
     response.created, response.in_progress,
     per output item, in order:
+      reasoning:  response.output_item.added, response.content_part.added,
+                  response.reasoning_text.delta..., response.reasoning_text.done,
+                  response.content_part.done, response.output_item.done
       a message:  response.output_item.added, response.content_part.added,
                   response.output_text.delta..., response.output_text.done,
                   response.content_part.done, response.output_item.done
@@ -29,6 +32,8 @@ from gateway.responses.translate import (
     incomplete_reason,
     item_id,
     message_item,
+    reasoning_item,
+    reasoning_of,
     response_object,
 )
 
@@ -47,7 +52,7 @@ class _Item:
     def __init__(self, index: int, item: str, kind: str, *, call: int = -1) -> None:
         self.index = index
         self.id = item
-        self.kind = kind  # "message" or "function_call"
+        self.kind = kind  # "reasoning", "message" or "function_call"
         self.call = call  # the chat tool call's index
         self.text: list[str] = []
         self.call_id = ""
@@ -117,6 +122,9 @@ class ResponsesStream:
         delta = choice.get("delta")
         if not isinstance(delta, dict):  # a malformed chunk adds nothing
             delta = {}
+        thought = reasoning_of(delta)
+        if thought:
+            events.extend(self._reasoning(thought))
         content = delta.get("content")
         if isinstance(content, str) and content:
             events.extend(self._text(content))
@@ -126,6 +134,42 @@ class ResponsesStream:
                 events.extend(self._call(call))
         if choice.get("finish_reason"):
             self._finish_reason = str(choice["finish_reason"])
+        return events
+
+    def _reasoning(self, thought: str) -> list[Event]:
+        """vLLM's order: a reasoning item with one reasoning_text part."""
+        events: list[Event] = []
+        item = self._open
+        if item is None or item.kind != "reasoning":
+            events.extend(self._close())
+            index = len(self._output)
+            item = self._open = _Item(index, item_id("rs", self._response_id, index), "reasoning")
+            events.append(
+                self._event(
+                    "response.output_item.added",
+                    output_index=index,
+                    item=reasoning_item(item.id, "", "in_progress"),
+                )
+            )
+            events.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=item.id,
+                    output_index=index,
+                    content_index=0,
+                    part={"type": "reasoning_text", "text": ""},
+                )
+            )
+        item.text.append(thought)
+        events.append(
+            self._event(
+                "response.reasoning_text.delta",
+                item_id=item.id,
+                output_index=item.index,
+                content_index=0,
+                delta=thought,
+            )
+        )
         return events
 
     def _text(self, content: str) -> list[Event]:
@@ -212,6 +256,26 @@ class ResponsesStream:
         if item is None:
             return []
         text = "".join(item.text)
+        if item.kind == "reasoning":
+            done = reasoning_item(item.id, text, "completed")
+            self._output.append(done)
+            return [
+                self._event(
+                    "response.reasoning_text.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    text=text,
+                ),
+                self._event(
+                    "response.content_part.done",
+                    item_id=item.id,
+                    output_index=item.index,
+                    content_index=0,
+                    part={"type": "reasoning_text", "text": text},
+                ),
+                self._event("response.output_item.done", output_index=item.index, item=done),
+            ]
         if item.kind == "message":
             done = message_item(item.id, text, status)
             self._output.append(done)

@@ -34,6 +34,7 @@ from gateway.responses.protocol import (
     InputImage,
     InputItem,
     MessageItem,
+    ReasoningItem,
     Refusal,
     ResponsesRequest,
     ToolChoiceFunction,
@@ -99,8 +100,12 @@ def chat_messages(
     messages: list[dict[str, Any]] = []
     if instructions:
         messages.append({"role": "system", "content": instructions})
+    reasoning = ""  # a reasoning item's text, for the assistant message that follows
     for position, item in enumerate(items):
         where = f"input[{position}]"
+        if isinstance(item, ReasoningItem):
+            reasoning += item.text
+            continue
         if isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
             messages.append(
@@ -121,7 +126,9 @@ def chat_messages(
             messages.append(
                 {"role": "tool", "tool_call_id": item.call_id, "content": _tool_output(item.output)}
             )
-        # reasoning items: not forwarded
+        if reasoning and messages[-1]["role"] == "assistant":
+            messages[-1]["reasoning"] = reasoning
+        reasoning = ""  # reasoning not followed by an answer is not forwarded
     return messages
 
 
@@ -225,7 +232,7 @@ def usage_of(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def item_id(kind: Literal["msg", "fc", "call"], response_id: str, index: int) -> str:
+def item_id(kind: Literal["msg", "fc", "call", "rs"], response_id: str, index: int) -> str:
     """An output item's id: unique across stored conversations, as response ids are."""
     return f"{kind}_{response_id.removeprefix('resp_')}_{index}"
 
@@ -240,6 +247,27 @@ def message_item(item: str, text: str, status: Status) -> dict[str, Any]:
         else [],
         "role": "assistant",
     }
+
+
+def reasoning_item(item: str, text: str, status: Status) -> dict[str, Any]:
+    """A reasoning item as vLLM answers it: the model's reasoning text, no summary."""
+    return {
+        "id": item,
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}] if status != "in_progress" else [],
+        "status": status,
+    }
+
+
+def reasoning_of(message: Mapping[str, Any]) -> str:
+    """A chat message's (or delta's) reasoning: vLLM's `reasoning`, or the older
+    `reasoning_content`."""
+    for name in ("reasoning", "reasoning_content"):
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def function_call_item(
@@ -338,11 +366,14 @@ def response_object(
 def output_items(
     message: Mapping[str, Any], *, response_id: str, status: Status
 ) -> list[dict[str, Any]]:
-    """A chat message's text and tool calls as output items, in that order."""
+    """A chat message's reasoning, text and tool calls as output items, in that order."""
     output: list[dict[str, Any]] = []
+    thought = reasoning_of(message)
+    if thought:
+        output.append(reasoning_item(item_id("rs", response_id, 0), thought, "completed"))
     content = message.get("content")
     if isinstance(content, str) and content:
-        output.append(message_item(item_id("msg", response_id, 0), content, status))
+        output.append(message_item(item_id("msg", response_id, len(output)), content, status))
     calls = message.get("tool_calls")
     for call in calls if isinstance(calls, list) else []:
         function = call.get("function") if isinstance(call, dict) else None

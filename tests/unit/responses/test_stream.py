@@ -152,7 +152,7 @@ def test_the_openai_sdk_reads_the_stream() -> None:
     responses.stream() (httpx's MockTransport stands in for the network)."""
     from openai import OpenAI
 
-    _, events = run(TEXT_THEN_CALLS)
+    _, events = run([chunk({"reasoning": "Weather, so a tool."}), *TEXT_THEN_CALLS])
     sse = b"".join(sse_frame(event) for event in events)
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -168,6 +168,9 @@ def test_the_openai_sdk_reads_the_stream() -> None:
         final = stream.get_final_response()
     assert "".join(deltas) == "Let me check."
     assert final.output_text == "Let me check."
+    reasoning = final.output[0]
+    assert reasoning.type == "reasoning"
+    assert reasoning.content is not None and reasoning.content[0].text == "Weather, so a tool."
     calls = [item for item in final.output if item.type == "function_call"]
     assert [(c.call_id, c.arguments) for c in calls] == [
         ("call_a", '{"city":"Oslo"}'),
@@ -191,3 +194,32 @@ def test_malformed_chunks_never_break_the_stream() -> None:
     _, events = run([*HOSTILE, chunk({"content": "fine"}, "stop")])
     check(events)
     assert events[-1][1]["response"]["output"][-1]["content"][0]["text"] == "fine"
+
+
+def test_reasoning_streams_first_as_vllm_sends_it() -> None:
+    _, events = run(
+        [
+            chunk({"role": "assistant", "reasoning": "The user "}),
+            chunk({"reasoning_content": "greets."}),  # vLLM's older field name
+            chunk({"content": "Hello!"}, "stop"),
+        ]
+    )
+    check(events)
+    assert [name for name, _ in events][2:9] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ]
+    final = events[-1][1]["response"]
+    assert final["output"][0] == {
+        "id": "rs_s1_0",
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": "The user greets."}],
+        "status": "completed",
+    }
+    assert final["output"][1]["id"] == "msg_s1_1"

@@ -325,3 +325,21 @@ def test_malformed_completions_still_answer_valid_responses() -> None:
         )
         validate_response(body)
         assert body["output"] == []
+
+
+def test_reasoning_is_the_first_output_item_and_goes_back_with_its_answer() -> None:
+    body = answer(request(), {"role": "assistant", "reasoning": "Think.", "content": "Done."})
+    assert [item["type"] for item in body["output"]] == ["reasoning", "message"]
+    assert body["output"][0]["content"] == [{"type": "reasoning_text", "text": "Think."}]
+    assert body["output"][1]["id"] == "msg_r1_1"
+    # sent back as input, the reasoning rides on the assistant message it preceded
+    history = [{"type": "message", "role": "user", "content": "Go."}, *body["output"]]
+    messages = chat_body(request(input="Again."), history)["messages"]
+    assert messages[1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Done."}],
+        "reasoning": "Think.",
+    }
+    # reasoning with no answer after it is not forwarded
+    dangling = [*history[:1], body["output"][0]]
+    assert all("reasoning" not in m for m in chat_body(request(input="x"), dangling)["messages"])
