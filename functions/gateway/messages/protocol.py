@@ -4,9 +4,10 @@
 
 Only what a chat-completions upstream can serve is accepted: custom tools (a server tool
 such as `web_search_20250305` or `bash_20250124` is a 400 naming it) and text, image,
-tool_use and tool_result blocks; thinking blocks a client sends back are accepted and not
-forwarded (vLLM does the same with `redacted_thinking`). Other fields Anthropic defines
-(`cache_control`, `service_tier`, `thinking`, ...) are accepted and ignored.
+tool_use and tool_result blocks; thinking blocks a client sends back go with their
+assistant message as its reasoning (`redacted_thinking` is dropped), as vLLM does.
+Other fields Anthropic defines (`cache_control`, `service_tier`, `thinking`, ...) are
+accepted and ignored.
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ class ToolResultBlock(_Open):
 
 
 class ThinkingBlock(_Open):
-    """An earlier answer's reasoning, sent back: accepted, not forwarded."""
+    """An earlier answer's reasoning, sent back: its text goes to the template with the
+    assistant message (as vLLM forwards it); redacted thinking is opaque and dropped."""
 
     type: Literal["thinking", "redacted_thinking"]
+    thinking: str | None = None
 
 
 ContentBlock = Annotated[

@@ -2,8 +2,8 @@
 
     message_start, ping,
     per content block, in order:
-      content_block_start, content_block_delta... (text_delta | input_json_delta),
-      content_block_stop
+      content_block_start, content_block_delta... (thinking_delta then signature_delta |
+      text_delta | input_json_delta), content_block_stop
     message_delta (stop_reason, stop_sequence, the final usage), message_stop
 
 A failure after the stream started is one `error` event (Anthropic's error shape), and
@@ -21,7 +21,7 @@ import orjson
 from gateway.errors import GatewayError
 from gateway.messages.errors import error_body
 from gateway.messages.protocol import MessagesRequest
-from gateway.messages.translate import stop_of, usage_of
+from gateway.messages.translate import reasoning_of, signature, stop_of, usage_of
 
 Event = tuple[str, dict[str, Any]]
 
@@ -43,7 +43,7 @@ class MessagesStream:
         self._request = request
         self._input_tokens = input_tokens
         self._blocks = 0  # content blocks started
-        self._open: str | None = None  # "text" or "tool_use"
+        self._open: str | None = None  # "thinking", "text" or "tool_use"
         self._call = -1  # the open tool_use block's chat tool call index
         self._tool_use = False
         self._finish_reason: str | None = None
@@ -83,6 +83,15 @@ class MessagesStream:
         delta = choice.get("delta")
         if not isinstance(delta, dict):  # a malformed chunk adds nothing
             delta = {}
+        thought = reasoning_of(delta)
+        if thought:
+            if self._open != "thinking":
+                events.extend(self._stop_block())
+                events.append(
+                    self._start_block({"type": "thinking", "thinking": "", "signature": ""})
+                )
+                self._open = "thinking"
+            events.append(self._delta({"type": "thinking_delta", "thinking": thought}))
         content = delta.get("content")
         if isinstance(content, str) and content:
             if self._open != "text":
@@ -139,8 +148,14 @@ class MessagesStream:
     def _stop_block(self) -> list[Event]:
         if self._open is None:
             return []
+        events: list[Event] = []
+        if self._open == "thinking":  # Anthropic's order: the signature ends the block
+            index = self._blocks - 1
+            seal = signature(self._message_id, index)
+            events.append(self._delta({"type": "signature_delta", "signature": seal}))
         self._open = None
-        return [("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})]
+        stop = {"type": "content_block_stop", "index": self._blocks - 1}
+        return [*events, ("content_block_stop", stop)]
 
     def finish(self, usage: Mapping[str, Any] | None) -> list[Event]:
         """The last events of a stream the upstream ended: the open block's stop,

@@ -7,6 +7,7 @@ meters it exactly as chat:
 - text blocks become `text` parts (one text block: a string), image blocks `image_url`
   parts (base64 sources as data: URLs);
 - an assistant's `tool_use` blocks become its `tool_calls` (`input` as JSON text);
+- an assistant's `thinking` blocks become its `reasoning` (what chat templates read);
 - a user's `tool_result` blocks become `tool` messages answering `tool_use_id`, sent
   before the rest of that user turn (its images, if any, follow as a user message);
 - tools become function tools (`input_schema` as `parameters`), `tool_choice`
@@ -30,6 +31,7 @@ from gateway.messages.protocol import (
     ImageBlock,
     MessagesRequest,
     TextBlock,
+    ThinkingBlock,
     ToolChoiceAny,
     ToolChoiceAuto,
     ToolChoiceNone,
@@ -75,8 +77,12 @@ def chat_messages(request: CountTokensRequest) -> list[dict[str, Any]]:
             continue
         parts: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
+        thoughts: list[str] = []
         for block in message.content:
-            if isinstance(block, TextBlock):
+            if isinstance(block, ThinkingBlock):
+                if block.type == "thinking" and block.thinking:
+                    thoughts.append(block.thinking)
+            elif isinstance(block, TextBlock):
                 parts.append({"type": "text", "text": block.text})
             elif isinstance(block, ImageBlock):
                 parts.append({"type": "image_url", "image_url": {"url": block.url}})
@@ -93,15 +99,19 @@ def chat_messages(request: CountTokensRequest) -> list[dict[str, Any]]:
                 messages.append(tool)
                 if images:
                     messages.append({"role": "user", "content": images})
-            # thinking blocks: not forwarded
         content: str | list[dict[str, Any]] | None = parts
         if len(parts) == 1 and parts[0]["type"] == "text":
             content = parts[0]["text"]
         if message.role == "assistant":
-            if parts or calls:
-                item: dict[str, Any] = {"role": "assistant", "content": content or None}
+            if parts or calls or thoughts:
+                item: dict[str, Any] = {
+                    "role": "assistant",
+                    "content": content or (None if calls else ""),
+                }
                 if calls:
                     item["tool_calls"] = calls
+                if thoughts:
+                    item["reasoning"] = "".join(thoughts)
                 messages.append(item)
         elif parts:
             messages.append({"role": "user", "content": content})
@@ -223,6 +233,27 @@ def parse_arguments(arguments: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def reasoning_of(message: Mapping[str, Any]) -> str:
+    """A chat message's (or delta's) reasoning: vLLM's `reasoning`, or the older
+    `reasoning_content`."""
+    for name in ("reasoning", "reasoning_content"):
+        value = message.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def signature(message_id: str, index: int) -> str:
+    """A thinking block's `signature`. Anthropic's is a cryptographic seal the API checks
+    when the block is sent back; a self-hosted model has none, so this is an opaque
+    placeholder (vLLM sends a random one), and thinking sent back is taken as it is."""
+    return f"{message_id}.{index}"
+
+
+def thinking_block(text: str, *, signature: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": text, "signature": signature}
+
+
 def first_choice(completion: Mapping[str, Any]) -> Mapping[str, Any]:
     """A chat completion's one choice ({} when the body has none, or a malformed one)."""
     choices = completion.get("choices")
@@ -245,6 +276,8 @@ def message_from_chat(
     if not isinstance(message, dict):
         message = {}
     content: list[dict[str, Any]] = []
+    if thought := reasoning_of(message):
+        content.append(thinking_block(thought, signature=signature(message_id, 0)))
     if isinstance(text := message.get("content"), str) and text:
         content.append({"type": "text", "text": text})
     calls = message.get("tool_calls")

@@ -116,7 +116,9 @@ def test_the_anthropic_sdk_reads_the_stream() -> None:
     import httpx2  # the anthropic SDK's own HTTP client (a fork of httpx)
     from anthropic import Anthropic
 
-    sse = b"".join(sse_frame(event) for event in run(TEXT_THEN_CALL))
+    sse = b"".join(
+        sse_frame(event) for event in run([chunk({"reasoning": "A tool."}), *TEXT_THEN_CALL])
+    )
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         return httpx2.Response(200, content=sse, headers={"content-type": "text/event-stream"})
@@ -133,7 +135,10 @@ def test_the_anthropic_sdk_reads_the_stream() -> None:
         final = stream.get_final_message()
     assert text == "Let me check."
     assert final.stop_reason == "tool_use"
-    tool = final.content[1]
+    thinking = final.content[0]
+    assert thinking.type == "thinking"
+    assert (thinking.thinking, thinking.signature) == ("A tool.", "msg_s1.0")
+    tool = final.content[2]
     assert tool.type == "tool_use"
     assert (tool.id, tool.name, tool.input) == ("call_a", "get_weather", {"city": "Oslo"})
     assert final.usage.output_tokens == 11
@@ -151,3 +156,25 @@ def test_malformed_chunks_never_break_the_stream() -> None:
     ]
     events = run([*hostile, chunk({"content": "fine"}, "stop")])
     assert events[-2][1]["delta"]["stop_reason"] in ("end_turn", "tool_use")
+
+
+def test_reasoning_is_a_thinking_block_first() -> None:
+    events = run(
+        [
+            chunk({"role": "assistant", "reasoning": "The user "}),
+            chunk({"reasoning_content": "greets."}),  # vLLM's older field name
+            chunk({"content": "Hello!"}, "stop"),
+        ],
+        request(),
+    )
+    assert [name for name, _ in events][2:7] == [
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+    ]
+    assert events[2][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    assert events[3][1]["delta"] == {"type": "thinking_delta", "thinking": "The user "}
+    assert events[5][1]["delta"] == {"type": "signature_delta", "signature": "msg_s1.0"}
+    assert events[7][1]["index"] == 1 and events[7][1]["content_block"]["type"] == "text"

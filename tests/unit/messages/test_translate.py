@@ -138,6 +138,7 @@ def test_blocks_tool_use_and_tool_results() -> None:
                     "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
                 }
             ],
+            "reasoning": "...",
         },
         {"role": "tool", "tool_call_id": "t1", "content": "cold"},
         {"role": "user", "content": "And tomorrow?"},
@@ -266,3 +267,28 @@ def test_malformed_completions_still_answer_valid_messages() -> None:
         validate_message(body)
         assert body["content"] == []
         assert body["stop_reason"] == "end_turn"
+
+
+def test_reasoning_is_a_thinking_block_and_goes_back_as_reasoning() -> None:
+    body = answer(
+        request(), {"role": "assistant", "reasoning": "Think.", "content": "Done."}, "stop"
+    )
+    assert body["content"] == [
+        {"type": "thinking", "thinking": "Think.", "signature": "msg_m1.0"},
+        {"type": "text", "text": "Done."},
+    ]
+    req = request(
+        messages=[
+            {"role": "user", "content": "Go."},
+            {
+                "role": "assistant",
+                "content": [*body["content"], {"type": "redacted_thinking", "data": "x"}],
+            },
+            {"role": "user", "content": "Again."},
+        ]
+    )
+    assert chat_body(req)["messages"][1] == {
+        "role": "assistant",
+        "content": "Done.",
+        "reasoning": "Think.",
+    }
