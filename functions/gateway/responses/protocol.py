@@ -4,10 +4,10 @@ OpenAI's order (openai-python's `ResponseCreateParams`, OpenAI's OpenAPI descrip
 
 Only what a chat-completions upstream can serve is accepted: function tools (a hosted
 tool such as `web_search` is a 400 naming it), message / function_call /
-function_call_output input items (and reasoning items a client sends back,
-not forwarded). Fields OpenAI defines that change nothing here (`include`, `truncation`,
-`service_tier`, `reasoning`, ...) are accepted and ignored, as vLLM does; unknown fields
-too (OpenAI's SDKs send several as null).
+function_call_output input items, and reasoning items a client sends back (their text
+goes with the assistant message that follows). Fields OpenAI defines that change
+nothing here (`include`, `truncation`, `service_tier`, `reasoning`, ...) are accepted and
+ignored, as vLLM does; unknown fields too (OpenAI's SDKs send several as null).
 """
 
 from __future__ import annotations
