@@ -3,7 +3,8 @@
 (vllm/entrypoints/anthropic/serving.py), so the gateway counts, routes, guards and
 meters it exactly as chat:
 
-- `system` (a string, or text blocks joined) is the first message, `system`;
+- `system` (a string, or text blocks joined; Claude Code's `x-anthropic-billing-header`
+  block dropped, as vLLM drops it) is the first message, `system`;
 - text blocks become `text` parts (one text block: a string), image blocks `image_url`
   parts (base64 sources as data: URLs);
 - an assistant's `tool_use` blocks become its `tool_calls` (`input` as JSON text);
@@ -43,11 +44,17 @@ from gateway.messages.protocol import (
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
 
+# Claude Code's first system block: an attribution header with a per-request hash, which
+# vLLM strips (it would defeat prefix caching and changes nothing for the model).
+_BILLING_HEADER = "x-anthropic-billing-header"
+
+
 def _system(request: CountTokensRequest) -> str | None:
     system = request.system
     if system is None or isinstance(system, str):
         return system or None
-    return "".join(block.text for block in system) or None
+    texts = (block.text for block in system if not block.text.startswith(_BILLING_HEADER))
+    return "".join(texts) or None
 
 
 def _tool_result(block: ToolResultBlock) -> tuple[dict[str, Any], list[dict[str, Any]]]:

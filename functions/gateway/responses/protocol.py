@@ -110,13 +110,18 @@ class ReasoningItem(_Open):
     type: Literal["reasoning"]
     content: list[dict[str, Any]] | None = None
 
+    summary: list[dict[str, Any]] | None = None
+
     @property
     def text(self) -> str:
-        return "".join(
-            str(part.get("text") or "")
-            for part in self.content or []
-            if part.get("type") == "reasoning_text"
-        )
+        """Its reasoning text; the summary's when it has none (as vLLM reads it)."""
+        for parts, kind in ((self.content, "reasoning_text"), (self.summary, "summary_text")):
+            text = "".join(
+                str(part.get("text") or "") for part in parts or [] if part.get("type") == kind
+            )
+            if text:
+                return text
+        return ""
 
 
 InputItem = Annotated[

@@ -8,7 +8,10 @@ so the gateway counts, routes, guards and meters it exactly as chat:
   response: OpenAI's rule for `previous_response_id`);
 - message items keep their role (`developer` is sent as `system`, as the chat route
   does); `input_text` / `output_text` / `refusal` parts become `text` parts and
-  `input_image` an `image_url` part;
+  `input_image` an `image_url` part; an assistant message's parts are one string, as
+  vLLM's Responses serving converts an earlier answer
+  (vllm/entrypoints/openai/responses/utils.py);
+- a reasoning item's text is the `reasoning` of the assistant message that follows;
 - `function_call` items become the `tool_calls` of the assistant message they follow
   (a new assistant message with `content: null` when none does), and
   `function_call_output` items `tool` messages answering their `call_id`;
@@ -108,9 +111,11 @@ def chat_messages(
             continue
         if isinstance(item, MessageItem):
             role = "system" if item.role == "developer" else item.role
-            messages.append(
-                {"role": role, "content": _text_parts(item.content, role=role, where=where)}
-            )
+            content = _text_parts(item.content, role=role, where=where)
+            if role == "assistant" and isinstance(content, list):
+                # An earlier answer's text, as one string (vLLM's conversion).
+                content = "".join(part["text"] for part in content)
+            messages.append({"role": role, "content": content})
         elif isinstance(item, FunctionCallItem):
             call = {
                 "id": item.call_id,

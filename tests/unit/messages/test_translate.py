@@ -292,3 +292,14 @@ def test_reasoning_is_a_thinking_block_and_goes_back_as_reasoning() -> None:
         "content": "Done.",
         "reasoning": "Think.",
     }
+
+
+def test_claude_codes_billing_header_is_dropped_as_vllm_does() -> None:
+    system = [
+        {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1; cch=8f3a;"},
+        {"type": "text", "text": "You are a coding agent."},
+    ]
+    assert chat_body(request(system=system))["messages"][0] == {
+        "role": "system",
+        "content": "You are a coding agent.",
+    }

@@ -151,7 +151,7 @@ def test_items_become_the_chat_conversation() -> None:
         },
         {
             "role": "assistant",
-            "content": [{"type": "text", "text": "Checking."}],
+            "content": "Checking.",
             "tool_calls": [
                 {
                     "id": "c1",
@@ -204,7 +204,7 @@ def test_history_comes_first_and_instructions_are_not_carried_over() -> None:
     second = request(input="What is my name?", previous_response_id="resp_r1")
     assert chat_body(second, history)["messages"] == [
         {"role": "user", "content": "My name is Ada."},
-        {"role": "assistant", "content": [{"type": "text", "text": "Hi Ada."}]},
+        {"role": "assistant", "content": "Hi Ada."},
         {"role": "user", "content": "What is my name?"},
     ]
 
@@ -337,9 +337,25 @@ def test_reasoning_is_the_first_output_item_and_goes_back_with_its_answer() -> N
     messages = chat_body(request(input="Again."), history)["messages"]
     assert messages[1] == {
         "role": "assistant",
-        "content": [{"type": "text", "text": "Done."}],
+        "content": "Done.",
         "reasoning": "Think.",
     }
     # reasoning with no answer after it is not forwarded
     dangling = [*history[:1], body["output"][0]]
     assert all("reasoning" not in m for m in chat_body(request(input="x"), dangling)["messages"])
+
+
+def test_a_reasoning_summary_stands_in_for_missing_reasoning_text() -> None:
+    history = [
+        {"type": "message", "role": "user", "content": "Go."},
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [{"type": "summary_text", "text": "Short."}],
+        },
+        {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "cold"},
+    ]
+    messages = chat_body(request(input="And?", tools=[TOOL]), history)["messages"]
+    assert messages[1]["reasoning"] == "Short."
+    assert messages[1]["tool_calls"][0]["id"] == "c1"
