@@ -214,7 +214,7 @@ def test_openai_base_url_output(template: dict[str, Any]) -> None:
     assert {"KeysTableName", "UsageTableName"} <= set(template["Outputs"])
 
 
-@pytest.mark.parametrize("table", ["KeysTable", "UsageTable"])
+@pytest.mark.parametrize("table", ["KeysTable", "UsageTable", "ResponsesTable"])
 def test_tables_are_durable(template: dict[str, Any], table: str) -> None:
     props = template["Resources"][table]["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -314,6 +314,7 @@ def _policy(template: dict[str, Any], policy: str, **parameters: str) -> dict[st
 
 KEYS_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/<KeysTable>"
 USAGE_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/<UsageTable>"
+RESPONSES_ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/<ResponsesTable>"
 
 
 def test_each_function_gets_only_the_policies_it_needs(translated: dict[str, Any]) -> None:
@@ -331,14 +332,22 @@ def test_each_function_gets_only_the_policies_it_needs(translated: dict[str, Any
 
 def test_dynamodb_access_is_exactly_what_the_gateway_uses(template: dict[str, Any]) -> None:
     read = _policy(template, "GatewayReadPolicy")
-    assert set(read) == {"ReadKeys", "ReadUsage"}
+    assert set(read) == {"ReadKeys", "ReadUsage", "StoredResponses"}
     assert set(read["ReadKeys"]["Action"]) == {"dynamodb:GetItem", "dynamodb:Query"}
     assert read["ReadKeys"]["Resource"] == [KEYS_ARN, f"{KEYS_ARN}/index/*"]
     assert set(read["ReadUsage"]["Action"]) == {"dynamodb:GetItem", "dynamodb:Query"}
     assert read["ReadUsage"]["Resource"] == [USAGE_ARN, f"{USAGE_ARN}/index/*"]
+    assert set(read["StoredResponses"]["Action"]) == {
+        "dynamodb:Query",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    }
+    assert read["StoredResponses"]["Resource"] == [RESPONSES_ARN]
 
     chat = _policy(template, "GatewayChatPolicy")
-    assert set(chat) == {"RecordUsage"}
+    assert set(chat) == {"RecordUsage", "StoreResponses"}
+    assert chat["StoreResponses"]["Action"] == ["dynamodb:PutItem"]
+    assert chat["StoreResponses"]["Resource"] == [RESPONSES_ARN]
     assert set(chat["RecordUsage"]["Action"]) == {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",

@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     # DynamoDB tables (the endpoint comes from boto3's own AWS_ENDPOINT_URL_DYNAMODB).
     keys_table: str = "gateway-keys"
     usage_table: str = "gateway-usage"
+    # Stored responses of the Responses API (gateway/conversations), kept this many
+    # days (DynamoDB TTL; OpenAI keeps stored responses 30 days).
+    responses_table: str = "gateway-responses"
+    responses_retention_days: int = Field(default=30, gt=0)
 
     # Which upstream serves which model, and with which tokenizer: JSON text, a file
     # holding that JSON, or the name of an SSM parameter holding it (first set wins).

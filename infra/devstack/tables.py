@@ -33,7 +33,11 @@ __all__ = [
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "template.yaml"
 
 # Logical id in template.yaml -> table name used by the local stack and the tests.
-LOCAL_TABLE_NAMES: dict[str, str] = {"KeysTable": "gateway-keys", "UsageTable": "gateway-usage"}
+LOCAL_TABLE_NAMES: dict[str, str] = {
+    "KeysTable": "gateway-keys",
+    "UsageTable": "gateway-usage",
+    "ResponsesTable": "gateway-responses",
+}
 
 _TABLE_TYPE = "AWS::DynamoDB::Table"
 # Table properties copied verbatim into create_table's arguments.

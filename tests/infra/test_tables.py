@@ -40,11 +40,22 @@ def _indexes(description: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_definitions_cover_both_tables() -> None:
     definitions = table_definitions(TEMPLATE_PATH)
-    assert set(definitions) == set(LOCAL_TABLE_NAMES) == {"KeysTable", "UsageTable"}
+    assert (
+        set(definitions)
+        == set(LOCAL_TABLE_NAMES)
+        == {
+            "KeysTable",
+            "UsageTable",
+            "ResponsesTable",
+        }
+    )
     for kwargs in definitions.values():
         assert kwargs["BillingMode"] == "PAY_PER_REQUEST"
         assert "TableName" not in kwargs
-    assert ttl_attributes(TEMPLATE_PATH) == {"UsageTable": "expires_at"}
+    assert ttl_attributes(TEMPLATE_PATH) == {
+        "UsageTable": "expires_at",
+        "ResponsesTable": "expires_at",
+    }
 
 
 def test_create_tables_in_moto(ddb: Any) -> None:
