@@ -17,6 +17,7 @@ from anthropic.types import Message, RawMessageStreamEvent
 from gpusim import SimConfig, create_app
 from pydantic import TypeAdapter
 
+from tests.support.dropped import drop_after, settled_stats
 from tests.support.servers import serve_asgi
 
 Json = dict[str, Any]
@@ -293,3 +294,16 @@ def test_failure_mid_stream_is_an_error_event(sim: str) -> None:
     events = _events(sim, body)
     assert events[-1]["type"] == "error" and events[-1]["error"]["type"] == "internal_error"
     assert "message_stop" not in [e["type"] for e in events]
+
+
+def test_client_disconnect_cancels_the_generation(sim: str) -> None:
+    httpx.post(sim + "/sim/reset", timeout=5)
+    slow = {"tpot_ms": 50, "completion_tokens": 200}
+    drop_after(
+        sim,
+        "/v1/messages",
+        {"model": "qwen3", "max_tokens": 500, "messages": ASK, "stream": True, "sim": slow},
+        events=6,
+    )
+    final = settled_stats(sim, cancelled=1, active=0)
+    assert final["completed"] == 0 and final["requests"] == 1

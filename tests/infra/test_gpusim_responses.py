@@ -16,6 +16,7 @@ from openai import OpenAI
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter, ValidationError
 
+from tests.support.dropped import drop_after, settled_stats
 from tests.support.servers import serve_asgi
 
 Json = dict[str, Any]
@@ -367,3 +368,16 @@ def test_failure_mid_stream_drops_the_connection(sim: str) -> None:
         seen.extend(sent.iter_lines())
     assert "event: response.output_text.delta" in seen
     assert "event: response.completed" not in seen
+
+
+def test_client_disconnect_cancels_the_generation(sim: str) -> None:
+    httpx.post(sim + "/sim/reset", timeout=5)
+    slow = {"tpot_ms": 50, "completion_tokens": 200}
+    drop_after(
+        sim,
+        "/v1/responses",
+        {"model": "qwen3", "input": "Hi", "stream": True, "sim": slow},
+        events=6,
+    )
+    final = settled_stats(sim, cancelled=1, active=0)
+    assert final["completed"] == 0 and final["requests"] == 1
