@@ -307,3 +307,35 @@ def test_client_disconnect_cancels_the_generation(sim: str) -> None:
     )
     final = settled_stats(sim, cancelled=1, active=0)
     assert final["completed"] == 0 and final["requests"] == 1
+
+
+FAMILIES = ("llama-3-8b-instruct", "mistral-7b-instruct-v0.1", "tinyllama-1.1b-chat-v1.0")
+
+
+@pytest.fixture(scope="module")
+def families(tokenizers_dir: Path) -> Iterator[str]:
+    with serve_asgi(create_app(SimConfig(tokenizers_dir=tokenizers_dir, models=FAMILIES))) as url:
+        yield url
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_every_family_counts_like_chat(families: str, model: str) -> None:
+    """A system prompt and a short exchange: the same status, and when the template takes
+    it the same prompt tokens, as the chat route."""
+    turn = [*ASK, {"role": "assistant", "content": "Sunny."}, {"role": "user", "content": "Sure?"}]
+    body = {"model": model, "max_tokens": 3, "system": "Be brief.", "messages": turn}
+    message = _post(families, body)
+    chat = httpx.post(
+        families + "/v1/chat/completions",
+        json={
+            "model": model,
+            "max_tokens": 3,
+            "messages": [{"role": "system", "content": "Be brief."}, *turn],
+        },
+        timeout=30,
+    )
+    assert message.status_code == chat.status_code
+    if chat.status_code == 200:
+        assert message.json()["usage"]["input_tokens"] == chat.json()["usage"]["prompt_tokens"]
+    else:  # the template refuses a system message: the same 400, in Anthropic's shape
+        assert message.json()["error"]["message"] == chat.json()["error"]["message"]

@@ -381,3 +381,47 @@ def test_client_disconnect_cancels_the_generation(sim: str) -> None:
     )
     final = settled_stats(sim, cancelled=1, active=0)
     assert final["completed"] == 0 and final["requests"] == 1
+
+
+FAMILIES = ("llama-3-8b-instruct", "mistral-7b-instruct-v0.1", "tinyllama-1.1b-chat-v1.0")
+
+
+@pytest.fixture(scope="module")
+def families(tokenizers_dir: Path) -> Iterator[str]:
+    with serve_asgi(create_app(SimConfig(tokenizers_dir=tokenizers_dir, models=FAMILIES))) as url:
+        yield url
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_every_family_counts_like_chat(families: str, model: str) -> None:
+    items = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Sunny."}],
+        },
+        {"role": "user", "content": [{"type": "input_text", "text": "Sure?"}]},
+    ]
+    body = {"model": model, "input": items, "instructions": "Be brief.", "max_output_tokens": 3}
+    response = httpx.post(families + "/v1/responses", json=body, timeout=30)
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Sunny."},
+        {"role": "user", "content": [{"type": "text", "text": "Sure?"}]},
+    ]
+    chat = httpx.post(
+        families + "/v1/chat/completions",
+        json={"model": model, "messages": messages, "max_tokens": 3},
+        timeout=30,
+    )
+    assert response.status_code == chat.status_code
+    if chat.status_code == 200:
+        assert response.json()["usage"]["input_tokens"] == chat.json()["usage"]["prompt_tokens"]
+        assert (
+            response.json()["output"][0]["content"][0]["text"]
+            == (chat.json()["choices"][0]["message"]["content"])
+        )
+    else:
+        assert response.json() == chat.json()
