@@ -30,6 +30,9 @@ What vLLM answers, and so gpusim:
 - A generation failure mid-stream: vLLM validates its error JSON as a stream event, which
   fails, so the connection drops without a last event; gpusim ends the response the same
   way (``sim.fail_after_tokens``).
+- ``include: ["message.output_text.logprobs"]`` (with ``top_logprobs``) puts the chat
+  route's per-token logprobs on the output text and, token by token, on the text deltas
+  (a step that adds no text carries none, as in vLLM's stream).
 - ``store`` is silently ignored (vLLM without ``VLLM_ENABLE_RESPONSES_API_STORE``):
   ``previous_response_id`` and ``GET /v1/responses/{id}`` answer 404 ``Response with id
   '<id>' not found.``; ``background`` with ``store`` true is a 400.
@@ -136,11 +139,44 @@ def function_call_item(
     }
 
 
-def output_items(content: str | None, tool_calls: list[Any]) -> list[dict[str, Any]]:
+def response_logprobs(entries: list[Any], top: int) -> list[dict[str, Any]]:
+    """Chat logprob entries as vLLM's ``_create_response_logprobs`` writes them."""
+    return [
+        {
+            "token": e["token"],
+            "logprob": e["logprob"],
+            "bytes": e["bytes"],
+            "top_logprobs": [
+                {"token": t["token"], "logprob": t["logprob"], "bytes": t["bytes"]}
+                for t in e.get("top_logprobs", [])[:top]
+            ],
+        }
+        for e in entries
+    ]
+
+
+def delta_logprobs(entries: list[Any], top: int) -> list[dict[str, Any]]:
+    """The same for a text delta event (``_create_stream_response_logprobs``: no bytes)."""
+    return [
+        {
+            "token": e["token"],
+            "logprob": e["logprob"],
+            "top_logprobs": [
+                {"token": t["token"], "logprob": t["logprob"]} for t in e["top_logprobs"]
+            ],
+        }
+        for e in response_logprobs(entries, top)
+    ]
+
+
+def output_items(
+    content: str | None, tool_calls: list[Any], logprobs: list[Any] | None = None
+) -> list[dict[str, Any]]:
     """vLLM's ``build_response_output_items`` for the parser's content and calls."""
     items: list[dict[str, Any]] = []
     if content:
-        items.append(message_item(f"msg_{random_uuid()}", [output_text(content)], "completed"))
+        part = output_text(content, logprobs)
+        items.append(message_item(f"msg_{random_uuid()}", [part], "completed"))
     for call in tool_calls:
         function = call.get("function") or {}
         items.append(
@@ -203,7 +239,7 @@ class ResponseShape:
             "text": None
             if text is None
             else {"format": text.get("format"), "verbosity": text.get("verbosity")},
-            "top_logprobs": None,
+            "top_logprobs": self.req.top_logprobs if self.req.logprobs else None,
             "truncation": body.get("truncation") or "disabled",
             "usage": usage,
             "user": body.get("user"),
@@ -258,13 +294,16 @@ class ResponsesTranslation:
         self._calls: dict[int, _ToolCallAcc] = {}
         self._finish: Any = None
         self._usage: Any = None
+        self._entries: list[Any] = []  # every chat logprob entry, for the final response
 
     # buffered
 
     def completion(self, body: Mapping[str, Any]) -> bytes:
         choice = body["choices"][0]
         message = choice.get("message") or {}
-        items = output_items(message.get("content"), message.get("tool_calls") or [])
+        items = output_items(
+            message.get("content"), message.get("tool_calls") or [], self._logprobs(choice)
+        )
         response = self.shape.build(
             output=items,
             status=_status(choice.get("finish_reason")),
@@ -274,6 +313,12 @@ class ResponsesTranslation:
 
     def error(self, status: int, body: Mapping[str, Any]) -> bytes:
         return orjson.dumps(body)
+
+    def _logprobs(self, choice: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        if not self.shape.req.logprobs:
+            return None
+        entries = (choice.get("logprobs") or {}).get("content") or []
+        return response_logprobs(entries, self.shape.req.top_logprobs)
 
     # streamed
 
@@ -299,11 +344,14 @@ class ResponsesTranslation:
         choice = choices[0]
         if choice.get("finish_reason") is not None:
             self._finish = choice["finish_reason"]
+        entries = (choice.get("logprobs") or {}).get("content") or []
+        self._entries.extend(entries)
         delta = choice.get("delta") or {}
         content = delta.get("content")
-        if content:
+        if content:  # vLLM skips a step with no text: its logprobs are not streamed
             self._content += content
-            out += self._content_delta(content)
+            logprobs = delta_logprobs(entries, self.shape.req.top_logprobs)
+            out += self._content_delta(content, logprobs if self.shape.req.logprobs else [])
         for group in _by_index(delta.get("tool_calls") or []):
             out += self._tool_delta(group)
         return out
@@ -317,7 +365,7 @@ class ResponsesTranslation:
         self._state = None
         return out
 
-    def _content_delta(self, text: str) -> bytes:
+    def _content_delta(self, text: str, logprobs: list[dict[str, Any]]) -> bytes:
         out = b""
         if self._state != "content":
             out += self._close()
@@ -346,7 +394,7 @@ class ResponsesTranslation:
                 "content_index": 0,
                 "delta": text,
                 "item_id": self._item_id,
-                "logprobs": [],
+                "logprobs": logprobs,
                 "output_index": self._output_index,
                 "type": "response.output_text.delta",
             }
@@ -435,7 +483,9 @@ class ResponsesTranslation:
             for _, c in sorted(self._calls.items())
         ]
         final = self.shape.build(
-            output=output_items(self._content, calls),
+            output=output_items(
+                self._content, calls, self._logprobs({"logprobs": {"content": self._entries}})
+            ),
             status=_status(self._finish),
             usage=_usage(self._usage),
         )

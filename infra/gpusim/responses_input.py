@@ -24,6 +24,7 @@ from gpusim.errors import RequestError
 # global handler: 400, {"error": {"message", "type": "Bad Request", "param", "code": 400}}.
 VALIDATION_TYPE = "Bad Request"
 
+LOGPROBS = "message.output_text.logprobs"
 _NUMBER_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 # Sampling fields the chat route takes as they are.
 _FORWARDED = ("temperature", "top_p", "top_k", "seed", "stop", "ignore_eos", "min_tokens")
@@ -44,6 +45,9 @@ class ResponsesRequest:
     tools: list[Any]  # as sent
     tool_choice: Any  # after vLLM's check_tool_usage ("auto" without tools is "none")
     max_output_tokens: int | None
+    # include "message.output_text.logprobs": per-token logprobs, top_logprobs alternatives
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 def _optional(body: Mapping[str, Any], key: str, kinds: tuple[type, ...]) -> Any:
@@ -116,6 +120,10 @@ def parse_request(body: Any) -> ResponsesRequest:
             raise invalid(f"tools.{i}: Input should be a valid tool", f"tools.{i}")
         if tool["type"] == "function" and not isinstance(tool.get("name"), str):
             raise invalid(f"tools.{i}.name: Field required", f"tools.{i}.name")
+    include = _optional(body, "include", (list,)) or []
+    top_logprobs = _optional(body, "top_logprobs", (int,)) or 0
+    if not 0 <= top_logprobs <= 20:
+        raise invalid("top_logprobs: Input should be between 0 and 20", "top_logprobs")
     text = _optional(body, "text", (dict,))
     if text is not None and text.get("format") is not None:
         kind = text["format"].get("type") if isinstance(text["format"], Mapping) else None
@@ -133,6 +141,8 @@ def parse_request(body: Any) -> ResponsesRequest:
         tools=list(tools),
         tool_choice=_tool_choice(body, tools),
         max_output_tokens=max_output_tokens,
+        logprobs=LOGPROBS in include,
+        top_logprobs=top_logprobs,
     )
 
 
@@ -262,6 +272,9 @@ def chat_body(req: ResponsesRequest) -> dict[str, Any]:
         chat["parallel_tool_calls"] = body["parallel_tool_calls"]
     if req.max_output_tokens is not None:
         chat["max_tokens"] = req.max_output_tokens
+    if req.logprobs:
+        chat["logprobs"] = True
+        chat["top_logprobs"] = req.top_logprobs
     for key in _FORWARDED:
         if body.get(key) is not None:
             chat[key] = body[key]

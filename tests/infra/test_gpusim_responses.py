@@ -425,3 +425,42 @@ def test_every_family_counts_like_chat(families: str, model: str) -> None:
         )
     else:
         assert response.json() == chat.json()
+
+
+def test_output_text_logprobs(sim: str) -> None:
+    """include message.output_text.logprobs: the chat route's per-token logprobs, on the
+    output text and (for the steps that carry text) on each delta."""
+    body = {
+        "model": "qwen3",
+        "input": "Hi",
+        "max_output_tokens": 8,
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+    }
+    data = httpx.post(sim + "/v1/responses", json=body, timeout=30).json()
+    chat = _chat(
+        sim,
+        {
+            "model": "qwen3",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 8,
+            "logprobs": True,
+            "top_logprobs": 2,
+        },
+    )
+    logprobs = data["output"][0]["content"][0]["logprobs"]
+    expected = chat["choices"][0]["logprobs"]["content"]
+    assert [(e["token"], e["logprob"]) for e in logprobs] == [
+        (e["token"], e["logprob"]) for e in expected
+    ]
+    assert all(len(e["top_logprobs"]) == 2 and "bytes" in e for e in logprobs)
+    assert data["top_logprobs"] == 2
+    events = _events(sim, {**body, "stream": True})
+    deltas = [d for _, d in events if d["type"] == "response.output_text.delta"]
+    assert all(
+        len(d["logprobs"]) == 1 and len(d["logprobs"][0]["top_logprobs"]) == 2 for d in deltas
+    )
+    final = events[-1][1]["response"]["output"][0]["content"][0]["logprobs"]
+    assert final == logprobs
+    plain = httpx.post(sim + "/v1/responses", json={"model": "qwen3", "input": "Hi"}, timeout=30)
+    assert plain.json()["output"][0]["content"][0]["logprobs"] is None
