@@ -162,6 +162,9 @@ class MessagesTranslation:
             out += self._stop_block()
         return out
 
+    def begin(self) -> bytes:
+        return b""  # message_start waits for the chat stream's first chunk, as in vLLM
+
     def chunk(self, chunk: Mapping[str, Any]) -> bytes:
         if self._first:
             self._first = False

@@ -35,6 +35,9 @@ class Translation(Protocol):
     def error(self, status: int, body: Mapping[str, Any]) -> bytes:
         """A chat error body ``{"error": {...}}`` as this API's error body."""
 
+    def begin(self) -> bytes:
+        """Events sent as soon as the chat stream starts, before its first chunk."""
+
     def chunk(self, chunk: Mapping[str, Any]) -> bytes:
         """One chat.completion.chunk as this API's events (b"" for none)."""
 
@@ -82,6 +85,11 @@ class _Relay:
                 await self._send(
                     {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS}
                 )
+                opening = self._translation.begin()
+                if opening:
+                    await self._send(
+                        {"type": "http.response.body", "body": opening, "more_body": True}
+                    )
             return
         if message["type"] != "http.response.body":
             return

@@ -334,6 +334,10 @@ class ResponsesTranslation:
             {"response": initial, "type": "response.in_progress"}
         )
 
+    def begin(self) -> bytes:
+        """vLLM sends these before the engine's first output (before the prefill)."""
+        return self._opening()
+
     def chunk(self, chunk: Mapping[str, Any]) -> bytes:
         out = b"" if self._started else self._opening()
         if chunk.get("usage"):

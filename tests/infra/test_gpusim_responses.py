@@ -464,3 +464,12 @@ def test_output_text_logprobs(sim: str) -> None:
     assert final == logprobs
     plain = httpx.post(sim + "/v1/responses", json={"model": "qwen3", "input": "Hi"}, timeout=30)
     assert plain.json()["output"][0]["content"][0]["logprobs"] is None
+
+
+def test_created_is_sent_before_the_first_token(sim: str) -> None:
+    """vLLM yields response.created and response.in_progress before the engine's first
+    output: with a first token a minute away, both arrive (then the client leaves)."""
+    httpx.post(sim + "/sim/reset", timeout=5)
+    body = {"model": "qwen3", "input": "Hi", "stream": True, "sim": {"ttft_ms": 60_000}}
+    drop_after(sim, "/v1/responses", body, events=2)
+    assert settled_stats(sim, cancelled=1, active=0)["completed"] == 0
