@@ -55,7 +55,8 @@ def _optional(body: Mapping[str, Any], key: str, kinds: tuple[type, ...]) -> Any
     if value is None:
         return None
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise invalid(f"{key}: Input should be a valid {_KIND_NAMES[kinds[0]]}", key)
+        kind = "number" if float in kinds else _KIND_NAMES[kinds[0]]
+        raise invalid(f"{key}: Input should be a valid {kind}", key)
     return value
 
 
