@@ -16,7 +16,7 @@ from gpusim.config import SimConfig, discover_models
 from gpusim.embeddings import EmbeddingsEndpoint
 from gpusim.messages import MessagesEndpoint
 from gpusim.models import ModelRegistry
-from gpusim.responses import ResponsesEndpoint, retrieve_response
+from gpusim.responses import ResponsesEndpoint
 from gpusim.stats import Stats
 
 
@@ -80,8 +80,7 @@ def create_app(config: SimConfig) -> Starlette:
                 EmbeddingsEndpoint(config, state.registry, state.stats).handle,
                 methods=["POST"],
             ),
-            Route("/v1/responses", ResponsesEndpoint(chat, state.registry.names), methods=["POST"]),
-            Route("/v1/responses/{response_id}", retrieve_response, methods=["GET"]),
+            *ResponsesEndpoint(chat, config, state.registry.names).routes(),
             *MessagesEndpoint(chat, config, state.registry).routes(),
             Route("/v1/models", state.models, methods=["GET"]),
             Route("/health", state.health, methods=["GET"]),

@@ -35,7 +35,12 @@ What vLLM answers, and so gpusim:
   (a step that adds no text carries none, as in vLLM's stream).
 - ``store`` is silently ignored (vLLM without ``VLLM_ENABLE_RESPONSES_API_STORE``):
   ``previous_response_id`` and ``GET /v1/responses/{id}`` answer 404 ``Response with id
-  '<id>' not found.``; ``background`` with ``store`` true is a 400.
+  '<id>' not found.``; ``background`` with ``store`` true is a 400. With
+  ``SimConfig.responses_store`` (vLLM with the variable set), responses with ``store``
+  (default true) are kept in this process's memory (gpusim/responses_store.py):
+  ``previous_response_id`` continues one (its messages without system messages, then its
+  output text; its function calls are dropped, as vLLM drops them), ``GET`` returns it,
+  ``cancel`` refuses it (not a background response). ``background`` is not simulated.
 """
 
 from __future__ import annotations
@@ -48,15 +53,19 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gpusim.config import SimConfig
 from gpusim.errors import RequestError
 from gpusim.relay import read_body, relay_chat, send_body, sse_event
-from gpusim.responses_input import ResponsesRequest, chat_body, parse_request
+from gpusim.responses_input import ResponsesRequest, chat_body, chat_messages, parse_request
+from gpusim.responses_store import ResponsesStore, StoredResponse
 
 # The context length the simulated server reports as max_output_tokens when a request
 # sets none (vLLM: max_model_len - prompt tokens).
 DEFAULT_MAX_MODEL_LEN = 32768
+_NO_BACKGROUND = "gpusim does not simulate background mode."
 _STORE_DISABLED = (
     "This vLLM engine does not support `store=True` and therefore does not support the "
     "background mode. To enable these features, set the environment variable "
@@ -275,8 +284,16 @@ class _ToolCallAcc:
 class ResponsesTranslation:
     """Chat output -> Responses output (buffered body, or the event stream)."""
 
-    def __init__(self, req: ResponsesRequest) -> None:
+    def __init__(
+        self,
+        req: ResponsesRequest,
+        *,
+        messages: list[dict[str, Any]],
+        store: ResponsesStore | None,
+    ) -> None:
         self.shape = ResponseShape(req)
+        self._messages = messages  # the rendered conversation, kept with the response
+        self._store = store  # where a completed response is kept (None: not stored)
         self._seq = 0
         self._started = False
         # the simple streaming processor's state
@@ -309,7 +326,12 @@ class ResponsesTranslation:
             status=_status(choice.get("finish_reason")),
             usage=_usage(body.get("usage")),
         )
+        self._keep(response)
         return orjson.dumps(response)
+
+    def _keep(self, response: dict[str, Any]) -> None:
+        if self._store is not None:
+            self._store.put(response=response, messages=self._messages)
 
     def error(self, status: int, body: Mapping[str, Any]) -> bytes:
         return orjson.dumps(body)
@@ -493,6 +515,7 @@ class ResponsesTranslation:
             status=_status(self._finish),
             usage=_usage(self._usage),
         )
+        self._keep(final)
         return out + self._event({"response": final, "type": "response.completed"})
 
     def failure(self, body: Mapping[str, Any]) -> bytes:
@@ -509,33 +532,44 @@ def _by_index(tool_calls: list[Any]) -> list[list[Mapping[str, Any]]]:
 
 
 class ResponsesEndpoint:
-    """POST /v1/responses on top of the chat route's ASGI app."""
+    """POST /v1/responses on top of the chat route's ASGI app; with the store on,
+    GET /v1/responses/{id} and POST /v1/responses/{id}/cancel read it."""
 
-    def __init__(self, chat: ASGIApp, model_names: tuple[str, ...]) -> None:
+    def __init__(self, chat: ASGIApp, config: SimConfig, model_names: tuple[str, ...]) -> None:
         self._chat = chat
         self._models = frozenset(model_names)
+        self._store = ResponsesStore() if config.responses_store else None
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/responses", self, methods=["POST"]),
+            Route("/v1/responses/{response_id}", self.retrieve, methods=["GET"]),
+            Route("/v1/responses/{response_id}/cancel", self.cancel, methods=["POST"]),
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = await read_body(receive)
         if raw is None:
             return
         try:
-            req = self._prepare(raw)
+            req, previous = self._prepare(raw)
+            messages = chat_messages(req, previous)
         except RequestError as exc:
             headers = [(k.encode(), v.encode()) for k, v in exc.headers.items()]
             await send_body(send, exc.status, orjson.dumps(exc.body()), headers)
             return
+        keep = self._store if req.store else None
         # A StreamAborted raised mid-stream leaves this app: the server drops the connection.
         await relay_chat(
             self._chat,
             scope=scope,
-            body=chat_body(req),
+            body=chat_body(req, messages),
             receive=receive,
             send=send,
-            translation=ResponsesTranslation(req),
+            translation=ResponsesTranslation(req, messages=messages, store=keep),
         )
 
-    def _prepare(self, raw: bytes) -> ResponsesRequest:
+    def _prepare(self, raw: bytes) -> tuple[ResponsesRequest, StoredResponse | None]:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -543,16 +577,43 @@ class ResponsesEndpoint:
         req = parse_request(body)
         if req.model not in self._models:
             raise RequestError(404, f"The model `{req.model}` does not exist.", param="model")
-        if req.store and req.background:  # the store is disabled, as vLLM's default
-            raise RequestError(
-                400, _STORE_DISABLED, param="background", type_="invalid_request_error"
-            )
+        if req.store and req.background:
+            message = _STORE_DISABLED if self._store is None else _NO_BACKGROUND
+            raise RequestError(400, message, param="background", type_="invalid_request_error")
+        previous = None
         if req.previous_response_id is not None:
-            raise not_found(req.previous_response_id)
-        return req
+            previous = self._store.get(req.previous_response_id) if self._store else None
+            if previous is None:
+                raise not_found(req.previous_response_id)
+        return req, previous
+
+    def _stored(self, request: Request) -> StoredResponse | RequestError:
+        response_id = request.path_params["response_id"]
+        stored = self._store.get(response_id) if self._store else None
+        return not_found(response_id) if stored is None else stored
+
+    async def retrieve(self, request: Request) -> Response:
+        """GET /v1/responses/{id}: the stored response (404 for any other id)."""
+        stored = self._stored(request)
+        if isinstance(stored, RequestError):
+            return _error_response(stored)
+        if request.query_params.get("stream") in ("true", "True", "1"):
+            # vLLM replays events of background requests only
+            message = f"Unknown response_id: {stored.response['id']}"
+            return _error_response(RequestError(400, message, param="response_id"))
+        return Response(orjson.dumps(stored.response), media_type="application/json")
+
+    async def cancel(self, request: Request) -> Response:
+        """POST /v1/responses/{id}/cancel: only a background response can be cancelled."""
+        stored = self._stored(request)
+        if isinstance(stored, RequestError):
+            return _error_response(stored)
+        message = "Cannot cancel a synchronous response."
+        return _error_response(
+            RequestError(400, message, param="response_id", type_="invalid_request_error")
+        )
 
 
-async def retrieve_response(request: Request) -> Response:
-    """GET /v1/responses/{id}: nothing is stored, so every id is unknown (vLLM's 404)."""
-    error = not_found(request.path_params["response_id"])
-    return Response(orjson.dumps(error.body()), status_code=404, media_type="application/json")
+def _error_response(error: RequestError) -> Response:
+    body = orjson.dumps(error.body())
+    return Response(body, status_code=error.status, media_type="application/json")

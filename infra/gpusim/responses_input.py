@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusim.errors import RequestError
+from gpusim.responses_store import StoredResponse
 
 # vLLM's request validation failures (FastAPI RequestValidationError) are answered by its
 # global handler: 400, {"error": {"message", "type": "Bad Request", "param", "code": 400}}.
@@ -220,12 +221,24 @@ def _item_message(item: Any, prev: dict[str, Any] | None, where: str) -> dict[st
     return {"role": role, "content": _content(item.get("content"), f"{where}.content")}
 
 
-def chat_messages(req: ResponsesRequest) -> list[dict[str, Any]]:
-    """The conversation vLLM renders for this request (``construct_input_messages``)."""
+def chat_messages(
+    req: ResponsesRequest, previous: StoredResponse | None = None
+) -> list[dict[str, Any]]:
+    """The conversation vLLM renders for this request (``construct_input_messages``).
+    After a stored ``previous`` response: its messages without their system messages, then
+    the text of its output messages (its function calls are not carried over), then the
+    new input."""
     messages: list[dict[str, Any]] = []
     instructions = req.body.get("instructions")
     if instructions:
         messages.append({"role": "system", "content": instructions})
+    if previous is not None:
+        messages.extend(m for m in previous.messages if m.get("role") != "system")
+        for item in previous.response["output"]:
+            if item.get("type") == "message":
+                messages.extend(
+                    {"role": "assistant", "content": part.get("text")} for part in item["content"]
+                )
     raw_input = req.body["input"]
     if isinstance(raw_input, str):
         messages.append({"role": "user", "content": raw_input})
@@ -256,10 +269,10 @@ def chat_tools(tools: list[Any]) -> list[dict[str, Any]] | None:
     return functions or None
 
 
-def chat_body(req: ResponsesRequest) -> dict[str, Any]:
-    """The chat-completions request that generates this response."""
+def chat_body(req: ResponsesRequest, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chat-completions request that generates this response from ``messages``."""
     body = req.body
-    chat: dict[str, Any] = {"model": req.model, "messages": chat_messages(req)}
+    chat: dict[str, Any] = {"model": req.model, "messages": messages}
     tools = chat_tools(req.tools)
     if tools:
         chat["tools"] = tools

@@ -473,3 +473,83 @@ def test_created_is_sent_before_the_first_token(sim: str) -> None:
     body = {"model": "qwen3", "input": "Hi", "stream": True, "sim": {"ttft_ms": 60_000}}
     drop_after(sim, "/v1/responses", body, events=2)
     assert settled_stats(sim, cancelled=1, active=0)["completed"] == 0
+
+
+@pytest.fixture(scope="module")
+def stores(tokenizers_dir: Path) -> Iterator[tuple[str, str]]:
+    """Two replicas that keep responses (vLLM with VLLM_ENABLE_RESPONSES_API_STORE=1)."""
+    config = SimConfig(tokenizers_dir=tokenizers_dir, models=("qwen3",), responses_store=True)
+    with serve_asgi(create_app(config)) as one, serve_asgi(create_app(config)) as two:
+        yield one, two
+
+
+def test_stored_responses_continue_a_conversation_on_one_replica(
+    stores: tuple[str, str],
+) -> None:
+    one, two = stores
+    client = OpenAI(base_url=one + "/v1", api_key="unused", max_retries=0)
+    history: list[Json] = [{"role": "system", "content": "Be brief."}]
+    previous = None
+    for question in ("Hello", "Where is the lighthouse?", "And the boats?"):
+        with client.responses.stream(
+            model="qwen3",
+            input=question,
+            instructions="Be brief.",
+            previous_response_id=previous,
+            max_output_tokens=5,
+        ) as stream:
+            final = stream.get_final_response()
+        history.append({"role": "user", "content": question})
+        chat = _chat(one, {"model": "qwen3", "messages": history, "max_tokens": 5})
+        assert final.usage is not None
+        assert final.usage.input_tokens == chat["usage"]["prompt_tokens"]  # the whole history
+        history.append({"role": "assistant", "content": final.output_text})
+        previous = final.id
+    stored = httpx.get(f"{one}/v1/responses/{previous}", timeout=30)
+    assert stored.status_code == 200 and stored.json()["id"] == previous
+    # the trap the gateway avoids: another replica never saw it
+    elsewhere = httpx.post(
+        two + "/v1/responses",
+        json={"model": "qwen3", "input": "Go on", "previous_response_id": previous},
+        timeout=30,
+    )
+    assert elsewhere.status_code == 404
+    cancel = httpx.post(f"{one}/v1/responses/{previous}/cancel", timeout=30)
+    assert cancel.status_code == 400
+    assert cancel.json()["error"]["message"] == "Cannot cancel a synchronous response."
+    unstored = httpx.post(
+        one + "/v1/responses", json={"model": "qwen3", "input": "Hi", "store": False}, timeout=30
+    ).json()
+    assert httpx.get(f"{one}/v1/responses/{unstored['id']}", timeout=30).status_code == 404
+
+
+def test_a_stored_function_call_is_not_carried_over(stores: tuple[str, str]) -> None:
+    """vLLM continues from a stored response's output messages only: its function_call
+    items are not part of the next prompt."""
+    one, _ = stores
+    first = httpx.post(
+        one + "/v1/responses",
+        json={"model": "qwen3", "input": "Weather?", "tools": [WEATHER], "tool_choice": "required"},
+        timeout=30,
+    ).json()
+    [call] = first["output"]
+    output = {"type": "function_call_output", "call_id": call["call_id"], "output": "Sunny"}
+    second = httpx.post(
+        one + "/v1/responses",
+        json={
+            "model": "qwen3",
+            "input": [output],
+            "tools": [WEATHER],
+            "previous_response_id": first["id"],
+            "max_output_tokens": 2,
+        },
+        timeout=30,
+    ).json()
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "tool", "content": "Sunny", "tool_call_id": call["call_id"]},
+    ]
+    chat = _chat(
+        one, {"model": "qwen3", "messages": messages, "tools": [WEATHER_CHAT], "max_tokens": 2}
+    )
+    assert second["usage"]["input_tokens"] == chat["usage"]["prompt_tokens"]
