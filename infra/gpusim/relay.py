@@ -19,11 +19,7 @@ from typing import Any, Protocol
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-JSON_CONTENT_TYPE = (b"content-type", b"application/json")
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-]
+from gpusim.wire import JSON_HEADERS, SSE_HEADERS
 
 
 class Translation(Protocol):
@@ -125,7 +121,7 @@ class _Relay:
         else:
             body = self._translation.error(self._status, parsed)
         headers = [
-            JSON_CONTENT_TYPE,
+            *JSON_HEADERS,
             (b"content-length", str(len(body)).encode()),
             *self._headers,
         ]
@@ -175,7 +171,7 @@ async def read_body(receive: Receive) -> bytes | None:
 async def send_body(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    raw_headers = [JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
+    raw_headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     await send(
         {"type": "http.response.start", "status": status, "headers": raw_headers + (headers or [])}
     )
