@@ -9,7 +9,9 @@ and benchmarks::
 
 or ``python -m gpusim --port 8002 --tokenizers-dir DIR [--ttft-ms N] [--tpot-ms N]``.
 
-Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``,
+Endpoints: ``POST /v1/chat/completions``, ``POST /v1/responses`` and
+``GET /v1/responses/{id}`` (gpusim/responses.py), ``POST /v1/messages`` and
+``POST /v1/messages/count_tokens`` (gpusim/messages.py), ``GET /v1/models``, ``GET /health``,
 ``GET /sim/stats`` (``requests``, ``completed``, ``cancelled``, ``active``) and
 ``POST /sim/reset`` (zeroes the counters; ``active`` is a live gauge and stays).
 

@@ -14,7 +14,9 @@ from gpusim.chat import ChatEndpoint
 from gpusim.completions import CompletionsEndpoint
 from gpusim.config import SimConfig, discover_models
 from gpusim.embeddings import EmbeddingsEndpoint
+from gpusim.messages import MessagesEndpoint
 from gpusim.models import ModelRegistry
+from gpusim.responses import ResponsesEndpoint
 from gpusim.stats import Stats
 
 
@@ -78,6 +80,8 @@ def create_app(config: SimConfig) -> Starlette:
                 EmbeddingsEndpoint(config, state.registry, state.stats).handle,
                 methods=["POST"],
             ),
+            *ResponsesEndpoint(chat, config, state.registry.names).routes(),
+            *MessagesEndpoint(chat, config, state.registry).routes(),
             Route("/v1/models", state.models, methods=["GET"]),
             Route("/health", state.health, methods=["GET"]),
             Route("/sim/stats", state.get_stats, methods=["GET"]),

@@ -25,6 +25,9 @@ class SimConfig:
     # trigger words (word, category) found in the conversation's last message.
     guard_models: tuple[str, ...] = ()
     guard_triggers: tuple[tuple[str, str], ...] = ()
+    # /v1/responses keeps responses in this process's memory (vLLM with
+    # VLLM_ENABLE_RESPONSES_API_STORE=1); off, store is ignored, as vLLM's default.
+    responses_store: bool = False
 
     def __post_init__(self) -> None:
         if self.ttft_ms < 0 or self.tpot_ms < 0:
