@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeSerializer
 from gateway import layout
 from gateway.usage import UsageRecord, UsageStatus
 
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "USAGE.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "USAGE.md"
 AT = datetime(2026, 11, 29, 10, 0, 0, 123_000, tzinfo=UTC)
 
 

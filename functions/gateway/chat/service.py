@@ -75,7 +75,7 @@ class ChatSurface:
         body = self._cold_body(request, model, meter, tokenizers)
         if body is None:
             tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
-            meter.count_text = tokenizer.count_text
+            meter.tokenizer = tokenizer
             meter.prompt_tokens = await self._count_prompt(tokenizer, request)
             body = self.upstream_body(
                 request,
@@ -159,7 +159,7 @@ class ChatSurface:
         async def count() -> None:
             tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
             prompt_tokens = await self._count_prompt(tokenizer, request)
-            meter.prompt_tokens, meter.count_text = prompt_tokens, tokenizer.count_text
+            meter.prompt_tokens, meter.tokenizer = prompt_tokens, tokenizer
 
         meter.deferred = asyncio.create_task(count())
         meter.deferred.add_done_callback(_retrieved)

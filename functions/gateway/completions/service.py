@@ -56,7 +56,7 @@ class CompletionSurface:
         model, meter = ctx.model, ctx.meter
         assert model is not None
         tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
-        meter.count_text = tokenizer.count_text
+        meter.tokenizer = tokenizer
         meter.counts_eos = not request.stop
         counts = await prompt_counts(tokenizer, request)
         meter.prompt_tokens = sum(counts)

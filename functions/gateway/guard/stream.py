@@ -60,7 +60,8 @@ class ScreenedChunks:
         self._chunks = chunks
         self._screening = screening
         self._window = window_tokens
-        self._count: Callable[[str], int] = screening.meter.count_text or _rough_count
+        tokenizer = screening.meter.tokenizer
+        self._count: Callable[[str], int] = tokenizer.count_text if tokenizer else _rough_count
         self._ready: deque[dict[str, Any]] = deque()
         self._pending: list[dict[str, Any]] = []
         self._pending_tokens = 0

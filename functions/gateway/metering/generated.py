@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 
@@ -20,6 +20,12 @@ INLINE_COUNT_CHARS = 16_000
 _TEXT_FIELDS = ("content", "reasoning_content")
 # A stop_reason longer than this is not a stop string a client could have sent (untrusted).
 _MAX_STOP_CHARS = 4096
+
+
+class TextCounter(Protocol):
+    """What counts generated text: a model's tokenizer (tokens/store.py, ChatTokenizer)."""
+
+    def count_text(self, text: str) -> int: ...
 
 
 async def count_all(count: Callable[[str], int], texts: list[str]) -> list[int]:
@@ -87,11 +93,11 @@ class Generated:
     def finish_reasons(self) -> list[str | None]:
         return [self.finish.get(i) for i in self.indexes]
 
-    async def count(self, count_text: Callable[[str], int], *, counts_eos: bool) -> int:
+    async def count(self, tokenizer: TextCounter, *, counts_eos: bool) -> int:
         """The completion tokens by the gateway's tokenizer: the texts, plus the stop
         tokens vLLM reported, or else (`counts_eos`) one EOS per choice that stopped."""
         texts = ["".join(self.texts.get(i, [])) for i in self.indexes]
-        total = sum(await count_all(count_text, [t for t in texts if t]))
+        total = sum(await count_all(tokenizer.count_text, [t for t in texts if t]))
         if self.stop_reasons_seen:
             return total + self.stop_tokens
         if counts_eos:

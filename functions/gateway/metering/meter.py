@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -31,7 +31,7 @@ from gateway.errors import GatewayError
 from gateway.keys import ApiKey
 from gateway.limits import Admission
 from gateway.limits.concurrency import Slot
-from gateway.metering.generated import Generated
+from gateway.metering.generated import Generated, TextCounter
 from gateway.metering.guard_ledger import GuardLedger
 from gateway.metering.media import media_token_estimate
 from gateway.metering.status import status_for
@@ -66,9 +66,10 @@ class Meter:
     stream: bool = False
     model_id: str = "-"
     endpoint: str = "-"
-    # The gateway's prompt count, and its counter for generated text (None: no tokenizer).
+    # The gateway's prompt count, and the tokenizer that counts generated text (None: no
+    # tokenizer loaded).
     prompt_tokens: int = 0
-    count_text: Callable[[str], int] | None = None
+    tokenizer: TextCounter | None = None
     # vLLM and TGI count the EOS token that ends a natural stop; it has no text, so the
     # gateway adds it when a choice stops without a stop string having been requested.
     # vLLM's `stop_reason`, when sent, decides instead (observe_stop_reason).
@@ -189,7 +190,7 @@ class Meter:
         except Exception:  # noqa: BLE001 - a failed count must not cost the record
             logger.warning("deferred prompt count failed", extra={"request_id": self.request_id})
             self._flags.append("gateway_count_failed")
-            self.prompt_tokens, self.count_text = 0, None
+            self.prompt_tokens, self.tokenizer = 0, None
 
     def _counts(self, status: UsageStatus) -> bool:
         """Whether the gateway's own completion count adds information: the upstream's
@@ -197,10 +198,10 @@ class Meter:
         return self.audit or self._upstream is None or status is not UsageStatus.COMPLETED
 
     async def _count_completion(self) -> int:
-        if self.count_text is None:
+        if self.tokenizer is None:
             return 0
         try:
-            return await self.generated.count(self.count_text, counts_eos=self.counts_eos)
+            return await self.generated.count(self.tokenizer, counts_eos=self.counts_eos)
         except Exception:  # a tokenizer fault must not cost the record
             logger.exception("completion count failed", extra={"request_id": self.request_id})
             self._flags.append("gateway_count_failed")

@@ -24,7 +24,7 @@ from gateway.pipeline.sse import (
 )
 from gateway.usage import UsageStatus
 
-from tests.unit.fakes import NullTelemetry, RecordingSink, api_key
+from tests.unit.fakes import FakeTokenizer, NullTelemetry, RecordingSink, api_key
 
 pytestmark = pytest.mark.anyio
 
@@ -245,7 +245,7 @@ async def test_observed_reads_text_completion_choices_as_deltas_and_messages() -
     }
     # what the Meter makes of it: the text is generated output, counted as chat's
     m = meter()
-    m.forwarded, m.count_text = True, lambda text: len(text.split())
+    m.forwarded, m.tokenizer = True, FakeTokenizer()
     m.observe_completion(body)
     assert m.generated_anything
     record = await m.close(UsageStatus.COMPLETED)

@@ -8,11 +8,9 @@ import pytest
 from gateway.metering import Generated, count_all
 from gateway.metering.generated import INLINE_COUNT_CHARS
 
+from tests.unit.fakes import FakeTokenizer  # counts words
+
 pytestmark = pytest.mark.anyio
-
-
-def words(text: str) -> int:
-    return len(text.split())
 
 
 def test_add_keeps_text_reasoning_and_tool_call_parts_per_choice() -> None:
@@ -45,10 +43,10 @@ async def test_count_adds_one_eos_per_stopped_choice_unless_vllm_said_otherwise(
     generated.finished(0, {"finish_reason": "stop"})
     generated.add(1, {"content": "three"})
     generated.finished(1, {"finish_reason": "length"})
-    assert await generated.count(words, counts_eos=True) == 4  # 3 words + 1 EOS
-    assert await generated.count(words, counts_eos=False) == 3
+    assert await generated.count(FakeTokenizer(), counts_eos=True) == 4  # 3 words + 1 EOS
+    assert await generated.count(FakeTokenizer(), counts_eos=False) == 3
     generated.finished(1, {"finish_reason": "stop", "stop_reason": None})
-    assert await generated.count(words, counts_eos=True) == 4  # vLLM's stop token only
+    assert await generated.count(FakeTokenizer(), counts_eos=True) == 4  # vLLM's stop token only
 
 
 async def test_count_all_counts_long_batches_off_the_event_loop() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 from gateway.errors import (
@@ -20,6 +22,13 @@ from tests.unit.fakes import NullTelemetry, RecordingSink, api_key, chunk
 pytestmark = pytest.mark.anyio
 
 
+class Counter:
+    """A tokenizer's text count, from a function."""
+
+    def __init__(self, count: Any) -> None:
+        self.count_text = count
+
+
 def meter(sink: RecordingSink, **kw: object) -> Meter:
     values: dict[str, object] = {
         "request_id": "r1",
@@ -27,7 +36,7 @@ def meter(sink: RecordingSink, **kw: object) -> Meter:
         "sink": sink,
         "telemetry": NullTelemetry(),
         "prompt_tokens": 10,
-        "count_text": lambda text: len(text.split()),
+        "tokenizer": Counter(lambda text: len(text.split())),
         "model_id": "m",
     }
     return Meter(**{**values, **kw})  # type: ignore[arg-type]
@@ -122,7 +131,7 @@ async def test_a_failing_counter_costs_a_flag_not_the_record() -> None:
     def broken(text: str) -> int:
         raise RuntimeError("tokenizer bug")
 
-    m = meter(RecordingSink(), forwarded=True, count_text=broken)
+    m = meter(RecordingSink(), forwarded=True, tokenizer=Counter(broken))
     m.observe_chunk(chunk("x"))
     record = await m.close(UsageStatus.COMPLETED)
     assert record.flags == "gateway_count_failed"
@@ -202,7 +211,7 @@ async def test_outside_an_audit_the_completion_is_counted_only_where_it_adds_inf
         counted.append(text)
         return len(text.split())
 
-    reported = meter(RecordingSink(), forwarded=True, audit=False, count_text=count)
+    reported = meter(RecordingSink(), forwarded=True, audit=False, tokenizer=Counter(count))
     reported.observe_chunk(chunk("one two"))
     reported.observe_chunk(
         chunk(finish="stop", usage={"prompt_tokens": 10, "completion_tokens": 3})
@@ -212,12 +221,12 @@ async def test_outside_an_audit_the_completion_is_counted_only_where_it_adds_inf
     assert (record.completion_tokens, record.gateway_completion_tokens) == (3, None)
     assert reported.telemetry.mismatches == 0  # type: ignore[attr-defined]
 
-    unreported = meter(RecordingSink(), forwarded=True, audit=False, count_text=count)
+    unreported = meter(RecordingSink(), forwarded=True, audit=False, tokenizer=Counter(count))
     unreported.observe_chunk(chunk("one two", finish="stop"))
     record = await unreported.close(UsageStatus.COMPLETED)
     assert counted == ["one two"] and record.completion_tokens == 3  # + EOS
 
-    cut = meter(RecordingSink(), forwarded=True, audit=False, count_text=count)
+    cut = meter(RecordingSink(), forwarded=True, audit=False, tokenizer=Counter(count))
     cut.observe_chunk(chunk("a b c", usage={"prompt_tokens": 10, "completion_tokens": 3}))
     record = await cut.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
     assert counted[-1] == "a b c" and record.completion_tokens == 3
