@@ -51,6 +51,9 @@ class ApiKey:
     rpm: int | None = None
     tpm: int | None = None
     monthly_tokens: int | None = None
+    # The public id of the MAC secret that tagged this key's secret (keys/mac.py); None
+    # for a key of a legacy format, which has no tag.
+    mac_secret_id: str | None = None
 
     @property
     def has_limits(self) -> bool:
@@ -79,6 +82,8 @@ class ApiKey:
             value = getattr(self, name)
             if value is not None:
                 item[name] = {"N": str(value)}
+        if self.mac_secret_id is not None:
+            item["mac_secret_id"] = {"S": self.mac_secret_id}
         return item
 
     @classmethod
@@ -98,6 +103,7 @@ class ApiKey:
             rpm=num("rpm"),
             tpm=num("tpm"),
             monthly_tokens=num("monthly_tokens"),
+            mac_secret_id=item["mac_secret_id"]["S"] if "mac_secret_id" in item else None,
         )
 
     def public_dict(self) -> dict[str, Any]:
@@ -113,4 +119,5 @@ class ApiKey:
             "rpm": self.rpm,
             "tpm": self.tpm,
             "monthly_tokens": self.monthly_tokens,
+            "mac_secret_id": self.mac_secret_id,
         }
