@@ -33,6 +33,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import EndpointConnectionError
 
+from devstack.server import gateway_command
 from devstack.streams import LogSubscription, StreamPoller
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 from devstack.tokenizers import select, sim_args
@@ -182,8 +183,7 @@ def main() -> int:
             config_file.write_text(gateway_env["MODELS_CONFIG"])
             config_export = f"  export MODELS_CONFIG_FILE={config_file}\n"
         say(f"starting the gateway on {gateway_url} (models: {', '.join(models) or 'from config'})")
-        gateway_cmd = [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app",
-                       "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+        gateway_cmd = gateway_command(port)  # with uvicorn's limits (devstack.server)
         children.append(subprocess.Popen(gateway_cmd, env=gateway_env, stdout=subprocess.PIPE))
         stop_usage = threading.Event()
         start_usage_functions(client, dynamodb_url, children[-1], stop_usage)
