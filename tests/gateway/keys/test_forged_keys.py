@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
+from devstack.__main__ import LOCAL_MAC_PARAMETER, put_mac_secrets
 from devstack.dynamodb import FaultControl
 from gateway.keys.mac import KeyMac, new_mac_secret
 from gateway.keys.secret import LEGACY_PREFIX, new_secret
@@ -26,7 +26,6 @@ from tests.conftest import Gateway, running_gateway
 from tests.gateway.keys.test_mac import outsider_key
 from tests.support.aws import moto_dynamodb
 
-PARAMETER = "/gateway-tests/key-mac-secrets"
 NEW, OLD, RETIRED = (new_mac_secret() for _ in range(3))
 BODY = {"model": "qwen3", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 
@@ -43,11 +42,9 @@ def stack(tokenizers_dir: Path, sim_url: str) -> Iterator[Stack]:
         saved = os.environ.get("AWS_ENDPOINT_URL_SSM")
         os.environ["AWS_ENDPOINT_URL_SSM"] = endpoint  # boto3's own per-service variable
         try:
-            boto3.client("ssm").put_parameter(
-                Name=PARAMETER, Type="SecureString", Value=json.dumps([NEW, OLD])
-            )
+            put_mac_secrets(endpoint, json.dumps([NEW, OLD]))  # as `make run` does
             with running_gateway(
-                tokenizers_dir, sim_url, key_mac_secrets_parameter=PARAMETER,
+                tokenizers_dir, sim_url, key_mac_secrets_parameter=LOCAL_MAC_PARAMETER,
                 key_lookup_deadline_seconds=1, dynamodb_read_timeout=1,
             ) as gw:  # fmt: skip
                 yield Stack(gw, FaultControl(endpoint))
