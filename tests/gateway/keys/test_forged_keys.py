@@ -78,14 +78,22 @@ def test_keys_minted_outside_are_refused_with_dynamodb_paused_and_read_nothing(
     forged = [outsider_key(rng) for _ in range(20)]  # the public layout, random tags
     forged += [outsider_key(rng, new_mac_secret()) for _ in range(20)]  # a guessed secret
     stored = mint(stack.gateway, RETIRED)  # in the table, but its secret is not active
+    telemetry = stack.gateway.resources.telemetry
+    rejections: list[dict[str, Any]] = []
+    telemetry.rejected = lambda **seen: rejections.append(seen)  # the Rejections metric
     stack.faults.set(reset_counts=True)
-    with stack.faults.paused():
-        responses = [post(stack.gateway, f"Bearer {key}") for key in [*forged, stored]]
+    try:
+        with stack.faults.paused():
+            responses = [post(stack.gateway, f"Bearer {key}") for key in [*forged, stored]]
+    finally:
+        del telemetry.rejected
     assert {r.status_code for r in responses} == {401}
     assert {r.json()["error"]["code"] for r in responses} == {"invalid_api_key"}
     assert all(set(r.json()["error"]) == {"message", "type", "param", "code"} for r in responses)
     calls = stack.faults.calls()
     assert "GetItem" not in calls, calls  # not one forged key reached DynamoDB
+    # counted as a bad checksum is: a rejection of type invalid_api_key, status 401
+    assert rejections == [{"error_type": "invalid_api_key", "status": 401}] * len(responses)
 
 
 def test_a_checksummed_key_of_the_right_crc_costs_a_read(stack: Stack) -> None:
