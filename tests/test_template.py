@@ -406,6 +406,7 @@ def test_the_key_mac_secrets_are_one_readable_parameter(
         env = resource["Properties"].get("Environment", {}).get("Variables", {})
         if name in ("StreamFunction", "ApiFunction"):
             assert env["KEY_MAC_SECRETS_PARAMETER"] == {"Ref": "KeyMacSecretsParameter"}
+            assert env["KEY_MAC_SECRETS_REVISION"] == {"Ref": "KeyMacSecretsRevision"}
         else:
             assert "KEY_MAC_SECRETS_PARAMETER" not in env, name
 

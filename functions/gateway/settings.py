@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # key of the MAC format (sk-gw3_) is accepted, only the legacy formats.
     key_mac_secrets_parameter: str | None = None
     key_mac_secrets: SecretStr | None = None
+    # Not read: template.yaml sets it from KeyMacSecretsRevision, so that a deployment after
+    # a change of the parameter publishes new function versions, which read the new list.
+    key_mac_secrets_revision: str = ""
     # Raw usage records expire after this many days (DynamoDB TTL); rollups are kept.
     usage_retention_days: int = Field(default=90, gt=0)
 
