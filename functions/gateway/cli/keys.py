@@ -71,7 +71,8 @@ ROTATION_STEPS = (
     "1. make a new MAC secret: gateway keys secrets --generate",
     "2. add it AFTER the current one in the SSM parameter (it verifies, does not mint yet), "
     "and deploy with a new KeyMacSecretsRevision, so every gateway instance loads it",
-    "3. put it FIRST: the CLI mints with it from now on; keys of the previous secret keep working",
+    "3. put it FIRST: the CLI mints with it from now on (no deployment needed); keys of "
+    "the previous secret keep working",
     "4. gateway keys secrets: the keys still tagged by the previous secret; rotate each "
     "(gateway keys rotate KEY_ID) and hand out the new secrets",
     "5. retire the previous secret: remove it from the parameter and deploy with a new "
