@@ -44,8 +44,20 @@ PY
     unset exports
 fi
 
+# uvicorn's limits here (docs/SECURITY.md, "The HTTP server's limits"). Its only client is
+# the Lambda Web Adapter on 127.0.0.1, one invocation at a time:
+# - the request head's size is bounded before the function: API Gateway refuses a REST
+#   request whose request line and headers pass 10,240 bytes, and an invocation's payload
+#   is at most 6 MB. So the parser stays httptools (uvicorn's default here): h11, which
+#   caps an incomplete head (make run: infra/devstack/server.py), cost 30 % more CPU per
+#   request in a side-by-side run;
+# - keep-alive 600 s: the adapter reuses its connections across invocations, and the
+#   environment may be frozen between them; a short timeout would close a connection the
+#   adapter is about to reuse;
+# - limit-concurrency: past 64 connections or tasks a request is answered 503, not queued
+#   (the adapter sends one invocation at a time; this bounds anything else).
 log_level="${LOG_LEVEL:-INFO}"
 exec python -m uvicorn --factory gateway.app:create_app \
     --host 127.0.0.1 --port "${AWS_LWA_PORT:-${PORT:-8080}}" \
     --log-level "${log_level,,}" --no-access-log \
-    --timeout-keep-alive 600
+    --timeout-keep-alive 600 --limit-concurrency 64

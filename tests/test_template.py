@@ -332,7 +332,7 @@ def test_each_function_gets_only_the_policies_it_needs(translated: dict[str, Any
 
 def test_dynamodb_access_is_exactly_what_the_gateway_uses(template: dict[str, Any]) -> None:
     read = _policy(template, "GatewayReadPolicy")
-    assert set(read) == {"ReadKeys", "ReadUsage", "StoredResponses"}
+    assert set(read) == {"ReadKeys", "ReadUsage", "StoredResponses", "ReadKeyMacSecrets"}
     assert set(read["ReadKeys"]["Action"]) == {"dynamodb:GetItem", "dynamodb:Query"}
     assert read["ReadKeys"]["Resource"] == [KEYS_ARN, f"{KEYS_ARN}/index/*"]
     assert set(read["ReadUsage"]["Action"]) == {"dynamodb:GetItem", "dynamodb:Query"}
@@ -388,6 +388,36 @@ def test_optional_grants_name_only_the_configured_resources(template: dict[str, 
         template, "GatewayReadPolicy", ModelsConfig='{"models": []}', ModelsConfigSsmParameter="x"
     )
     assert "ReadModelsConfig" not in both
+
+
+def test_the_key_mac_secrets_are_one_readable_parameter(
+    template: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    read = _policy(template, "GatewayReadPolicy")
+    assert read["ReadKeyMacSecrets"]["Action"] == ["ssm:GetParameter"]
+    assert read["ReadKeyMacSecrets"]["Resource"] == [
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/gpu-gateway/key-mac-secrets"
+    ]
+    assert "DecryptKeyMacSecrets" not in read  # aws/ssm: no grant needed
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    custom = _policy(
+        template, "GatewayReadPolicy", KeyMacSecretsParameter="/gw/mac", KeyMacSecretsKmsKeyArn=key
+    )
+    assert custom["ReadKeyMacSecrets"]["Resource"] == [
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/gw/mac"
+    ]
+    assert custom["DecryptKeyMacSecrets"] == {
+        "Sid": "DecryptKeyMacSecrets", "Effect": "Allow", "Action": ["kms:Decrypt"],
+        "Resource": [key],
+    }  # fmt: skip
+    # Only the two functions that authenticate are told the parameter's name.
+    for name, resource in _resources(translated, "AWS::Lambda::Function").items():
+        env = resource["Properties"].get("Environment", {}).get("Variables", {})
+        if name in ("StreamFunction", "ApiFunction"):
+            assert env["KEY_MAC_SECRETS_PARAMETER"] == {"Ref": "KeyMacSecretsParameter"}
+            assert env["KEY_MAC_SECRETS_REVISION"] == {"Ref": "KeyMacSecretsRevision"}
+        else:
+            assert "KEY_MAC_SECRETS_PARAMETER" not in env, name
 
 
 def test_five_sagemaker_endpoint_slots(template: dict[str, Any]) -> None:

@@ -27,7 +27,9 @@ async def get_current_key(request: Request) -> ApiKey:
     # Read from the headers, not as a `Header` parameter: one dependency fewer to solve
     # (the docs describe the key as a security scheme, openapi.REQUIRES_KEY).
     resources: Resources = request.app.state.resources
-    return await resources.authenticator.authenticate(request.headers.get("authorization"))
+    return await resources.authenticator.authenticate_headers(
+        request.headers.getlist("authorization")
+    )
 
 
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
@@ -46,7 +48,9 @@ class Caller:
 
 async def get_caller(request: Request) -> Caller:
     resources: Resources = request.app.state.resources
-    key = await resources.authenticator.authenticate(request.headers.get("authorization"))
+    key = await resources.authenticator.authenticate_headers(
+        request.headers.getlist("authorization")
+    )
     return Caller(
         key=key, request_id=str(request.scope["state"]["request_id"]), resources=resources
     )

@@ -25,6 +25,7 @@ from gateway.guard import GuardService
 from gateway.guard.metrics import BlockMetrics
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
+from gateway.keys.mac import KeyMac
 from gateway.limits import LimitStore
 from gateway.limits.concurrency import KeyConcurrency
 from gateway.metering import UsageSink
@@ -120,6 +121,7 @@ class Resources:
                 store=keys,
                 ttl=settings.key_cache_ttl_seconds,
                 deadline_seconds=settings.key_lookup_deadline_seconds,
+                mac=KeyMac.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter),
             ),
             usage=UsageStore(
                 client=dynamodb,

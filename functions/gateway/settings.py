@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Bounded lifetime of the in-process API-key cache (documented: at most 30 s).
     key_cache_ttl_seconds: float = Field(default=10.0, ge=0, le=30)
+    # API keys' MAC secrets (docs/SECURITY.md, "Keys only the gateway can make"): the name
+    # of an SSM SecureString parameter holding them, read once per process, or (local use,
+    # tests) the secrets themselves, which win. Either is a JSON list of strings or one
+    # secret per line, newest first: the newest mints, every one verifies. Neither set: no
+    # key of the MAC format (sk-gw3_) is accepted, only the legacy formats.
+    key_mac_secrets_parameter: str | None = None
+    key_mac_secrets: SecretStr | None = None
+    # Not read: template.yaml sets it from KeyMacSecretsRevision, so that a deployment after
+    # a change of the parameter publishes new function versions, which read the new list.
+    key_mac_secrets_revision: str = ""
     # Raw usage records expire after this many days (DynamoDB TTL); rollups are kept.
     usage_retention_days: int = Field(default=90, gt=0)
 

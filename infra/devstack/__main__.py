@@ -11,8 +11,11 @@
   the usage table and calls its handler with stream events (devstack.streams); and the
   log subscription of UsageWritebackFunction: the gateway's `usage_record_unwritten`
   log lines go to the write-back handler
-then a demo key ($GATEWAY_DEMO_KEY sets its value), a curl line and the exports that point
-the `gateway` CLI at this DynamoDB.
+- the keys' MAC secrets (gateway.keys.mac): $KEY_MAC_SECRETS, or a fresh random one, in an
+  SSM SecureString parameter of the same moto server (LOCAL_MAC_PARAMETER), which the
+  gateway reads as it does when deployed
+then a demo key ($GATEWAY_DEMO_KEY sets its value; by default a new MAC-format key), a curl
+line and the exports that point the `gateway` CLI at this DynamoDB and parameter.
 """
 
 from __future__ import annotations
@@ -32,13 +35,17 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import EndpointConnectionError
+from gateway.keys.mac import KeyMac, new_mac_secret
+from gateway.keys.secret import MAC_PREFIX
 
+from devstack.server import gateway_command
 from devstack.streams import LogSubscription, StreamPoller
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 from devstack.tokenizers import select, sim_args
 
 ROOT = TEMPLATE_PATH.parent
 DEFAULT_TOKENIZERS = ROOT.parent / "shared" / "tokenizers"
+LOCAL_MAC_PARAMETER = "/gateway-devstack/key-mac-secrets"
 LOCAL_AWS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -108,6 +115,17 @@ def start_usage_functions(
     threading.Thread(target=follow_logs, daemon=True).start()
 
 
+def put_mac_secrets(endpoint: str, secrets: str | None) -> KeyMac:
+    """The keys' MAC secrets (`secrets`, else a new one) in moto's SSM at `endpoint`, as a
+    SecureString parameter (LOCAL_MAC_PARAMETER)."""
+    value = secrets or json.dumps([new_mac_secret()])
+    mac = KeyMac.parse(value)  # refuses a bad list before the gateway would
+    boto3.client("ssm", endpoint_url=endpoint).put_parameter(
+        Name=LOCAL_MAC_PARAMETER, Type="SecureString", Value=value, Overwrite=True
+    )
+    return mac
+
+
 def with_replicas(config: str, urls: list[str]) -> str:
     """The models config with its first model served by every replica in `urls`."""
     data = json.loads(config)
@@ -152,6 +170,8 @@ def main() -> int:
         wait_dynamodb(client, children[0])
         create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
         say(f"created tables {', '.join(LOCAL_TABLE_NAMES.values())} from template.yaml")
+        mac = put_mac_secrets(dynamodb_url, env.get("KEY_MAC_SECRETS"))
+        say(f"key MAC secrets (ids {', '.join(mac.ids)}) in SSM parameter {LOCAL_MAC_PARAMETER}")
 
         say(f"starting the simulated GPU endpoint on {sim_url} and a replica on {sim2_url}")
         children.append(start_replica(sim_port, env, sim_args(selection)))
@@ -164,8 +184,11 @@ def main() -> int:
             "USAGE_TABLE": LOCAL_TABLE_NAMES["UsageTable"],
             **selection.gateway_env(),
             "PRELOAD_TOKENIZERS": "true",
+            "AWS_ENDPOINT_URL_SSM": dynamodb_url,
+            "KEY_MAC_SECRETS_PARAMETER": LOCAL_MAC_PARAMETER,
             "POWERTOOLS_METRICS_DISABLED": env.get("POWERTOOLS_METRICS_DISABLED", "true"),
         }
+        gateway_env.pop("KEY_MAC_SECRETS", None)  # read from the parameter, as deployed
         if "MODELS_CONFIG" not in env and "MODELS_CONFIG_FILE" not in env:
             gateway_env["MODELS_CONFIG"] = with_replicas(
                 selection.models_config(sim_url), [sim_url, sim2_url]
@@ -182,8 +205,7 @@ def main() -> int:
             config_file.write_text(gateway_env["MODELS_CONFIG"])
             config_export = f"  export MODELS_CONFIG_FILE={config_file}\n"
         say(f"starting the gateway on {gateway_url} (models: {', '.join(models) or 'from config'})")
-        gateway_cmd = [sys.executable, "-m", "uvicorn", "--factory", "gateway.app:create_app",
-                       "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+        gateway_cmd = gateway_command(port)  # with uvicorn's limits (devstack.server)
         children.append(subprocess.Popen(gateway_cmd, env=gateway_env, stdout=subprocess.PIPE))
         stop_usage = threading.Event()
         start_usage_functions(client, dynamodb_url, children[-1], stop_usage)
@@ -193,8 +215,13 @@ def main() -> int:
         from gateway.keys import KeyStore
 
         store = KeyStore(client=client, table=LOCAL_TABLE_NAMES["KeysTable"])
-        demo = os.environ.get("GATEWAY_DEMO_KEY") or None
-        key, secret = store.create(name="demo", owner="local", secret=demo)
+        demo = os.environ.get("GATEWAY_DEMO_KEY") or mac.mint()
+        if demo.startswith(MAC_PREFIX) and not mac.verify(demo):
+            say("GATEWAY_DEMO_KEY was not made under these MAC secrets: the gateway will refuse "
+                "it (set KEY_MAC_SECRETS to the secrets it was made with)")  # fmt: skip
+        key, secret = store.create(
+            name="demo", owner="local", secret=demo, mac_secret_id=mac.signer_id(demo)
+        )
         model = models[0] if models else "MODEL"
         body = json.dumps(
             {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "stream": True}
@@ -215,6 +242,7 @@ Point the gateway CLI at this DynamoDB (in another shell):
   export AWS_ENDPOINT_URL_DYNAMODB={dynamodb_url} AWS_DEFAULT_REGION=us-east-1
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
   export KEYS_TABLE={LOCAL_TABLE_NAMES["KeysTable"]} USAGE_TABLE={LOCAL_TABLE_NAMES["UsageTable"]}
+  export AWS_ENDPOINT_URL_SSM={dynamodb_url} KEY_MAC_SECRETS_PARAMETER={LOCAL_MAC_PARAMETER}
 {config_export}  .venv/bin/gateway usage --key-id {key.key_id}
 
 Routing: {model} is served by two replicas (gateway endpoints list). Pause one with

@@ -20,6 +20,7 @@ from botocore.config import Config
 from gateway.cli import KEY_COLUMNS, main
 from gateway.cli.common import EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_USAGE, Progress
 from gateway.keys import KeyStore
+from gateway.keys.mac import KeyMac
 from gateway.settings import Settings
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 
@@ -28,6 +29,18 @@ from tests.gateway.usage.test_replay import unwritten_log_lines
 from tests.support.records import usage_record
 from tests.support.servers import free_port
 from tests.support.usage import drain
+
+MAC_SECRETS = [
+    "cli-tests-newest-mac-secret-" + "n" * 20,
+    "cli-tests-previous-mac-secret-" + "p" * 20,
+]
+
+
+@pytest.fixture(autouse=True)
+def mac_secrets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The gateway's MAC secrets, as a local stack sets them (KEY_MAC_SECRETS)."""
+    monkeypatch.setenv("KEY_MAC_SECRETS", json.dumps(MAC_SECRETS))
+    return MAC_SECRETS
 
 
 @pytest.fixture
@@ -83,7 +96,8 @@ def test_keys_create_with_limits_then_update(
     )  # fmt: skip
     assert code == 0
     created = json.loads(out)
-    assert created["key"].startswith("sk-gw2_")  # checksummed (gateway.keys.secret)
+    assert created["key"].startswith("sk-gw3_")  # tagged (gateway.keys.mac)
+    assert KeyMac.of(MAC_SECRETS).signer_id(created["key"]) == created["mac_secret_id"]
     assert (created["rpm"], created["tpm"], created["monthly_tokens"]) == (60, 1000, 50000)
     key_id = created["key_id"]
     assert keys.lookup(secret=created["key"]) == keys.get(key_id=key_id)
@@ -136,6 +150,55 @@ def test_keys_rotate_prints_the_new_secret_once(
     assert keys.lookup(secret=old_secret) is None
     new = keys.lookup(secret=rotated["key"])
     assert new is not None and new.key_id == key.key_id
+    # an old-format key moves to the MAC format, tagged by the newest secret
+    assert old_secret.startswith("sk-gw2_") and rotated["key"].startswith("sk-gw3_")
+    assert new.mac_secret_id == rotated["mac_secret_id"] == KeyMac.of(MAC_SECRETS).newest_id
+
+
+def test_keys_create_and_rotate_need_the_mac_secrets(
+    capsys: pytest.CaptureFixture[str],
+    stores: tuple[KeyStore, UsageStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys, _ = stores
+    key, secret = keys.create(name="r", owner=unique("o"))
+    monkeypatch.delenv("KEY_MAC_SECRETS")
+    for argv in (["create", "--name", "x"], ["rotate", key.key_id], ["secrets"]):
+        code, out, err = cli(capsys, "keys", *argv, aggregated=False)
+        assert (code, out) == (EXIT_FAILED, "")
+        assert "KEY_MAC_SECRETS_PARAMETER" in err and len(err.splitlines()) == 1
+    assert keys.get(key_id=key.key_id) == keys.lookup(secret=secret)  # nothing rotated
+    monkeypatch.setenv("KEY_MAC_SECRETS", "too-short")
+    code, _, err = cli(capsys, "keys", "create", "--name", "x", aggregated=False)
+    assert code == EXIT_FAILED and "shorter than 32" in err and "too-short" not in err
+
+
+def test_keys_secrets_counts_the_keys_of_each_mac_secret(
+    capsys: pytest.CaptureFixture[str],
+    stores: tuple[KeyStore, UsageStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys, _ = stores
+    before = json.loads(cli(capsys, "keys", "secrets", aggregated=False)[1])
+    # one key under the previous secret (minted before the rotation), one legacy key
+    monkeypatch.setenv("KEY_MAC_SECRETS", json.dumps(MAC_SECRETS[1:]))
+    assert cli(capsys, "keys", "create", "--name", "old", aggregated=False)[0] == 0
+    monkeypatch.setenv("KEY_MAC_SECRETS", json.dumps(MAC_SECRETS))
+    keys.create(name="legacy", owner=unique("o"))
+    assert cli(capsys, "keys", "create", "--name", "new", aggregated=False)[0] == 0
+    code, out, _ = cli(capsys, "keys", "secrets", aggregated=False)
+    assert code == 0
+    shown = json.loads(out)
+    newest, previous = KeyMac.of(MAC_SECRETS).ids
+    assert [(s["id"], s["mints"]) for s in shown["secrets"]] == [(newest, True), (previous, False)]
+    counts = {s["id"]: s["keys"] for s in shown["secrets"]}
+    old_counts = {s["id"]: s["keys"] for s in before["secrets"]}
+    assert counts == {newest: old_counts[newest] + 1, previous: old_counts[previous] + 1}
+    assert shown["legacy_keys"] == before["legacy_keys"] + 1
+    assert any("retire" in step for step in shown["rotation"])
+    assert not any(secret in out for secret in MAC_SECRETS)
+    code, out, _ = cli(capsys, "keys", "secrets", "--generate", aggregated=False)
+    assert code == 0 and len(out.strip()) >= 43 and out.strip() not in MAC_SECRETS
 
 
 def test_keys_show_sums_this_month(

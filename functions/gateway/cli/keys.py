@@ -1,5 +1,9 @@
-"""`gateway keys create|list|revoke|update|rotate|show`: manage API keys (never print a secret
-except the new one from create and rotate)."""
+"""`gateway keys create|list|revoke|update|rotate|show|secrets`: manage API keys (never print
+a secret except the new one from create and rotate, and a new MAC secret on request).
+
+create and rotate mint keys of the MAC format (gateway.keys.mac) under the newest of the
+gateway's MAC secrets, read as the gateway reads them: KEY_MAC_SECRETS_PARAMETER (the SSM
+parameter) or KEY_MAC_SECRETS."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from typing import Any
 
 from gateway.cli import argtypes
 from gateway.cli.common import CliError, Context, check_models, print_json, print_table
-from gateway.keys import ApiKey
+from gateway.errors import ConfigurationError
+from gateway.keys import ApiKey, KeyStatus
+from gateway.keys.mac import KeyMac, new_mac_secret
 from gateway.limits import LimitStore
 from gateway.usage.query import UsageQuery, month_usage, utc_today
 
@@ -33,14 +39,15 @@ def add_parser(commands: Any) -> None:
     _add_update(keys)
     rotate = keys.add_parser(
         "rotate",
-        help="a new secret for a key; the old one stops working within the gateway's "
-        "KEY_CACHE_TTL_SECONDS",
+        help="a new secret for a key (MAC format, newest MAC secret); the old one stops "
+        "working within the gateway's KEY_CACHE_TTL_SECONDS",
     )
     rotate.add_argument("key_id")
     rotate.set_defaults(handler=_rotate)
     show = keys.add_parser("show", help="a key's settings and its usage this UTC month")
     show.add_argument("key_id")
     show.set_defaults(handler=_show)
+    _add_secrets(keys)
     for name in ("create", "revoke", "update", "rotate", "show"):
         keys.choices[name].add_argument(
             "--json", action="store_true", default=False, help="JSON output (the default)"
@@ -58,6 +65,36 @@ def _add_create(keys: Any) -> None:
     argtypes.add_limits(create)
     argtypes.add_model_check(create)
     create.set_defaults(handler=_create)
+
+
+ROTATION_STEPS = (
+    "1. make a new MAC secret: gateway keys secrets --generate",
+    "2. add it AFTER the current one in the SSM parameter (it verifies, does not mint yet), "
+    "and deploy with a new KeyMacSecretsRevision, so every gateway instance loads it",
+    "3. put it FIRST: the CLI mints with it from now on (no deployment needed); keys of "
+    "the previous secret keep working",
+    "4. gateway keys secrets: the keys still tagged by the previous secret; rotate each "
+    "(gateway keys rotate KEY_ID) and hand out the new secrets",
+    "5. retire the previous secret: remove it from the parameter and deploy with a new "
+    "KeyMacSecretsRevision (its keys stop working as the new versions take over)",
+)
+
+
+def _add_secrets(keys: Any) -> None:
+    secrets = keys.add_parser(
+        "secrets",
+        help="the MAC secrets' public ids, the keys tagged by each, and how to rotate",
+        description="Shows the gateway's MAC secrets by their public ids (never their "
+        "values), newest first, with how many keys each one tagged and how many keys "
+        "still have a legacy secret (which costs a DynamoDB read per unknown key). "
+        "Rotating the MAC secret: " + " ".join(ROTATION_STEPS),
+    )
+    secrets.add_argument(
+        "--generate",
+        action="store_true",
+        help="print a new random MAC secret (256 bits) for step 1 and do nothing else",
+    )
+    secrets.set_defaults(handler=_secrets)
 
 
 def _add_update(keys: Any) -> None:
@@ -89,8 +126,25 @@ def _check_models(args: argparse.Namespace, ctx: Context) -> None:
         )
 
 
+def key_mac(ctx: Context) -> KeyMac:
+    """The gateway's MAC secrets, read as the gateway reads them, or a CliError saying what
+    to set."""
+    try:
+        mac = KeyMac.from_settings(ctx.settings, read_ssm_parameter=ctx.aws.read_ssm_parameter)
+    except ConfigurationError as exc:
+        raise CliError(str(exc)) from None
+    if mac is None:
+        raise CliError(
+            "no MAC secret to mint keys with: set KEY_MAC_SECRETS_PARAMETER to the gateway's "
+            "SSM parameter (the stack's KeyMacSecretsParameter; docs/SECURITY.md), or "
+            "KEY_MAC_SECRETS for a local gateway"
+        )
+    return mac
+
+
 def _create(args: argparse.Namespace, ctx: Context) -> int:
     _check_models(args, ctx)
+    mac = key_mac(ctx)
     expires = (
         datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
     )
@@ -102,6 +156,8 @@ def _create(args: argparse.Namespace, ctx: Context) -> int:
         rpm=args.rpm,
         tpm=args.tpm,
         monthly_tokens=args.monthly_tokens,
+        secret=mac.mint(),
+        mac_secret_id=mac.newest_id,
     )
     print_json({"key": secret, **key.public_dict()}, ctx.out)
     return 0
@@ -132,8 +188,39 @@ def _update(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _rotate(args: argparse.Namespace, ctx: Context) -> int:
-    key, secret = ctx.key_store().rotate(key_id=args.key_id)
+    mac = key_mac(ctx)
+    key, secret = ctx.key_store().rotate(
+        key_id=args.key_id, secret=mac.mint(), mac_secret_id=mac.newest_id
+    )
     print_json({"key": secret, **key.public_dict()}, ctx.out)
+    return 0
+
+
+def _secrets(args: argparse.Namespace, ctx: Context) -> int:
+    if args.generate:
+        ctx.out.write(new_mac_secret() + "\n")
+        return 0
+    mac = key_mac(ctx)
+    tagged: dict[str | None, int] = {}
+    for key in ctx.key_store().list():
+        if key.status is not KeyStatus.ACTIVE:
+            continue
+        tagged[key.mac_secret_id] = tagged.get(key.mac_secret_id, 0) + 1
+    active = [
+        {"id": key_id, "mints": n == 0, "keys": tagged.pop(key_id, 0)}
+        for n, key_id in enumerate(mac.ids)
+    ]
+    legacy = tagged.pop(None, 0)
+    print_json(
+        {
+            "secrets": active,
+            # Keys tagged by a secret no longer in the list: they can no longer authenticate.
+            "retired": [{"id": k, "keys": n} for k, n in sorted(tagged.items(), key=str)],
+            "legacy_keys": legacy,
+            "rotation": list(ROTATION_STEPS),
+        },
+        ctx.out,
+    )
     return 0
 
 

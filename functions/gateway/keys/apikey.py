@@ -54,6 +54,9 @@ class ApiKey:
     # Requests in flight at once on one gateway instance (None: Settings'
     # KEY_MAX_CONCURRENCY); limits/concurrency.py.
     max_concurrency: int | None = None
+    # The public id of the MAC secret that tagged this key's secret (keys/mac.py); None
+    # for a key of a legacy format, which has no tag.
+    mac_secret_id: str | None = None
 
     @property
     def has_limits(self) -> bool:
@@ -82,6 +85,8 @@ class ApiKey:
             value = getattr(self, name)
             if value is not None:
                 item[name] = {"N": str(value)}
+        if self.mac_secret_id is not None:
+            item["mac_secret_id"] = {"S": self.mac_secret_id}
         return item
 
     @classmethod
@@ -102,6 +107,7 @@ class ApiKey:
             tpm=num("tpm"),
             monthly_tokens=num("monthly_tokens"),
             max_concurrency=num("max_concurrency"),
+            mac_secret_id=item["mac_secret_id"]["S"] if "mac_secret_id" in item else None,
         )
 
     def public_dict(self) -> dict[str, Any]:
@@ -118,4 +124,5 @@ class ApiKey:
             "tpm": self.tpm,
             "monthly_tokens": self.monthly_tokens,
             "max_concurrency": self.max_concurrency,
+            "mac_secret_id": self.mac_secret_id,
         }

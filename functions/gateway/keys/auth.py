@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -12,7 +12,8 @@ import anyio.to_thread
 
 from gateway.errors import AuthenticationError, DependencyError
 from gateway.keys.apikey import ApiKey, KeyStatus, hash_key
-from gateway.keys.secret import is_well_formed
+from gateway.keys.mac import KeyMac
+from gateway.keys.secret import MAC_PREFIX, is_well_formed
 from gateway.keys.store import KeyStore
 
 # Unknown secrets are cached too (so a flood of bad keys costs no DynamoDB reads),
@@ -46,7 +47,12 @@ def parse_bearer(header: str | None) -> str | None:
 
 class Authenticator:
     """Resolves a secret to its ApiKey. A cached answer lives at most `ttl` seconds, so a
-    revoked, expired or rotated-out key is refused on every instance once `ttl` passes."""
+    revoked, expired or rotated-out key is refused on every instance once `ttl` passes.
+
+    A key of the MAC format (sk-gw3_) is looked up only if its tag verifies under one of
+    `mac`'s secrets (None: no such key is accepted); a forged one is refused with no read.
+    The legacy formats (sk-gw2_ checksummed, sk-gw- shaped) cost a lookup when well formed.
+    """
 
     def __init__(
         self,
@@ -55,22 +61,37 @@ class Authenticator:
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
         deadline_seconds: float = 1.0,
+        mac: KeyMac | None = None,
     ) -> None:
         self._store = store
+        self._mac = mac
         self._ttl = ttl
         self._clock = clock
         self._deadline_seconds = deadline_seconds
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._flights: dict[str, _Flight] = {}
 
+    async def authenticate_headers(self, values: Sequence[str]) -> ApiKey:
+        """The key of a request given every value of its `Authorization` header, in order
+        (Starlette: `request.headers.getlist("authorization")`). More than one is refused:
+        a proxy that reads another one than the gateway would disagree about the caller."""
+        if len(values) > 1:
+            raise AuthenticationError(
+                f"The request has {len(values)} Authorization headers; send exactly one, "
+                "as `Authorization: Bearer <key>`.",
+                code="multiple_authorization_headers",
+            )
+        return await self.authenticate(values[0] if values else None)
+
     async def authenticate(self, header: str | None) -> ApiKey:
+        """The key of one `Authorization` header's value (None: absent)."""
         secret = parse_bearer(header)
         if secret is None:
             raise AuthenticationError(
                 "Missing API key. Send it as `Authorization: Bearer <key>`.",
                 code="missing_api_key",
             )
-        if not is_well_formed(secret):  # wrong checksum or shape: refused with no lookup
+        if not self._may_exist(secret):  # forged, mistyped or malformed: refused, no lookup
             raise AuthenticationError("Incorrect API key provided.")
         key = await self._resolve(secret)
         if key is None:
@@ -80,6 +101,11 @@ class Authenticator:
         if key.is_expired(datetime.now(UTC)):
             raise AuthenticationError("This API key has expired.", code="expired_api_key")
         return key
+
+    def _may_exist(self, secret: str) -> bool:
+        if secret.startswith(MAC_PREFIX):
+            return self._mac is not None and self._mac.verify(secret)
+        return is_well_formed(secret)
 
     async def _resolve(self, secret: str) -> ApiKey | None:
         """The cached answer, else one lookup shared by every concurrent request for this

@@ -1,7 +1,14 @@
-"""The format of API-key secrets: checksummed, so a random or mistyped key is refused
+"""The formats of API-key secrets, newest first; each one lets the gateway refuse some keys
 without reading the database.
 
-New secrets follow the scheme of GitHub's tokens (2021): a type prefix, random base62
+- `sk-gw3_` (keys/mac.py): the random part is followed by a keyed MAC that only the
+  gateway can make, so a key minted outside is refused for free. This module knows its
+  shape only; KeyMac checks its tag.
+- `sk-gw2_` (below): checksummed, so a random or mistyped key is refused for free, but
+  anyone can compute the checksum: a well-formed outsider key costs a lookup.
+- `sk-gw-` (legacy, below): shape only; each well-shaped one costs a lookup.
+
+The checksummed secrets follow the scheme of GitHub's tokens (2021): a type prefix, random base62
 characters, then a CRC32 checksum as 6 base62 characters, zero-padded:
 
     sk-gw2_ + 43 random base62 characters (256 bits) + 6 characters of CRC32
@@ -22,6 +29,11 @@ import re
 import secrets
 import zlib
 
+MAC_PREFIX = "sk-gw3_"
+MAC_RANDOM_LENGTH = 43  # 43 * log2(62) = 256.03 bits
+TAG_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
+TAG_LENGTH = 22  # 62**22 > 2**128
+MAC_LENGTH = len(MAC_PREFIX) + MAC_RANDOM_LENGTH + TAG_LENGTH
 PREFIX = "sk-gw2_"
 LEGACY_PREFIX = "sk-gw-"
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -31,6 +43,9 @@ LENGTH = len(PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
 
 _CHECKSUMMED = re.compile(
     rf"{re.escape(PREFIX)}[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}", re.ASCII
+)
+_MAC_SHAPED = re.compile(
+    rf"{re.escape(MAC_PREFIX)}[0-9A-Za-z]{{{MAC_RANDOM_LENGTH + TAG_LENGTH}}}", re.ASCII
 )
 # secrets.token_urlsafe(32): 32 bytes in unpadded URL-safe base64 are 43 characters.
 _LEGACY = re.compile(rf"{re.escape(LEGACY_PREFIX)}[A-Za-z0-9_-]{{43}}", re.ASCII)
@@ -66,10 +81,18 @@ def is_checksummed(secret: str) -> bool:
     return checksum(body) == check
 
 
+def has_mac_shape(secret: str) -> bool:
+    """The MAC format's prefix, length and alphabet (says nothing of its tag: KeyMac)."""
+    return len(secret) == MAC_LENGTH and _MAC_SHAPED.fullmatch(secret) is not None
+
+
 def is_well_formed(secret: str) -> bool:
-    """Whether a secret could have been issued by this gateway: a checksummed secret with
-    the right checksum, or a legacy secret of the right shape. Anything else needs no
-    lookup to be refused."""
+    """Whether a secret could have been issued by this gateway, by its form alone: a MAC
+    secret's shape (its tag is KeyMac's to check), a checksummed secret with the right
+    checksum, or a legacy secret of the right shape. Anything else needs no lookup to be
+    refused."""
+    if secret.startswith(MAC_PREFIX):
+        return has_mac_shape(secret)
     if secret.startswith(PREFIX):
         return is_checksummed(secret)
     return _LEGACY.fullmatch(secret) is not None

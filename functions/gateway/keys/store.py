@@ -48,8 +48,11 @@ class KeyStore:
         tpm: int | None = None,
         monthly_tokens: int | None = None,
         secret: str | None = None,
+        mac_secret_id: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """Store a new key; returns it with its secret (which is never stored)."""
+        """Store a new key; returns it with its secret (which is never stored). Without
+        `secret`, a checksummed (sk-gw2_) one is made; the CLI passes one minted by
+        KeyMac.mint() with the id of the MAC secret that tagged it."""
         if secret and not is_well_formed(secret):  # it could never authenticate
             raise ValueError("malformed secret: use gateway.keys.new_secret()")
         secret = secret or new_secret()
@@ -63,6 +66,7 @@ class KeyStore:
             rpm=rpm,
             tpm=tpm,
             monthly_tokens=monthly_tokens,
+            mac_secret_id=mac_secret_id,
         )
         with botocore_errors("DynamoDB"):
             self._client.put_item(
@@ -119,12 +123,17 @@ class KeyStore:
                 ConditionExpression="attribute_exists(key_hash)",
             )
 
-    def rotate(self, *, key_id: str) -> tuple[ApiKey, str]:
-        """A new secret for the same key_id. Lookups refuse the old secret from now on; a
-        gateway instance that cached it accepts it for up to KEY_CACHE_TTL_SECONDS."""
+    def rotate(
+        self, *, key_id: str, secret: str | None = None, mac_secret_id: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new secret for the same key_id (`secret`, as for create, or a checksummed one).
+        Lookups refuse the old secret from now on; a gateway instance that cached it
+        accepts it for up to KEY_CACHE_TTL_SECONDS."""
+        if secret and not is_well_formed(secret):
+            raise ValueError("malformed secret: use KeyMac.mint()")
         key = self.get(key_id=key_id)
-        secret = new_secret()
-        rotated = replace(key, key_hash=hash_key(secret))
+        secret = secret or new_secret()
+        rotated = replace(key, key_hash=hash_key(secret), mac_secret_id=mac_secret_id)
         with botocore_errors("DynamoDB"):
             self._client.transact_write_items(
                 TransactItems=[

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import secrets
 from dataclasses import replace
 
 import pytest
 from gateway.errors import AuthenticationError
 from gateway.keys import ApiKey, KeyStatus, hash_key, new_secret
 from gateway.keys.auth import NEGATIVE_TTL_SECONDS, Authenticator, parse_bearer
+from gateway.keys.mac import KeyMac, new_mac_secret
+from gateway.keys.secret import LEGACY_PREFIX
+
+from tests.gateway.keys.test_mac import outsider_key
 
 
 @pytest.mark.parametrize(
@@ -118,3 +124,53 @@ def test_malformed_keys_are_refused_without_a_lookup(secret: str) -> None:
         authenticate(auth, secret)
     assert (info.value.status_code, info.value.code) == (401, "invalid_api_key")
     assert store.lookups == 0
+
+
+# -- the MAC format and the Authorization header ---------------------------------------
+
+
+def test_a_key_minted_outside_is_refused_without_a_lookup() -> None:
+    store, mac = FakeStore(), KeyMac.of([new_mac_secret(), new_mac_secret()])
+    genuine = mac.mint()
+    store.keys[genuine] = make_key(genuine)
+    auth = Authenticator(store=store, ttl=0, mac=mac)  # no cache: every check is seen
+    rng = random.Random(3)
+    for forged in [outsider_key(rng), outsider_key(rng, new_mac_secret())]:
+        store.keys[forged] = make_key(forged)  # even if the table had it
+        with pytest.raises(AuthenticationError) as refused:
+            authenticate(auth, forged)
+        assert refused.value.code == "invalid_api_key"
+    assert store.lookups == 0
+    assert authenticate(auth, genuine).key_id == "key_1"
+    assert store.lookups == 1
+    # A gateway with no MAC secret configured accepts no key of that format.
+    with pytest.raises(AuthenticationError):
+        authenticate(Authenticator(store=store, ttl=0), genuine)
+    assert store.lookups == 1
+
+
+def test_legacy_formats_still_authenticate_with_a_lookup() -> None:
+    store = FakeStore()
+    checksummed, legacy = new_secret(), LEGACY_PREFIX + secrets.token_urlsafe(32)
+    for secret in (checksummed, legacy):
+        store.keys[secret] = make_key(secret)
+    auth = Authenticator(store=store, ttl=0, mac=KeyMac.of([new_mac_secret()]))
+    assert authenticate(auth, checksummed).key_id == authenticate(auth, legacy).key_id
+    assert store.lookups == 2
+
+
+def test_more_than_one_authorization_header_is_refused() -> None:
+    store, secret = FakeStore(), new_secret()
+    store.keys[secret] = make_key(secret)
+    auth = Authenticator(store=store, ttl=10)
+    header = f"Bearer {secret}"
+    assert asyncio.run(auth.authenticate_headers([header])).key_id == "key_1"
+    for values in ([header, header], [header, "Bearer sk-other"], ["", header]):
+        with pytest.raises(AuthenticationError, match="Authorization headers") as refused:
+            asyncio.run(auth.authenticate_headers(values))
+        assert refused.value.code == "multiple_authorization_headers"
+        assert refused.value.status_code == 401
+    with pytest.raises(AuthenticationError) as missing:
+        asyncio.run(auth.authenticate_headers([]))
+    assert missing.value.code == "missing_api_key"
+    assert store.lookups == 1

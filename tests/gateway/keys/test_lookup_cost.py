@@ -23,10 +23,12 @@ from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.errors import AuthenticationError
 from gateway.keys import ApiKey, KeyStore
 from gateway.keys.auth import NEGATIVE_TTL_SECONDS, Authenticator
+from gateway.keys.mac import KeyMac, new_mac_secret
 from gateway.keys.secret import LEGACY_PREFIX, PREFIX
 
 from tests.conftest import Gateway
 from tests.gateway.keys.test_auth import Clock
+from tests.gateway.keys.test_mac import outsider_key
 
 BASE62 = string.digits + string.ascii_letters
 
@@ -143,3 +145,24 @@ def test_a_flood_of_random_keys_through_the_gateway_reads_nothing(gateway: Gatew
         )
     assert response.status_code == 200
     assert calls["GetItem"] == 1
+
+
+def test_keys_minted_outside_cost_no_dynamodb_call(store: KeyStore) -> None:
+    # The MAC format's layout is public; its tag is not: 1,000 keys with random tags and
+    # 1,000 tagged under a guessed secret read nothing, while a real key reads its record.
+    mac = KeyMac.of([new_mac_secret(), new_mac_secret()])
+    auth = Authenticator(store=store, ttl=10, mac=mac)
+    rng = random.Random(6)
+    forged = [outsider_key(rng) for _ in range(1000)]
+    forged += [outsider_key(rng, new_mac_secret()) for _ in range(1000)]
+    with counting(store._client) as calls:
+        assert {check(auth, key) for key in forged} == {"invalid_api_key"}
+    assert sum(calls.values()) == 0, calls
+    created, secret = store.create(
+        name="mac", owner="cost", secret=mac.mint(), mac_secret_id=mac.newest_id
+    )
+    with counting(store._client) as calls:
+        found = check(auth, secret)
+    assert isinstance(found, ApiKey) and found.key_id == created.key_id
+    assert found.mac_secret_id == mac.newest_id
+    assert calls == {"GetItem": 1}
