@@ -153,17 +153,20 @@ def count_prompt(model: SimModel, prompt: str | list[int]) -> int:
 
 
 def logprobs_of(body: Any) -> int | None:
-    """vLLM's CompletionRequest.logprobs: an integer, the number of top alternatives
-    (0 to 20, vLLM's default --max-logprobs), not chat's boolean."""
+    """vLLM's CompletionRequest.logprobs: an integer, the number of top alternatives (0 to
+    20, vLLM's default --max-logprobs), not chat's boolean; pydantic's lax mode reads
+    true/false as 1/0."""
     value = body.get("logprobs")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RequestError(400, "logprobs must be a non-negative integer", param="logprobs")
+    if not isinstance(value, int):
+        raise RequestError(400, "logprobs must be an integer", param="logprobs")
+    if value < 0:
+        raise RequestError(400, "`logprobs` must be a positive value.", param="logprobs")
     if value > MAX_LOGPROBS:
         message = f"Requested sample logprobs of {value}, which is greater than max allowed: 20"
         raise RequestError(400, message, param="logprobs")
-    return value
+    return int(value)
 
 
 def completion_logprobs(model: SimModel, result: ChoiceResult, top: int) -> dict[str, Any]:
