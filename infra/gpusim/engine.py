@@ -118,7 +118,10 @@ class Engine:
         loop = asyncio.get_running_loop()
         key = (priority if self.config.scheduling_policy == "priority" else 0, next(self._order))
         hashes = [self.kv.hashes(s.prompt_ids, cache_salt) for s in specs]
-        waiting = _Waiting(key, list(specs), hashes, cache_salt, loop.time(), loop.create_future())
+        now = loop.time()
+        if not self._queue and self._fits(specs, hashes):  # nobody waits and it fits
+            return self._start(list(specs), hashes, cache_salt, 0.0)
+        waiting = _Waiting(key, list(specs), hashes, cache_salt, now, loop.create_future())
         heapq.heappush(self._queue, waiting)
         self._schedule()
         try:
@@ -131,16 +134,16 @@ class Engine:
                 self._schedule()
             raise
 
-    def _fits(self, waiting: _Waiting) -> bool:
+    def _fits(self, specs: Sequence[SeqSpec], hashes: Sequence[list[BlockHash]]) -> bool:
         """Room in the batch and in the cache (a sequence alone always runs)."""
         if not self.running:
             return True
-        if self.running + len(waiting.specs) > self.config.max_num_seqs:
+        if self.running + len(specs) > self.config.max_num_seqs:
             return False
         kv = self.kv
         need, idle_hits = 0, set[int]()
-        for spec, hashes in zip(waiting.specs, waiting.hashes, strict=True):
-            hit = kv.longest_hit(hashes, spec.prompt_tokens)
+        for spec, seq_hashes in zip(specs, hashes, strict=True):
+            hit = kv.longest_hit(seq_hashes, spec.prompt_tokens)
             need += kv.blocks_needed(spec.prompt_tokens + spec.output_tokens) - len(hit)
             idle_hits.update(b.block_id for b in hit if b.ref_cnt == 0)
         free = kv.pool.num_free - len(idle_hits)
@@ -153,26 +156,32 @@ class Engine:
             if head.future.done():  # cancelled while waiting
                 heapq.heappop(self._queue)
                 continue
-            if not self._fits(head):
+            if not self._fits(head.specs, head.hashes):
                 return
             heapq.heappop(self._queue)
-            head.future.set_result(self._start(head, loop.time()))
+            queued = loop.time() - head.arrival
+            head.future.set_result(self._start(head.specs, head.hashes, head.cache_salt, queued))
 
-    def _start(self, waiting: _Waiting, now: float) -> Admission:
+    def _start(
+        self,
+        specs: list[SeqSpec],
+        hashes: Sequence[list[BlockHash]],
+        cache_salt: str | None,
+        queued: float,
+    ) -> Admission:
         allocations, cached = [], []
-        kv = self.kv
-        for spec, hashes in zip(waiting.specs, waiting.hashes, strict=True):
+        for spec, seq_hashes in zip(specs, hashes, strict=True):
             total = spec.prompt_tokens + spec.output_tokens
-            allocation = kv.allocate(hashes, spec.prompt_tokens, total)
+            allocation = self.kv.allocate(seq_hashes, spec.prompt_tokens, total)
             allocations.append(allocation)
             cached.append(allocation.cached_tokens)
-        self.running += len(waiting.specs)
-        uncached = sum(s.prompt_tokens - c for s, c in zip(waiting.specs, cached, strict=True))
+        self.running += len(specs)
+        uncached = sum(s.prompt_tokens - c for s, c in zip(specs, cached, strict=True))
         return Admission(
-            specs=waiting.specs,
+            specs=specs,
             allocations=allocations,
-            cache_salt=waiting.cache_salt,
-            queued_seconds=now - waiting.arrival,
+            cache_salt=cache_salt,
+            queued_seconds=queued,
             cached_tokens=cached,
             prefill_seconds=uncached * self.config.prefill_ms_per_token / 1000,
         )

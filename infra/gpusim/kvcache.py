@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 BlockHash = bytes
+_HASH_MEMO_SIZE = 1024
 
 
 def sha256_pickle(value: object) -> BlockHash:
@@ -160,6 +161,7 @@ class KVCache:
         self.root = none_hash(hash_seed)
         self.queries = 0
         self.hits = 0
+        self._memo: OrderedDict[tuple[tuple[int, ...], str | None], list[BlockHash]] = OrderedDict()
 
     @property
     def usable_blocks(self) -> int:
@@ -170,13 +172,27 @@ class KVCache:
     ) -> list[BlockHash]:
         if not self.enable_caching:
             return []
-        return block_hashes(
-            token_ids,
-            block_size=self.block_size,
-            root=self.root,
-            cache_salt=cache_salt,
-            known=known,
-        )
+        if known:
+            return block_hashes(
+                token_ids,
+                block_size=self.block_size,
+                root=self.root,
+                cache_salt=cache_salt,
+                known=known,
+            )
+        # a prompt's hashes, memoized: vLLM spends this CPU per request, the simulator need not
+        key = (tuple(token_ids), cache_salt)
+        found = self._memo.get(key)
+        if found is None:
+            found = block_hashes(
+                token_ids, block_size=self.block_size, root=self.root, cache_salt=cache_salt
+            )
+            self._memo[key] = found
+            if len(self._memo) > _HASH_MEMO_SIZE:
+                self._memo.popitem(last=False)
+        else:
+            self._memo.move_to_end(key)
+        return list(found)
 
     def longest_hit(self, hashes: Sequence[BlockHash], num_tokens: int) -> list[Block]:
         most = max(num_tokens - 1, 0) // self.block_size

@@ -74,21 +74,25 @@ class SimMetrics:
             buckets=TTFT_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[str, tuple[Counter, Counter, Histogram]] = {}
         for name, engine in engines.items():
             labels = (name, "0")
             running.labels(*labels).set_function(_reader(engine, "running"))
             waiting.labels(*labels).set_function(_reader(engine, "waiting"))
             usage.labels(*labels).set_function(engine.kv.pool.usage)
-            self._queries.labels(*labels)
-            self._hits.labels(*labels)
-            self._ttft.labels(*labels)
+            self._children[name] = (
+                self._queries.labels(*labels),
+                self._hits.labels(*labels),
+                self._ttft.labels(*labels),
+            )
 
     def prefix_lookup(self, model: str, *, queries: int, hits: int) -> None:
-        self._queries.labels(model, "0").inc(queries)
-        self._hits.labels(model, "0").inc(hits)
+        counted, found, _ = self._children[model]
+        counted.inc(queries)
+        found.inc(hits)
 
     def first_token(self, model: str, seconds: float) -> None:
-        self._ttft.labels(model, "0").observe(seconds)
+        self._children[model][2].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
