@@ -5,7 +5,9 @@
 - the simulated GPU endpoint on 127.0.0.1:$SIM_PORT (8002), serving the tokenizers that
   devstack.tokenizers selects: a local folder, else public ones fetched from the Hub; and a
   second replica on $SIM2_PORT (8003): the first model is routed across both (README.md,
-  "Routing across replicas")
+  "Routing across replicas"). Each model's max_model_len (devstack.tokenizers) is declared
+  to the gateway's models config and to the replicas; each replica has a KV cache of 4,096
+  blocks per model and reports cached tokens in usage
 - the gateway on 127.0.0.1:$PORT (8000)
 - the usage aggregator, as Lambda runs UsageAggregatorFunction: polls moto's stream of
   the usage table and calls its handler with stream events (devstack.streams); and the

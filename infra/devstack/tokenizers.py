@@ -46,6 +46,40 @@ HUB_MODELS = (
 )
 
 
+# Each model's context length, declared to the gateway (models config `max_model_len`) and to
+# the simulated replicas (--max-model-len): vLLM's default, the model's config.json
+# max_position_embeddings. Keys: `make run`'s model ids and the shared tokenizer folders.
+CONTEXT_LENGTHS = {
+    "qwen3": 40960,  # Qwen/Qwen3-0.6B
+    "tinyllama": 2048,  # TinyLlama/TinyLlama-1.1B-Chat-v1.0
+    "tinyllama-1.1b-chat-v1.0": 2048,
+    "smollm2": 8192,  # HuggingFaceTB/SmolLM2-360M-Instruct
+    "llama3": 8192,  # meta-llama/Meta-Llama-3-8B-Instruct
+    "llama-3-8b-instruct": 8192,
+    "mistral": 32768,  # mistralai/Mistral-7B-Instruct-v0.1
+    "mistral-7b-instruct-v0.1": 32768,
+}
+# Another folder: its tokenizer_config.json's model_max_length when it is a real length
+# (transformers writes 1e30 for "none"), else this.
+DEFAULT_CONTEXT_LENGTH = 8192
+_MOST_PLAUSIBLE_LENGTH = 1 << 21
+# Each replica's KV cache per model: 4,096 blocks of 16 tokens (65,536 tokens), a few dozen
+# conversations of a couple of thousand tokens, and at least one max_model_len sequence.
+SIM_KV_BLOCKS = 4096
+
+
+def context_length(model_id: str, folder: Path) -> int:
+    known = CONTEXT_LENGTHS.get(model_id) or CONTEXT_LENGTHS.get(folder.name)
+    if known:
+        return known
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        declared = json.loads(config.read_text()).get("model_max_length")
+        if isinstance(declared, int) and 0 < declared <= _MOST_PLAUSIBLE_LENGTH:
+            return declared
+    return DEFAULT_CONTEXT_LENGTH
+
+
 @dataclass
 class Selection:
     """The served models: id -> tokenizer folder name under `tokenizers_dir`."""
@@ -55,12 +89,21 @@ class Selection:
     folders: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
+    def context_lengths(self) -> dict[str, int]:
+        """Model id -> max_model_len."""
+        return {
+            model_id: context_length(model_id, self.tokenizers_dir / folder)
+            for model_id, folder in self.folders.items()
+        }
+
     def models_config(self, sim_url: str) -> str:
+        lengths = self.context_lengths()
         models: list[dict[str, Any]] = [
             {
                 "id": model_id,
                 "tokenizer": folder,
                 "upstream": {"type": "openai", "base_url": sim_url, "model": folder},
+                "max_model_len": lengths[model_id],
             }
             for model_id, folder in self.folders.items()
         ]
@@ -163,6 +206,16 @@ def select(env: Mapping[str, str], *, default_dir: Path, say: Callable[[str], No
 
 
 def sim_args(selection: Selection) -> list[str]:
-    """gpusim's arguments: the same folders, only the selected ones."""
+    """gpusim's arguments: the same folders, only the selected ones, each with the
+    max_model_len the gateway is told; KV caches sized for a few dozen conversations;
+    cached tokens reported in usage (vLLM's --enable-prompt-tokens-details)."""
     folders = ",".join(dict.fromkeys(selection.folders.values()))
-    return ["--tokenizers-dir", str(selection.tokenizers_dir), "--models", folders]
+    lengths = selection.context_lengths()
+    per_folder = {selection.folders[m]: n for m, n in lengths.items()}
+    return [
+        "--tokenizers-dir", str(selection.tokenizers_dir),
+        "--models", folders,
+        "--max-model-len", ",".join(f"{folder}={n}" for folder, n in per_folder.items()),
+        "--num-gpu-blocks-override", str(SIM_KV_BLOCKS),
+        "--enable-prompt-tokens-details",
+    ]  # fmt: skip

@@ -62,6 +62,61 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--preload", action="store_true", help="load every tokenizer before serving"
     )
+    engine = parser.add_argument_group("engine (vLLM's flags and defaults)")
+    engine.add_argument(
+        "--max-model-len",
+        default=os.environ.get("SIM_MAX_MODEL_LEN", ""),
+        help="context length: N for every model, or model=N,... per model (default: none)",
+    )
+    engine.add_argument(
+        "--max-num-seqs",
+        type=int,
+        default=int(os.environ.get("SIM_MAX_NUM_SEQS") or 256),
+        help="most sequences running at once; the others wait (default 256)",
+    )
+    engine.add_argument(
+        "--scheduling-policy",
+        choices=("fcfs", "priority"),
+        default=os.environ.get("SIM_SCHEDULING_POLICY") or "fcfs",
+        help="the waiting queue's order: arrival, or the request's priority (lower first)",
+    )
+    engine.add_argument(
+        "--num-gpu-blocks-override",
+        dest="num_gpu_blocks",
+        type=int,
+        default=int(os.environ.get("SIM_NUM_GPU_BLOCKS") or 8192),
+        help="KV-cache size in blocks, per model (default 8192)",
+    )
+    engine.add_argument(
+        "--block-size",
+        type=int,
+        default=int(os.environ.get("SIM_BLOCK_SIZE") or 16),
+        help="tokens per KV-cache block (default 16)",
+    )
+    engine.add_argument(
+        "--enable-prefix-caching",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="automatic prefix caching (default on)",
+    )
+    engine.add_argument(
+        "--enable-prompt-tokens-details",
+        action="store_true",
+        default=os.environ.get("SIM_ENABLE_PROMPT_TOKENS_DETAILS", "") == "true",
+        help="report usage.prompt_tokens_details.cached_tokens",
+    )
+    engine.add_argument(
+        "--prefill-ms-per-token",
+        type=float,
+        default=_env_float("SIM_PREFILL_MS_PER_TOKEN", 0.0),
+        help="simulated prefill time per uncached prompt token (default 0)",
+    )
+    engine.add_argument(
+        "--decode-ms-per-seq",
+        type=float,
+        default=_env_float("SIM_DECODE_MS_PER_SEQ", 0.0),
+        help="what each further running sequence adds to a decode step (default 0)",
+    )
     args = parser.parse_args(argv)
     if args.tokenizers_dir is None:
         parser.error("--tokenizers-dir (or env TOKENIZERS_DIR) is required")
@@ -72,13 +127,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     from gpusim.app import create_app
-    from gpusim.config import SimConfig
+    from gpusim.config import SimConfig, parse_max_model_len
     from gpusim.guard import parse_triggers
 
     args = parse_args(argv)
     # transformers without torch prints an advisory on import; it is noise for a simulator
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
+    max_model_len, model_max_len = parse_max_model_len(args.max_model_len)
     config = SimConfig(
         tokenizers_dir=Path(args.tokenizers_dir),
         ttft_ms=args.ttft_ms,
@@ -90,6 +146,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_batch_size=args.max_batch_size,
         guard_models=tuple(m.strip() for m in args.guard_models.split(",") if m.strip()),
         guard_triggers=parse_triggers(args.guard_triggers),
+        max_model_len=max_model_len,
+        model_max_len=model_max_len,
+        max_num_seqs=args.max_num_seqs,
+        scheduling_policy=args.scheduling_policy,
+        num_gpu_blocks=args.num_gpu_blocks,
+        block_size=args.block_size,
+        enable_prefix_caching=args.enable_prefix_caching,
+        # vLLM seeds its first block's parent hash from PYTHONHASHSEED
+        prefix_hash_seed=os.environ.get("PYTHONHASHSEED"),
+        prefill_ms_per_token=args.prefill_ms_per_token,
+        decode_ms_per_seq=args.decode_ms_per_seq,
+        enable_prompt_tokens_details=args.enable_prompt_tokens_details,
     )
     app = create_app(config)
     if args.preload:

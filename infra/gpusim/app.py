@@ -15,7 +15,9 @@ from gpusim.completions import CompletionsEndpoint
 from gpusim.config import SimConfig, discover_models
 from gpusim.embeddings import EmbeddingsEndpoint
 from gpusim.messages import MessagesEndpoint
+from gpusim.metrics import CONTENT_TYPE
 from gpusim.models import ModelRegistry
+from gpusim.replica import Replica
 from gpusim.responses import ResponsesEndpoint
 from gpusim.stats import Stats
 
@@ -31,6 +33,7 @@ class SimState:
         self.config = config
         self.registry = ModelRegistry(config.tokenizers_dir, discover_models(config))
         self.stats = Stats()
+        self.replica = Replica(self.registry.names, config.engine_config())
         created = int(time.time())
         self._models_body = orjson.dumps(
             {
@@ -55,6 +58,9 @@ class SimState:
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok"})
 
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.replica.metrics.render(), media_type=CONTENT_TYPE)
+
     async def get_stats(self, request: Request) -> Response:
         return _json(self.stats.snapshot())
 
@@ -66,13 +72,13 @@ class SimState:
 def create_app(config: SimConfig) -> Starlette:
     """An ASGI app that behaves like vLLM's OpenAI server for the configured models."""
     state = SimState(config)
-    chat = ChatEndpoint(config, state.registry, state.stats)
+    chat = ChatEndpoint(config, state.registry, state.stats, state.replica)
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route(
                 "/v1/completions",
-                CompletionsEndpoint(config, state.registry, state.stats),
+                CompletionsEndpoint(config, state.registry, state.stats, state.replica),
                 methods=["POST"],
             ),
             Route(
@@ -84,6 +90,7 @@ def create_app(config: SimConfig) -> Starlette:
             *MessagesEndpoint(chat, config, state.registry).routes(),
             Route("/v1/models", state.models, methods=["GET"]),
             Route("/health", state.health, methods=["GET"]),
+            Route("/metrics", state.metrics, methods=["GET"]),
             Route("/sim/stats", state.get_stats, methods=["GET"]),
             Route("/sim/reset", state.reset_stats, methods=["POST"]),
         ]

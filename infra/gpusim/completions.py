@@ -11,20 +11,24 @@ import functools
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gpusim.chat import ChatEndpoint, _simulated_failure
+from gpusim.chat import ChatEndpoint, Work, _simulated_failure
+from gpusim.engine import Admission, SeqSpec
 from gpusim.errors import RequestError
 from gpusim.generate import ChoiceResult, run_choice
 from gpusim.models import SimModel
-from gpusim.params import ChatRequest, parse_request
+from gpusim.params import parse_request
+from gpusim.structured import logprobs_for
 from gpusim.wire import ChunkEncoder, sse, usage
 
 _PLACEHOLDER = [{"role": "user", "content": ""}]
+MAX_LOGPROBS = 20
 
 
 def completion_id() -> str:
@@ -32,7 +36,12 @@ def completion_id() -> str:
 
 
 def text_body(
-    model: str, prompt_tokens: int, results: Sequence[ChoiceResult], *, with_usage: bool
+    model: str,
+    prompt_tokens: int,
+    results: Sequence[ChoiceResult],
+    *,
+    with_usage: bool,
+    cached_tokens: int | None = None,
 ) -> bytes:
     body: dict[str, Any] = {
         "id": completion_id(),
@@ -43,7 +52,7 @@ def text_body(
             {
                 "index": index,
                 "text": r.content,
-                "logprobs": None,
+                "logprobs": r.logprobs[0] if r.logprobs else None,
                 "finish_reason": r.finish_reason,
                 "stop_reason": r.stop_reason,
                 "prompt_logprobs": None,
@@ -52,7 +61,8 @@ def text_body(
         ],
     }
     if with_usage:
-        body["usage"] = usage(prompt_tokens, sum(r.completion_tokens for r in results))
+        completion = sum(r.completion_tokens for r in results)
+        body["usage"] = usage(prompt_tokens, completion, cached_tokens)
     return orjson.dumps(body)
 
 
@@ -64,14 +74,16 @@ class TextChunkEncoder(ChunkEncoder):
         self._base["id"] = completion_id()
         self._base["object"] = "text_completion"
 
-    def _text(self, index: int, text: str, result: ChoiceResult | None) -> bytes:
+    def _text(
+        self, index: int, text: str, result: ChoiceResult, j: int, *, final: bool = False
+    ) -> bytes:
         return self._chunk(
             {
                 "index": index,
                 "text": text,
-                "logprobs": None,
-                "finish_reason": result.finish_reason if result else None,
-                "stop_reason": result.stop_reason if result else None,
+                "logprobs": _token_logprobs(result, j),
+                "finish_reason": result.finish_reason if final else None,
+                "stop_reason": result.stop_reason if final else None,
             }
         )
 
@@ -79,15 +91,29 @@ class TextChunkEncoder(ChunkEncoder):
         return b""  # no role chunk on this route
 
     def step(self, index: int, result: ChoiceResult, j: int) -> bytes | None:
-        if j == len(result.steps) - 1 or not result.steps[j]:
-            return None  # the last token's text rides on the finish chunk
-        return self._text(index, result.steps[j], None)
+        if j == len(result.steps) - 1:
+            return None  # the last token rides on the finish chunk
+        if not result.steps[j] and not result.logprobs:
+            return None
+        return self._text(index, result.steps[j], result, j)
 
     def finish(self, index: int, result: ChoiceResult) -> bytes:
-        return self._text(index, result.steps[-1] if result.steps else "", result)
+        last = len(result.steps) - 1
+        text = result.steps[-1] if result.steps else ""
+        return self._text(index, text, result, last, final=True)
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return sse({**self._base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
+    def usage(
+        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None
+    ) -> bytes:
+        counts = usage(prompt_tokens, completion_tokens, cached_tokens)
+        return sse({**self._base, "choices": [], "usage": counts})
+
+
+def _token_logprobs(result: ChoiceResult, j: int) -> dict[str, Any] | None:
+    """Token j's part of the choice's legacy logprobs (a streamed chunk carries one token)."""
+    if not result.logprobs or j < 0:
+        return None
+    return {key: values[j : j + 1] for key, values in result.logprobs[0].items()}
 
 
 def prompts_of(body: Any) -> list[str] | list[list[int]]:
@@ -126,30 +152,81 @@ def count_prompt(model: SimModel, prompt: str | list[int]) -> int:
     return len(prompt_ids(model, prompt))
 
 
+def logprobs_of(body: Any) -> int | None:
+    """vLLM's CompletionRequest.logprobs: an integer, the number of top alternatives (0 to
+    20, vLLM's default --max-logprobs), not chat's boolean; pydantic's lax mode reads
+    true/false as 1/0."""
+    value = body.get("logprobs")
+    if value is None:
+        return None
+    if not isinstance(value, int):
+        raise RequestError(400, "logprobs must be an integer", param="logprobs")
+    if value < 0:
+        raise RequestError(400, "`logprobs` must be a positive value.", param="logprobs")
+    if value > MAX_LOGPROBS:
+        message = f"Requested sample logprobs of {value}, which is greater than max allowed: 20"
+        raise RequestError(400, message, param="logprobs")
+    return int(value)
+
+
+def completion_logprobs(model: SimModel, result: ChoiceResult, top: int) -> dict[str, Any]:
+    """The legacy shape (vLLM's CompletionLogProbs): per token its text, logprob, text
+    offset and a {token: logprob} map of the top alternatives (None when ``top`` is 0)."""
+    entries = logprobs_for(model, result.token_ids, top)
+    offsets, offset = [], 0
+    for step in result.steps:
+        offsets.append(offset)
+        offset += len(step)
+    return {
+        "text_offset": offsets,
+        "token_logprobs": [e["logprob"] for e in entries],
+        "tokens": [e["token"] for e in entries],
+        "top_logprobs": [
+            {t["token"]: t["logprob"] for t in e["top_logprobs"]} if top else None for e in entries
+        ],
+    }
+
+
 class CompletionsEndpoint(ChatEndpoint):
     body_for = staticmethod(text_body)
     encoder_class = TextChunkEncoder
 
-    async def _prepare(self, raw: bytes) -> tuple[ChatRequest, int, list[ChoiceResult]]:
+    async def _prepare(self, raw: bytes, arrival: float) -> Work:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise RequestError(400, f"Invalid JSON body: {exc}") from exc
         prompts = prompts_of(body)
-        req = parse_request({**body, "messages": _PLACEHOLDER}, self.config)
+        logprobs = logprobs_of(body)
+        chat_body = {**body, "messages": _PLACEHOLDER, "logprobs": None}
+        req = parse_request(chat_body, self.config)
         failure = _simulated_failure(req)
         if failure is not None:
             raise failure
         model = self.registry.get(req.model)
         if model is None:
             raise RequestError(404, f"The model `{req.model}` does not exist.", param="model")
+        self._check_priority(req)
         await model.ensure_loaded()
         await asyncio.to_thread(_auto_tokenizer, model.folder)
-        prompt_tokens = sum(count_prompt(model, p) for p in prompts)
-        limits = self._limits(req)
-        results = [
-            run_choice(partial(model.script, req.seed + p, choice), limits)
-            for p in range(len(prompts))
-            for choice in range(req.n)
-        ]
-        return req, prompt_tokens, results
+        ids = [tuple(prompt_ids(model, p)) for p in prompts]
+        # each prompt is its own engine request, checked and capped on its own
+        capped = [self._limits(self._within_context(req, len(prompt))) for prompt in ids]
+        results, seqs = [], []
+        for p, prompt in enumerate(ids):
+            for choice in range(req.n):
+                result = run_choice(partial(model.script, req.seed + p, choice), capped[p])
+                if logprobs is not None:
+                    result = replace(
+                        result, logprobs=[completion_logprobs(model, result, logprobs)]
+                    )
+                results.append(result)
+                seqs.append(SeqSpec(prompt, len(prompt), len(result.steps)))
+        prompt_tokens = sum(len(prompt) for prompt in ids)
+        return Work(req, prompt_tokens, results, seqs, arrival)
+
+    def _cached_tokens(self, work: Work, admission: Admission) -> int | None:
+        if not self.config.enable_prompt_tokens_details:
+            return None
+        # the first choice of each prompt: the others share its blocks
+        return sum(admission.cached_tokens[:: work.req.n]) or None

@@ -110,7 +110,7 @@ class SimModel:
         self.folder = folder
         self._tokenizer: PreTrainedTokenizerBase | None = None
         self._lock = threading.Lock()
-        self._prompts: OrderedDict[bytes, int] = OrderedDict()
+        self._prompts: OrderedDict[bytes, tuple[int, ...]] = OrderedDict()
         self._scripts: OrderedDict[tuple[int, int], Script] = OrderedDict()
 
     @property
@@ -169,13 +169,32 @@ class SimModel:
         add_generation_prompt: bool = True,
         template_kwargs: Mapping[str, Any] | None = None,
     ) -> int:
-        """len(prompt_ids(...)), memoized on the request's JSON (benchmarks repeat requests)."""
+        return len(
+            self.cached_prompt_ids(
+                messages,
+                tools=tools,
+                chat_template=chat_template,
+                add_generation_prompt=add_generation_prompt,
+                template_kwargs=template_kwargs,
+            )
+        )
+
+    def cached_prompt_ids(
+        self,
+        messages: Sequence[Any],
+        *,
+        tools: Any = None,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = True,
+        template_kwargs: Mapping[str, Any] | None = None,
+    ) -> tuple[int, ...]:
+        """prompt_ids(...), memoized on the request's JSON (benchmarks repeat requests)."""
         key = orjson.dumps([messages, tools, chat_template, add_generation_prompt, template_kwargs])
-        count = self._prompts.get(key)
-        if count is not None:
+        ids = self._prompts.get(key)
+        if ids is not None:
             self._prompts.move_to_end(key)
-            return count
-        count = len(
+            return ids
+        ids = tuple(
             self.prompt_ids(
                 messages,
                 tools=tools,
@@ -184,10 +203,10 @@ class SimModel:
                 template_kwargs=template_kwargs,
             )
         )
-        self._prompts[key] = count
+        self._prompts[key] = ids
         if len(self._prompts) > _PROMPT_CACHE_SIZE:
             self._prompts.popitem(last=False)
-        return count
+        return ids
 
     def script(self, seed: int, choice: int, min_tokens: int) -> Script:
         """The completion for (seed, choice) with at least ``min_tokens`` tokens; a longer

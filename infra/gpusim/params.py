@@ -52,6 +52,10 @@ class ChatRequest:
     add_generation_prompt: bool
     template_kwargs: dict[str, Any] | None
     sim: SimOptions
+    # vLLM's extra fields: the prefix-cache salt (enters the first block's hash) and the
+    # scheduling priority (lower runs first, with --scheduling-policy priority).
+    cache_salt: str | None = None
+    priority: int = 0
 
 
 def _bad(message: str, param: str | None = None) -> RequestError:
@@ -95,6 +99,21 @@ def _stop(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise _bad("stop must be a string or a list of strings", "stop")
     return tuple(s for s in value if s)
+
+
+def _cache_salt(body: Mapping[str, Any]) -> str | None:
+    salt = body.get("cache_salt")
+    if salt is not None and (not isinstance(salt, str) or not salt):
+        # vLLM's protocol validator, word for word
+        raise _bad("Parameter 'cache_salt' must be a non-empty string if provided.", "cache_salt")
+    return salt
+
+
+def _priority(body: Mapping[str, Any]) -> int:
+    value = body.get("priority", 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad("priority must be an integer", "priority")
+    return value
 
 
 def parse_sim(raw: Any, config: SimConfig) -> SimOptions:
@@ -213,4 +232,6 @@ def parse_request(body: Any, config: SimConfig) -> ChatRequest:
         add_generation_prompt=_bool(body, "add_generation_prompt", True),
         template_kwargs=dict(template_kwargs) if template_kwargs else None,
         sim=parse_sim(body.get("sim"), config),
+        cache_salt=_cache_salt(body),
+        priority=_priority(body),
     )

@@ -23,16 +23,28 @@ def completion_id() -> str:
     return "chatcmpl-" + os.urandom(16).hex()
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
+def usage(
+    prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None
+) -> dict[str, Any]:
+    """vLLM's UsageInfo; ``prompt_tokens_details`` only with cached tokens to report (vLLM
+    with --enable-prompt-tokens-details leaves it out when none were cached)."""
+    out: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cached_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    return out
 
 
 def completion_body(
-    model: str, prompt_tokens: int, results: Sequence[ChoiceResult], *, with_usage: bool
+    model: str,
+    prompt_tokens: int,
+    results: Sequence[ChoiceResult],
+    *,
+    with_usage: bool,
+    cached_tokens: int | None = None,
 ) -> bytes:
     body: dict[str, Any] = {
         "id": completion_id(),
@@ -52,7 +64,8 @@ def completion_body(
         ],
     }
     if with_usage:
-        body["usage"] = usage(prompt_tokens, sum(r.completion_tokens for r in results))
+        completion = sum(r.completion_tokens for r in results)
+        body["usage"] = usage(prompt_tokens, completion, cached_tokens)
     return orjson.dumps(body)
 
 
@@ -129,5 +142,8 @@ class ChunkEncoder:
             return result.deltas[j] is not None
         return bool(result.steps[j])
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return sse({**self._base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
+    def usage(
+        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None
+    ) -> bytes:
+        counts = usage(prompt_tokens, completion_tokens, cached_tokens)
+        return sse({**self._base, "choices": [], "usage": counts})

@@ -121,3 +121,25 @@ def test_nothing_available_is_one_clear_line(tmp_path: Path) -> None:
     assert "set TOKENIZERS_DIR" in str(exc.value) and "\n" not in str(exc.value)
     assert all("\n" not in line for line in lines)
     assert any(line.startswith("skipping qwen3: download failed") for line in lines)
+
+
+def test_make_run_declares_each_context_length_to_the_gateway_and_the_replicas(
+    tokenizers_dir: Path,
+) -> None:
+    import json
+
+    from gpusim.__main__ import parse_args
+    from gpusim.config import parse_max_model_len
+
+    selection = from_folder(tokenizers_dir)
+    config = json.loads(selection.models_config("http://127.0.0.1:9"))
+    declared = {m["upstream"]["model"]: m["max_model_len"] for m in config["models"]
+                if "routes" not in m}  # fmt: skip
+    assert declared["qwen3"] == 40960 and declared["tinyllama-1.1b-chat-v1.0"] == 2048
+    args = parse_args(sim_args(selection))
+    default, per_model = parse_max_model_len(args.max_model_len)
+    assert default is None and dict(per_model) == declared
+    # cached tokens reported, and a KV cache a few dozen conversations of ~2k tokens fill
+    assert args.enable_prompt_tokens_details is True
+    assert 24 <= args.num_gpu_blocks * args.block_size // 2048 <= 64
+    assert args.num_gpu_blocks * args.block_size >= max(declared.values())
