@@ -39,7 +39,6 @@ class EndpointState:
     # Earliest time the endpoint should be tried again, as its Retry-After asked (capped):
     # other endpoints go first until then, but it is never refused outright.
     not_before: float = 0.0
-    not_before_reason: str = ""
     # Recent failures: (when, witness). A witness is the caller's key id, so one key's
     # failing requests count once (routing.py's rule).
     failures: deque[tuple[float, object]] = field(default_factory=deque)

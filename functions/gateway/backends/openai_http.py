@@ -31,7 +31,8 @@ KEEPALIVE_SECONDS = 3.0
 
 @dataclass
 class _Waiting:
-    """Set by aiohttp's tracing while a request waits for a free connection slot."""
+    """Set by aiohttp's tracing when a request had to wait for a free connection slot
+    (and left set: the wait used up part of the connect timeout)."""
 
     queued: bool = False
 
@@ -39,11 +40,6 @@ class _Waiting:
 async def _queued(session: object, context: SimpleNamespace, params: object) -> None:
     if isinstance(context.trace_request_ctx, _Waiting):
         context.trace_request_ctx.queued = True
-
-
-async def _dequeued(session: object, context: SimpleNamespace, params: object) -> None:
-    if isinstance(context.trace_request_ctx, _Waiting):
-        context.trace_request_ctx.queued = False
 
 
 class HttpPool:
@@ -66,7 +62,6 @@ class HttpPool:
         )
         self._trace = aiohttp.TraceConfig()
         self._trace.on_connection_queued_start.append(_queued)
-        self._trace.on_connection_queued_end.append(_dequeued)
         self._trace.freeze()
 
     def limit(self, upstream: OpenAIEndpoint) -> int:

@@ -130,9 +130,7 @@ class Router:
         wait = retry_after_seconds(error.headers.get("Retry-After"), now=now)
         if wait is not None:
             until = now + min(wait, policy.cooldown_seconds)
-            if until > state.not_before:
-                state.not_before = until
-                state.not_before_reason = error.code or ""
+            state.not_before = max(state.not_before, until)
             if until > now:
                 await self.cooldowns.backoff(
                     state.model, state.name, until=until, reason=error.code or ""
