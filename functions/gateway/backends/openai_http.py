@@ -92,6 +92,11 @@ class HttpPool:
         self._sessions[id(upstream)] = (upstream, session)
         return session
 
+    @property
+    def sessions(self) -> list[aiohttp.ClientSession]:
+        """The sessions made so far on the current loop (one per endpoint used)."""
+        return [session for _, session in self._sessions.values()]
+
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, {}
         for _, session in sessions.values():
