@@ -184,6 +184,11 @@ class CooldownCache:
             return
         self._known[model] = found
 
+    def steered_until(self, model: str, endpoint: str) -> float:
+        """Until when the endpoint is cooled down or backing off, whichever lasts longer."""
+        cooldown = self._known.get(model, {}).get(endpoint)
+        return max(cooldown.until, cooldown.backoff_until) if cooldown is not None else 0.0
+
     def backoff_until(self, model: str, endpoint: str) -> float:
         cooldown = self._known.get(model, {}).get(endpoint)
         return cooldown.backoff_until if cooldown is not None else 0.0

@@ -111,11 +111,8 @@ class Router:
     def usable(self, state: EndpointState, now: float) -> bool:
         """Neither cooled down nor backing off (as this instance knows): such endpoints
         go first, the others only when none is left (RoutedBackend._pick)."""
-        model, name = state.model, state.name
         return (
-            state.not_before <= now
-            and self.cooldowns.until(model, name) <= now
-            and self.cooldowns.backoff_until(model, name) <= now
+            state.not_before <= now and self.cooldowns.steered_until(state.model, state.name) <= now
         )
 
     async def failed(
