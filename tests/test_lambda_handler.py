@@ -119,7 +119,7 @@ def test_first_use_builds_the_clients_and_the_upstream_pool(
     usage write) and the aiohttp pool (the upstream call)."""
     assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
     assert "dynamodb" in resources.aws.__dict__
-    assert resources.backends.http._session is not None
+    assert resources.backends.http.sessions  # one per endpoint used
 
 
 @pytest.fixture(scope="module")
@@ -202,16 +202,16 @@ def test_consecutive_invocations_reuse_the_loop_and_the_upstream_session(
     lambda_module: ModuleType, resources: Any, secret: str
 ) -> None:
     first = assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
-    session = resources.backends.http._session
+    [session] = resources.backends.http.sessions  # the one endpoint's
     loop = resources.backends.http._loop
-    assert session is not None and not session.closed
+    assert not session.closed
     second = assert_completion(invoke(lambda_module, chat_event(secret)), resources, secret)
     third = invoke(lambda_module, rest_api_event("GET", "/health"))
     assert third["statusCode"] == 200
     assert first != second
     # Mangum runs every invocation on the same event loop, so the pooled aiohttp
     # session (and its keep-alive connections) outlives each invocation.
-    assert resources.backends.http._session is session and resources.backends.http._loop is loop
+    assert resources.backends.http.sessions == [session] and resources.backends.http._loop is loop
 
 
 def test_base64_encoded_body(lambda_module: ModuleType, resources: Any, secret: str) -> None:

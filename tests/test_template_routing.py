@@ -24,7 +24,7 @@ def test_every_function_gets_the_routing_settings() -> None:
     assert template["Parameters"]["EndpointCooldownSeconds"]["Default"] == 60
 
 
-def test_the_probe_runs_on_a_schedule_and_may_only_read_and_put_cooldowns() -> None:
+def test_the_probe_runs_on_a_schedule_and_may_only_read_and_update_cooldowns() -> None:
     template = load_template(TEMPLATE_PATH)
     probe = template["Resources"]["EndpointProbeFunction"]["Properties"]
     module, _, name = probe["Handler"].rpartition(".")
@@ -33,5 +33,5 @@ def test_the_probe_runs_on_a_schedule_and_may_only_read_and_put_cooldowns() -> N
     assert event["Type"] == "Schedule"
     assert event["Properties"]["Schedule"]["Fn::If"][1] == {"Ref": "EndpointProbeSchedule"}
     statement = probe["Policies"][0]["Statement"][0]
-    assert sorted(statement["Action"]) == ["dynamodb:PutItem", "dynamodb:Query"]
+    assert sorted(statement["Action"]) == ["dynamodb:Query", "dynamodb:UpdateItem"]
     assert statement["Resource"] == {"Fn::GetAtt": ["UsageTable", "Arn"]}

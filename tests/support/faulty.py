@@ -29,7 +29,8 @@ def _chunk(text: str, finish: str | None = None) -> bytes:
 @dataclass
 class FaultyUpstream:
     # "ok", "status" (answer `status`, with `retry_after` if set), "hang" (headers, then
-    # nothing), "midstream" (one chunk, then the connection is dropped)
+    # nothing), "stall" (nothing at all, streamed or not), "midstream" (one chunk, then
+    # the connection is dropped)
     mode: str = "ok"
     status: int = 503
     retry_after: str | None = None
@@ -37,11 +38,21 @@ class FaultyUpstream:
     url: str = ""
     models_calls: int = 0
     bodies: list[dict[str, object]] = field(default_factory=list)
+    _hit: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def received(self, count: int) -> None:
+        """Return once `count` requests have arrived."""
+        while self.hits < count:
+            self._hit.clear()
+            await self._hit.wait()
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
+        self._hit.set()
         body = await request.json()
         self.bodies.append(body)
+        if self.mode == "stall":
+            await asyncio.sleep(30)
         if self.mode == "status":
             headers = {"Retry-After": self.retry_after} if self.retry_after else {}
             return web.json_response(

@@ -113,7 +113,9 @@ class FakeBackend:
     sent: list[dict[str, Any]] = field(default_factory=list)
     closed: int = 0
 
-    async def complete(self, body: dict[str, Any], *, trace: Any = None) -> dict[str, Any]:
+    async def complete(
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+    ) -> dict[str, Any]:
         self.sent.append(body)
         if self.error is not None:
             raise self.error
@@ -121,7 +123,7 @@ class FakeBackend:
         return self.body
 
     async def open_stream(
-        self, body: dict[str, Any], *, trace: Any = None
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
     ) -> AsyncIterator[dict[str, Any]]:
         self.sent.append(body)
         if self.error is not None:

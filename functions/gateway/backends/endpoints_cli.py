@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from gateway.aws import AwsClients
-from gateway.backends.cooldowns import CooldownStore
+from gateway.backends.cooldowns import Cooldown, CooldownStore
 from gateway.backends.probe import run_probe
 from gateway.models.registry import ModelRegistry, OpenAIEndpoint
 from gateway.settings import Settings
@@ -28,7 +28,7 @@ def add_parser(commands: Any) -> None:
     actions = endpoints.add_subparsers(dest="endpoints_action", required=True)
     listing = actions.add_parser(
         "list",
-        help="each endpoint and its state (ok, or cooled down until when and why)",
+        help="each endpoint and its state (ok, cooled_down or backing_off: until when, why)",
         description="Reads the models config and the endpoints' shared cooldown items "
         "in the usage table (docs/ROUTING.md).",
     )
@@ -51,8 +51,6 @@ def endpoint_rows(settings: Settings, aws: AwsClients, *, now: float) -> list[di
     for model in registry:
         cooldowns = store.read(model=model.id) if len(model.endpoints) else {}
         for upstream in model.endpoints:
-            cooldown = cooldowns.get(upstream.label)
-            active = cooldown is not None and cooldown.active(now)
             target = (
                 upstream.base_url if isinstance(upstream, OpenAIEndpoint) else upstream.endpoint
             )
@@ -63,12 +61,24 @@ def endpoint_rows(settings: Settings, aws: AwsClients, *, now: float) -> list[di
                     "type": upstream.type,
                     "target": target,
                     "weight": upstream.weight,
-                    "state": "cooled_down" if active else "ok",
-                    "until": _when(cooldown.until) if active and cooldown else None,
-                    "reason": cooldown.reason if cooldown else None,
+                    **_state(cooldowns.get(upstream.label), now),
                 }
             )
     return rows
+
+
+def _state(cooldown: Cooldown | None, now: float) -> dict[str, Any]:
+    """`cooled_down` (failures), `backing_off` (the endpoint's Retry-After), or `ok`; with
+    until when, and why (an expired state's reason stays as history)."""
+    if cooldown is not None and cooldown.active(now):
+        return {"state": "cooled_down", "until": _when(cooldown.until), "reason": cooldown.reason}
+    if cooldown is not None and cooldown.backing_off(now):
+        return {
+            "state": "backing_off",
+            "until": _when(cooldown.backoff_until),
+            "reason": cooldown.backoff_reason,
+        }
+    return {"state": "ok", "until": None, "reason": cooldown.reason if cooldown else None}
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...], out: TextIO) -> None:

@@ -1,8 +1,8 @@
 """What this instance knows of each endpoint, and the weighted power-of-two-choices pick.
 
 Per endpoint: requests in flight from this instance, an EWMA of its time to first token,
-its recent failures (for the cooldown rule) and a Retry-After it asked for. docs/ROUTING.md
-explains the choice.
+its recent failures and who witnessed them (for the cooldown rule) and a Retry-After it
+asked for. docs/ROUTING.md explains the choice.
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ class EndpointState:
     in_flight: int = 0
     ttft_ewma: float | None = None
     ttft_at: float = 0.0
-    # Earliest time the endpoint may be tried again, as its Retry-After asked.
+    # Earliest time the endpoint should be tried again, as its Retry-After asked (capped):
+    # other endpoints go first until then, but it is never refused outright.
     not_before: float = 0.0
-    failures: deque[float] = field(default_factory=deque)
+    # Recent failures: (when, witness). A witness is the caller's key id, so one key's
+    # failing requests count once (routing.py's rule).
+    failures: deque[tuple[float, object]] = field(default_factory=deque)
 
     @property
     def full(self) -> bool:
@@ -59,12 +62,13 @@ class EndpointState:
     def succeeded(self) -> None:
         self.failures.clear()
 
-    def failed(self, now: float, *, window: float, allowed: int) -> bool:
-        """Count a failure; True when it makes `allowed` failures within `window`."""
-        self.failures.append(now)
-        while self.failures and self.failures[0] <= now - window:
+    def failed(self, now: float, *, window: float, allowed: int, witness: object) -> bool:
+        """Count a failure seen by `witness`; True when `allowed` distinct witnesses
+        have seen the endpoint fail within `window` (then the count starts again)."""
+        self.failures.append((now, witness))
+        while self.failures and self.failures[0][0] <= now - window:
             self.failures.popleft()
-        if len(self.failures) >= allowed:
+        if len({seen for _, seen in self.failures}) >= allowed:
             self.failures.clear()
             return True
         return False

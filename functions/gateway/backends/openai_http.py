@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import orjson
 
 from gateway.backends.chunks import Chunks
+from gateway.backends.faults import PoolExhausted, Unreachable
 from gateway.backends.sse import SSEDecoder, until_done
 from gateway.backends.wire import CHAT, MalformedUpstream, WireRoute, status_error
 from gateway.errors import UpstreamError, UpstreamTimeoutError
@@ -26,37 +29,79 @@ MAX_ERROR_BYTES = 64 << 10
 KEEPALIVE_SECONDS = 3.0
 
 
+@dataclass
+class _Waiting:
+    """Set by aiohttp's tracing when a request had to wait for a free connection slot
+    (and left set: the wait used up part of the connect timeout)."""
+
+    queued: bool = False
+
+
+async def _queued(session: object, context: SimpleNamespace, params: object) -> None:
+    if isinstance(context.trace_request_ctx, _Waiting):
+        context.trace_request_ctx.queued = True
+
+
 class HttpPool:
-    """One pooled aiohttp session per process (per event loop), created on first use."""
+    """Pooled aiohttp sessions, one per endpoint, each with its own bounded connector:
+    the endpoint's `max_concurrency`, else `UPSTREAM_MAX_CONNECTIONS`. One endpoint's
+    slow or hanging requests fill only its own pool, never another endpoint's (or
+    model's). Created on first use, per event loop."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[int, tuple[OpenAIEndpoint, aiohttp.ClientSession]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        # `connect` bounds the wait for a free slot plus the TCP connect; `sock_connect`
+        # the TCP connect alone.
         self.timeout = aiohttp.ClientTimeout(
             total=None,
             connect=settings.upstream_connect_timeout,
+            sock_connect=settings.upstream_connect_timeout,
             sock_read=settings.upstream_read_timeout,
         )
+        self._trace = aiohttp.TraceConfig()
+        self._trace.on_connection_queued_start.append(_queued)
+        self._trace.freeze()
 
-    def session(self) -> aiohttp.ClientSession:
+    def limit(self, upstream: OpenAIEndpoint) -> int:
+        """How many connections this process may hold to `upstream` at once."""
+        return upstream.max_concurrency or self._settings.upstream_max_connections
+
+    def session(self, upstream: OpenAIEndpoint) -> aiohttp.ClientSession:
+        """The endpoint's own session (the same for each of its routes and models)."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(
-                limit=self._settings.upstream_max_connections,
-                ttl_dns_cache=300,
-                keepalive_timeout=KEEPALIVE_SECONDS,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, auto_decompress=True
-            )
+        if self._loop is not loop:  # sessions are bound to the loop that made them
+            self._sessions = {}
             self._loop = loop
-        return self._session
+        found = self._sessions.get(id(upstream))
+        if found is not None and not found[1].closed:
+            return found[1]
+        connector = aiohttp.TCPConnector(
+            limit=self.limit(upstream),
+            ttl_dns_cache=300,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout,
+            auto_decompress=True,
+            trace_configs=[self._trace],
+        )
+        # The endpoint object is kept with its session, so its id is not reused.
+        self._sessions[id(upstream)] = (upstream, session)
+        return session
+
+    @property
+    def sessions(self) -> list[aiohttp.ClientSession]:
+        """The sessions made so far on the current loop (one per endpoint used)."""
+        return [session for _, session in self._sessions.values()]
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        sessions, self._sessions = self._sessions, {}
+        for _, session in sessions.values():
+            if not session.closed:
+                await session.close()
 
 
 async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -72,7 +117,17 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _unreachable(exc: aiohttp.ClientError) -> UpstreamError:
+def _failed(exc: aiohttp.ClientError, waiting: _Waiting) -> UpstreamError:
+    """The error for a request that got no response: a full pool, no connection, or a
+    connection that broke before the answer."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError) and waiting.queued:
+        return PoolExhausted("No connection to the model endpoint became free in time.")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return Unreachable("The model endpoint is unreachable: ConnectionTimeoutError")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Unreachable(f"The model endpoint is unreachable: {type(exc).__name__}")
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeoutError("The model endpoint timed out.")
     return UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}")
 
 
@@ -94,10 +149,18 @@ class OpenAIBackend:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
     async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> aiohttp.ClientResponse:
-        # Redirects are never followed: they would re-send the body and the upstream's key.
-        response = await self._pool.session().post(
-            self._url, data=orjson.dumps(body), headers=headers, allow_redirects=False
-        )
+        waiting = _Waiting()
+        try:
+            # Redirects are never followed: they would re-send the body and the key.
+            response = await self._pool.session(self._upstream).post(
+                self._url,
+                data=orjson.dumps(body),
+                headers=headers,
+                allow_redirects=False,
+                trace_request_ctx=waiting,
+            )
+        except aiohttp.ClientError as exc:
+            raise _failed(exc, waiting) from exc
         if response.status >= 300:
             try:
                 raw = await read_capped(response, MAX_ERROR_BYTES)
@@ -116,7 +179,9 @@ class OpenAIBackend:
         except TimeoutError as exc:
             raise UpstreamTimeoutError("The model endpoint timed out.") from exc
         except aiohttp.ClientError as exc:
-            raise _unreachable(exc) from exc
+            raise UpstreamError(
+                f"The model endpoint dropped the response: {type(exc).__name__}"
+            ) from exc
         return self._route.parse_body(raw)
 
     async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -125,8 +190,6 @@ class OpenAIBackend:
             response = await self._post(body, headers)
         except TimeoutError as exc:
             raise UpstreamTimeoutError("The model endpoint timed out.") from exc
-        except aiohttp.ClientError as exc:
-            raise _unreachable(exc) from exc
         if response.content_type != "text/event-stream":
             response.close()
             raise MalformedUpstream("The model endpoint did not answer with an event stream.")

@@ -6,7 +6,12 @@ among those not cooled down, and moves to another endpoint (then to the model's 
 when an attempt fails before anything reached the client: a refused connection, a timeout
 before the first token, 429 (its Retry-After honoured within the budget), 5xx, a SageMaker
 throttle or model error. 400, 413 and 422 are the request's fault and are never retried,
-and nothing is retried once a stream's first chunk has been handed on. docs/ROUTING.md.
+and nothing is retried once a stream's first chunk has been handed on.
+
+Cooldowns and Retry-Afters only steer: when no endpoint is left that is neither cooled
+down nor backing off, the rest are tried anyway, with failover between them (Envoy's
+panic mode). Only failures that distinct callers (keys) saw, or connections that could not
+be made, cool an endpoint down (backends/faults.py). docs/ROUTING.md.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import anyio
 from gateway.backends.attempts import RouteTrace
 from gateway.backends.base import Backend
 from gateway.backends.cooldowns import CooldownCache
+from gateway.backends.faults import witness
 from gateway.backends.health import EndpointState, choose
 from gateway.backends.retry_after import retry_after_seconds
 from gateway.backends.routed_stream import RoutedChunks, first_chunk
@@ -103,15 +109,35 @@ class Router:
         return self._states[key]
 
     def usable(self, state: EndpointState, now: float) -> bool:
-        return state.not_before <= now and self.cooldowns.until(state.model, state.name) <= now
+        """Neither cooled down nor backing off (as this instance knows): such endpoints
+        go first, the others only when none is left (RoutedBackend._pick)."""
+        return (
+            state.not_before <= now and self.cooldowns.steered_until(state.model, state.name) <= now
+        )
 
-    async def failed(self, state: EndpointState, error: GatewayError) -> None:
+    async def failed(
+        self, state: EndpointState, error: GatewayError, *, tenant: str | None = None
+    ) -> None:
+        """Count an attempt's failure against the endpoint. `tenant` is the caller's key
+        id: a failure the request itself may have caused counts once per key, so one key
+        cannot cool an endpoint down for everyone (None: an unknown caller, counted as one
+        key). A Retry-After is honoured for at most the cooldown period and never counts."""
         now = self.clock()
+        policy = self.policy
         wait = retry_after_seconds(error.headers.get("Retry-After"), now=now)
         if wait is not None:
-            state.not_before = now + wait
-        policy = self.policy
-        if state.failed(now, window=policy.failure_window, allowed=policy.allowed_fails):
+            until = now + min(wait, policy.cooldown_seconds)
+            state.not_before = max(state.not_before, until)
+            if until > now:
+                await self.cooldowns.backoff(
+                    state.model, state.name, until=until, reason=error.code or ""
+                )
+        seen_by = witness(error, tenant=tenant)
+        if seen_by is None:
+            return
+        if state.failed(
+            now, window=policy.failure_window, allowed=policy.allowed_fails, witness=seen_by
+        ):
             until = now + policy.cooldown_seconds
             logger.warning(
                 "endpoint cooled down",
@@ -146,20 +172,29 @@ class RoutedBackend:
         return [t for tier in self._tiers for t in tier]
 
     async def complete(
-        self, body: dict[str, Any], *, trace: RouteTrace | None = None
+        self,
+        body: dict[str, Any],
+        *,
+        trace: RouteTrace | None = None,
+        tenant: str | None = None,
     ) -> dict[str, Any]:
-        """One answer from the first endpoint that serves it; `trace` (the caller's record
-        of the call) is filled in."""
-        return await self._route(body, self._complete_once, trace or RouteTrace())
+        """One answer from the first endpoint that serves it. `trace` (the caller's record
+        of the call) is filled in; `tenant`, the caller's key id, counts failures per key
+        (Router.failed)."""
+        return await self._route(body, self._complete_once, trace or RouteTrace(), tenant)
 
     async def open_stream(
-        self, body: dict[str, Any], *, trace: RouteTrace | None = None
+        self,
+        body: dict[str, Any],
+        *,
+        trace: RouteTrace | None = None,
+        tenant: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """A stream whose first chunk has arrived; `trace` is filled in."""
-        return await self._route(body, self._open_once, trace or RouteTrace())
+        """A stream whose first chunk has arrived; `trace` and `tenant` as for `complete`."""
+        return await self._route(body, self._open_once, trace or RouteTrace(), tenant)
 
     async def _complete_once(
-        self, target: Target, body: dict[str, Any], more: bool
+        self, target: Target, body: dict[str, Any], more: bool, tenant: str | None
     ) -> dict[str, Any]:
         target.state.in_flight += 1
         try:
@@ -171,7 +206,7 @@ class RoutedBackend:
         return result
 
     async def _open_once(
-        self, target: Target, body: dict[str, Any], more: bool
+        self, target: Target, body: dict[str, Any], more: bool, tenant: str | None
     ) -> AsyncIterator[dict[str, Any]]:
         """Open the stream and wait for its first chunk, so that a hang or failure before
         it can still move to another endpoint (within the first-token timeout only when
@@ -191,24 +226,25 @@ class RoutedBackend:
             first,
             chunks,
             on_done=lambda: self._done(target),
-            on_fail=lambda error: self._failed_midway(target, error),
+            on_fail=lambda error: self._failed_midway(target, error, tenant),
         )
 
     def _done(self, target: Target) -> None:
         target.state.in_flight -= 1
         target.state.succeeded()
 
-    async def _failed_midway(self, target: Target, error: GatewayError) -> None:
+    async def _failed_midway(self, target: Target, error: GatewayError, tenant: str | None) -> None:
         """Not retried (the client has the first chunk), but it counts against the endpoint."""
         target.state.in_flight -= 1
         self._report(target, ok=False, failover=False, ttft=None)
-        await self._router.failed(target.state, error)
+        await self._router.failed(target.state, error, tenant=tenant)
 
     async def _route(
         self,
         body: dict[str, Any],
-        attempt: Callable[[Target, dict[str, Any], bool], Awaitable[T]],
+        attempt: Callable[[Target, dict[str, Any], bool, str | None], Awaitable[T]],
         trace: RouteTrace,
+        tenant: str | None,
     ) -> T:
         router = self._router
         deadline = router.clock() + router.policy.budget_seconds
@@ -219,14 +255,14 @@ class RoutedBackend:
         asked_to_wait: set[int] = set()  # tried, and answered with a Retry-After
         last: UpstreamError | None = None
         for number in range(router.policy.max_attempts):
-            target = await self._pick(tried, asked_to_wait, deadline, first=number == 0)
+            target = await self._pick(tried, asked_to_wait, deadline)
             if target is None:
                 break
             trace.attempts += 1
             trace.endpoint = target.label
             more = number + 1 < router.policy.max_attempts and self._others(target, tried)
             try:
-                return await attempt(target, _body_for(body, target), more)
+                return await attempt(target, _body_for(body, target), more, tenant)
             except UpstreamError as exc:
                 last = exc
                 tried.add(id(target))
@@ -234,14 +270,14 @@ class RoutedBackend:
                     asked_to_wait.add(id(target))
                 self._report(target, ok=False, failover=True, ttft=None)
                 trace.failovers += 1
-                await router.failed(target.state, exc)
+                await router.failed(target.state, exc, tenant=tenant)
         # Every attempt failed: the last error goes to the client (a 429's Retry-After too).
         if last is None:
             raise UpstreamError("No endpoint of this model is available.", status_code=503)
         raise last
 
     async def _pick(
-        self, tried: set[int], asked_to_wait: set[int], deadline: float, *, first: bool
+        self, tried: set[int], asked_to_wait: set[int], deadline: float
     ) -> Target | None:
         router = self._router
         now = router.clock()
@@ -264,8 +300,13 @@ class RoutedBackend:
             asked_to_wait.discard(id(target))
             await router.sleep(target.state.not_before - now)
             return target
-        if first:  # all cooled down or waiting: try one anyway rather than fail untried
-            return self._choose(self._tiers[0])
+        # Panic (Envoy's panic threshold): no endpoint is left that is neither cooled down
+        # nor backing off, so the others are tried anyway, tier by tier, with failover
+        # between them. A cooldown steers traffic; it never refuses a request.
+        for tier in self._tiers:
+            rest = [t for t in tier if id(t) not in tried]
+            if rest:
+                return self._choose(rest)
         return None
 
     def _report(self, target: Target, *, ok: bool, failover: bool, ttft: float | None) -> None:

@@ -25,6 +25,7 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
+    EndpointConnectionError,
     EventStreamError,
     ReadTimeoutError,
 )
@@ -32,6 +33,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
 
 from gateway.backends.chunks import Chunks
+from gateway.backends.faults import Unreachable
 from gateway.backends.sse import SSEDecoder, until_done
 from gateway.backends.wire import CHAT, WireRoute, status_error
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
@@ -184,7 +186,9 @@ def _call_errors(endpoint: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         raise _client_error(exc, endpoint) from exc
-    except (ReadTimeoutError, ConnectTimeoutError, TimeoutError) as exc:
+    except (ConnectTimeoutError, EndpointConnectionError) as exc:  # never reached it
+        raise Unreachable(f"The model endpoint is unreachable: {type(exc).__name__}") from exc
+    except (ReadTimeoutError, TimeoutError) as exc:
         raise UpstreamTimeoutError("The model endpoint timed out.") from exc
     except (BotoCoreError, Urllib3Error, OSError) as exc:
         raise UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}") from exc

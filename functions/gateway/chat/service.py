@@ -103,7 +103,7 @@ class ChatSurface:
         backend: RoutedBackend,
         plan: Plan,
     ) -> dict[str, Any]:
-        completion = await backend.complete(plan.body, trace=ctx.trace)
+        completion = await backend.complete(plan.body, trace=ctx.trace, tenant=ctx.key.key_id)
         ctx.meter.observe_completion(completion)
         return completion
 

@@ -94,7 +94,7 @@ class CompletionSurface:
     async def forward(
         self, request: CompletionRequest, ctx: RequestContext, backend: RoutedBackend, plan: Plan
     ) -> dict[str, Any]:
-        completion = await backend.complete(plan.body, trace=ctx.trace)
+        completion = await backend.complete(plan.body, trace=ctx.trace, tenant=ctx.key.key_id)
         ctx.meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
         return completion
 

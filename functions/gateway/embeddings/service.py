@@ -82,6 +82,7 @@ class EmbeddingSurface:
             inputs,
             batch_size=ctx.model.max_batch_size if ctx.model else None,
             trace=ctx.trace,
+            tenant=ctx.key.key_id,
         )
         ctx.meter.observe_usage(upstream_usage(replies))
         return {"data": reassemble(replies, encoding=request.encoding_format or "float")}
@@ -128,11 +129,12 @@ async def embed_batches(
     *,
     batch_size: int | None,
     trace: RouteTrace,
+    tenant: str | None = None,
 ) -> list[Batch]:
     """Each batch's reply, in order; batches of at most `batch_size` inputs, at most
     MAX_CONCURRENT_BATCHES in flight."""
     if batch_size is None or len(inputs) <= batch_size:
-        return [(0, len(inputs), await backend.complete(body, trace=trace))]
+        return [(0, len(inputs), await backend.complete(body, trace=trace, tenant=tenant))]
     starts = list(range(0, len(inputs), batch_size))
     replies: dict[int, dict[str, Any]] = {}
     limiter = anyio.CapacityLimiter(MAX_CONCURRENT_BATCHES)
@@ -140,7 +142,9 @@ async def embed_batches(
     async def one(start: int) -> None:
         async with limiter:
             batch = list(inputs[start : start + batch_size])
-            replies[start] = await backend.complete({**body, "input": batch}, trace=trace)
+            replies[start] = await backend.complete(
+                {**body, "input": batch}, trace=trace, tenant=tenant
+            )
 
     try:
         async with anyio.create_task_group() as group:

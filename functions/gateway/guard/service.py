@@ -166,7 +166,9 @@ class GuardedScreening(Screening):
         tokens = (0, 0)
         try:
             with anyio.fail_after(self.policy.deadline_seconds):
-                data = await self._backend.complete(self._body(turns), trace=self.ledger.trace)
+                data = await self._backend.complete(
+                    self._body(turns), trace=self.ledger.trace, tenant=self.meter.key.key_id
+                )
                 text = _content(data)
                 tokens = await self._tokens(data, turns, text)
             return parse_verdict(text)

@@ -4,8 +4,10 @@ or the health probe clears it; items are written only when the state changes."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -42,6 +44,10 @@ class CountingStore(CooldownStore):
         self.writes += 1
         super().put(**kwargs)
 
+    def put_backoff(self, **kwargs: Any) -> bool:
+        self.writes += 1
+        return super().put_backoff(**kwargs)
+
 
 class Instance:
     """One gateway instance's routing: its own memory, sharing only DynamoDB."""
@@ -67,10 +73,11 @@ class Instance:
         self.backend = RoutedBackend(router=self.router, tiers=[targets])
 
     async def send(self, count: int) -> list[str | None]:
+        """`count` requests, each from a key of its own."""
         served = []
-        for _ in range(count):
+        for number in range(count):
             trace = RouteTrace()
-            await self.backend.complete(BODY, trace=trace)
+            await self.backend.complete(BODY, trace=trace, tenant=f"key-{number}")
             served.append(trace.endpoint)
         return served
 
@@ -224,3 +231,50 @@ async def test_probe_asks_sagemaker_for_each_endpoints_status(mock_dynamodb: Any
     assert seen["gone"][0] is False and seen["gone"][2] == "cooled"
     assert seen["gone"][1].startswith("DescribeEndpoint failed (")
     assert store.read(model="m")["gone"].until == clock.now + 60
+
+
+async def test_a_retry_after_is_shared_capped_and_shown_in_endpoints_list(
+    mock_dynamodb: Any, pools: list[Instance]
+) -> None:
+    """An endpoint's 429 with Retry-After: 3600 is written once, for the cooldown period
+    (60 s) only; the other instance skips it while its peer is ready, and `gateway
+    endpoints list` shows it as backing off (before: `ok`, though benched for an hour)."""
+    from gateway.aws import AwsClients
+    from gateway.backends.endpoints_cli import endpoint_rows
+
+    clock = Clock()
+    store = CountingStore(mock_dynamodb)
+    async with faulty_upstreams(2) as [busy, good]:
+        busy.mode, busy.status, busy.retry_after = "status", 429, "3600"
+        first = Instance(store, clock, [busy.url, good.url])
+        second = Instance(store, clock, [busy.url, good.url])
+        pools.extend([first, second])
+        assert await first.send(3) == ["b", "b", "b"]
+        assert busy.hits == 1 and store.writes == 1  # skipped after its answer; one write
+        assert await second.send(3) == ["b", "b", "b"]
+        assert busy.hits == 1
+        config = json.dumps({"models": [{"id": "m", "tokenizer": "t", "endpoints": [
+            {"name": "a", "type": "openai", "base_url": busy.url},
+            {"name": "b", "type": "openai", "base_url": good.url}]}]})  # fmt: skip
+        settings = Settings(models_config=config)
+        rows = {r["endpoint"]: r for r in endpoint_rows(settings, AwsClients(), now=clock.now)}
+        assert rows["a"]["state"] == "backing_off"
+        assert rows["a"]["reason"] == "upstream_rate_limited"
+        until = datetime.fromisoformat(rows["a"]["until"])
+        assert until.timestamp() == clock.now + 60
+        assert rows["b"]["state"] == "ok"
+        clock.now += 61
+        rows = {r["endpoint"]: r for r in endpoint_rows(settings, AwsClients(), now=clock.now)}
+        assert rows["a"]["state"] == "ok"
+
+
+async def test_a_cooldown_and_a_backoff_do_not_erase_each_other(mock_dynamodb: Any) -> None:
+    store = CooldownStore(client=mock_dynamodb, table=Settings().usage_table)
+    store.put_backoff(model="m", endpoint="a", until=1060.0, reason="upstream_overloaded", now=1000)
+    store.put(model="m", endpoint="a", until=1030.0, reason="probe: /health 503", now=1001)
+    assert not store.put_backoff(
+        model="m", endpoint="a", until=1050.0, reason="upstream_overloaded", now=1002
+    )  # a shorter one does not replace the longer
+    [item] = store.read(model="m").values()
+    assert (item.until, item.reason) == (1030.0, "probe: /health 503")
+    assert (item.backoff_until, item.backoff_reason) == (1060.0, "upstream_overloaded")

@@ -74,10 +74,19 @@ def test_one_slow_first_token_does_not_starve_an_endpoint_for_ever() -> None:
 
 def test_failures_trip_only_within_the_window() -> None:
     [state] = _states(1)
-    assert not state.failed(0.0, window=60, allowed=3)
-    assert not state.failed(10.0, window=60, allowed=3)
-    assert not state.failed(100.0, window=60, allowed=3)  # the first two fell out
-    assert not state.failed(110.0, window=60, allowed=3)
-    assert state.failed(120.0, window=60, allowed=3)
+    assert not state.failed(0.0, window=60, allowed=3, witness="k1")
+    assert not state.failed(10.0, window=60, allowed=3, witness="k2")
+    assert not state.failed(100.0, window=60, allowed=3, witness="k3")  # the first two fell out
+    assert not state.failed(110.0, window=60, allowed=3, witness="k4")
+    assert state.failed(120.0, window=60, allowed=3, witness="k5")
     state.succeeded()
     assert not state.failures
+
+
+def test_one_witness_counts_once_however_often_it_fails() -> None:
+    [state] = _states(1)
+    for second in range(10):
+        assert not state.failed(float(second), window=60, allowed=3, witness="k1")
+    assert not state.failed(10.0, window=60, allowed=3, witness="k2")
+    assert state.failed(11.0, window=60, allowed=3, witness="k3")
+    assert not state.failures  # counting starts again

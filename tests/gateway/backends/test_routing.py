@@ -205,8 +205,8 @@ async def test_cooled_down_endpoint_gets_no_traffic_until_its_cooldown_ends() ->
         sick.mode, sick.status = "status", 502
         router = make_router(clock, allowed_fails=3, cooldown_seconds=60)
         backend = routed(router, [sick.url, good.url], weights=[1000, 1])
-        for _ in range(3):  # the heavy weight sends each request to `sick` first
-            await backend.complete(BODY)
+        for key in ("k1", "k2", "k3"):  # the heavy weight sends each to `sick` first
+            await backend.complete(BODY, tenant=key)  # three keys saw it fail
         assert sick.hits == 3
         assert router.cooldowns.until("m", "a") == clock.now + 60
         sick.mode = "ok"
@@ -397,3 +397,115 @@ async def test_a_retry_after_is_waited_for_only_by_the_request_it_was_sent_to() 
         busy.mode = "ok"
         await backend.complete(BODY)  # tried at once, not after 3 s
         assert clock.slept == [] and busy.hits == 2
+
+
+# --- Cooldowns that cannot be weaponized (issue 27, item 3) ---------------------------
+
+
+async def stream_served_by(backend: RoutedBackend, *, tenant: str | None = None) -> str | None:
+    trace = RouteTrace()
+    chunks = await drain(
+        await backend.open_stream({**BODY, "stream": True}, trace=trace, tenant=tenant)
+    )
+    assert chunks[0]["choices"][0]["delta"]["content"] == "hi"
+    return trace.endpoint
+
+
+async def test_one_callers_500s_do_not_stop_a_paused_replicas_peer_from_serving() -> None:
+    """Three requests from one caller make both replicas answer 500 (a request can make
+    its own upstream fail). Then one replica pauses: every later request is still served,
+    by its peer. Before: both replicas were cooled down, the router made one attempt and
+    never tried the other, and the requests that drew the paused one failed."""
+    clock = Clock()
+    async with faulty_upstreams(2) as [paused, peer]:
+        paused.mode = peer.mode = "status"
+        paused.status = peer.status = 500
+        router = make_router(clock)
+        backend = routed(router, [paused.url, peer.url])
+        for _ in range(3):
+            with pytest.raises(UpstreamError):
+                await backend.complete(BODY)
+        assert (paused.hits, peer.hits) == (3, 3)
+        assert router.cooldowns.until("m", "a") == router.cooldowns.until("m", "b") == 0
+        paused.mode, peer.mode = "hang", "ok"
+        served = [await stream_served_by(backend) for _ in range(8)]
+        assert served == ["b"] * 8
+
+
+async def test_a_429_retry_after_of_an_hour_is_honoured_for_the_cooldown_at_most() -> None:
+    """One request answered 429 with Retry-After: 3600 by both replicas: the client gets
+    the 429 and its header, but the replicas are skipped for at most the cooldown period,
+    and never refused while they are all the model has: a paused replica's peer serves.
+    Before: both were benched for an hour and most requests failed."""
+    clock = Clock()
+    async with faulty_upstreams(2) as [paused, peer]:
+        paused.mode = peer.mode = "status"
+        paused.status = peer.status = 429
+        paused.retry_after = peer.retry_after = "3600"
+        router = make_router(clock, cooldown_seconds=60)
+        backend = routed(router, [paused.url, peer.url])
+        with pytest.raises(UpstreamError) as raised:
+            await backend.complete(BODY)
+        assert raised.value.status_code == 429 and raised.value.headers["Retry-After"] == "3600"
+        for name in "ab":
+            state = router.state("m", name, weight=1, max_concurrency=None)
+            assert state.not_before == clock.now + 60  # not an hour
+            assert router.cooldowns.backoff_until("m", name) == clock.now + 60
+            assert not state.failures  # backpressure is not a fault
+        paused.mode, peer.mode = "hang", "ok"
+        served = [await stream_served_by(backend) for _ in range(8)]
+        assert served == ["b"] * 8
+        assert clock.slept == []  # nobody sat out the Retry-After
+
+
+async def test_when_every_endpoint_is_cooled_down_they_are_all_tried_with_failover() -> None:
+    """Envoy's panic mode: with every endpoint cooled down (the probe, an outage that has
+    passed) a request still fails over between them. Before: one attempt, then a 504."""
+    clock = Clock()
+    async with faulty_upstreams(2) as [paused, peer]:
+        router = make_router(clock)
+        backend = routed(router, [paused.url, peer.url])
+        for name in "ab":
+            await router.cooldowns.set("m", name, until=clock.now + 60, reason="probe")
+        paused.mode = "hang"
+        served = [await stream_served_by(backend) for _ in range(8)]
+        assert served == ["b"] * 8
+        assert paused.hits >= 1  # it was drawn, and the request moved on
+
+
+async def test_failures_cool_an_endpoint_down_only_when_distinct_keys_saw_them() -> None:
+    clock = Clock()
+    async with faulty_upstreams(2) as [sick, good]:
+        sick.mode, sick.status = "status", 500
+        router = make_router(clock, allowed_fails=3)
+        backend = routed(router, [sick.url, good.url], weights=[1000, 1])
+        for _ in range(5):  # one key, however often
+            await backend.complete(BODY, tenant="key-1")
+        await backend.complete(BODY)  # and callers not named count as one more key
+        assert router.cooldowns.until("m", "a") == 0 and sick.hits == 6
+        await backend.complete(BODY, tenant="key-2")
+        assert router.cooldowns.until("m", "a") == clock.now + 60  # three keys saw it
+
+
+async def test_a_refused_connection_needs_no_second_key() -> None:
+    """A connection that cannot be made is not something a request can cause."""
+    clock = Clock()
+    async with faulty_upstreams(1) as [good]:
+        router = make_router(clock, allowed_fails=3)
+        backend = routed(router, [refused_url(), good.url], weights=[1000, 1])
+        for _ in range(3):
+            await backend.complete(BODY, tenant="key-1")
+        assert router.cooldowns.until("m", "a") == clock.now + 60
+
+
+async def test_a_stream_failing_midway_counts_against_its_key() -> None:
+    clock = Clock()
+    async with faulty_upstreams(1) as [broken]:
+        broken.mode = "midstream"
+        router = make_router(clock, allowed_fails=2)
+        backend = routed(router, [broken.url])
+        for tenant in ("key-1", "key-1", "key-2"):
+            chunks = await backend.open_stream({**BODY, "stream": True}, tenant=tenant)
+            with pytest.raises(UpstreamError):
+                await drain(chunks)
+        assert router.cooldowns.until("m", "a") == clock.now + 60

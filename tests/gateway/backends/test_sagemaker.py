@@ -451,10 +451,13 @@ def test_unknown_endpoint_is_a_validation_error(client: Any) -> None:
 
 
 def test_unreachable_endpoint_is_502() -> None:
+    from gateway.backends.faults import Unreachable
+
     dead = make_client(f"http://127.0.0.1:{free_port()}", connect_timeout=0.5)
     error = raises(UpstreamError, backend(dead, "any").complete(BODY))
     assert error.status_code == 502
     assert "unreachable" in error.message
+    assert isinstance(error, Unreachable)  # counts against the endpoint without a key
 
 
 def test_client_config_uses_the_gateway_timeouts() -> None:

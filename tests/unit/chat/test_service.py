@@ -186,7 +186,9 @@ async def test_cancellation_while_waiting_for_the_upstream_records_a_disconnect(
     sink = RecordingSink()
 
     class Hanging(FakeBackend):
-        async def complete(self, body: dict[str, Any], *, trace: Any = None) -> dict[str, Any]:
+        async def complete(
+            self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+        ) -> dict[str, Any]:
             await anyio.sleep_forever()
             raise AssertionError
 

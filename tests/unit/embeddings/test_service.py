@@ -53,7 +53,9 @@ class EmbeddingBackend:
         self.fail_on = fail_on
         self.error = error or UpstreamError("batch failed")
 
-    async def complete(self, body: dict[str, Any], *, trace: Any = None) -> dict[str, Any]:
+    async def complete(
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+    ) -> dict[str, Any]:
         self.sent.append(body)
         inputs = body["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs

@@ -94,7 +94,9 @@ async def test_admit_holds_a_key_to_its_concurrency_and_frees_the_slot() -> None
     started, release = anyio.Event(), anyio.Event()
 
     class Slow(FakeBackend):
-        async def complete(self, body: dict[str, Any], *, trace: Any = None) -> dict[str, Any]:
+        async def complete(
+            self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+        ) -> dict[str, Any]:
             started.set()
             await release.wait()
             return COMPLETION
@@ -146,7 +148,9 @@ class Hanging(FakeBackend):
 
     cancelled: bool = False
 
-    async def complete(self, body: dict[str, Any], *, trace: Any = None) -> dict[str, Any]:
+    async def complete(
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+    ) -> dict[str, Any]:
         try:
             await anyio.sleep_forever()
         except anyio.get_cancelled_exc_class():
@@ -155,7 +159,7 @@ class Hanging(FakeBackend):
         raise AssertionError
 
     async def open_stream(
-        self, body: dict[str, Any], *, trace: Any = None
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
     ) -> AsyncIterator[dict[str, Any]]:
         return await self.complete(body)  # type: ignore[no-any-return]
 
