@@ -204,11 +204,12 @@ class Resources:
             return OpenAIBackend(upstream=upstream, pool=self.http, route=route)
         from gateway.backends.sagemaker import SageMakerBackend, client_config
 
-        if self.aws.sagemaker_config is None:
-            self.aws.sagemaker_config = client_config(self.settings)
+        aws = self.aws
+        if aws.sagemaker_config is None:
+            aws.sagemaker_config = client_config(self.settings)
         return SageMakerBackend(
             upstream=upstream,
-            client=self.aws.sagemaker_runtime,
+            build_client=lambda: aws.sagemaker_runtime,  # in a worker thread, on first use
             max_concurrency=self.settings.upstream_max_connections,
             route=route,
         )

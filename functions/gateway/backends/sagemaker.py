@@ -2,9 +2,11 @@
 `/invocations` (TGI's Messages API, LMI, vLLM).
 
 boto3 is synchronous, so every call and every read of a response stream runs in a worker
-thread. Streamed replies arrive as `PayloadPart` events whose bytes are not aligned to
-lines or events: they are buffered and split into server-sent events (or JSON lines, LMI's
-default) here. Closing a stream early closes its connection, which stops the generation.
+thread, and so does building the client (botocore loads the service model: tens of
+milliseconds), once, on the first call. Streamed replies arrive as `PayloadPart` events
+whose bytes are not aligned to lines or events: they are buffered and split into
+server-sent events (or JSON lines, LMI's default) here. Closing a stream early closes its
+connection, which stops the generation.
 """
 
 from __future__ import annotations
@@ -191,8 +193,11 @@ def _call_errors(endpoint: str) -> Iterator[None]:
 
 
 class SageMakerBackend:
-    """The Backend for one SageMaker endpoint, through a shared sagemaker-runtime client
-    (build it with `client_config(settings)`).
+    """The Backend for one SageMaker endpoint, through a shared sagemaker-runtime client.
+
+    `build_client`: returns that client (configured with `client_config(settings)`;
+    AwsClients.sagemaker_runtime builds one per process); blocking, so it is called in a
+    worker thread by the first call that needs the client, once.
 
     Worker threads come from this backend's own limiter, not anyio's default one: a
     stream holds a thread while it waits for each event, and must not starve the rest
@@ -203,17 +208,29 @@ class SageMakerBackend:
         self,
         *,
         upstream: SageMakerEndpoint,
-        client: SageMakerRuntimeClient,
+        build_client: Callable[[], SageMakerRuntimeClient],
         max_concurrency: int = 100,
         route: WireRoute = CHAT,
     ) -> None:
         self._upstream = upstream
         # The container tells routes apart by the body (vLLM: messages, prompt, input).
         self._route = route
-        self._client = client
+        self._build_client = build_client
+        self._client: SageMakerRuntimeClient | None = None
+        self._client_lock = threading.Lock()
         self._max_concurrency = max_concurrency
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _client_now(self) -> SageMakerRuntimeClient:
+        """Worker thread: the client, built by the first call that needs it."""
+        client = self._client
+        if client is None:
+            with self._client_lock:  # concurrent first calls build it once
+                client = self._client
+                if client is None:
+                    client = self._client = self._build_client()
+        return client
 
     def _limiter(self) -> anyio.CapacityLimiter:
         loop = asyncio.get_running_loop()
@@ -231,7 +248,7 @@ class SageMakerBackend:
         payload = orjson.dumps(body)
 
         def invoke() -> bytes:
-            response = self._client.invoke_endpoint(
+            response = self._client_now().invoke_endpoint(
                 EndpointName=self._upstream.endpoint_name,
                 ContentType="application/json",
                 Accept="application/json",
@@ -248,7 +265,7 @@ class SageMakerBackend:
         payload = orjson.dumps(body if body.get("stream") is True else {**body, "stream": True})
 
         def invoke() -> EventStream[ResponseStreamTypeDef]:
-            response = self._client.invoke_endpoint_with_response_stream(
+            response = self._client_now().invoke_endpoint_with_response_stream(
                 EndpointName=self._upstream.endpoint_name,
                 ContentType="application/json",
                 Body=payload,

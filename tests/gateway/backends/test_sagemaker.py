@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import NoRegionError
 from gateway.backends.sagemaker import SageMakerBackend, client_config
 from gateway.backends.sse import SSEDecoder
 from gateway.errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
@@ -151,7 +152,9 @@ def quick(stub: SageMakerStub) -> Any:
 
 
 def backend(client: Any, endpoint: str) -> SageMakerBackend:
-    return SageMakerBackend(upstream=SageMakerEndpoint(endpoint_name=endpoint), client=client)
+    return SageMakerBackend(
+        upstream=SageMakerEndpoint(endpoint_name=endpoint), build_client=lambda: client
+    )
 
 
 async def collect(b: SageMakerBackend, body: dict[str, Any] = BODY) -> list[dict[str, Any]]:
@@ -465,3 +468,53 @@ def test_client_config_uses_the_gateway_timeouts() -> None:
     assert (config.connect_timeout, config.read_timeout) == (3.0, 120.0)
     assert config.max_pool_connections == 64
     assert config.retries == {"mode": "standard", "total_max_attempts": 2}
+
+
+def _on_the_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_the_client_is_built_once_by_the_first_calls_outside_the_event_loop(
+    stub: SageMakerStub,
+) -> None:
+    """Building a boto3 client loads botocore's service model (tens of milliseconds): in
+    a worker thread, once, however many first calls arrive together."""
+    built: list[bool] = []
+
+    def build() -> Any:
+        built.append(_on_the_loop())
+        return make_client(stub.url, read_timeout=5)
+
+    stub.add_invocation("first-call", json_reply(COMPLETION))
+    stub.add_stream("first-stream", frames([sse(CHUNKS)]))
+    lazy = SageMakerBackend(
+        upstream=SageMakerEndpoint(endpoint_name="first-call"), build_client=build
+    )
+    assert built == []  # nothing built with the backend
+
+    async def first_calls() -> list[Any]:
+        return list(await asyncio.gather(lazy.complete(BODY), lazy.complete(BODY)))
+
+    assert asyncio.run(first_calls()) == [COMPLETION, COMPLETION]
+    assert built == [False]
+    streamed = SageMakerBackend(
+        upstream=SageMakerEndpoint(endpoint_name="first-stream"), build_client=build
+    )
+    assert content(asyncio.run(collect(streamed))) == "".join(PIECES)
+    assert built == [False, False]
+
+
+def test_a_client_that_cannot_be_built_is_an_upstream_error() -> None:
+    def build() -> Any:
+        raise NoRegionError()  # what botocore raises with no region configured
+
+    unbuildable = SageMakerBackend(
+        upstream=SageMakerEndpoint(endpoint_name="any"), build_client=build
+    )
+    error = raises(UpstreamError, unbuildable.complete(BODY))
+    assert error.status_code == 502
+    assert "NoRegionError" in error.message
