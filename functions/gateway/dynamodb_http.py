@@ -40,17 +40,35 @@ _CONTENT_TYPE = "application/x-amz-json-1.0"
 SERVICE = "DynamoDB"
 
 
+def host_header(endpoint: Endpoint) -> str:
+    """The Host header botocore signs for the endpoint's URL (lowercase, without a default
+    port), derived once: each call then signs and sends it as given, which spares the
+    signer parsing the URL twice a call (a third of its CPU)."""
+    request = AWSRequest(method="POST", url=endpoint.url)
+    signer = SigV4Auth(endpoint.credentials, "dynamodb", endpoint.region)
+    return str(signer.headers_to_sign(request)["host"])
+
+
 def signed_headers(
-    endpoint: Endpoint, credentials: ReadOnlyCredentials, *, operation: str, body: bytes
+    endpoint: Endpoint,
+    credentials: ReadOnlyCredentials,
+    *,
+    host: str,
+    operation: str,
+    body: bytes,
 ) -> dict[str, str]:
-    """The headers of a POST of `body` to DynamoDB's `operation`, signed by botocore's
-    SigV4Auth (Authorization, X-Amz-Date, X-Amz-Security-Token for a session's
-    credentials). The Host header it signed is aiohttp's for the same URL."""
+    """The headers of a POST of `body` to DynamoDB's `operation` on `host`, signed by
+    botocore's SigV4Auth (Authorization, X-Amz-Date, X-Amz-Security-Token for a session's
+    credentials). aiohttp sends the Host header given here, so it is the one signed."""
     request = AWSRequest(
         method="POST",
         url=endpoint.url,
         data=body,
-        headers={"Content-Type": _CONTENT_TYPE, "X-Amz-Target": _TARGET_PREFIX + operation},
+        headers={
+            "Host": host,
+            "Content-Type": _CONTENT_TYPE,
+            "X-Amz-Target": _TARGET_PREFIX + operation,
+        },
     )
     SigV4Auth(credentials, "dynamodb", endpoint.region).add_auth(request)
     return dict(request.headers.items())
@@ -82,6 +100,7 @@ class DynamoDBHttp:
         self._max_connections = max_connections
         self._tracer = tracer
         self._endpoint: Endpoint | None = None
+        self._host = ""  # host_header(endpoint)
         self._refreshable = False  # the endpoint's credentials expire (RefreshableCredentials)
         self._resolving = anyio.Lock()
         self._session: aiohttp.ClientSession | None = None
@@ -117,6 +136,7 @@ class DynamoDBHttp:
 
         endpoint = self._resolve()
         self._refreshable = isinstance(endpoint.credentials, RefreshableCredentials)
+        self._host = host_header(endpoint)
         self._endpoint = endpoint
         return endpoint
 
@@ -138,8 +158,9 @@ class DynamoDBHttp:
 
         body = orjson.dumps(params)
         endpoint = await self._endpoint_now()
+        credentials = await self._credentials(endpoint)
         headers = signed_headers(
-            endpoint, await self._credentials(endpoint), operation=operation, body=body
+            endpoint, credentials, host=self._host, operation=operation, body=body
         )
         span = None
         if self._tracer is not None:

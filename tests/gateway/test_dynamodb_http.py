@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.aws import AwsClients, ConditionFailed, Endpoint, RetryableError, botocore_errors
-from gateway.dynamodb_http import DynamoDBHttp
+from gateway.dynamodb_http import DynamoDBHttp, host_header
 from gateway.errors import DependencyError
 from gateway.usage import UsageStore
 
@@ -260,6 +260,19 @@ def test_requests_are_signed_by_botocores_signer(
     assert received["Authorization"] == _botocore_authorization(
         url, received, body, credentials, "eu-west-1"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://dynamodb.eu-west-1.amazonaws.com", "dynamodb.eu-west-1.amazonaws.com"),
+        ("https://DynamoDB.eu-west-1.amazonaws.com:443", "dynamodb.eu-west-1.amazonaws.com"),
+        ("http://127.0.0.1:8123", "127.0.0.1:8123"),
+        ("http://[::1]:8123", "[::1]:8123"),
+    ],
+)
+def test_the_host_signed_is_botocores_for_the_url(url: str, host: str) -> None:
+    assert host_header(_endpoint(url)) == host
 
 
 def test_a_cancelled_transaction_maps_as_botocores_does(dynamodb: str) -> None:
