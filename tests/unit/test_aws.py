@@ -3,7 +3,9 @@ retries, and AWS clients built once and off the caller's toes."""
 
 from __future__ import annotations
 
+import ast
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +147,23 @@ def test_a_client_is_built_once_when_threads_ask_at_once() -> None:
     second.join(10)
     assert session.built == ["sagemaker-runtime"]
     assert len(got) == 2 and got[0] is got[1]
+
+
+def _gateway_imports(module: str) -> set[str]:
+    """The gateway modules `module` imports (at run time or for type checking)."""
+    path = Path(__file__).resolve().parents[2] / "functions" / (module.replace(".", "/") + ".py")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "gateway"}
+
+
+def test_aws_plumbing_sits_at_the_bottom() -> None:
+    """aws.py imports only the gateway's errors, and the DynamoDB client only aws.py and
+    the errors: no cycle between them (there was one: aws.py built dynamodb_http's
+    Endpoint)."""
+    assert _gateway_imports("gateway.aws") == {"gateway.errors"}
+    assert _gateway_imports("gateway.dynamodb_http") == {"gateway.aws", "gateway.errors"}
