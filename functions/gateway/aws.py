@@ -1,9 +1,6 @@
-"""AWS clients, built once per process, and the one place AWS errors are mapped.
-
-The bottom of the gateway's layers: it imports nothing of the gateway but its errors.
-Errors from botocore (`botocore_errors`) and from the request path's JSON-protocol client
-(dynamodb_http.py, which parses DynamoDB's error body) both go through `map_error`.
-"""
+"""AWS clients, built once per process, and the one place AWS errors are mapped
+(`map_error`: botocore's, through `botocore_errors`, and dynamodb_http.py's). The bottom
+layer: it imports nothing of the gateway but its errors."""
 
 from __future__ import annotations
 
@@ -40,17 +37,11 @@ _DYNAMODB_CONFIG = Config(
 
 # Error codes worth retrying at once (after a short, jittered pause): the item is busy in
 # another transaction, the partition is throttled, or DynamoDB had a transient fault.
-RETRYABLE_CODES = frozenset(
-    {
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
+RETRYABLE_CODES = frozenset({
+    "TransactionConflictException", "TransactionInProgressException",
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable",
+})  # fmt: skip
 
 
 def path_dynamodb_config(*, connect_timeout: float, read_timeout: float) -> Config:
@@ -76,11 +67,9 @@ class Endpoint:
 
 @dataclass
 class AwsClients:
-    """Lazily built, process-wide boto3 clients. Pass a prebuilt session to inject a fake.
-
-    Building a client (or resolving credentials) blocks for tens of milliseconds, so the
-    request path does it in worker threads; a lock makes each client built once however
-    many threads ask at once (a boto3 session is not thread-safe)."""
+    """Lazily built, process-wide boto3 clients (pass a session to inject a fake). Building
+    one blocks for tens of milliseconds: the request path does it in worker threads, and a
+    lock builds each once however many threads ask (a boto3 session is not thread-safe)."""
 
     session: boto3.session.Session | None = None
     region_name: str | None = None
@@ -92,8 +81,7 @@ class AwsClients:
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
-        """`build()` under the lock, kept as attribute `name` (where cached_property keeps
-        it too), so that threads racing for a client get the one built first."""
+        """`build()` under the lock, kept as attribute `name` (as cached_property does)."""
         with self._lock:
             if name not in self.__dict__:
                 self.__dict__[name] = build()
@@ -133,9 +121,8 @@ class AwsClients:
         )
 
     def dynamodb_endpoint(self) -> Endpoint:
-        """The DynamoDB client's resolved endpoint, region and credentials, for the
-        request path's JSON-protocol client (dynamodb_http.py). Blocking (it builds the
-        client and may fetch credentials): call it in a worker thread on the request path."""
+        """The DynamoDB client's resolved endpoint, region and credentials, for
+        dynamodb_http.py. Blocking (it builds the client, may fetch credentials)."""
         meta = self.dynamodb.meta
         with self._lock:
             credentials = self._boto3_session().get_credentials()
@@ -193,10 +180,6 @@ class ConditionFailed(Exception):
         self.codes = tuple(codes)
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 # Per-item cancellation reasons of a transaction that a quick retry may clear.
 _RETRYABLE_REASONS = frozenset(
     {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
@@ -213,13 +196,9 @@ def cancellation_codes(response: Mapping[str, Any]) -> list[str]:
 
 
 def map_error(code: str, service: str, *, reasons: Sequence[str] = ()) -> Exception:
-    """The gateway's exception for an AWS error `code` (and, for a cancelled transaction,
-    its per-item `reasons`: cancellation_codes):
-
-    - a false condition (alone, or the only failure of a transaction) is ConditionFailed;
-    - throttling, a conflict or a transient fault is RetryableError (a 503 if it lasts);
-    - anything else is the dependency failing: DependencyError, a 503 to clients.
-    """
+    """The gateway's exception for an AWS error `code` (and a cancelled transaction's
+    per-item `reasons`): a false condition, alone, is ConditionFailed; throttling, a conflict
+    or a transient fault RetryableError; anything else DependencyError (a 503 to clients)."""
     if code == "ConditionalCheckFailedException":
         return ConditionFailed(["ConditionalCheckFailed"])
     if code == "TransactionCanceledException":
@@ -240,7 +219,7 @@ def botocore_errors(service: str) -> Iterator[None]:
     try:
         yield
     except ClientError as exc:
-        code = error_code(exc)
+        code = str(exc.response.get("Error", {}).get("Code", ""))
         raise map_error(code, service, reasons=cancellation_codes(exc.response)) from exc
     except BotoCoreError as exc:
         raise DependencyError(f"{service} is unavailable ({type(exc).__name__})") from exc

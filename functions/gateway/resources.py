@@ -209,7 +209,7 @@ class Resources:
             aws.sagemaker_config = client_config(self.settings)
         return SageMakerBackend(
             upstream=upstream,
-            build_client=lambda: aws.sagemaker_runtime,  # in a worker thread, on first use
+            get_client=lambda: aws.sagemaker_runtime,  # built in a worker thread, on first use
             max_concurrency=self.settings.upstream_max_connections,
             route=route,
         )

@@ -1,12 +1,11 @@
 """SageMaker real-time endpoints whose container speaks OpenAI chat completions on
 `/invocations` (TGI's Messages API, LMI, vLLM).
 
-boto3 is synchronous, so every call and every read of a response stream runs in a worker
-thread, and so does building the client (botocore loads the service model: tens of
-milliseconds), once, on the first call. Streamed replies arrive as `PayloadPart` events
-whose bytes are not aligned to lines or events: they are buffered and split into
-server-sent events (or JSON lines, LMI's default) here. Closing a stream early closes its
-connection, which stops the generation.
+boto3 is synchronous, so every call (the client's first build included) and every read of a
+response stream runs in a worker thread. Streamed replies arrive as `PayloadPart` events
+whose bytes are not aligned to lines or events: they are buffered and split into server-sent
+events (or JSON lines, LMI's default) here. Closing a stream early closes its connection,
+which stops the generation.
 """
 
 from __future__ import annotations
@@ -59,13 +58,10 @@ _STREAM_ERRORS = ("ModelStreamError", "InternalStreamFailure")
 
 
 def client_config(settings: Settings) -> Config:
-    """The botocore Config for the process-wide sagemaker-runtime client.
-
-    The read timeout bounds each socket read, so for a stream it is the longest silence
-    between two events. Standard retries (throttling, 5xx, connection failures, read
-    timeouts) are capped at one retry: a retried invocation is a whole new generation.
-    `total_max_attempts` counts the first attempt; botocore's `max_attempts` does not.
-    """
+    """The botocore Config for the process-wide sagemaker-runtime client. The read timeout
+    bounds each socket read: for a stream, the longest silence between two events. Standard
+    retries (throttling, 5xx, connection failures, read timeouts) are capped at one retry
+    (`total_max_attempts` counts the first attempt): a retry is a whole new generation."""
     return Config(
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
@@ -193,11 +189,9 @@ def _call_errors(endpoint: str) -> Iterator[None]:
 
 
 class SageMakerBackend:
-    """The Backend for one SageMaker endpoint, through a shared sagemaker-runtime client.
-
-    `build_client`: returns that client (configured with `client_config(settings)`;
-    AwsClients.sagemaker_runtime builds one per process); blocking, so it is called in a
-    worker thread by the first call that needs the client, once.
+    """The Backend for one SageMaker endpoint, through a shared sagemaker-runtime client:
+    `get_client()` returns it, called in each call's worker thread, so that building it on
+    the first call (AwsClients.sagemaker_runtime: once, under a lock) blocks no event loop.
 
     Worker threads come from this backend's own limiter, not anyio's default one: a
     stream holds a thread while it waits for each event, and must not starve the rest
@@ -208,29 +202,17 @@ class SageMakerBackend:
         self,
         *,
         upstream: SageMakerEndpoint,
-        build_client: Callable[[], SageMakerRuntimeClient],
+        get_client: Callable[[], SageMakerRuntimeClient],
         max_concurrency: int = 100,
         route: WireRoute = CHAT,
     ) -> None:
         self._upstream = upstream
         # The container tells routes apart by the body (vLLM: messages, prompt, input).
         self._route = route
-        self._build_client = build_client
-        self._client: SageMakerRuntimeClient | None = None
-        self._client_lock = threading.Lock()
+        self._client = get_client  # configured with client_config(settings)
         self._max_concurrency = max_concurrency
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _client_now(self) -> SageMakerRuntimeClient:
-        """Worker thread: the client, built by the first call that needs it."""
-        client = self._client
-        if client is None:
-            with self._client_lock:  # concurrent first calls build it once
-                client = self._client
-                if client is None:
-                    client = self._client = self._build_client()
-        return client
 
     def _limiter(self) -> anyio.CapacityLimiter:
         loop = asyncio.get_running_loop()
@@ -248,7 +230,7 @@ class SageMakerBackend:
         payload = orjson.dumps(body)
 
         def invoke() -> bytes:
-            response = self._client_now().invoke_endpoint(
+            response = self._client().invoke_endpoint(
                 EndpointName=self._upstream.endpoint_name,
                 ContentType="application/json",
                 Accept="application/json",
@@ -265,7 +247,7 @@ class SageMakerBackend:
         payload = orjson.dumps(body if body.get("stream") is True else {**body, "stream": True})
 
         def invoke() -> EventStream[ResponseStreamTypeDef]:
-            response = self._client_now().invoke_endpoint_with_response_stream(
+            response = self._client().invoke_endpoint_with_response_stream(
                 EndpointName=self._upstream.endpoint_name,
                 ContentType="application/json",
                 Body=payload,

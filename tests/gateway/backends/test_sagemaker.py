@@ -15,6 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import NoRegionError
+from gateway.aws import AwsClients
 from gateway.backends.sagemaker import SageMakerBackend, client_config
 from gateway.backends.sse import SSEDecoder
 from gateway.errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
@@ -153,7 +154,7 @@ def quick(stub: SageMakerStub) -> Any:
 
 def backend(client: Any, endpoint: str) -> SageMakerBackend:
     return SageMakerBackend(
-        upstream=SageMakerEndpoint(endpoint_name=endpoint), build_client=lambda: client
+        upstream=SageMakerEndpoint(endpoint_name=endpoint), get_client=lambda: client
     )
 
 
@@ -478,34 +479,48 @@ def _on_the_loop() -> bool:
     return True
 
 
-def test_the_client_is_built_once_by_the_first_calls_outside_the_event_loop(
-    stub: SageMakerStub,
+class _RecordingSession(boto3.session.Session):
+    """A real boto3 session that notes, per client built, whether an event loop ran in the
+    building thread."""
+
+    built: list[bool]
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        self.built.append(_on_the_loop())
+        return super().client(*args, **kwargs)
+
+
+def test_the_shared_client_is_built_once_by_the_first_calls_outside_the_event_loop(
+    stub: SageMakerStub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Building a boto3 client loads botocore's service model (tens of milliseconds): in
-    a worker thread, once, however many first calls arrive together."""
-    built: list[bool] = []
-
-    def build() -> Any:
-        built.append(_on_the_loop())
-        return make_client(stub.url, read_timeout=5)
-
+    a worker thread, once per process, however many first calls arrive together, through
+    AwsClients as resources.py wires it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", stub.url)
+    session = _RecordingSession(
+        aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1"
+    )
+    session.built = []
+    aws = AwsClients(session=session, sagemaker_config=Config(read_timeout=5))
     stub.add_invocation("first-call", json_reply(COMPLETION))
     stub.add_stream("first-stream", frames([sse(CHUNKS)]))
-    lazy = SageMakerBackend(
-        upstream=SageMakerEndpoint(endpoint_name="first-call"), build_client=build
+    calls, stream = (
+        SageMakerBackend(
+            upstream=SageMakerEndpoint(endpoint_name=name),
+            get_client=lambda: aws.sagemaker_runtime,
+        )
+        for name in ("first-call", "first-stream")
     )
-    assert built == []  # nothing built with the backend
+    assert session.built == []  # nothing built with the backends
 
     async def first_calls() -> list[Any]:
-        return list(await asyncio.gather(lazy.complete(BODY), lazy.complete(BODY)))
+        both = await asyncio.gather(calls.complete(BODY), calls.complete(BODY), collect(stream))
+        return list(both)
 
-    assert asyncio.run(first_calls()) == [COMPLETION, COMPLETION]
-    assert built == [False]
-    streamed = SageMakerBackend(
-        upstream=SageMakerEndpoint(endpoint_name="first-stream"), build_client=build
-    )
-    assert content(asyncio.run(collect(streamed))) == "".join(PIECES)
-    assert built == [False, False]
+    one, two, chunks = asyncio.run(first_calls())
+    assert one == two == COMPLETION
+    assert content(chunks) == "".join(PIECES)
+    assert session.built == [False]
 
 
 def test_a_client_that_cannot_be_built_is_an_upstream_error() -> None:
@@ -513,7 +528,7 @@ def test_a_client_that_cannot_be_built_is_an_upstream_error() -> None:
         raise NoRegionError()  # what botocore raises with no region configured
 
     unbuildable = SageMakerBackend(
-        upstream=SageMakerEndpoint(endpoint_name="any"), build_client=build
+        upstream=SageMakerEndpoint(endpoint_name="any"), get_client=build
     )
     error = raises(UpstreamError, unbuildable.complete(BODY))
     assert error.status_code == 502
