@@ -1,12 +1,15 @@
-"""AWS clients, built once per process, and the one place botocore errors are mapped."""
+"""AWS clients, built once per process, and the one place AWS errors are mapped
+(`map_error`: botocore's, through `botocore_errors`, and dynamodb_http.py's). The bottom
+layer: it imports nothing of the gateway but its errors."""
 
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -18,9 +21,8 @@ from gateway.errors import DependencyError
 
 if TYPE_CHECKING:
     import boto3
+    from botocore.credentials import Credentials
     from mypy_boto3_dynamodb import DynamoDBClient
-
-    from gateway.dynamodb_http import Endpoint
 
 T = TypeVar("T")
 
@@ -35,17 +37,11 @@ _DYNAMODB_CONFIG = Config(
 
 # Error codes worth retrying at once (after a short, jittered pause): the item is busy in
 # another transaction, the partition is throttled, or DynamoDB had a transient fault.
-RETRYABLE_CODES = frozenset(
-    {
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
+RETRYABLE_CODES = frozenset({
+    "TransactionConflictException", "TransactionInProgressException",
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable",
+})  # fmt: skip
 
 
 def path_dynamodb_config(*, connect_timeout: float, read_timeout: float) -> Config:
@@ -59,9 +55,21 @@ def path_dynamodb_config(*, connect_timeout: float, read_timeout: float) -> Conf
     )
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to call DynamoDB: botocore's resolved endpoint and region, and the
+    session's credentials (refreshable ones refresh themselves when frozen for a call)."""
+
+    url: str
+    region: str
+    credentials: Credentials
+
+
 @dataclass
 class AwsClients:
-    """Lazily built, process-wide boto3 clients. Pass a prebuilt client to inject a fake."""
+    """Lazily built, process-wide boto3 clients (pass a session to inject a fake). Building
+    one blocks for tens of milliseconds: the request path does it in worker threads, and a
+    lock builds each once however many threads ask (a boto3 session is not thread-safe)."""
 
     session: boto3.session.Session | None = None
     region_name: str | None = None
@@ -70,37 +78,54 @@ class AwsClients:
     # DynamoDB client settings (default: _DYNAMODB_CONFIG; the app passes
     # path_dynamodb_config(...)).
     dynamodb_config: Config | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
-    @cached_property
-    def _session(self) -> boto3.session.Session:
-        import boto3  # with the first client: boto3 (and s3transfer) cost ~20 ms to import
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        """`build()` under the lock, kept as attribute `name` (as cached_property does)."""
+        with self._lock:
+            if name not in self.__dict__:
+                self.__dict__[name] = build()
+            return cast(T, self.__dict__[name])
 
-        return self.session or boto3.session.Session(region_name=self.region_name)
+    def _boto3_session(self) -> boto3.session.Session:
+        def build() -> boto3.session.Session:
+            import boto3  # with the first client: boto3 (and s3transfer) cost ~20 ms
+
+            return self.session or boto3.session.Session(region_name=self.region_name)
+
+        return self._once("_built_session", build)
 
     @cached_property
     def dynamodb(self) -> DynamoDBClient:
-        return self._session.client("dynamodb", config=self.dynamodb_config or _DYNAMODB_CONFIG)
+        config = self.dynamodb_config or _DYNAMODB_CONFIG
+        return self._once(
+            "dynamodb", lambda: self._boto3_session().client("dynamodb", config=config)
+        )
 
     @cached_property
     def ssm(self) -> Any:
-        return self._session.client("ssm")
+        return self._once("ssm", lambda: self._boto3_session().client("ssm"))
 
     @cached_property
     def sagemaker(self) -> Any:
         """SageMaker's control plane (DescribeEndpoint, for the endpoint probe)."""
-        return self._session.client("sagemaker")
+        return self._once("sagemaker", lambda: self._boto3_session().client("sagemaker"))
 
     @cached_property
     def sagemaker_runtime(self) -> Any:
-        return self._session.client("sagemaker-runtime", config=self.sagemaker_config)
+        """Blocking to build: backends/sagemaker.py builds it in a worker thread."""
+        config = self.sagemaker_config
+        return self._once(
+            "sagemaker_runtime",
+            lambda: self._boto3_session().client("sagemaker-runtime", config=config),
+        )
 
     def dynamodb_endpoint(self) -> Endpoint:
-        """The DynamoDB client's resolved endpoint, region and credentials, for the
-        request path's JSON-protocol client (dynamodb_http.py)."""
-        from gateway.dynamodb_http import Endpoint
-
+        """The DynamoDB client's resolved endpoint, region and credentials, for
+        dynamodb_http.py. Blocking (it builds the client, may fetch credentials)."""
         meta = self.dynamodb.meta
-        credentials = self._session.get_credentials()
+        with self._lock:
+            credentials = self._boto3_session().get_credentials()
         if credentials is None:
             raise DependencyError("DynamoDB is unavailable (no AWS credentials)")
         return Endpoint(url=meta.endpoint_url, region=meta.region_name, credentials=credentials)
@@ -146,77 +171,75 @@ class RetryableError(DependencyError):
 
 
 class ConditionFailed(Exception):
-    """A conditional write found its condition false (not a fault). Its message is the
-    failed condition's code, or a transaction's per-item codes."""
+    """A conditional write found its condition false (not a fault). `codes`: the failed
+    condition's code, or a cancelled transaction's per-item codes in its items' order
+    ("None" for an item that did not fail); the message joins them."""
+
+    def __init__(self, codes: Sequence[str]) -> None:
+        super().__init__(", ".join(codes))
+        self.codes = tuple(codes)
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
+# Per-item cancellation reasons of a transaction that a quick retry may clear.
 _RETRYABLE_REASONS = frozenset(
     {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 )
 
 
-def _reasons(exc: ClientError) -> list[dict[str, Any]]:
-    reasons: Any = exc.response.get("CancellationReasons", [])
-    return [r for r in reasons if isinstance(r, dict)]
+def cancellation_codes(response: Mapping[str, Any]) -> list[str]:
+    """A cancelled transaction's per-item reason codes, from botocore's parsed response or
+    DynamoDB's JSON error body (the same `CancellationReasons` list in both)."""
+    reasons = response.get("CancellationReasons")
+    if not isinstance(reasons, list):
+        return []
+    return [str(r.get("Code") or "None") for r in reasons if isinstance(r, dict)]
 
 
-@contextmanager
-def botocore_errors(service: str) -> Iterator[None]:
-    """Map botocore failures to the gateway's own exceptions.
-
-    A false condition becomes ConditionFailed (with per-item codes for transactions);
-    anything else is the dependency failing: DependencyError, a 503 to clients.
-    """
-    try:
-        yield
-    except ClientError as exc:
-        code = error_code(exc)
-        if code != "TransactionCanceledException":
-            raise map_error_code(code, service) from exc
-        if code == "TransactionCanceledException":
-            reasons = [r.get("Code", "None") for r in _reasons(exc)]
-            if "ConditionalCheckFailed" in reasons and all(
-                r in ("None", "ConditionalCheckFailed") for r in reasons
-            ):
-                raise ConditionFailed(", ".join(reasons)) from exc
-        if code in RETRYABLE_CODES or (
-            code == "TransactionCanceledException"
-            and any(r.get("Code") in _RETRYABLE_REASONS for r in _reasons(exc))
-        ):
-            raise RetryableError(f"{service} is busy ({code})") from exc
-        raise DependencyError(f"{service} is unavailable ({code or 'error'})") from exc
-    except BotoCoreError as exc:
-        raise DependencyError(f"{service} is unavailable ({type(exc).__name__})") from exc
-
-
-def map_error_code(code: str, service: str) -> Exception:
-    """The gateway's exception for an AWS error code (not a cancelled transaction's):
-    botocore's ClientError and the JSON-protocol client (dynamodb_http.py) both map here."""
+def map_error(code: str, service: str, *, reasons: Sequence[str] = ()) -> Exception:
+    """The gateway's exception for an AWS error `code` (and a cancelled transaction's
+    per-item `reasons`): a false condition, alone, is ConditionFailed; throttling, a conflict
+    or a transient fault RetryableError; anything else DependencyError (a 503 to clients)."""
     if code == "ConditionalCheckFailedException":
-        return ConditionFailed("ConditionalCheckFailed")
-    if code in RETRYABLE_CODES:
+        return ConditionFailed(["ConditionalCheckFailed"])
+    if code == "TransactionCanceledException":
+        if "ConditionalCheckFailed" in reasons and all(
+            r in ("None", "ConditionalCheckFailed") for r in reasons
+        ):
+            return ConditionFailed(reasons)
+        if _RETRYABLE_REASONS.intersection(reasons):
+            return RetryableError(f"{service} is busy ({code}: {', '.join(reasons)})")
+    elif code in RETRYABLE_CODES:
         return RetryableError(f"{service} is busy ({code})")
     return DependencyError(f"{service} is unavailable ({code or 'error'})")
 
 
+@contextmanager
+def botocore_errors(service: str) -> Iterator[None]:
+    """Map botocore failures to the gateway's own exceptions (map_error)."""
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        raise map_error(code, service, reasons=cancellation_codes(exc.response)) from exc
+    except BotoCoreError as exc:
+        raise DependencyError(f"{service} is unavailable ({type(exc).__name__})") from exc
+
+
 # Pauses between quick retries (each jittered down to half): a transaction holds an item
-# for tens of milliseconds, so the first retries come soon.
+# for tens of milliseconds, so the first retries come soon. Without a deadline (off the
+# path), one retry per pause at most.
 QUICK_DELAYS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.25)
-# Without a deadline (off the path): this many retries at most.
-UNBOUNDED_RETRIES = 6
 
 
-def retry_delay(attempt: int, *, deadline: float | None, now: float) -> float | None:
+def retry_delay(
+    attempt: int, *, deadline: float | None, now: float, delays: Sequence[float] = QUICK_DELAYS
+) -> float | None:
     """The pause before retry number `attempt` (0-based) of a RetryableError, or None when
-    no retry may start before `deadline` (None: after UNBOUNDED_RETRIES retries)."""
-    delay = QUICK_DELAYS[min(attempt, len(QUICK_DELAYS) - 1)] * random.uniform(0.5, 1.0)
-    if deadline is None:
-        return delay if attempt < UNBOUNDED_RETRIES else None
-    return delay if now + delay < deadline else None
+    no retry may start before `deadline` (None: after `len(delays)` retries)."""
+    if deadline is None and attempt >= len(delays):
+        return None
+    delay = delays[min(attempt, len(delays) - 1)] * random.uniform(0.5, 1.0)
+    return delay if deadline is None or now + delay < deadline else None
 
 
 def retry_quickly(
@@ -225,16 +248,18 @@ def retry_quickly(
     deadline: float | None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    delays: Sequence[float] = QUICK_DELAYS,
 ) -> T:
-    """`call()`, retrying RetryableError after short jittered pauses while a retry can
-    still start before `deadline` (a `clock()` value; None: UNBOUNDED_RETRIES retries).
-    The last RetryableError (a DependencyError) is raised when time or retries run out."""
+    """`call()`, retrying RetryableError after short jittered pauses (`delays`) while a
+    retry can still start before `deadline` (a `clock()` value; None: `len(delays)`
+    retries). The last RetryableError (a DependencyError) is raised when time or retries
+    run out."""
     attempt = 0
     while True:
         try:
             return call()
         except RetryableError:
-            delay = retry_delay(attempt, deadline=deadline, now=clock())
+            delay = retry_delay(attempt, deadline=deadline, now=clock(), delays=delays)
             if delay is None:
                 raise
             attempt += 1

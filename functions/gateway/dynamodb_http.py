@@ -1,120 +1,86 @@
 """DynamoDB's JSON protocol over aiohttp, for the one DynamoDB call on every request's path.
 
-botocore spends about 1 ms of CPU on one PutItem (validation against the service model,
-serialization, its event system, the user agent, urllib3), and, being blocking, it ran in
-a worker thread: a second hop of the same size. This client sends the same request (JSON
-body by orjson, signed by botocore's own SigV4 signer with the session's credentials, to the
-endpoint botocore resolved) over a keep-alive aiohttp session on the event loop, and maps
-DynamoDB's error `__type` with `aws.map_error_code`, the mapping botocore's errors go
+botocore's client spends about 1 ms of CPU on one PutItem (validation against the service
+model, serialization, its event system, the user agent, urllib3), and, being blocking, it
+ran in a worker thread: a second hop of the same size. This client sends the same request
+(JSON body by orjson, signed by botocore's own signer, `botocore.auth.SigV4Auth`, with the
+session's credentials, to the endpoint botocore resolved) over a keep-alive aiohttp session
+on the event loop, and maps DynamoDB's error body (its `__type`, and a cancelled
+transaction's `CancellationReasons`) with `aws.map_error`, the mapping botocore's errors go
 through. docs/BENCHMARKS.md has the measurement.
+
+Nothing here blocks the event loop: the endpoint and credentials are resolved once, in a
+worker thread (building botocore's client and finding credentials take tens of
+milliseconds, and may call an instance metadata service), and credentials due for a refresh
+are refreshed in one too.
 
 Only the usage PutItem uses it; everything off the request path keeps boto3.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+import anyio
+import anyio.to_thread
 import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 
-from gateway.aws import RetryableError, map_error_code
+from gateway.aws import Endpoint, RetryableError, cancellation_codes, map_error
 from gateway.errors import DependencyError
 
 if TYPE_CHECKING:
     import aiohttp
-    from botocore.credentials import Credentials
+    from botocore.credentials import ReadOnlyCredentials
 
 _TARGET_PREFIX = "DynamoDB_20120810."
 _CONTENT_TYPE = "application/x-amz-json-1.0"
 SERVICE = "DynamoDB"
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and as whom to call DynamoDB: botocore's resolved endpoint, region and
-    credentials (refreshable ones refresh themselves when frozen for a call)."""
-
-    url: str
-    region: str
-    credentials: Credentials
-    host: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        default = {"http": 80, "https": 443}.get(parts.scheme)
-        host = parts.hostname or ""
-        object.__setattr__(self, "host", host if parts.port in (None, default) else parts.netloc)
+def host_header(endpoint: Endpoint) -> str:
+    """The Host header botocore signs for the endpoint's URL (lowercase, without a default
+    port), derived once: each call then signs and sends it as given, which spares the
+    signer parsing the URL twice a call (about a quarter of its CPU)."""
+    request = AWSRequest(method="POST", url=endpoint.url)
+    signer = SigV4Auth(endpoint.credentials, "dynamodb", endpoint.region)
+    return str(signer.headers_to_sign(request)["host"])
 
 
-def _hmac(key: bytes, text: str) -> bytes:
-    return hmac.new(key, text.encode(), hashlib.sha256).digest()
-
-
-class SigV4:
-    """AWS Signature Version 4 for a POST to `/` with a JSON body (what DynamoDB takes),
-    as botocore's SigV4Auth computes it (tests compare the two); the day's signing key is
-    derived once per secret, day and region instead of four HMACs per call."""
-
-    def __init__(self, region: str, service: str = "dynamodb") -> None:
-        self._region = region
-        self._service = service
-        self._keys: dict[tuple[str, str], bytes] = {}
-
-    def _key(self, secret: str, day: str) -> bytes:
-        key = self._keys.get((secret, day))
-        if key is None:
-            key = _hmac(("AWS4" + secret).encode(), day)
-            key = _hmac(_hmac(_hmac(key, self._region), self._service), "aws4_request")
-            self._keys = {(secret, day): key}  # one entry: yesterday's key is dropped
-        return key
-
-    def headers(
-        self, *, host: str, target: str, body: bytes, credentials: Any, amz_date: str
-    ) -> dict[str, str]:
-        """The request's headers, Authorization included. `credentials`: frozen ones
-        (access_key, secret_key, token)."""
-        signed = {
-            "content-type": _CONTENT_TYPE,
-            "host": host,
-            "x-amz-date": amz_date,
-            "x-amz-target": target,
-        }
-        if credentials.token:
-            signed["x-amz-security-token"] = credentials.token
-        names = ";".join(sorted(signed))
-        canonical = "POST\n/\n\n{}\n{}\n{}".format(
-            "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
-            names,
-            hashlib.sha256(body).hexdigest(),
-        )
-        scope = f"{amz_date[:8]}/{self._region}/{self._service}/aws4_request"
-        digest = hashlib.sha256(canonical.encode()).hexdigest()
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
-        signature = hmac.new(
-            self._key(credentials.secret_key, amz_date[:8]), to_sign.encode(), hashlib.sha256
-        ).hexdigest()
-        headers = {
+def signed_headers(
+    endpoint: Endpoint,
+    credentials: ReadOnlyCredentials,
+    *,
+    host: str,
+    operation: str,
+    body: bytes,
+) -> dict[str, str]:
+    """The headers of a POST of `body` to DynamoDB's `operation` on `host`, signed by
+    botocore's SigV4Auth (Authorization, X-Amz-Date, X-Amz-Security-Token for a session's
+    credentials). aiohttp sends the Host header given here, so it is the one signed."""
+    request = AWSRequest(
+        method="POST",
+        url=endpoint.url,
+        data=body,
+        headers={
+            "Host": host,
             "Content-Type": _CONTENT_TYPE,
-            "X-Amz-Date": amz_date,
-            "X-Amz-Target": target,
-            "Authorization": f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-            f"SignedHeaders={names}, Signature={signature}",
-        }
-        if credentials.token:
-            headers["X-Amz-Security-Token"] = credentials.token
-        return headers
+            "X-Amz-Target": _TARGET_PREFIX + operation,
+        },
+    )
+    SigV4Auth(credentials, "dynamodb", endpoint.region).add_auth(request)
+    return dict(request.headers.items())
 
 
 class DynamoDBHttp:
-    """`put_item` without botocore's per-call machinery. The endpoint is resolved on first
-    use (building a boto3 client is not free at cold start) and the session is made on the
-    running loop; `reset()` drops both (after a SnapStart restore, or in tests)."""
+    """`put_item` without botocore's per-call machinery.
+
+    `endpoint`: a blocking, zero-argument resolver (AwsClients.dynamodb_endpoint), called
+    once, in a worker thread, on the first call. The aiohttp session is made on the running
+    loop; `reset()` drops both (after a SnapStart restore, or in tests).
+    """
 
     def __init__(
         self,
@@ -134,7 +100,9 @@ class DynamoDBHttp:
         self._max_connections = max_connections
         self._tracer = tracer
         self._endpoint: Endpoint | None = None
-        self._signer: SigV4 | None = None
+        self._host = ""  # host_header(endpoint)
+        self._refreshable = False  # the endpoint's credentials expire (RefreshableCredentials)
+        self._resolving = anyio.Lock()
         self._session: aiohttp.ClientSession | None = None
 
     def _session_now(self) -> aiohttp.ClientSession:
@@ -153,33 +121,55 @@ class DynamoDBHttp:
             )
         return self._session
 
-    def _signed_headers(self, operation: str, body: bytes) -> tuple[str, dict[str, str]]:
-        endpoint, signer = self._endpoint, self._signer
-        if endpoint is None or signer is None:
-            endpoint = self._endpoint = self._resolve()
-            signer = self._signer = SigV4(endpoint.region)
-        headers = signer.headers(
-            host=endpoint.host,
-            target=_TARGET_PREFIX + operation,
-            body=body,
-            credentials=endpoint.credentials.get_frozen_credentials(),
-            amz_date=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
-        )
-        return endpoint.url, headers
+    async def _endpoint_now(self) -> Endpoint:
+        endpoint = self._endpoint
+        if endpoint is None:
+            async with self._resolving:  # concurrent first calls resolve once
+                endpoint = self._endpoint
+                if endpoint is None:
+                    endpoint = await anyio.to_thread.run_sync(self._resolve_blocking)
+        return endpoint
+
+    def _resolve_blocking(self) -> Endpoint:
+        """Worker thread: the endpoint, and whether its credentials expire."""
+        from botocore.credentials import RefreshableCredentials
+
+        endpoint = self._resolve()
+        self._refreshable = isinstance(endpoint.credentials, RefreshableCredentials)
+        self._host = host_header(endpoint)
+        self._endpoint = endpoint
+        return endpoint
+
+    async def _credentials(self, endpoint: Endpoint) -> ReadOnlyCredentials:
+        """Frozen for one call. Refreshing (botocore does it within 15 minutes of expiry)
+        fetches new ones over the network: in a worker thread."""
+        credentials: Any = endpoint.credentials
+        if self._refreshable and credentials.refresh_needed():
+            frozen: ReadOnlyCredentials = await anyio.to_thread.run_sync(
+                credentials.get_frozen_credentials
+            )
+            return frozen
+        return endpoint.credentials.get_frozen_credentials()
 
     async def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """One call; DynamoDB's answer, or the gateway's exception for its error (see
-        aws.map_error_code: ConditionFailed, RetryableError or DependencyError)."""
+        aws.map_error: ConditionFailed, RetryableError or DependencyError)."""
         import aiohttp
 
         body = orjson.dumps(params)
-        url, headers = self._signed_headers(operation, body)
+        endpoint = await self._endpoint_now()
+        credentials = await self._credentials(endpoint)
+        headers = signed_headers(
+            endpoint, credentials, host=self._host, operation=operation, body=body
+        )
         span = None
-        if self._tracer is not None and self._endpoint is not None:
-            span = self._tracer(operation, str(params.get("TableName", "")), self._endpoint.region)
+        if self._tracer is not None:
+            span = self._tracer(operation, str(params.get("TableName", "")), endpoint.region)
         status = 0
         try:
-            async with self._session_now().post(url, data=body, headers=headers) as response:
+            async with self._session_now().post(
+                endpoint.url, data=body, headers=headers
+            ) as response:
                 status = response.status
                 raw = await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -193,7 +183,7 @@ class DynamoDBHttp:
         if status == 200:
             answer: dict[str, Any] = orjson.loads(raw) if raw else {}
             return answer
-        raise map_error_code(_error_code(raw, status), SERVICE)
+        raise _error(raw, status)
 
     async def put_item(
         self, *, table: str, item: Mapping[str, Any], condition: str | None = None
@@ -205,19 +195,21 @@ class DynamoDBHttp:
 
     async def reset(self) -> None:
         session, self._session, self._endpoint = self._session, None, None
-        self._signer = None
         if session is not None and not session.closed:
             await session.close()
 
 
-def _error_code(raw: bytes, status: int) -> str:
-    """`com.amazonaws.dynamodb.v20120810#ThrottlingException` -> `ThrottlingException`;
-    an unparseable 5xx is `InternalServerError` (retryable), anything else has no code."""
+def _error(raw: bytes, status: int) -> Exception:
+    """The gateway's exception for DynamoDB's error body:
+    `{"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", ...}` is
+    `ThrottlingException`; an unparseable 5xx is `InternalServerError` (retryable)."""
     try:
         data = orjson.loads(raw)
-        code = str(data.get("__type", "")).rpartition("#")[2] if isinstance(data, dict) else ""
     except orjson.JSONDecodeError:
-        code = ""
+        data = None
+    if not isinstance(data, dict):
+        data = {}
+    code = str(data.get("__type", "")).rpartition("#")[2]
     if not code and status >= 500:
-        return "InternalServerError"
-    return code
+        code = "InternalServerError"
+    return map_error(code, SERVICE, reasons=cancellation_codes(data))

@@ -111,9 +111,10 @@ class Backends:
 
         if self._aws.sagemaker_config is None:
             self._aws.sagemaker_config = client_config(self._settings)
+        aws = self._aws
         return SageMakerBackend(
             upstream=upstream,
-            client=self._aws.sagemaker_runtime,
+            get_client=lambda: aws.sagemaker_runtime,  # built once, in a worker thread
             max_concurrency=self._settings.upstream_max_connections,
             route=route,
         )

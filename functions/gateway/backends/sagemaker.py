@@ -1,10 +1,11 @@
 """SageMaker real-time endpoints whose container speaks OpenAI chat completions on
 `/invocations` (TGI's Messages API, LMI, vLLM).
 
-boto3 is synchronous, so every call and every read of a response stream runs in a worker
-thread. Streamed replies arrive as `PayloadPart` events whose bytes are not aligned to
-lines or events: they are buffered and split into server-sent events (or JSON lines, LMI's
-default) here. Closing a stream early closes its connection, which stops the generation.
+boto3 is synchronous, so every call (the client's first build included) and every read of a
+response stream runs in a worker thread. Streamed replies arrive as `PayloadPart` events
+whose bytes are not aligned to lines or events: they are buffered and split into server-sent
+events (or JSON lines, LMI's default) here. Closing a stream early closes its connection,
+which stops the generation.
 """
 
 from __future__ import annotations
@@ -59,13 +60,10 @@ _STREAM_ERRORS = ("ModelStreamError", "InternalStreamFailure")
 
 
 def client_config(settings: Settings) -> Config:
-    """The botocore Config for the process-wide sagemaker-runtime client.
-
-    The read timeout bounds each socket read, so for a stream it is the longest silence
-    between two events. Standard retries (throttling, 5xx, connection failures, read
-    timeouts) are capped at one retry: a retried invocation is a whole new generation.
-    `total_max_attempts` counts the first attempt; botocore's `max_attempts` does not.
-    """
+    """The botocore Config for the process-wide sagemaker-runtime client. The read timeout
+    bounds each socket read: for a stream, the longest silence between two events. Standard
+    retries (throttling, 5xx, connection failures, read timeouts) are capped at one retry
+    (`total_max_attempts` counts the first attempt): a retry is a whole new generation."""
     return Config(
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
@@ -195,8 +193,9 @@ def _call_errors(endpoint: str) -> Iterator[None]:
 
 
 class SageMakerBackend:
-    """The Backend for one SageMaker endpoint, through a shared sagemaker-runtime client
-    (build it with `client_config(settings)`).
+    """The Backend for one SageMaker endpoint, through a shared sagemaker-runtime client:
+    `get_client()` returns it, called in each call's worker thread, so that building it on
+    the first call (AwsClients.sagemaker_runtime: once, under a lock) blocks no event loop.
 
     Worker threads come from this backend's own limiter, not anyio's default one: a
     stream holds a thread while it waits for each event, and must not starve the rest
@@ -207,14 +206,14 @@ class SageMakerBackend:
         self,
         *,
         upstream: SageMakerEndpoint,
-        client: SageMakerRuntimeClient,
+        get_client: Callable[[], SageMakerRuntimeClient],
         max_concurrency: int = 100,
         route: WireRoute = CHAT,
     ) -> None:
         self._upstream = upstream
         # The container tells routes apart by the body (vLLM: messages, prompt, input).
         self._route = route
-        self._client = client
+        self._client = get_client  # configured with client_config(settings)
         self._max_concurrency = max_concurrency
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -235,7 +234,7 @@ class SageMakerBackend:
         payload = orjson.dumps(body)
 
         def invoke() -> bytes:
-            response = self._client.invoke_endpoint(
+            response = self._client().invoke_endpoint(
                 EndpointName=self._upstream.endpoint_name,
                 ContentType="application/json",
                 Accept="application/json",
@@ -252,7 +251,7 @@ class SageMakerBackend:
         payload = orjson.dumps(body if body.get("stream") is True else {**body, "stream": True})
 
         def invoke() -> EventStream[ResponseStreamTypeDef]:
-            response = self._client.invoke_endpoint_with_response_stream(
+            response = self._client().invoke_endpoint_with_response_stream(
                 EndpointName=self._upstream.endpoint_name,
                 ContentType="application/json",
                 Body=payload,

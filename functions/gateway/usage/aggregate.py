@@ -28,12 +28,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from gateway import layout
-from gateway.aws import RETRYABLE_CODES, error_code
+from gateway.aws import ConditionFailed, botocore_errors, retry_quickly
 from gateway.errors import DependencyError
 from gateway.limits.items import WINDOW_TTL_SECONDS, window_attributes
 from gateway.usage.guardlines import guard_rollups
@@ -54,10 +53,8 @@ COUNTERS = (
     "errors",
     "rate_limited",
 )
-# Transient cancellations (another transaction or a throttled partition): retried.
-_RETRY_REASONS = frozenset(
-    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
-)
+# Pauses before retrying a transaction that aws.map_error calls retryable (a conflict with
+# another transaction, throttling): longer than the request path's, as nothing waits on it.
 _RETRY_DELAYS = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 
@@ -208,33 +205,35 @@ class Aggregator:
         return result
 
     def _commit(self, chunk: _Plan, result: AggregateResult) -> None:
-        attempt = 0
+        """Commit `chunk`, retrying what aws.map_error calls retryable. A record already
+        counted fails its marker's condition (ConditionFailed, its codes in the chunk's
+        order): it is dropped and the rest committed."""
         while chunk.records:
             try:
-                self._client.transact_write_items(TransactItems=self._items(chunk))  # type: ignore[arg-type]
-            except ClientError as exc:
-                reasons = [str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])]
-                counted = {
-                    i for i, code in enumerate(reasons[: len(chunk.records)])
-                    if code == "ConditionalCheckFailed"
-                }  # fmt: skip
-                if counted:
-                    result.already += len(counted)
-                    left = [r for i, r in enumerate(chunk.records) if i not in counted]
-                    [chunk] = plan(left, current_minute=int(self._clock() // 60)) or [_Plan()]
-                    continue
-                code = error_code(exc)
-                transient = code in RETRYABLE_CODES or bool(_RETRY_REASONS & set(reasons))
-                if not transient or attempt >= len(_RETRY_DELAYS):
+                retry_quickly(
+                    partial(self._transact, chunk),
+                    deadline=None,
+                    sleep=self._sleep,
+                    delays=_RETRY_DELAYS,
+                )
+            except ConditionFailed as exc:
+                codes = exc.codes[: len(chunk.records)]
+                counted = {i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"}
+                if not counted:  # a condition on no marker: not a record counted before
                     raise DependencyError(
-                        f"DynamoDB refused the rollup transaction ({code})"
+                        f"DynamoDB refused the rollup transaction ({exc})"
                     ) from exc
-                self._sleep(_RETRY_DELAYS[attempt])
-                attempt += 1
+                result.already += len(counted)
+                left = [r for i, r in enumerate(chunk.records) if i not in counted]
+                [chunk] = plan(left, current_minute=int(self._clock() // 60)) or [_Plan()]
                 continue
             result.counted += len(chunk.records)
             result.transactions += 1
             return
+
+    def _transact(self, chunk: _Plan) -> None:
+        with botocore_errors("DynamoDB"):
+            self._client.transact_write_items(TransactItems=self._items(chunk))  # type: ignore[arg-type]
 
     def _items(self, chunk: _Plan) -> list[dict[str, Any]]:
         now = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")

@@ -337,7 +337,7 @@ async def test_sagemaker_throttling_and_model_errors_fail_over_to_an_http_replic
                 pool = HttpPool(Settings())
                 POOLS.append(pool)
                 sagemaker = SageMakerBackend(
-                    upstream=SageMakerEndpoint(endpoint_name=name), client=client
+                    upstream=SageMakerEndpoint(endpoint_name=name), get_client=lambda: client
                 )
                 http = OpenAIBackend(upstream=OpenAIEndpoint(base_url=replica.url), pool=pool)
                 targets = [

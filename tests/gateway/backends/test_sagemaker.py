@@ -14,6 +14,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import NoRegionError
+from gateway.aws import AwsClients
 from gateway.backends.sagemaker import SageMakerBackend, client_config
 from gateway.backends.sse import SSEDecoder
 from gateway.errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
@@ -151,7 +153,9 @@ def quick(stub: SageMakerStub) -> Any:
 
 
 def backend(client: Any, endpoint: str) -> SageMakerBackend:
-    return SageMakerBackend(upstream=SageMakerEndpoint(endpoint_name=endpoint), client=client)
+    return SageMakerBackend(
+        upstream=SageMakerEndpoint(endpoint_name=endpoint), get_client=lambda: client
+    )
 
 
 async def collect(b: SageMakerBackend, body: dict[str, Any] = BODY) -> list[dict[str, Any]]:
@@ -468,3 +472,67 @@ def test_client_config_uses_the_gateway_timeouts() -> None:
     assert (config.connect_timeout, config.read_timeout) == (3.0, 120.0)
     assert config.max_pool_connections == 64
     assert config.retries == {"mode": "standard", "total_max_attempts": 2}
+
+
+def _on_the_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _RecordingSession(boto3.session.Session):
+    """A real boto3 session that notes, per client built, whether an event loop ran in the
+    building thread."""
+
+    built: list[bool]
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        self.built.append(_on_the_loop())
+        return super().client(*args, **kwargs)
+
+
+def test_the_shared_client_is_built_once_by_the_first_calls_outside_the_event_loop(
+    stub: SageMakerStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building a boto3 client loads botocore's service model (tens of milliseconds): in
+    a worker thread, once per process, however many first calls arrive together, through
+    AwsClients as resources.py wires it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", stub.url)
+    session = _RecordingSession(
+        aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1"
+    )
+    session.built = []
+    aws = AwsClients(session=session, sagemaker_config=Config(read_timeout=5))
+    stub.add_invocation("first-call", json_reply(COMPLETION))
+    stub.add_stream("first-stream", frames([sse(CHUNKS)]))
+    calls, stream = (
+        SageMakerBackend(
+            upstream=SageMakerEndpoint(endpoint_name=name),
+            get_client=lambda: aws.sagemaker_runtime,
+        )
+        for name in ("first-call", "first-stream")
+    )
+    assert session.built == []  # nothing built with the backends
+
+    async def first_calls() -> list[Any]:
+        both = await asyncio.gather(calls.complete(BODY), calls.complete(BODY), collect(stream))
+        return list(both)
+
+    one, two, chunks = asyncio.run(first_calls())
+    assert one == two == COMPLETION
+    assert content(chunks) == "".join(PIECES)
+    assert session.built == [False]
+
+
+def test_a_client_that_cannot_be_built_is_an_upstream_error() -> None:
+    def build() -> Any:
+        raise NoRegionError()  # what botocore raises with no region configured
+
+    unbuildable = SageMakerBackend(
+        upstream=SageMakerEndpoint(endpoint_name="any"), get_client=build
+    )
+    error = raises(UpstreamError, unbuildable.complete(BODY))
+    assert error.status_code == 502
+    assert "NoRegionError" in error.message

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
+import boto3
 import httpx
 import pytest
 
@@ -58,3 +61,58 @@ def test_sagemaker_model_through_the_gateway(
             # gateway's own count is billed
             assert records[1].upstream_prompt_tokens is None
             assert records[1].prompt_tokens == records[1].gateway_prompt_tokens > 0
+
+
+def _on_the_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_a_fresh_gateway_builds_no_aws_client_on_the_event_loop(
+    dynamodb: str, tokenizers_dir: Path, sim_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first SageMaker forward builds the sagemaker-runtime client and the first usage
+    write resolves DynamoDB's endpoint and credentials: each in a worker thread."""
+    calls: list[tuple[str, bool]] = []
+    client, get_credentials = boto3.session.Session.client, boto3.session.Session.get_credentials
+
+    def spy_client(self: Any, service_name: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append((service_name, _on_the_loop()))
+        return client(self, service_name, *args, **kwargs)  # type: ignore[call-overload]
+
+    def spy_credentials(self: Any) -> Any:
+        calls.append(("credentials", _on_the_loop()))
+        return get_credentials(self)
+
+    monkeypatch.setattr(boto3.session.Session, "client", spy_client)
+    monkeypatch.setattr(boto3.session.Session, "get_credentials", spy_credentials)
+    config = {
+        "models": [
+            {"id": "sm-qwen", "tokenizer": "qwen3",
+             "upstream": {"type": "sagemaker", "endpoint_name": "fresh-ep"}}
+        ]
+    }  # fmt: skip
+    reply = {"id": "x", "object": "chat.completion", "created": 1, "model": "q",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi!"},
+                          "finish_reason": "stop"}]}  # fmt: skip
+    with sagemaker_stub() as stub:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", stub.url)
+        stub.add_invocation("fresh-ep", json_reply(reply))
+        with running_gateway(tokenizers_dir, sim_url, models_config=json.dumps(config)) as gw:
+            key = gw.new_key()
+            calls.clear()  # new_key wrote the key with boto3 from this (loop-less) thread
+            body = {"model": "sm-qwen", "messages": [{"role": "user", "content": "hi"}]}
+            answer = httpx.post(
+                gw.base_url + "/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=60,  # a fresh instance loads the tokenizer on a shared machine
+            )
+            assert answer.status_code == 200, answer.text
+            assert [r.status for r in gw.records(key)] == ["completed"]
+    assert ("sagemaker-runtime", False) in calls
+    assert ("credentials", False) in calls
+    assert [call for call in calls if call[1]] == []

@@ -15,7 +15,13 @@ import pytest
 from botocore.exceptions import ClientError
 from devstack.streams import LogSubscription
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
-from gateway.usage.aggregate import MAX_TRANSACT_ITEMS, Aggregator, plan, rollup_keys
+from gateway.usage.aggregate import (
+    MAX_TRANSACT_ITEMS,
+    AggregationError,
+    Aggregator,
+    plan,
+    rollup_keys,
+)
 from gateway.usage.batches import aggregate, write_back
 
 from tests.gateway.usage.test_replay import unwritten_log_lines
@@ -205,3 +211,58 @@ def test_log_lines_are_written_back_once(client: Any, caplog: pytest.LogCaptureF
     with caplog.at_level(logging.INFO):
         poller(client).drain()
     assert item(client, "key#key_a", "month#2026-11") == {"tokens": 15 - 50}
+
+
+def _cancelled(*codes: str) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": code} for code in codes],
+        },
+        "TransactWriteItems",
+    )
+
+
+def test_transient_failures_are_retried_as_aws_maps_them(client: Any) -> None:
+    """A conflict with another transaction (cancellation reason) or throttling (error
+    code) is retried after a pause (gateway.aws's mapping and retry); a record counted
+    meanwhile is dropped, not counted twice; a lasting throttle fails the batch."""
+    store = UsageStore(client=client, table=TABLE, retention_days=30)
+    recs = records(3)
+    for r in recs:
+        store.write(r)
+    Aggregator(client=client, table=TABLE, clock=lambda: MINUTE * 60.0).apply(recs[:1])
+    faults = [
+        _cancelled("None", "None", "None", "TransactionConflict"),
+        ClientError({"Error": {"Code": "ThrottlingException"}}, "TransactWriteItems"),
+    ]
+
+    class Flaky:
+        def transact_write_items(self, **kw: Any) -> Any:
+            if faults:
+                raise faults.pop(0)
+            return client.transact_write_items(**kw)
+
+    pauses: list[float] = []
+    flaky = Aggregator(
+        client=Flaky(),  # type: ignore[arg-type]
+        table=TABLE,
+        clock=lambda: MINUTE * 60.0,
+        sleep=pauses.append,
+    )
+    result = flaky.apply(recs)
+    assert (result.counted, result.already, result.transactions) == (2, 1, 1)
+    assert len(pauses) == 2
+    for key, sums in expected_rollups(recs).items():
+        assert item(client, *key) == dict(sums), key
+
+    class Throttled:
+        def transact_write_items(self, **kw: Any) -> Any:
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "TransactWriteItems")
+
+    pauses.clear()
+    throttled = Aggregator(client=Throttled(), table=TABLE, sleep=pauses.append)  # type: ignore[arg-type]
+    with pytest.raises(AggregationError, match="ThrottlingException") as info:
+        throttled.apply(records(2))
+    assert info.value.index == 0
+    assert pauses and max(pauses) <= 1.6  # every pause taken, each at most the longest
