@@ -17,143 +17,21 @@ be made, cool an endpoint down (backends/faults.py). docs/ROUTING.md.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
-
-import anyio
+from typing import Any, TypeVar
 
 from gateway.backends.attempts import RouteTrace
-from gateway.backends.base import Backend
-from gateway.backends.cooldowns import CooldownCache
-from gateway.backends.faults import witness
-from gateway.backends.health import EndpointState, choose
-from gateway.backends.retry_after import retry_after_seconds
+from gateway.backends.health import choose
 from gateway.backends.routed_stream import RoutedChunks, first_chunk
+from gateway.backends.router import EndpointMetrics, Router, RoutingPolicy, Target
 from gateway.errors import GatewayError, UpstreamError
-from gateway.settings import Settings
+
+__all__ = ["EndpointMetrics", "RoutedBackend", "Router", "RoutingPolicy", "Target"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class EndpointMetrics(Protocol):
-    def endpoint_attempt(
-        self, *, model: str, endpoint: str, ok: bool, failover: bool, ttft_ms: float | None
-    ) -> None: ...
-
-
-@dataclass(frozen=True)
-class RoutingPolicy:
-    max_attempts: int = 3
-    budget_seconds: float = 5.0
-    first_token_timeout: float = 60.0
-    allowed_fails: int = 3
-    failure_window: float = 60.0
-    cooldown_seconds: float = 60.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RoutingPolicy:
-        return cls(
-            max_attempts=settings.routing_max_attempts,
-            budget_seconds=settings.routing_budget_seconds,
-            first_token_timeout=settings.upstream_first_token_timeout,
-            allowed_fails=settings.endpoint_allowed_fails,
-            failure_window=settings.endpoint_failure_window_seconds,
-            cooldown_seconds=settings.endpoint_cooldown_seconds,
-        )
-
-
-@dataclass(frozen=True)
-class Target:
-    """One endpoint as a route's backend: its state, its backend, the model name it
-    expects, and the name the usage record gives it."""
-
-    state: EndpointState
-    backend: Backend
-    upstream_model: str
-    label: str
-
-
-class Router:
-    """This process's routing state: every endpoint's EndpointState, shared cooldowns."""
-
-    def __init__(
-        self,
-        *,
-        policy: RoutingPolicy,
-        cooldowns: CooldownCache,
-        clock: Callable[[], float] = time.time,
-        rng: random.Random | None = None,
-        metrics: EndpointMetrics | None = None,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-    ) -> None:
-        self.policy = policy
-        self.cooldowns = cooldowns
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self.metrics = metrics
-        self.sleep = sleep
-        self._states: dict[tuple[str, str], EndpointState] = {}
-
-    def state(
-        self, model: str, name: str, *, weight: float, max_concurrency: int | None
-    ) -> EndpointState:
-        """The one state of this endpoint, shared by the model's routes and fallbacks."""
-        key = (model, name)
-        if key not in self._states:
-            self._states[key] = EndpointState(model, name, weight, max_concurrency)
-        return self._states[key]
-
-    def usable(self, state: EndpointState, now: float) -> bool:
-        """Neither cooled down nor backing off (as this instance knows): such endpoints
-        go first, the others only when none is left (RoutedBackend._pick)."""
-        return (
-            state.not_before <= now and self.cooldowns.steered_until(state.model, state.name) <= now
-        )
-
-    async def failed(
-        self, state: EndpointState, error: GatewayError, *, tenant: str | None = None
-    ) -> None:
-        """Count an attempt's failure against the endpoint. `tenant` is the caller's key
-        id: a failure the request itself may have caused counts once per key, so one key
-        cannot cool an endpoint down for everyone (None: an unknown caller, counted as one
-        key). A Retry-After is honoured for at most the cooldown period and never counts."""
-        now = self.clock()
-        policy = self.policy
-        wait = retry_after_seconds(error.headers.get("Retry-After"), now=now)
-        if wait is not None:
-            until = now + min(wait, policy.cooldown_seconds)
-            state.not_before = max(state.not_before, until)
-            if until > now:
-                await self.cooldowns.backoff(
-                    state.model, state.name, until=until, reason=error.code or ""
-                )
-        seen_by = witness(error, tenant=tenant)
-        if seen_by is None:
-            return
-        if state.failed(
-            now, window=policy.failure_window, allowed=policy.allowed_fails, witness=seen_by
-        ):
-            until = now + policy.cooldown_seconds
-            logger.warning(
-                "endpoint cooled down",
-                extra={"model": state.model, "endpoint": state.name, "until": until},
-            )
-            await self.cooldowns.set(state.model, state.name, until=until, reason=error.code or "")
-
-    def report(self, target: Target, *, ok: bool, failover: bool, ttft: float | None) -> None:
-        if self.metrics is not None:
-            self.metrics.endpoint_attempt(
-                model=target.state.model,
-                endpoint=target.state.name,
-                ok=ok,
-                failover=failover,
-                ttft_ms=None if ttft is None else round(ttft * 1000, 3),
-            )
 
 
 class RoutedBackend:

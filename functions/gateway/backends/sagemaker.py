@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -24,9 +24,6 @@ from botocore.config import Config
 from botocore.eventstream import ParserError as EventStreamParserError
 from botocore.exceptions import (
     BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
     EventStreamError,
     ReadTimeoutError,
 )
@@ -34,10 +31,10 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeoutError
 
 from gateway.backends.chunks import Chunks
-from gateway.backends.faults import Unreachable
+from gateway.backends.sagemaker_errors import call_errors, client_error
 from gateway.backends.sse import SSEDecoder, until_done
-from gateway.backends.wire import CHAT, WireRoute, status_error
-from gateway.errors import GatewayError, UpstreamError, UpstreamTimeoutError
+from gateway.backends.wire import CHAT, WireRoute
+from gateway.errors import UpstreamError, UpstreamTimeoutError
 from gateway.models.registry import SageMakerEndpoint
 from gateway.settings import Settings
 
@@ -51,12 +48,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Error codes SageMaker uses when it, not the model, turns a request away for load.
-_THROTTLED = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "ModelNotReadyException"}
-)
-_STREAM_ERRORS = ("ModelStreamError", "InternalStreamFailure")
 
 
 def client_config(settings: Settings) -> Config:
@@ -143,55 +134,6 @@ def _shutdown(stream: EventStream[Any]) -> None:
             shutdown()
 
 
-def _client_error(exc: ClientError, endpoint: str) -> GatewayError:
-    response: Mapping[str, Any] = exc.response
-    error = response.get("Error") or {}
-    code = str(error.get("Code") or "")
-    message = str(error.get("Message") or "")
-    if code == "ModelError":
-        # The container's own answer: its status and body, as an HTTP upstream's would be.
-        status = response.get("OriginalStatusCode")
-        original = response.get("OriginalMessage")
-        if isinstance(status, int) and 400 <= status < 600:
-            raw = original.encode() if isinstance(original, str) else b""
-            return status_error(status, raw)
-        return UpstreamError(
-            "The model endpoint failed (model error).", code="upstream_model_error"
-        )
-    if code in _STREAM_ERRORS:
-        return UpstreamError("The model endpoint failed mid-stream.", code="upstream_stream_error")
-    logger.warning("SageMaker endpoint refused a call", extra={"endpoint": endpoint, "code": code})
-    logger.debug("SageMaker error text", extra={"endpoint": endpoint, "text": message[:500]})
-    if code in _THROTTLED:
-        return UpstreamError(
-            "The model endpoint is overloaded; retry later.", code="upstream_throttled"
-        )
-    if code == "ValidationError":
-        # The endpoint's name or the request's shape: the gateway's fault, not the client's.
-        return UpstreamError(
-            "The model endpoint refused the call (ValidationError).",
-            code="upstream_validation_error",
-        )
-    return UpstreamError(
-        f"The model endpoint is unavailable ({code or 'error'}).", code="upstream_unavailable"
-    )
-
-
-@contextlib.contextmanager
-def _call_errors(endpoint: str) -> Iterator[None]:
-    """Map failures of a call (before any stream is read) to the gateway's errors."""
-    try:
-        yield
-    except ClientError as exc:
-        raise _client_error(exc, endpoint) from exc
-    except (ConnectTimeoutError, EndpointConnectionError) as exc:  # never reached it
-        raise Unreachable(f"The model endpoint is unreachable: {type(exc).__name__}") from exc
-    except (ReadTimeoutError, TimeoutError) as exc:
-        raise UpstreamTimeoutError("The model endpoint timed out.") from exc
-    except (BotoCoreError, Urllib3Error, OSError) as exc:
-        raise UpstreamError(f"The model endpoint is unreachable: {type(exc).__name__}") from exc
-
-
 class SageMakerBackend:
     """The Backend for one SageMaker endpoint, through a shared sagemaker-runtime client:
     `get_client()` returns it, called in each call's worker thread, so that building it on
@@ -243,7 +185,7 @@ class SageMakerBackend:
             with contextlib.closing(response["Body"]) as stream:
                 return stream.read()
 
-        with _call_errors(self._upstream.endpoint_name):
+        with call_errors(self._upstream.endpoint_name):
             raw = await self._in_thread(invoke)
         return self._route.parse_body(raw)
 
@@ -261,7 +203,7 @@ class SageMakerBackend:
         reader = _EventReader(invoke)
         started = False
         try:
-            with _call_errors(self._upstream.endpoint_name):
+            with call_errors(self._upstream.endpoint_name):
                 await self._in_thread(reader.start)
             started = True
         finally:
@@ -292,7 +234,7 @@ class SageMakerBackend:
                 if done or event is None:
                     return
         except EventStreamError as exc:  # ModelStreamError / InternalStreamFailure
-            raise _client_error(exc, self._upstream.endpoint_name) from exc
+            raise client_error(exc, self._upstream.endpoint_name) from exc
         except (Urllib3ReadTimeoutError, ReadTimeoutError, TimeoutError) as exc:
             raise UpstreamTimeoutError("The model endpoint stopped sending tokens.") from exc
         except (Urllib3Error, BotoCoreError, EventStreamParserError, OSError) as exc:
