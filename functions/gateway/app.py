@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
-    async def on_gateway_error(request: Request, exc: Exception) -> Response:
+    async def on_gateway_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         if not isinstance(exc, UpstreamError):
             # Refused before reaching an upstream: counted (metered routes also record it).
@@ -53,14 +53,14 @@ def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
         body = error_body(str(exc.detail), type=kind, code=None)
         return json_response(body, status_code=exc.status_code, headers=exc.headers)
 
-    async def on_configuration_error(request: Request, exc: Exception) -> Response:
+    async def on_configuration_error(_request: Request, exc: Exception) -> Response:
         logger.error("configuration error", extra={"error": str(exc)})
         body = error_body(
             "The gateway is misconfigured for this model.", type="server_error", code=None
         )
         return json_response(body, status_code=500)
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
+    async def on_unexpected(_request: Request, _exc: Exception) -> Response:
         logger.exception("unhandled error")
         body = error_body("The gateway had an internal error.", type="server_error", code=None)
         return json_response(body, status_code=500)
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         warm_up(resources, forwards=True)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         yield {}
         await resources.close()
 

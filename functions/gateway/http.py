@@ -101,12 +101,11 @@ class RequestContextMiddleware:
         header = (b"x-request-id", request_id.encode())
         limit = self.max_body_bytes
 
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                response = error_response(_too_large(limit))
-                response.headers["x-request-id"] = request_id
-                await response(scope, receive, send)
-                return
+        if _declared_length(scope) > limit:
+            response = error_response(_too_large(limit))
+            response.headers["x-request-id"] = request_id
+            await response(scope, receive, send)
+            return
 
         received = 0
 
@@ -140,6 +139,14 @@ class RequestContextMiddleware:
             response.headers["connection"] = "close"
             response.headers["x-request-id"] = request_id
             await response(scope, receive, send)
+
+
+def _declared_length(scope: Scope) -> int:
+    """The request's Content-Length, 0 when it declares none (or none that is a number)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _too_large(limit: int) -> RequestTooLargeError:

@@ -37,7 +37,7 @@ class _Waiting:
     queued: bool = False
 
 
-async def _queued(session: object, context: SimpleNamespace, params: object) -> None:
+async def _queued(_session: object, context: SimpleNamespace, _params: object) -> None:
     if isinstance(context.trace_request_ctx, _Waiting):
         context.trace_request_ctx.queued = True
 

@@ -72,7 +72,7 @@ class RoutedBackend:
         return await self._route(body, self._open_once, trace or RouteTrace(), tenant)
 
     async def _complete_once(
-        self, target: Target, body: dict[str, Any], more: bool, tenant: str | None
+        self, target: Target, body: dict[str, Any], _more: bool, _tenant: str | None
     ) -> dict[str, Any]:
         target.state.in_flight += 1
         try:

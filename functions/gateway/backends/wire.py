@@ -154,7 +154,7 @@ def parse_embeddings(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _no_stream(payload: bytes) -> dict[str, Any]:
+def _no_stream(_payload: bytes) -> dict[str, Any]:
     raise _malformed("event")
 
 

@@ -98,7 +98,7 @@ class ChatSurface:
 
     async def forward(
         self,
-        request: ChatCompletionRequest,
+        _request: ChatCompletionRequest,
         ctx: RequestContext,
         backend: RoutedBackend,
         plan: Plan,
@@ -108,7 +108,7 @@ class ChatSurface:
         return completion
 
     def answer(
-        self, request: ChatCompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
+        self, _request: ChatCompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
     ) -> ChatCompletion:
         return _response(ctx.meter, data)
 

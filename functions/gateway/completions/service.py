@@ -92,14 +92,14 @@ class CompletionSurface:
         return _PromptScreening(screening)
 
     async def forward(
-        self, request: CompletionRequest, ctx: RequestContext, backend: RoutedBackend, plan: Plan
+        self, _request: CompletionRequest, ctx: RequestContext, backend: RoutedBackend, plan: Plan
     ) -> dict[str, Any]:
         completion = await backend.complete(plan.body, trace=ctx.trace, tenant=ctx.key.key_id)
         ctx.meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
         return completion
 
     def answer(
-        self, request: CompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
+        self, _request: CompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
     ) -> Completion:
         return _response(ctx.meter, data)
 

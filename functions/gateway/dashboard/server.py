@@ -44,7 +44,7 @@ def create_dashboard_app(
         start, end = parse_range(params.get("start"), params.get("end"), today=day)
         return read_report(reader, keys, start=start, end=end, owner=owner), day
 
-    async def page(request: Request) -> Response:
+    async def page(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def report_route(request: Request) -> Response:

@@ -45,7 +45,7 @@ class EmbeddingSurface:
     def model_id(self, request: EmbeddingRequest) -> str:
         return request.model
 
-    def streams(self, request: EmbeddingRequest) -> bool:
+    def streams(self, _request: EmbeddingRequest) -> bool:
         return False
 
     async def plan(
@@ -67,7 +67,7 @@ class EmbeddingSurface:
         return Plan(body=body, reserve=meter.prompt_tokens)
 
     def screening(
-        self, request: EmbeddingRequest, ctx: RequestContext, guard: GuardService
+        self, _request: EmbeddingRequest, _ctx: RequestContext, _guard: GuardService
     ) -> Screening:
         return NO_SCREENING  # guard policies screen generation, not embeddings
 
@@ -88,7 +88,7 @@ class EmbeddingSurface:
         return {"data": reassemble(replies, encoding=request.encoding_format or "float")}
 
     def answer(
-        self, request: EmbeddingRequest, ctx: RequestContext, data: Mapping[str, Any]
+        self, _request: EmbeddingRequest, ctx: RequestContext, data: Mapping[str, Any]
     ) -> EmbeddingList:
         record = ctx.meter.record
         assert record is not None
@@ -100,7 +100,10 @@ class EmbeddingSurface:
         }
 
     def relay(
-        self, request: EmbeddingRequest, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
+        self,
+        _request: EmbeddingRequest,
+        _ctx: RequestContext,
+        _chunks: AsyncIterator[dict[str, Any]],
     ) -> AsyncIterator[bytes]:
         raise AssertionError("embeddings never stream")
 

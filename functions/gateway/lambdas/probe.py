@@ -14,7 +14,7 @@ from gateway.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def probe_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def probe_handler(_event: dict[str, Any], _context: Any) -> dict[str, Any]:
     """EventBridge schedule target."""
     settings = Settings()
     configure_logging(settings.log_level)

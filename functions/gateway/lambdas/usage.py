@@ -23,12 +23,12 @@ def _clients() -> tuple[Settings, AwsClients]:
     return settings, AwsClients()
 
 
-def aggregate_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def aggregate_handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     settings, aws = _clients()
     return aggregate(event, aggregator=Aggregator(client=aws.dynamodb, table=settings.usage_table))
 
 
-def writeback_handler(event: dict[str, Any], context: Any) -> dict[str, int]:
+def writeback_handler(event: dict[str, Any], _context: Any) -> dict[str, int]:
     settings, aws = _clients()
     store = UsageStore(
         client=aws.dynamodb,

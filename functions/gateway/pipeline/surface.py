@@ -27,45 +27,50 @@ class Plan:
 
 
 class Surface(Protocol[Request]):
+    """The pipeline calls these positionally (its parameters are positional-only), so a
+    surface may name a parameter it does not use `_name`."""
+
     # The usage record's `route`, and the models config's name for what a model serves.
     route: str
     # What the upstream is spoken to in.
     wire: WireRoute
 
-    def parse(self, raw: bytes) -> Request:
+    def parse(self, raw: bytes, /) -> Request:
         """The validated request (InvalidRequestError, a 400, names the field)."""
         ...
 
-    def model_id(self, request: Request) -> str:
+    def model_id(self, request: Request, /) -> str:
         """The model the request names."""
         ...
 
-    def streams(self, request: Request) -> bool:
+    def streams(self, request: Request, /) -> bool:
         """Whether the answer is an SSE stream."""
         ...
 
-    async def plan(self, request: Request, ctx: RequestContext, tokenizers: TokenizerStore) -> Plan:
+    async def plan(
+        self, request: Request, ctx: RequestContext, tokenizers: TokenizerStore, /
+    ) -> Plan:
         """Count the prompt, decide the upstream body, check the context length."""
         ...
 
-    def screening(self, request: Request, ctx: RequestContext, guard: GuardService) -> Screening:
+    def screening(self, request: Request, ctx: RequestContext, guard: GuardService, /) -> Screening:
         """The request's guardrails (NO_SCREENING where the surface has none)."""
         ...
 
     async def forward(
-        self, request: Request, ctx: RequestContext, backend: RoutedBackend, plan: Plan
+        self, request: Request, ctx: RequestContext, backend: RoutedBackend, plan: Plan, /
     ) -> dict[str, Any]:
         """A buffered answer from the upstream, observed by the Meter."""
         ...
 
     def answer(
-        self, request: Request, ctx: RequestContext, data: Mapping[str, Any]
+        self, request: Request, ctx: RequestContext, data: Mapping[str, Any], /
     ) -> Mapping[str, Any]:
         """The client's body, after the record was written (it carries the billed usage)."""
         ...
 
     def relay(
-        self, request: Request, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
+        self, request: Request, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]], /
     ) -> AsyncIterator[bytes]:
         """The client's SSE frames from the upstream's (screened) chunks; the relay closes
         the Meter however the stream ends."""
