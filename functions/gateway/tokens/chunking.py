@@ -8,24 +8,25 @@ are encoded a few at a time. Which positions are safe depends on the pre-tokeniz
 
 - ByteLevel after a split regex (Qwen2, Llama 3, GPT-2): a cut where one regex match ends
   and the next begins, chosen so that neither the text before it nor the text after it can
-  make the regex match differently (`_BYTE_LEVEL_*`); BPE never crosses a pre-token.
+  make the regex match differently; BPE never crosses a pre-token.
 - Metaspace without split (Llama 2, Mistral, TinyLlama): each segment between added tokens
   is ONE word for BPE, so a cut must lie between two characters that no vocabulary token
   holds side by side (then no merge can cross it), and a piece must not gain the `▁` the
-  pre-tokenizer prepends to a text's start (`_metaspace_*`).
+  pre-tokenizer prepends to a text's start.
 - Any other pipeline: no cut, the text is counted whole.
+
+gateway.tokens.cuts decides which of these applies to a backend; this module cuts and counts.
 
 A cut is also never inside, or (where it matters) next to, an added token.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -36,43 +37,18 @@ CHUNK_CHARS = 32_768
 # Pieces encoded together in one encode_batch_fast call (which releases the GIL).
 BATCH_CHARS = 131_072
 
-# The split regexes this module knows, with how each treats a run of digits.
-QWEN2_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
-    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-LLAMA3_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
-    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
-_DIGITS_SINGLE = "single"  # every number character is a match of its own (Qwen2)
-_DIGITS_GROUPS_OF_3 = "groups_of_3"  # \p{N}{1,3}: groups of 3 from the run's start (Llama 3)
-_DIGITS_RUN = "run"  # ` ?\p{N}+`: a run is one match (GPT-2's built-in ByteLevel regex)
-_KNOWN_SPLIT_REGEXES = {QWEN2_REGEX: _DIGITS_SINGLE, LLAMA3_REGEX: _DIGITS_GROUPS_OF_3}
-
-# ByteLevel families. In all three regexes a space is only ever the FIRST character of a
-# match or part of a whitespace-only match, and no alternative reads past a non-space
-# character it cannot consume except to find that it stops there. So between a non-space
-# character x and a space, one match ends and the next begins, whatever follows; the same
-# holds between a printable non-digit and an ASCII digit (only the number alternative takes
-# digits, and it takes no other character), and between an ASCII digit and a printable
-# non-digit. Python's `\s` is a superset of the Unicode White_Space that the tokenizer's
-# regex engine uses, so `[^\s]` is never whitespace there. The character after the cut is
-# ASCII, which NFC never composes with what precedes it.
-_BYTE_LEVEL_CUTS = r"[^\s](?= )|[!-/:-~](?=[0-9])|[0-9](?=[!-/:-~])"
-# Qwen2: `\p{N}` alone, so also between two digits.
-_SINGLE_DIGIT_CUTS = r"|[0-9](?=[0-9])"
+DIGITS_SINGLE = "single"  # every number character is a match of its own (Qwen2)
+DIGITS_GROUPS_OF_3 = "groups_of_3"  # \p{N}{1,3}: groups of 3 from the run's start (Llama 3)
+DIGITS_RUN = "run"  # ` ?\p{N}+`: a run is one match (GPT-2's built-in ByteLevel regex)
 _ASCII_DIGITS = frozenset("0123456789")
 _LAST_NON_DIGIT = re.compile(r"[^0-9](?=[0-9]*\Z)")
 
 # Metaspace with split=False turns " " into "▁" and prepends one "▁" per its scheme.
-_META = "▁"
-# A byte-fallback token (<0x0A>) stands for one byte, not for its six characters.
-_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+META = "▁"
 
 
 @dataclass(frozen=True)
-class _AddedTokens:
+class AddedTokens:
     """Where an added token could make a cut unsafe, or make one."""
 
     contents: tuple[str, ...]
@@ -86,7 +62,7 @@ class _AddedTokens:
     splitting: dict[str, tuple[str, ...]]
 
     @classmethod
-    def of(cls, tokenizer: Tokenizer) -> _AddedTokens:
+    def of(cls, tokenizer: Tokenizer) -> AddedTokens:
         spans: dict[str, list[tuple[str, int]]] = {}
         splitting: dict[str, list[str]] = {}
         contents: list[str] = []
@@ -154,7 +130,7 @@ class Splitter:
         self,
         *,
         cuts: str,
-        added: _AddedTokens,
+        added: AddedTokens,
         digits: str | None = None,
         vocab_pairs: frozenset[str] | None = None,
         prepends: bool = False,
@@ -186,7 +162,7 @@ class Splitter:
         if (
             start > 0
             and self._prepends
-            and text[start] not in (" ", _META)
+            and text[start] not in (" ", META)
             and not self._added.matched_at(text, start)
         ):
             return Piece(" " + piece, 1)
@@ -228,13 +204,13 @@ class Splitter:
             # one of the regex-level cuts (a consuming alternative ends here)
             found = self._cuts.match(text, cut - 1)
             return found is not None and found.end() == cut
-        before, after = (_META if c == " " else c for c in text[cut - 1 : cut + 1])
+        before, after = (META if c == " " else c for c in text[cut - 1 : cut + 1])
         if before + after in self._vocab_pairs:
             return False
-        if after != _META and self._prepends:
+        if after != META and self._prepends:
             # the piece gets a "▁" put before it (Piece.extra): it must merge with nothing,
             # and the cut must not be a segment's start, which Metaspace treats apart
-            if _META + after in self._vocab_pairs:
+            if META + after in self._vocab_pairs:
                 return False
             return not self._added.touches(text, cut, self._added.contents)
         return True
@@ -242,7 +218,7 @@ class Splitter:
     def _digit_group_cut(self, text: str, target: int, previous: int) -> int | None:
         """Llama 3's `\\p{N}{1,3}` groups a digit run in threes from its first digit: a cut
         inside a run of ASCII digits is safe at a multiple of 3 from where the run began."""
-        if self._digits != _DIGITS_GROUPS_OF_3 or target >= len(text):
+        if self._digits != DIGITS_GROUPS_OF_3 or target >= len(text):
             return None
         if text[target - 1] not in _ASCII_DIGITS or text[target] not in _ASCII_DIGITS:
             return None
@@ -259,99 +235,6 @@ class Splitter:
         if cut >= len(text) or any(c not in _ASCII_DIGITS for c in text[target : cut + 1]):
             return None
         return cut if not self._added.spanned(text, cut) else None
-
-
-def splitter_for(tokenizer: Tokenizer) -> Splitter | None:
-    """The splitter for a loaded backend, or None when no cut is known to be safe for its
-    normalizer, pre-tokenizer and model (the text is then counted whole)."""
-    model = tokenizer.model
-    if type(model).__name__ != "BPE" or model.dropout not in (None, 0.0):
-        return None
-    added = _AddedTokens.of(tokenizer)
-    normalizer = _state(tokenizer.normalizer)
-    if normalizer is not None:
-        if normalizer.get("type") != "NFC":
-            return None
-        # added tokens matched after NFC: the cut's neighbourhood could differ there
-        if any(t.normalized for t in tokenizer.get_added_tokens_decoder().values()):
-            return None
-    pre = _state(tokenizer.pre_tokenizer)
-    digits = _byte_level_digits(pre)
-    if digits is not None:
-        cuts = _BYTE_LEVEL_CUTS + (_SINGLE_DIGIT_CUTS if digits == _DIGITS_SINGLE else "")
-        return Splitter(cuts=cuts, added=added, digits=digits)
-    if normalizer is None and pre is not None and _is_metaspace_without_split(pre):
-        return _metaspace_splitter(_state(model) or {}, pre, added)
-    return None
-
-
-def _state(component: Any) -> dict[str, Any] | None:
-    """A tokenizers component's own JSON (what tokenizer.json holds for it)."""
-    if component is None:
-        return None
-    state: dict[str, Any] = json.loads(component.__getstate__())
-    return state
-
-
-def _byte_level_digits(pre: Any) -> str | None:
-    """How a known ByteLevel pipeline groups digits, or None for any other pipeline."""
-    if not isinstance(pre, dict):
-        return None
-    if pre.get("type") == "ByteLevel":
-        if pre.get("add_prefix_space") or not pre.get("use_regex", True):
-            return None
-        return _DIGITS_RUN
-    steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else None
-    if not isinstance(steps, list) or len(steps) != 2:
-        return None
-    split, level = steps
-    if (
-        split.get("type") != "Split"
-        or split.get("behavior") != "Isolated"
-        or split.get("invert")
-        or level.get("type") != "ByteLevel"
-        or level.get("add_prefix_space")
-        or level.get("use_regex", True)
-    ):
-        return None
-    pattern = (split.get("pattern") or {}).get("Regex")
-    return _KNOWN_SPLIT_REGEXES.get(pattern) if isinstance(pattern, str) else None
-
-
-def _is_metaspace_without_split(pre: Any) -> bool:
-    return (
-        isinstance(pre, dict)
-        and pre.get("type") == "Metaspace"
-        and pre.get("replacement") == _META
-        and not pre.get("split", True)
-    )
-
-
-def _metaspace_splitter(
-    model: dict[str, Any], pre: dict[str, Any], added: _AddedTokens
-) -> Splitter | None:
-    vocab: dict[str, int] = model.get("vocab") or {}
-    merges = model.get("merges") or []
-    byte_fallback = bool(model.get("byte_fallback"))
-    if byte_fallback:
-        for merge in merges:
-            parts = merge.split(" ") if isinstance(merge, str) else merge
-            if any("<0x" in part and _BYTE_TOKEN.fullmatch(part) for part in parts):
-                return None  # byte tokens that merge: a byte could join its neighbours
-    pairs: set[str] = set()
-    for token in vocab:
-        if byte_fallback and _BYTE_TOKEN.fullmatch(token):
-            continue
-        pairs.update(token[i - 1 : i + 1] for i in range(1, len(token)))
-    prepends = pre.get("prepend_scheme", "always") in ("first", "always")
-    if prepends and _META not in vocab:
-        return None
-    # cuts before a space after a non-space, and before a character that no token holds
-    # after another one (digits in the Llama 2 vocabulary, and characters it lacks, which
-    # become byte tokens); _safe checks the exact pair
-    joined = {pair[1] for pair in pairs} | {" ", _META}
-    cuts = r"[^ ▁](?=[ ▁])|.(?=[^" + re.escape("".join(sorted(joined))) + "])"
-    return Splitter(cuts=cuts, added=added, vocab_pairs=frozenset(pairs), prepends=prepends)
 
 
 def count_in_pieces(

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
 from gateway.tokens.bounds import LowerBound
-from gateway.tokens.chunking import CHUNK_CHARS, Splitter, count_in_pieces, splitter_for
+from gateway.tokens.chunking import CHUNK_CHARS, Splitter, count_in_pieces
+from gateway.tokens.cuts import splitter_for
 from gateway.tokens.hub import (
     REQUIRED_FILE,
     HubDownloadError,
