@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
+from gateway.tokens.bounds import LowerBound
+from gateway.tokens.chunking import CHUNK_CHARS, Splitter, count_in_pieces
+from gateway.tokens.cuts import splitter_for
 from gateway.tokens.hub import (
     REQUIRED_FILE,
     HubDownloadError,
@@ -53,6 +57,8 @@ class ChatTokenizer:
         raw = Tokenizer.from_file(str(directory / "tokenizer.json"))
         backend = build_backend(raw, config)
         self._tokenizer = backend.tokenizer
+        post = self._tokenizer.post_processor
+        self._special_added = post.num_special_tokens_to_add(False) if post is not None else 0
         self.tokenizer_class = backend.tokenizer_class
         self.loading_rule = backend.rule
         special = {k: t for k in SPECIAL_TOKEN_KEYS if (t := token_text(config.get(k)))}
@@ -68,6 +74,16 @@ class ChatTokenizer:
             from gateway.tokens.template import ChatTemplate
 
             self._template = ChatTemplate(source, special)
+
+    @functools.cached_property
+    def _splitter(self) -> Splitter | None:
+        """Long texts are counted in pieces (gateway.tokens.chunking), when a safe cut is
+        known; built with the first long text (a twin build in two threads is harmless)."""
+        return splitter_for(self._tokenizer)
+
+    @functools.cached_property
+    def _lower_bound(self) -> LowerBound:
+        return LowerBound.of(self._tokenizer)
 
     @property
     def has_chat_template(self) -> bool:
@@ -97,6 +113,15 @@ class ChatTokenizer:
         definitions and chat_template_kwargs, if any), no special tokens added."""
         return self.count_text(self.render_chat(messages, tools, template_kwargs=template_kwargs))
 
+    def lower_bound(self, texts: Iterable[str]) -> int:
+        """At most the tokens of these texts, without tokenizing them: cheap (a few
+        `str.count` over each text) and small (no copy, but of a text that starts or ends
+        with whitespace). Sound for `count_text` of each text, and for `count_chat` of a
+        conversation when the texts are contents its template copies whole or trimmed
+        (system, user and tool contents in the families here; not assistant contents,
+        which Qwen3's template cuts at `</think>`). docs/TOKENS.md, "A lower bound"."""
+        return self._lower_bound.tokens(texts)
+
     def count_text(self, text: str) -> int:
         """Tokens of a text with no special tokens added (a completion, a rendered prompt)."""
         if not text:
@@ -109,6 +134,11 @@ class ChatTokenizer:
         return self._count(text, add_special_tokens=True)
 
     def _count(self, text: str, *, add_special_tokens: bool) -> int:
+        splitter = self._splitter if len(text) > CHUNK_CHARS else None
+        if splitter is not None:
+            # peak memory bounded by the piece size, not the text's (docs/TOKENS.md)
+            counted = count_in_pieces(self._tokenizer, splitter, text)
+            return counted + (self._special_added if add_special_tokens else 0)
         # Not `encode`: it holds the GIL for the whole count (20 s for 10 MB here), so a
         # count in a worker thread still stalled the event loop. `encode_batch_fast`
         # releases it, skips the character offsets a count does not need (2x faster), and

@@ -1,0 +1,82 @@
+"""Counting a prompt as large as a request may be raises peak memory by under 300 MB.
+
+Issue 27: one 3.8 MB chat body of digits raised the gateway's RSS by 1.26 GB while it was
+counted. Each family counts a few 3.8 MB prompts in a child process, which reports how far
+its peak RSS (ru_maxrss) rose during the count; the high-water mark is reset first (Linux
+/proc/self/clear_refs) so that loading the tokenizer does not hide the count's own peak.
+A memory assertion, not a timing one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.gateway.tokens.test_chunking import FAMILIES
+
+LIMIT_MB = 300
+SIZE = 3_800_000
+PROMPTS = {
+    "digits": '"1" * SIZE',
+    "words and numbers": '" ".join(f"w{i % 9973}x{i % 31}" for i in range(SIZE // 9))',
+    "mixed scripts": '"ab1 2\\t\\n中🚀 " * (SIZE // 20)',
+    "special-token strings": '"</s><s><|im_end|><|endoftext|><|eot_id|>1 " * (SIZE // 42)',
+}
+CHILD = """
+import json, resource, sys
+from pathlib import Path
+from gateway.tokens import ChatTokenizer
+
+SIZE = {size}
+tokenizer = ChatTokenizer(Path(sys.argv[1]))
+tokenizer.count_text("warm up")
+results = {{}}
+for name, expression in json.loads(sys.argv[2]).items():
+    text = eval(expression)
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # the peak so far becomes the current RSS
+    except OSError:
+        pass
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if tokenizer.has_chat_template:
+        tokens = tokenizer.count_chat([{{"role": "user", "content": text}}])
+    else:
+        tokens = tokenizer.count_text_with_special(text)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    results[name] = {{"tokens": tokens, "peak_mb": (after - before) / 1024}}
+    del text
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux procfs")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_counting_a_request_sized_prompt_stays_under_300_mb(
+    tokenizers_dir: Path, family: str
+) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD.format(size=SIZE),
+            str(tokenizers_dir / family),
+            json.dumps(PROMPTS),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=600,
+    )
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["digits"]["tokens"] >= SIZE // 4  # counted, not refused
+    over = {name: r["peak_mb"] for name, r in results.items() if r["peak_mb"] >= LIMIT_MB}
+    assert over == {}, f"peak RSS rose by (MB): {results}"
+    print(family, results)
