@@ -47,8 +47,17 @@ def model(model_id: str = "m", **overrides: Any) -> ModelConfig:
 class FakeTokenizer:
     has_chat_template = True
 
+    def __init__(self) -> None:
+        self.counted = 0  # count_chat calls
+
     def count_text(self, text: str) -> int:
         return len(text.split())
+
+    def lower_bound(self, texts: Sequence[str]) -> int:
+        return sum(len(t.split()) // 2 for t in texts)  # half the words: a true lower bound
+
+    def each_lower_bound(self, texts: Sequence[str], *, over_chars: int) -> list[int]:
+        return [self.lower_bound([t]) for t in texts] if sum(map(len, texts)) > over_chars else []
 
     def count_text_with_special(self, text: str) -> int:
         return self.count_text(text) + 1  # + a BOS, as /v1/completions and embeddings count
@@ -56,6 +65,7 @@ class FakeTokenizer:
     def count_chat(
         self, messages: Sequence[dict[str, Any]], tools: Any = None, *, template_kwargs: Any = None
     ) -> int:
+        self.counted += 1
         rendered = "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
         if "raise" in rendered:
             raise TemplateRefused("Conversation roles must alternate")

@@ -39,6 +39,8 @@ ROUTE = "chat"
 # Prompts whose rendering and counting is more work than this (characters, plus a cost
 # per message) are counted in a worker thread, so they do not stall other requests.
 INLINE_COUNT_WORK = 16_000
+# Roles whose string content every chat template here copies whole (the lower bound's texts).
+_COPIED_ROLES = frozenset({"system", "developer", "user", "tool"})
 _MESSAGE_WORK = 64
 
 
@@ -76,6 +78,7 @@ class ChatSurface:
         if body is None:
             tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
             meter.tokenizer = tokenizer
+            self._refuse_past_context(request, model, tokenizer)
             meter.prompt_tokens = await self._count_prompt(tokenizer, request)
             body = self.upstream_body(
                 request,
@@ -164,6 +167,26 @@ class ChatSurface:
         meter.deferred = asyncio.create_task(count())
         meter.deferred.add_done_callback(_retrieved)
         return body
+
+    def _refuse_past_context(
+        self, request: ChatCompletionRequest, model: ModelConfig, tokenizer: ChatTokenizer
+    ) -> None:
+        """A large prompt whose cheap lower bound alone is past the model's context is refused
+        before it is rendered and counted: the count of a body that large is the request
+        path's largest use of memory (issue 27). The bound reads only the contents the
+        templates copy whole (system, user, tool), never assistant turns."""
+        texts = [
+            content
+            for m in request.messages
+            if m.role in _COPIED_ROLES and isinstance(content := m.content, str)
+        ]
+        if model.max_model_len is None or sum(map(len, texts)) <= INLINE_COUNT_WORK:
+            return
+        least = tokenizer.lower_bound(texts)
+        body = self.upstream_body(
+            request, model, prompt_tokens=least, default_max_tokens=self._default_max_tokens
+        )
+        check_context_length(model, prompt_tokens=least, body=body)
 
     async def _count_prompt(self, tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> int:
         messages = chat_prompt.template_messages(request)  # as vLLM hands them to the template

@@ -23,6 +23,7 @@ from gateway.generation import check_context_length, default_max_tokens
 from gateway.guard import NO_SCREENING, GuardService, Screening
 from gateway.inputs import parse_body, validate
 from gateway.metering import Meter, count_all
+from gateway.metering.generated import INLINE_COUNT_CHARS
 from gateway.models.registry import ModelConfig
 from gateway.pipeline import Plan, RequestContext, StreamKind, billed_usage, relay
 from gateway.prompts import one_by_one
@@ -58,6 +59,11 @@ class CompletionSurface:
         tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
         meter.tokenizer = tokenizer
         meter.counts_eos = not request.stop
+        texts, _ = one_by_one(request.prompt)
+        least = tokenizer.each_lower_bound(texts, over_chars=INLINE_COUNT_CHARS)
+        if least:  # a large prompt past the context by its lower bound: refused uncounted
+            body = self.upstream_body(request, model, longest_prompt=max(least))
+            check_context_length(model, prompt_tokens=max(least), body=body, param="prompt")
         counts = await prompt_counts(tokenizer, request)
         meter.prompt_tokens = sum(counts)
         body = self.upstream_body(request, model, longest_prompt=max(counts))

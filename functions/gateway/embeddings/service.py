@@ -24,6 +24,7 @@ from gateway.errors import GatewayError, InvalidRequestError
 from gateway.guard import NO_SCREENING, GuardService, Screening
 from gateway.inputs import parse_body, validate
 from gateway.metering import count_all
+from gateway.metering.generated import INLINE_COUNT_CHARS
 from gateway.models.registry import ModelConfig
 from gateway.pipeline import Plan, RequestContext
 from gateway.prompts import one_by_one
@@ -57,6 +58,10 @@ class EmbeddingSurface:
         texts, token_ids = one_by_one(request.input)
         if texts:
             tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
+            # large inputs past the limit by their lower bound: refused uncounted (issue 27)
+            check_input_limit(
+                model, tokenizer.each_lower_bound(texts, over_chars=INLINE_COUNT_CHARS)
+            )
             counts = await count_all(tokenizer.count_text_with_special, texts)
         else:
             counts = [len(ids) for ids in token_ids]
@@ -110,6 +115,8 @@ class EmbeddingSurface:
 
 def check_input_limit(model: ModelConfig, counts: Sequence[int]) -> None:
     limit = model.input_limit
+    if not counts:
+        return
     longest = max(counts)
     if limit is None or longest <= limit:
         return

@@ -122,6 +122,13 @@ class ChatTokenizer:
         which Qwen3's template cuts at `</think>`). docs/TOKENS.md, "A lower bound"."""
         return self._lower_bound.tokens(texts)
 
+    def each_lower_bound(self, texts: Sequence[str], *, over_chars: int) -> list[int]:
+        """Each text's lower bound (as `lower_bound`) when the texts together are longer than
+        `over_chars`, else [] (small texts are counted at once, at no risk to memory)."""
+        if sum(map(len, texts)) <= over_chars:
+            return []
+        return [self.lower_bound([text]) for text in texts]
+
     def count_text(self, text: str) -> int:
         """Tokens of a text with no special tokens added (a completion, a rendered prompt)."""
         if not text:

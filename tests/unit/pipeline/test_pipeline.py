@@ -11,6 +11,8 @@ import anyio
 import orjson
 import pytest
 from gateway.chat.service import ChatSurface
+from gateway.completions.service import CompletionSurface
+from gateway.embeddings.service import EmbeddingSurface
 from gateway.errors import (
     ClientDisconnected,
     InternalError,
@@ -27,6 +29,7 @@ from gateway.tokens.errors import TemplateRefused
 from tests.unit.fakes import (
     FakeBackend,
     FakeClient,
+    FakeTokenizers,
     RecordingSink,
     api_key,
     chunk,
@@ -141,6 +144,43 @@ async def test_a_template_refusal_is_a_400_and_any_other_count_failure_a_500() -
         ("internal_error", 500),
     ]
     assert issubclass(TemplateRefused, ValueError)
+
+
+@pytest.mark.parametrize("surface", ["chat", "completions", "embeddings"])
+async def test_a_huge_prompt_past_the_context_by_its_lower_bound_is_refused_uncounted(
+    surface: str,
+) -> None:
+    """Issue 27: a body near MAX_REQUEST_BYTES whose cheap lower bound alone is past the
+    model's context is refused (400 context_length_exceeded) before it is rendered and
+    counted, the request path's largest use of memory."""
+    huge = " ".join(["1"] * 40_000)  # 80,000 characters, 20,000 words at least
+    tokenizers = FakeTokenizers()
+    sink = RecordingSink()
+    backend = FakeBackend(body=COMPLETION)
+    if surface == "chat":
+        config, adapter, raw = model(max_model_len=1000), CHAT, body(huge)
+    elif surface == "completions":
+        config, adapter = model(max_model_len=1000), CompletionSurface(default_max_tokens=10)
+        raw = _json({"model": "m", "prompt": huge, "max_tokens": 5})
+    else:
+        config, adapter = model(routes=["embeddings"], max_model_len=1000), EmbeddingSurface()
+        raw = _json({"model": "m", "input": [huge]})
+    gateway = pipeline(config, sink, backend, tokenizers=tokenizers)
+    counted = []
+    tokenizers.tokenizer.count_text_with_special = counted.append  # type: ignore[method-assign]
+    with pytest.raises(InvalidRequestError) as refused:
+        await gateway.run(adapter, FakeClient(raw), key=api_key(), request_id="huge")
+    assert refused.value.code == "context_length_exceeded"
+    assert tokenizers.tokenizer.counted == 0 and counted == [] and backend.sent == []
+    [record] = sink.records
+    assert (record.status, record.http_status, record.prompt_tokens) == ("rejected", 400, 0)
+
+
+def _json(data: dict[str, Any]) -> Callable[[], Awaitable[bytes]]:
+    async def read() -> bytes:
+        return orjson.dumps(data)
+
+    return read
 
 
 class Hanging(FakeBackend):
