@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.cli import argtypes
 from gateway.cli.common import CliError, Context, check_models, print_json, print_table
-from gateway.keys import ApiKey
+from gateway.keys import ApiKey, KeyStatus
 from gateway.limits import LimitStore
 from gateway.usage.query import UsageQuery, month_usage, utc_today
 
@@ -117,7 +117,10 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _revoke(args: argparse.Namespace, ctx: Context) -> int:
-    print_json(ctx.key_store().revoke(key_id=args.key_id).public_dict(), ctx.out)
+    keys = ctx.key_store()
+    if keys.get(key_id=args.key_id).status is KeyStatus.REVOKED:
+        raise CliError(f"key {args.key_id} is already revoked; nothing changed")
+    print_json(keys.revoke(key_id=args.key_id).public_dict(), ctx.out)
     return 0
 
 
