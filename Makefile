@@ -21,6 +21,10 @@ run: $(STAMP)
 	@$(BIN)/python -m devstack
 
 ## Lint, type-check, then every test (the dashboard's test needs Chromium: `make browser`).
+## What it installs: the project and its dev dependencies into .venv (pip, once), Debian's
+## chromium and chromium-driver when root and missing (apt-get), and, for the build test,
+## aws-sam-cli into .venv-sam followed by `sam build` (needs python3.12; it skips without).
+## The tests that need real tokenizer files read ../shared, or $GATEWAY_SHARED_DIR (README).
 test: check browser pytest
 
 ## Debian's Chromium and its WebDriver for the dashboard's browser test, installed with
@@ -46,8 +50,14 @@ check: $(STAMP)
 	@PYTHONPATH=functions $(BIN)/lint-imports --no-cache
 
 pytest: $(STAMP)
-	@echo ">> pytest"
+	@echo ">> pytest (tests/test_build.py installs aws-sam-cli into $(SAM_VENV) and runs sam build)"
 	@$(BIN)/python -m pytest
+
+## The newcomer tier alone (part of `make test`): README's quick start from a fresh clone
+## with a local Hub mirror, then every curl, SDK and CLI example in README.md and docs/.
+.PHONY: test-examples
+test-examples: $(STAMP)
+	@$(BIN)/python -m pytest -q -p no:schemathesis -p no:hypothesispytest tests/docs
 
 ## The fast unit tier alone (fakes, no sockets; seconds): tests/unit. The fuzzing plugins
 ## (schemathesis, hypothesis) serve tests/hardening only; not loading them saves ~3 s.

@@ -1,5 +1,9 @@
 """Shared fixtures. Paths to ../shared are resolved here; tests that need it skip cleanly.
 
+../shared (beside the checkout; GATEWAY_SHARED_DIR overrides it) holds the real tokenizer
+folders (tokenizers/<folder>/tokenizer.json ...) and OpenAI's schemas. Without it the run
+says so once, at the start, with how to provide it (`how_to_provide_shared`).
+
 The stack the tests run against is real: moto's DynamoDB server, the simulated GPU
 endpoint and the gateway, each served over HTTP on 127.0.0.1.
 """
@@ -36,6 +40,27 @@ TEST_MODELS = {
 
 def pytest_configure(config: pytest.Config) -> None:
     motofix.install()  # moto's DynamoDB with per-item atomic writes and cheap transactions
+
+
+def how_to_provide_shared(shared: Path, tokenizers: Path) -> str | None:
+    """The one message a run without the real tokenizer files prints first (None: present)."""
+    if (tokenizers / "qwen3" / "tokenizer.json").is_file():
+        return None
+    return (
+        f"real tokenizer files not found at {tokenizers}: the tests that need them skip. "
+        "Provide them with GATEWAY_SHARED_DIR=/path/to/shared, a folder with "
+        "tokenizers/<name>/tokenizer.json (+ tokenizer_config.json) for qwen3, "
+        "llama-3-8b-instruct, mistral-7b-instruct-v0.1, tinyllama-1.1b-chat-v1.0 and gpt2 "
+        f"(default: {shared}; README.md, 'Tokenizer files for make test')"
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say once, first (with -q too), how to provide missing tokenizer files."""
+    message = how_to_provide_shared(SHARED, TOKENIZERS_DIR)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if message and reporter is not None:
+        reporter.write_line(f">> {message}", yellow=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,18 +11,24 @@ URLs behind an API Gateway stage or a custom domain's base path.
   the browser asked for `requestContext.path` (`/prod/docs`). With FastAPI's own pages,
   /docs would load `/openapi.json` from the host's root, which API Gateway does not route,
   and "Try it out" would call /v1/... there too. Routing itself is left alone.
+- Swagger UI's own files (JavaScript, CSS, icon) are served from the `swagger-ui-bundle-v2`
+  package at /docs/assets/..., so /docs works with no internet (a CDN would leave it blank).
+- Every request body has a working example (`REQUEST_EXAMPLES`, by its schema's name), so
+  "Try it out" then "Execute" on the prefilled body succeeds against `make run`'s models.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from starlette.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import FileResponse, Response
 from starlette.types import Scope
 
 from gateway.errors import ErrorResponse
@@ -130,6 +136,26 @@ _RATE_HEADERS: dict[str, Any] = {
 }
 _PARAMS = {400: "messages", 403: "model", 404: "model"}
 
+# The prefilled body of each request schema (by its component's name): requests that succeed
+# as they are against `make run`'s models (qwen3 and its embedding model). A new route's
+# request schema gets its example here.
+REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
+    "ChatCompletionRequest": {
+        "model": "qwen3",
+        "messages": [{"role": "user", "content": "Hello!"}],
+        "max_tokens": 32,
+    },
+    "CompletionRequest": {"model": "qwen3", "prompt": "Say hello.", "max_tokens": 16},
+    "EmbeddingRequest": {"model": "qwen3-embedding", "input": "Hello!"},
+}
+
+# Swagger UI's files served at /docs/assets/<name> (from the swagger-ui-bundle-v2 package).
+_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon-32x32.png": "image/png",
+}
+
 
 def _example(status: int) -> dict[str, Any]:
     _, kind, code, message = _ERRORS[status]
@@ -190,6 +216,16 @@ def _fix_responses(schema: dict[str, Any]) -> None:
             components.pop(name, None)
 
 
+def _add_request_examples(schema: dict[str, Any], examples: Mapping[str, Any]) -> None:
+    """Each JSON request body whose schema is a component named in `examples` gets it."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            name = str((body or {}).get("schema", {}).get("$ref", "")).rpartition("/")[2]
+            if body is not None and name in examples:
+                body["example"] = examples[name]
+
+
 def install_openapi(app: FastAPI, *, components: Sequence[Any] = ()) -> None:
     """Replace `app.openapi` with one that adds the Bearer scheme and drops the 422s.
     `components` are the shapes the routes name by `ref` (request bodies, answers, stream
@@ -215,6 +251,7 @@ def install_openapi(app: FastAPI, *, components: Sequence[Any] = ()) -> None:
             )
             _fix_responses(schema)
             _describe_fields(schema)
+            _add_request_examples(schema, REQUEST_EXAMPLES)
             schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes[BEARER] = {
                 "type": "http",
@@ -264,11 +301,25 @@ def install_docs(app: FastAPI) -> None:
         return json_response(schema)
 
     async def swagger(request: Request) -> Response:
-        url = _prefix(request.scope) + "/openapi.json"
+        prefix = _prefix(request.scope)
+        assets = prefix + "/docs/assets/"
         return get_swagger_ui_html(
-            openapi_url=url,
+            openapi_url=prefix + "/openapi.json",
             title=f"{app.title} - Swagger UI",
+            swagger_js_url=assets + "swagger-ui-bundle.js",
+            swagger_css_url=assets + "swagger-ui.css",
+            swagger_favicon_url=assets + "favicon-32x32.png",
             swagger_ui_parameters={"tryItOutEnabled": True},
+        )
+
+    async def swagger_asset(request: Request) -> Response:
+        name = str(request.path_params["name"])
+        if name not in _ASSETS:
+            raise StarletteHTTPException(404, "Not Found")  # the app's 404 for any path
+        return FileResponse(
+            swagger_ui_dir() / name,
+            media_type=_ASSETS[name],
+            headers={"Cache-Control": "public, max-age=86400"},
         )
 
     async def redoc(request: Request) -> Response:
@@ -277,4 +328,13 @@ def install_docs(app: FastAPI) -> None:
 
     app.add_route("/openapi.json", openapi_json, include_in_schema=False)
     app.add_route("/docs", swagger, include_in_schema=False)
+    app.add_route("/docs/assets/{name}", swagger_asset, include_in_schema=False)
     app.add_route("/redoc", redoc, include_in_schema=False)
+
+
+def swagger_ui_dir() -> Path:
+    """Where the installed swagger-ui-bundle-v2 keeps Swagger UI's files (imported on the
+    first /docs asset request, not at start-up)."""
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)

@@ -88,8 +88,9 @@ def wait_dynamodb(client: Any, process: subprocess.Popen[bytes]) -> None:
 
 def start_usage_functions(
     client: Any, dynamodb_url: str, gateway: subprocess.Popen[bytes], stop: threading.Event
-) -> None:
-    """The aggregator's stream polling and the write-back's log subscription, in threads."""
+) -> threading.Thread:
+    """The aggregator's stream polling and the write-back's log subscription, in threads;
+    returns the poller's thread (it ends once `stop` is set)."""
     os.environ.setdefault("USAGE_TABLE", LOCAL_TABLE_NAMES["UsageTable"])
     os.environ.setdefault("LOG_LEVEL", "WARNING")  # the handlers' own logs: problems only
     from gateway.lambdas.usage import aggregate_handler, writeback_handler
@@ -100,7 +101,8 @@ def start_usage_functions(
         table=LOCAL_TABLE_NAMES["UsageTable"],
         handler=lambda event: aggregate_handler(event, None),
     )
-    threading.Thread(target=poller.run, args=(stop,), daemon=True).start()
+    polling = threading.Thread(target=poller.run, args=(stop,), daemon=True)
+    polling.start()
     subscription = LogSubscription(handler=lambda event: writeback_handler(event, None))
 
     def follow_logs() -> None:
@@ -115,6 +117,7 @@ def start_usage_functions(
                 say(f"write-back failed ({exc}); `gateway usage replay` can write it")
 
     threading.Thread(target=follow_logs, daemon=True).start()
+    return polling
 
 
 def put_mac_secrets(endpoint: str, secrets: str | None) -> KeyMac:
@@ -143,7 +146,7 @@ def with_replicas(config: str, urls: list[str]) -> str:
 
 def start_replica(port: int, env: dict[str, str], args: list[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "gpusim", "--host", "127.0.0.1", "--port", str(port), *args]
-    process = subprocess.Popen(cmd, env=env)
+    process = subprocess.Popen(cmd, env=env, start_new_session=True)
     wait_healthy(f"http://127.0.0.1:{port}/health", process, "gpusim")
     return process
 
@@ -165,8 +168,16 @@ def main() -> int:
     say(f"starting DynamoDB (moto) on {dynamodb_url}")
     db_cmd = [sys.executable, "-m", "devstack.dynamodb", "--port", str(dynamodb_port)]
     children: list[subprocess.Popen[bytes]] = [
-        subprocess.Popen(db_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            db_cmd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     ]
+    stop_usage = threading.Event()
+    polling: threading.Thread | None = None
     try:
         client = boto3.client("dynamodb")
         wait_dynamodb(client, children[0])
@@ -208,9 +219,12 @@ def main() -> int:
             config_export = f"  export MODELS_CONFIG_FILE={config_file}\n"
         say(f"starting the gateway on {gateway_url} (models: {', '.join(models) or 'from config'})")
         gateway_cmd = gateway_command(port)  # with uvicorn's limits (devstack.server)
-        children.append(subprocess.Popen(gateway_cmd, env=gateway_env, stdout=subprocess.PIPE))
-        stop_usage = threading.Event()
-        start_usage_functions(client, dynamodb_url, children[-1], stop_usage)
+        children.append(
+            subprocess.Popen(
+                gateway_cmd, env=gateway_env, stdout=subprocess.PIPE, start_new_session=True
+            )
+        )
+        polling = start_usage_functions(client, dynamodb_url, children[-1], stop_usage)
         say("usage aggregator polling the usage stream; unwritten records go to the write-back")
         wait_healthy(gateway_url + "/health", children[-1], "gateway")
 
@@ -228,9 +242,11 @@ def main() -> int:
         body = json.dumps(
             {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "stream": True}
         )
+        tokenizer_exports = " ".join(f"{k}={v}" for k, v in selection.gateway_env().items())
         sys.stdout.write(
             f"""
-The stack is up. Ctrl-C stops it.
+The stack is up. Ctrl-C stops it. Keys and usage live in memory (moto): they are gone
+when the stack stops (a fixed demo key: GATEWAY_DEMO_KEY).
 
   demo key:  {secret}   (key_id {key.key_id})
   docs:      {gateway_url}/docs
@@ -245,6 +261,7 @@ Point the gateway CLI at this DynamoDB (in another shell):
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
   export KEYS_TABLE={LOCAL_TABLE_NAMES["KeysTable"]} USAGE_TABLE={LOCAL_TABLE_NAMES["UsageTable"]}
   export AWS_ENDPOINT_URL_SSM={dynamodb_url} KEY_MAC_SECRETS_PARAMETER={LOCAL_MAC_PARAMETER}
+  export {tokenizer_exports}
 {config_export}  .venv/bin/gateway usage --key-id {key.key_id}
 
 Routing: {model} is served by two replicas (gateway endpoints list). Pause one with
@@ -264,7 +281,10 @@ and watch `endpoint` in gateway usage --key-id {key.key_id} --json move to repli
         say("stopping")
         return 0
     finally:
-        for child in children:
+        stop_usage.set()  # the poller stops before DynamoDB does: no "poll failed" on exit
+        if polling is not None:
+            polling.join(timeout=10)
+        for child in reversed(children):
             child.terminate()
         for child in children:
             try:

@@ -109,12 +109,17 @@ class Selection:
         ]
         if "qwen3" in self.folders:
             # An embedding model (as vLLM --runner pooling or TEI would serve it) on the
-            # sim's /v1/embeddings, counted with qwen3's tokenizer.
+            # sim's /v1/embeddings, counted with qwen3's tokenizer. The sim knows the model by
+            # its folder name, as it knows the chat models.
             models.append(
                 {
                     "id": "qwen3-embedding",
                     "tokenizer": self.folders["qwen3"],
-                    "upstream": {"type": "openai", "base_url": sim_url, "model": "qwen3"},
+                    "upstream": {
+                        "type": "openai",
+                        "base_url": sim_url,
+                        "model": self.folders["qwen3"],
+                    },
                     "routes": ["embeddings"],
                     "max_input_tokens": 8192,
                     "max_batch_size": 32,

@@ -26,7 +26,7 @@ from gpusim.structured import (
     strip_media,
     tool_choice_result,
 )
-from gpusim.toolcalls import wants_tool_call
+from gpusim.toolcalls import auto_calls, wants_tool_call
 from gpusim.wire import DONE, JSON_HEADERS, SSE_HEADERS, ChunkEncoder, completion_body
 
 
@@ -198,7 +198,8 @@ class ChatEndpoint:
         if req.model in self.config.guard_models:
             triggers = self.config.guard_triggers
             return [guard_result(model, req.messages, triggers, req.max_tokens)] * req.n
-        if wants_tool_call(req.tools, req.tool_choice, req.sim.tool_calls):
+        auto = auto_calls(req.tools, req.messages, req.sim.tool_calls)
+        if wants_tool_call(req.tools, req.tool_choice, auto):
             results = [tool_choice_result(model, req, choice) for choice in range(req.n)]
         elif req.response_format != "text":
             results = [json_result(model, req, choice) for choice in range(req.n)]

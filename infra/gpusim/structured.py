@@ -13,9 +13,11 @@ from gpusim.params import ChatRequest
 from gpusim.text import completion_text
 from gpusim.toolcalls import (
     arguments_for,
+    auto_calls,
     parsed_calls,
     parser_for,
     plan_calls,
+    relevant_first,
     render_calls,
     stream_deltas,
 )
@@ -43,11 +45,13 @@ def _run_text(model: SimModel, req: ChatRequest, text: str) -> ChoiceResult:
 
 def tool_choice_result(model: SimModel, req: ChatRequest, choice: int) -> ChoiceResult:
     named = isinstance(req.tool_choice, Mapping)
-    count = max(1, req.sim.tool_calls) if req.tool_choice == "required" else req.sim.tool_calls
+    asked = auto_calls(req.tools, req.messages, req.sim.tool_calls)
+    count = max(1, asked) if req.tool_choice == "required" else asked
     if named or not req.parallel_tool_calls:
         count = 1
     parser = parser_for(model.name)
-    calls = plan_calls(req.tools, req.tool_choice, count, req.seed + choice)
+    tools = relevant_first(req.tools, req.messages)
+    calls = plan_calls(tools, req.tool_choice, count, req.seed + choice)
     tool_text = render_calls(calls, parser)
     result = _run_text(model, req, tool_text.text)
     tool_calls = parsed_calls(tool_text, result.content)
@@ -56,7 +60,7 @@ def tool_choice_result(model: SimModel, req: ChatRequest, choice: int) -> Choice
         finish = "tool_calls"
     message: dict[str, Any] = {"role": "assistant", "refusal": None}
     if tool_calls:
-        message["content"] = None if req.tool_choice == "auto" else ""
+        message["content"] = "" if named else None  # vLLM: null for auto and required
         message["tool_calls"] = tool_calls
     else:  # cut off before a call was complete: the parser returns the text
         message["content"] = result.content

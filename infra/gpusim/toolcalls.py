@@ -8,13 +8,20 @@ and counted like any text; the server then returns the parsed calls: `arguments`
 first delta carries index, id, type and function name, and later deltas carry the argument
 JSON piece by piece as its tokens are generated (no chunk while a marker or the name is
 incomplete). finish_reason is "tool_calls" for auto and required, "stop" for a named
-tool_choice (serving_chat.py: OpenAI's own behaviour).
+tool_choice (serving_chat.py: OpenAI's own behaviour). The message's content is null beside
+the calls for auto and required, "" for a named tool_choice.
+
+With tool_choice "auto" the simulated model calls a tool as a real one usually does: when
+the last message is the user's and asks for something a tool provides (it names a word of
+the tool's name: "weather" for get_weather), it calls that tool; after a tool result, or
+for a question no tool answers, it writes prose. `sim.tool_calls: N` forces N calls.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +30,11 @@ from typing import Any
 from gpusim.text import WORDS
 
 _ID_CHARS = string.ascii_letters + string.digits
+# Words of a tool's name too generic to say what it provides.
+_GENERIC_WORDS = frozenset(
+    {"get", "set", "fetch", "list", "find", "make", "create", "call", "tool", "run", "the",
+     "for", "and", "with", "current", "lookup", "query", "search", "api", "info", "data"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,50 @@ def parsed_calls(tool_text: ToolText, generated: str) -> list[dict[str, Any]]:
         for call in tool_text.calls
         if len(generated) >= call.args_end
     ]
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _name_words(name: Any) -> set[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    words = {_stem(w) for w in re.findall(r"[a-z0-9]+", spaced.lower())}
+    return {w for w in words if len(w) >= 3 and w not in _GENERIC_WORDS}
+
+
+def _last_user_words(messages: Sequence[Any]) -> set[str]:
+    """The words of the last message when it is the user's (none after a tool result)."""
+    last = messages[-1] if messages else None
+    if not isinstance(last, Mapping) or last.get("role") != "user":
+        return set()
+    content = last.get("content")
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, Mapping)]
+        content = " ".join(p for p in parts if isinstance(p, str))
+    if not isinstance(content, str):
+        return set()
+    return {_stem(w) for w in re.findall(r"[a-z0-9]+", content.lower())}
+
+
+def asked_tools(tools: Any, messages: Sequence[Any]) -> list[Any]:
+    """The tools whose name the last user message asks for, in the request's order."""
+    if not isinstance(tools, Sequence):
+        return []
+    asked = _last_user_words(messages)
+    return [t for t in tools if asked and _name_words(_function(t).get("name")) & asked]
+
+
+def auto_calls(tools: Any, messages: Sequence[Any], forced: int) -> int:
+    """How many calls tool_choice "auto" makes: `sim.tool_calls` when given, else one per
+    tool the last user message asks for (at most one per tool), else none."""
+    return forced or len(asked_tools(tools, messages))
+
+
+def relevant_first(tools: Sequence[Any], messages: Sequence[Any]) -> list[Any]:
+    """The tools with the asked-for ones first: those are the ones the model calls."""
+    asked = asked_tools(tools, messages)
+    return [*asked, *(t for t in tools if not any(t is a for a in asked))]
 
 
 def wants_tool_call(tools: Any, tool_choice: Any, auto_calls: int) -> bool:

@@ -238,6 +238,17 @@ def test_unknown_key_id_is_one_line_and_exit_1(
     assert cli(capsys, *argv) == (1, "", "gateway: no key with key_id key_nope\n")
 
 
+def test_revoking_a_revoked_key_is_refused(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    code, out, _ = cli(capsys, "keys", "create", "--name", "r", "--owner", unique("revoke"))
+    key_id = json.loads(out)["key_id"]
+    code, out, _ = cli(capsys, "keys", "revoke", key_id)
+    assert code == 0 and json.loads(out)["status"] == "revoked"
+    again = cli(capsys, "keys", "revoke", key_id)
+    assert again == (1, "", f"gateway: key {key_id} is already revoked; nothing changed\n")
+
+
 @pytest.mark.parametrize(
     "argv",
     [["keys", "show", "key_x"], ["keys", "list"], ["usage", "--key-id", "key_x", "--daily"]],

@@ -5,6 +5,7 @@ and every status that a real request below gets is listed for its route."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,53 @@ def test_docs_behind_the_lambda_web_adapter_follow_the_stage(gateway: Gateway) -
     assert "url: '/openapi.json'" in plain.text
     garbage = httpx.get(gateway.url + "/docs", headers={"x-amzn-request-context": "{nope"})
     assert "url: '/openapi.json'" in garbage.text
+
+
+def test_docs_serve_swagger_ui_from_the_gateway_not_a_cdn(gateway: Gateway) -> None:
+    """/docs works offline: every script, stylesheet and icon it names is the gateway's."""
+    page = httpx.get(gateway.url + "/docs", timeout=10)
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert {a.rpartition("/")[2] for a in assets} == {
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "favicon-32x32.png",
+    }
+    for asset in assets:
+        assert asset.startswith("/docs/assets/"), asset
+        response = httpx.get(gateway.url + asset, timeout=10)
+        assert response.status_code == 200 and len(response.content) > 500, asset
+    assert "javascript" in httpx.get(gateway.url + assets[-1]).headers["content-type"]
+    missing = httpx.get(gateway.url + "/docs/assets/../../settings.py", timeout=10)
+    assert missing.status_code == 404
+    unknown = httpx.get(gateway.url + "/docs/assets/index.html", timeout=10)
+    assert unknown.status_code == 404 and set(unknown.json()["error"]) >= {"message", "type"}
+    staged = {"path": "/prod/docs", "stage": "prod"}
+    behind = httpx.get(
+        gateway.url + "/docs", headers={"x-amzn-request-context": json.dumps(staged)}
+    )
+    assert "/prod/docs/assets/swagger-ui-bundle.js" in behind.text
+
+
+def test_every_post_example_executes_against_make_runs_models(
+    dynamodb: str, tokenizers_dir: Path, sim_url: str
+) -> None:
+    """Swagger UI's "Try it out" then "Execute" sends the prefilled example as it is: each
+    POST operation's example succeeds against the models `make run` serves."""
+    from devstack.tokenizers import from_folder
+
+    config = from_folder(tokenizers_dir).models_config(sim_url)
+    with running_gateway(tokenizers_dir, sim_url, models_config=config) as gw:
+        spec = httpx.get(gw.url + "/openapi.json", timeout=10).json()
+        key = gw.new_key()
+        posts = [(p, o) for m, p, o in operations(spec) if m == "POST"]
+        assert posts
+        for path, operation in posts:
+            example = operation["requestBody"]["content"]["application/json"]["example"]
+            response = httpx.post(
+                gw.url + path,
+                json=example,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            assert response.status_code == 200, (path, response.text)

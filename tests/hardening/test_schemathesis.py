@@ -130,6 +130,7 @@ def test_schemathesis(
             content_type=_header(response, "content-type") or "",
             request_id=_header(response, "x-request-id"),
             chat=label in METERED and _authenticated(response.status_code),
+            stop_strings=_may_call_tools(case.body),
             what=f"{label} {mode}: {case.body!r:.300}",
         )
         sse = (_header(response, "content-type") or "").startswith("text/event-stream")
@@ -154,6 +155,13 @@ def _header(response: Any, name: str) -> str | None:
         if key.lower() == name:
             return str(values[0]) if isinstance(values, list) else str(values)
     return None
+
+
+def _may_call_tools(body: Any) -> bool:
+    """A body offering tools may get tool calls back (the simulated model calls the tool a
+    message asks for): their completion tokens are the upstream's, and the gateway's own
+    estimate is approximate (README, "Token counting"), as with stop strings."""
+    return isinstance(body, dict) and bool(body.get("tools")) and body.get("tool_choice") != "none"
 
 
 def _authenticated(status: int) -> bool:

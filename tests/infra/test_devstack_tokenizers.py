@@ -80,7 +80,16 @@ def test_make_run_fetches_public_tokenizers_once_and_counts_as_the_folder(
                 assert response.status_code == 200, response.text
                 expected = reference.prompt_tokens(tokenizers_dir / folder, MESSAGES)
                 assert response.json()["usage"]["prompt_tokens"] == expected
-            records = gateway.records(key)
+            # the embedding model make run adds is served by the sim under its folder name
+            response = httpx.post(
+                gateway.base_url + "/embeddings",
+                json={"model": "qwen3-embedding", "input": "Hello!"},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["data"][0]["embedding"]
+            records = [r for r in gateway.records(key) if r.model != "qwen3-embedding"]
             assert len(records) == 2
             assert all(r.gateway_prompt_tokens == r.upstream_prompt_tokens for r in records)
         assert hub.requests[downloads:] == [], "the gateway used the cache, not the Hub"

@@ -121,10 +121,47 @@ def test_named_tool_choice_finishes_with_stop(sim: str) -> None:
     assert choice["finish_reason"] == "stop"
 
 
-def test_auto_answers_in_text_and_tool_choice_checks(sim: str) -> None:
-    data = _post(sim, {"model": "qwen3", "messages": ASK, "tools": TOOLS, "max_tokens": 3})
+@pytest.mark.parametrize("model", sorted(MARKERS))
+def test_auto_calls_the_tool_the_question_asks_for(sim: str, model: str) -> None:
+    """As a real model given tools: the user asks about the weather, get_weather is called
+    (in the family's format, parsed as vLLM presents it: content null)."""
+    body = {"model": model, "messages": ASK, "tools": TOOLS, "tool_choice": "auto"}
+    choice = _post(sim, body).json()["choices"][0]
+    [call] = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert choice["message"]["content"] is None and choice["finish_reason"] == "tool_calls"
+    # asked for the time (a later tool): that one is called
+    time = [{"role": "user", "content": "What time is it in Oslo?"}]
+    choice = _post(sim, {**body, "messages": time}).json()["choices"][0]
+    assert [c["function"]["name"] for c in choice["message"]["tool_calls"]] == ["get_time"]
+
+
+def test_auto_answers_in_text_when_no_tool_is_asked_for_or_after_the_result(sim: str) -> None:
+    joke = [{"role": "user", "content": "Tell me a joke."}]
+    data = _post(sim, {"model": "qwen3", "messages": joke, "tools": TOOLS, "max_tokens": 3})
     message = data.json()["choices"][0]["message"]
     assert message["content"] and "tool_calls" not in message
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    answered = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "12 C, rain"},
+    ]
+    data = _post(sim, {"model": "qwen3", "messages": answered, "tools": TOOLS, "max_tokens": 3})
+    choice = data.json()["choices"][0]
+    assert choice["message"]["content"] and "tool_calls" not in choice["message"]
+    assert choice["finish_reason"] == "length"
+
+
+def test_required_answers_content_null_and_named_an_empty_string(sim: str) -> None:
+    body = {"model": "qwen3", "messages": ASK, "tools": TOOLS, "tool_choice": "required"}
+    assert _post(sim, body).json()["choices"][0]["message"]["content"] is None
+    named = {"type": "function", "function": {"name": "get_time"}}
+    data = _post(sim, {**body, "tool_choice": named}).json()
+    assert data["choices"][0]["message"]["content"] == ""
+
+
+def test_tool_choice_checks(sim: str) -> None:
     missing = _post(sim, {"model": "qwen3", "messages": ASK, "tool_choice": "required"})
     assert missing.status_code == 400
     unknown = {"type": "function", "function": {"name": "nope"}}

@@ -20,8 +20,9 @@ CHROMIUM_FLAGS = (
 
 
 @contextmanager
-def chromium() -> Iterator[Any]:
-    """A Selenium WebDriver on headless Chromium, or a skip that says what is missing."""
+def chromium(extra_flags: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A Selenium WebDriver on headless Chromium, or a skip that says what is missing;
+    `extra_flags` are added to CHROMIUM_FLAGS (e.g. host resolver rules: no network)."""
     binary = shutil.which("chromium")
     driver_path = shutil.which("chromedriver")
     if binary is None or driver_path is None:
@@ -35,7 +36,7 @@ def chromium() -> Iterator[Any]:
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = binary
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"):
             options.add_argument(flag)
         driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
         try:

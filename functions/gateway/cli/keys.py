@@ -173,7 +173,10 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _revoke(args: argparse.Namespace, ctx: Context) -> int:
-    print_json(ctx.key_store().revoke(key_id=args.key_id).public_dict(), ctx.out)
+    keys = ctx.key_store()
+    if keys.get(key_id=args.key_id).status is KeyStatus.REVOKED:
+        raise CliError(f"key {args.key_id} is already revoked; nothing changed")
+    print_json(keys.revoke(key_id=args.key_id).public_dict(), ctx.out)
     return 0
 
 

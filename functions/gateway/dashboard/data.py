@@ -109,10 +109,20 @@ def read_report(
     return report
 
 
+# The usage record's model for a request refused before a model was resolved (an unknown
+# or forbidden model, a bad body): shown on the charts and tops under this name.
+NO_MODEL = "-"
+NO_MODEL_LABEL = "no model (rejected requests)"
+
+
+def model_label(model: str) -> str:
+    return NO_MODEL_LABEL if model == NO_MODEL else model
+
+
 def _series(report: Report, split: str) -> list[dict[str, Any]]:
     by: dict[str, dict[str, list[Cell]]] = {}
     for cell in report.cells:
-        name = report.label(cell.key_id) if split == "key" else cell.model
+        name = report.label(cell.key_id) if split == "key" else model_label(cell.model)
         by.setdefault(name, {}).setdefault(cell.day, []).append(cell)
     series = []
     for name, days in by.items():

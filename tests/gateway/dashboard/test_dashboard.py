@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +33,8 @@ from tests.support.usage import drain
 
 ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
+# Where the test leaves its screenshots (SCREENSHOTS_DIR overrides the parent folder).
+SHOTS = Path(os.environ.get("SCREENSHOTS_DIR", ROOT / ".screenshots")) / "test_dashboard"
 HI = [{"role": "user", "content": "Say hello in a few words."}]
 
 
@@ -169,6 +172,16 @@ def test_dashboard_shows_what_the_cli_shows(
     with chromium() as driver:
         driver.get(dashboard)
         wait_loaded(driver)  # the last 30 days by default
+        # Every day with traffic keeps its date label on the 30-day axis (auto-skip dropped
+        # them), and the other labels are thinned.
+        labels = driver.execute_script(
+            "const c = Chart.getChart('chart-tokens');"
+            "return c.scales.x.ticks.map((t) => [c.data.labels[t.value], t.label]);"
+        )
+        busy = {row["date"] for row in rows if row["requests"]}
+        shown = {day for day, label in labels if label}
+        assert busy <= shown, (busy - shown, labels)
+        assert len(labels) == 30 and len(shown) < 30
         driver.execute_script(
             "document.getElementById('start').value = arguments[0];"
             "document.getElementById('end').value = arguments[1];"
@@ -191,11 +204,31 @@ def test_dashboard_shows_what_the_cli_shows(
         assert number(driver, "total-rate-limited") == 2
         keys_table = driver.find_element("id", "keys").text
         assert "50,000" in keys_table and "20,000" in keys_table  # budget, tpm
+        # The budget bar says what it shows: "N left", a bar filled with what is used, "P% used"
+        [row] = [
+            r
+            for r in driver.find_elements("css selector", "#keys tr")
+            if r.text.startswith("research")
+        ]
+        meter = row.find_element("css selector", "[role=meter]")
+        research = row.text
+        caption = meter.get_attribute("aria-label")
+        assert re.fullmatch(r"[\d,]+ of 50,000 used \(\d+%\)", caption), caption
+        assert " left" in research and "% used" in research, research
+        filled = driver.execute_script(
+            "return arguments[0].firstChild.getBoundingClientRect().width /"
+            " arguments[0].getBoundingClientRect().width;",
+            meter,
+        )
+        used = int(caption.split(" of ")[0].replace(",", ""))
+        assert abs(filled - used / 50_000) < 0.02, (filled, caption)
+        assert keys_table.splitlines()[0].count("bar: used") == 1  # the column header
         top_keys = driver.find_element("id", "top-keys").text.splitlines()
         assert top_keys[1].startswith("batch (") or top_keys[1].startswith("research (")
         if SCREENSHOT.parent.is_dir() and os.environ.get("UPDATE_DOCS_SCREENSHOT"):
             driver.save_screenshot(str(SCREENSHOT))
-        shot = tmp_path / "dashboard.png"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SHOTS / "dashboard.png"
         assert driver.save_screenshot(str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

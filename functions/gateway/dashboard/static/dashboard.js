@@ -36,6 +36,13 @@ function table(id, columns, rows) {
   }
 }
 
+function dayLabel(report) {
+  const busy = new Set();
+  report.series.forEach((s) => s.requests.forEach((n, i) => { if (n) busy.add(i); }));
+  const step = Math.max(1, Math.ceil(report.days.length / 15));
+  return (value, index) => (busy.has(index) || index % step === 0 ? report.days[index] : "");
+}
+
 function draw(id, report, metric) {
   const datasets = report.series.map((s, i) => ({
     label: s.name, data: s[metric], backgroundColor: COLORS[i % COLORS.length], stack: "all",
@@ -48,19 +55,30 @@ function draw(id, report, metric) {
       animation: false,
       responsive: true,
       maintainAspectRatio: false,
-      scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } },
+      scales: {
+        // Every day with traffic keeps its date label (Chart.js's auto-skip could drop the
+        // only one), and about 15 others are labelled, evenly spread.
+        x: { stacked: true, ticks: { autoSkip: false, maxRotation: 60, callback: dayLabel(report) } },
+        y: { stacked: true, beginAtZero: true },
+      },
       plugins: { legend: { position: "bottom" } },
     },
   });
 }
 
+// The budget bar: the filled part is what is USED this month, the grey part what is left;
+// the words beside it say both, so the bar never has to be guessed.
 function budget(row) {
   if (row.monthly_tokens === null) return "–";
-  const span = el("span", fmt(row.remaining_tokens));
-  const meter = el("span", undefined, { className: "meter", title: `${row.used_tokens} used` });
   const used = Math.min(100, (100 * row.used_tokens) / Math.max(1, row.monthly_tokens));
+  const percent = Math.round(used);
+  const span = el("span", `${fmt(row.remaining_tokens)} left`, { className: "budget" });
+  const caption = `${fmt(row.used_tokens)} of ${fmt(row.monthly_tokens)} used (${percent}%)`;
+  const meter = el("span", undefined, { className: "meter", title: caption });
+  meter.setAttribute("role", "meter");
+  meter.setAttribute("aria-label", caption);
   meter.append(el("i", undefined, { style: `width:${used}%` }));
-  span.append(meter);
+  span.append(meter, el("small", `${percent}% used`));
   return span;
 }
 
@@ -85,7 +103,7 @@ function render(report) {
     ["Status", (r) => r.status], ["RPM", (r) => fmt(r.rpm)], ["TPM", (r) => fmt(r.tpm)],
     ["Monthly budget", (r) => fmt(r.monthly_tokens)],
     [`Used (${report.keys.length ? report.keys[0].month : "month"})`, (r) => fmt(r.used_tokens)],
-    ["Remaining", budget],
+    ["Budget left (bar: used)", budget],
   ], report.keys);
 }
 
