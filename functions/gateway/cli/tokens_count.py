@@ -13,7 +13,6 @@ import json
 import sys
 from typing import Any, TextIO
 
-import jinja2
 from pydantic import ValidationError
 
 from gateway.chat import prompt as chat_prompt
@@ -21,6 +20,7 @@ from gateway.chat.protocol import ChatCompletionRequest
 from gateway.errors import ConfigurationError, GatewayError
 from gateway.models.registry import ModelRegistry
 from gateway.settings import Settings
+from gateway.tokens.errors import TemplateRefused
 from gateway.tokens.store import TokenizerStore
 
 
@@ -97,7 +97,7 @@ def count(
         raise TokensCliError(
             f"the gateway refuses this request ({exc.status_code}): {exc}"
         ) from exc
-    except jinja2.TemplateError as exc:
+    except TemplateRefused as exc:
         raise TokensCliError(f"the chat template refuses this conversation (a 400): {exc}") from exc
     result = {
         "prompt_tokens": prompt_tokens,
