@@ -24,7 +24,7 @@ from gateway.errors import (
 )
 from gateway.guard import GuardService
 from gateway.keys import ApiKey
-from gateway.limits import LimitStore
+from gateway.limits import AdmissionUnconfirmedError, LimitStore
 from gateway.metering import Meter, RecordSink
 from gateway.metering.meter import Telemetry
 from gateway.models.registry import ModelConfig, ModelRegistry
@@ -123,8 +123,15 @@ class RouteDeps:
         """Admit the request under the key's limits (shared by every route); its headers."""
         if self.limits is None or not meter.key.has_limits:
             return {}
-        # Bounded by the admission deadline: past it, a 503 (DependencyError).
-        admission = await self.limits.admit_within(key=meter.key, reserve_tokens=reserve)
+        # Bounded by the admission deadline: past it, a 503 (DependencyError). An answer
+        # lost on the way still goes on the record, for the aggregator to settle.
+        try:
+            admission = await self.limits.admit_within(
+                key=meter.key, reserve_tokens=reserve, request_id=meter.request_id
+            )
+        except AdmissionUnconfirmedError as exc:
+            meter.admission = exc.admission
+            raise
         meter.admission = admission
         return admission.headers
 
