@@ -14,7 +14,13 @@ transaction holds, for its records:
   key/route/day), their counters summed over the records;
 - one `ADD` per limits item the records reserved in (the budget month, with its window
   attributes, or the tpm window item of a key without a budget), of the sums of
-  `used - reserved`; a window only while its minute lasts.
+  `used - reserved`; a window only while its minute lasts; on a budget item, with the
+  `REMOVE` of the records' admission markers (limits/admission.py). The planning is
+  usage/plan.py's.
+
+A record whose admission went unanswered (`reserved_unconfirmed_ms`) is settled apart,
+after its transaction, by its admission's marker (usage/unconfirmed.py): once, and only
+if the admission landed.
 
 Only the aggregator writes rollups, and the request path's only writes to a key's limit
 items are admission's single-item UpdateItems, which retry quickly when they meet one of

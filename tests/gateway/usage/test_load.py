@@ -33,7 +33,7 @@ import pytest
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from devstack.dynamodb import FaultControl
 from devstack.streams import LogSubscription, StreamPoller
-from gateway.limits.items import FENCE
+from gateway.limits.items import FENCE, MARKER_PREFIX
 from gateway.limits.store import month_of, month_sk
 from gateway.usage import UsageStore
 from gateway.usage.aggregate import COUNTERS, Aggregator, rollup_keys, rollup_values
@@ -121,13 +121,23 @@ def stack(tokenizers_dir: Path, sim_url: str) -> Iterator[Stack]:
         yield running
 
 
+def budget_item(client: Any, key_id: str) -> dict[str, Any]:
+    return dict(
+        client.get_item(
+            TableName=TABLE,
+            Key={"pk": {"S": f"key#{key_id}"}, "sk": {"S": month_sk(month_of(time.time()))}},
+            ConsistentRead=True,
+        ).get("Item", {})
+    )
+
+
 def budget_counter(client: Any, key_id: str) -> int:
-    item = client.get_item(
-        TableName=TABLE,
-        Key={"pk": {"S": f"key#{key_id}"}, "sk": {"S": month_sk(month_of(time.time()))}},
-        ConsistentRead=True,
-    ).get("Item", {})
-    return int(item.get("tokens", {"N": "0"})["N"])
+    return int(budget_item(client, key_id).get("tokens", {"N": "0"})["N"])
+
+
+def admission_markers(client: Any, key_id: str) -> int:
+    """Admissions marked on the key's month item (limits/admission.py)."""
+    return sum(name.startswith(MARKER_PREFIX) for name in budget_item(client, key_id))
 
 
 def write_back_log_lines(stack: Stack) -> int:
@@ -213,8 +223,14 @@ def test_load_on_one_key_has_no_conflict_or_503_and_adds_up(stack: Stack) -> Non
     secret = stack.gateway.new_key(monthly_tokens=budget)
     key_id = stack.gateway.key_id(secret)
     stack.faults.set(reset_counts=True)
+    marked: list[int] = []
+
+    def read_budget() -> int:
+        marked.append(admission_markers(stack.client, key_id))
+        return budget_counter(stack.client, key_id)
+
     run = run_load(stack.gateway.base_url, secret, requests=REQUESTS, concurrency=CONCURRENCY,
-                   read_budget=lambda: budget_counter(stack.client, key_id))  # fmt: skip
+                   read_budget=read_budget)  # fmt: skip
     statuses = run.statuses()
     assert 503 not in statuses, [o.error for o in run.outcomes if o.status == 503]
     assert statuses.get(502, 0) > 0 and statuses.get(200, 0) > REQUESTS // 2, statuses
@@ -226,10 +242,14 @@ def test_load_on_one_key_has_no_conflict_or_503_and_adds_up(stack: Stack) -> Non
     drain(stack)
     figures = check_usage(stack, key_id, run, budget)
     assert figures["counter"] == figures["used"]  # settled exactly
+    # Each admission's marker is gone once its request is settled: the item stays small.
+    assert admission_markers(stack.client, key_id) == 0
     check_replay_changes_nothing(stack, key_id)
     print(f"\nload: {REQUESTS} requests at c={CONCURRENCY}: statuses {statuses}, "
           f"DynamoDB conflicts absorbed {state['conflicts']}, calls {state['calls']}, "
-          f"records via write-back {unwritten}")  # fmt: skip
+          f"records via write-back {unwritten}, admission markers on the budget item "
+          f"during the run: at most {max(marked, default=0)}, "
+          f"mean {sum(marked) / max(len(marked), 1):.1f}")  # fmt: skip
 
 
 def test_dynamodb_paused_mid_run_loses_nothing_and_keeps_deadlines(stack: Stack) -> None:
