@@ -219,7 +219,7 @@ def test_keys_show_sums_this_month(
     assert shown["usage_this_month"] == {
         "month": now.strftime("%Y-%m"),
         "requests": 2, "prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30,
-        "errors": 1, "used_tokens": 30, "remaining_tokens": 70,
+        "errors": 1, "rate_limited": 0, "used_tokens": 30, "remaining_tokens": 70,
     }  # fmt: skip
 
 
@@ -325,7 +325,9 @@ def test_usage_daily_for_a_key(
         record(key_id, at(2)),
         record(key_id, at(2, 23), status=UsageStatus.UPSTREAM_TIMEOUT, completion_tokens=0),
         record(key_id, at(3)),
-    ):
+        record(key_id, at(3, 9), status=UsageStatus.RATE_LIMITED, http_status=429,
+               prompt_tokens=0, completion_tokens=0),
+    ):  # fmt: skip
         usage.write(rec)
 
     code, out, _ = cli(
@@ -335,24 +337,33 @@ def test_usage_daily_for_a_key(
     assert code == 0
     assert [json.loads(line) for line in out.splitlines()] == [
         {"key_id": key_id, "date": "2026-11-02", "requests": 2, "prompt_tokens": 20,
-         "completion_tokens": 5, "total_tokens": 25, "errors": 1},
-        {"key_id": key_id, "date": "2026-11-03", "requests": 1, "prompt_tokens": 10,
-         "completion_tokens": 5, "total_tokens": 15, "errors": 0},
+         "completion_tokens": 5, "total_tokens": 25, "errors": 1, "rate_limited": 0},
+        {"key_id": key_id, "date": "2026-11-03", "requests": 2, "prompt_tokens": 10,
+         "completion_tokens": 5, "total_tokens": 15, "errors": 1, "rate_limited": 1},
     ]  # fmt: skip
 
     code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily", "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [(r["date"], r["requests"], r["errors"]) for r in rows] == [
-        ("2026-11-01", "1", "0"),
-        ("2026-11-02", "2", "1"),
-        ("2026-11-03", "1", "0"),
+    assert [(r["date"], r["requests"], r["errors"], r["rate_limited"]) for r in rows] == [
+        ("2026-11-01", "1", "0", "0"),
+        ("2026-11-02", "2", "1", "0"),
+        ("2026-11-03", "2", "1", "1"),
     ]
     assert list(rows[0]) == ["key_id", "date", "requests", "prompt_tokens",
-                             "completion_tokens", "total_tokens", "errors"]  # fmt: skip
+                             "completion_tokens", "total_tokens", "errors",
+                             "rate_limited"]  # fmt: skip
 
     code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily")
-    assert out.splitlines()[0].split()[0] == "date"  # one key: no key_id column
-    assert out.splitlines()[-1] == "4 requests, 55 tokens"
+    assert out.splitlines()[0].split() == [
+        "date",
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "errors",
+        "rate_limited",
+    ]  # one key: no key_id column
+    assert out.splitlines()[-1] == "5 requests, 55 tokens"
 
 
 def test_usage_of_a_model_needs_no_key(
@@ -369,7 +380,7 @@ def test_usage_of_a_model_needs_no_key(
     assert code == 0
     assert list(csv.DictReader(io.StringIO(out))) == [
         {"model": model, "date": "2026-11-10", "requests": "2", "prompt_tokens": "100",
-         "completion_tokens": "10", "total_tokens": "110", "errors": "0"},
+         "completion_tokens": "10", "total_tokens": "110", "errors": "0", "rate_limited": "0"},
     ]  # fmt: skip
     code, out, _ = cli(capsys, "usage", "--model", model)
     assert out.splitlines()[-1] == "3 requests, 125 tokens"
@@ -427,7 +438,8 @@ def test_usage_of_an_owner_by_model_and_by_route(
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["key_id", "route", "requests", "prompt_tokens",
-                             "completion_tokens", "total_tokens", "errors"]  # fmt: skip
+                             "completion_tokens", "total_tokens", "errors",
+                             "rate_limited"]  # fmt: skip
     assert sorted((r["key_id"], r["route"], r["requests"], r["total_tokens"]) for r in rows) == sorted(
         [(first.key_id, "chat", "2", "30"), (first.key_id, "completions", "1", "15"),
          (second.key_id, "embeddings", "1", "10")]
@@ -436,9 +448,9 @@ def test_usage_of_an_owner_by_model_and_by_route(
     code, out, _ = cli(capsys, "usage", "--key-id", first.key_id, "--by", "model", "--json")
     assert [json.loads(line) for line in out.splitlines()] == [
         {"key_id": first.key_id, "model": "m1", "requests": 2, "prompt_tokens": 20,
-         "completion_tokens": 10, "total_tokens": 30, "errors": 0},
+         "completion_tokens": 10, "total_tokens": 30, "errors": 0, "rate_limited": 0},
         {"key_id": first.key_id, "model": "m2", "requests": 1, "prompt_tokens": 10,
-         "completion_tokens": 5, "total_tokens": 15, "errors": 0},
+         "completion_tokens": 5, "total_tokens": 15, "errors": 0, "rate_limited": 0},
     ]  # fmt: skip
     code, out, _ = cli(capsys, "usage", "--owner", owner, "--by", "route")
     assert out.splitlines()[0].split()[:2] == ["key_id", "route"]

@@ -3,6 +3,8 @@ keys: layout.py): window attribute names, the UTC minute and month they stand fo
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -16,11 +18,23 @@ from gateway.aws import ConditionFailed
 WINDOW_TTL_SECONDS = 300
 # Window attributes on a month item: each admission removes this many earlier minutes'.
 STALE_MINUTES = 5
+# A month item's admission markers: one attribute per admission not yet known to be
+# settled, named MARKER_PREFIX + 12 characters (limits/store.py's docstring).
+MARKER_PREFIX = "m"
+# The month item's fence (epoch ms): an admission sent at or before it may no longer land.
+FENCE = "fence"
 
 
 def window_attributes(minute: int) -> tuple[str, str]:
     """The (requests, tokens) attribute names of a minute window on a month item."""
     return f"w{minute}r", f"w{minute}t"
+
+
+def marker_attribute(request_id: str) -> str:
+    """The month item's attribute that marks this request's admission: 72 bits of its
+    id's BLAKE2b digest (13 characters on the item, whatever the id's length)."""
+    digest = hashlib.blake2b(request_id.encode(), digest_size=9).digest()
+    return MARKER_PREFIX + base64.urlsafe_b64encode(digest).decode()
 
 
 def item_key(key_id: str, sk: str) -> dict[str, Any]:

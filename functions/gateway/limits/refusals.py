@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.errors import RateLimitError
+from gateway.errors import DependencyError, RateLimitError
 from gateway.keys.apikey import ApiKey
 from gateway.layout import number
+from gateway.limits.admission import Admission
 from gateway.limits.items import (
+    FENCE,
     next_month_start,
     until_next_minute,
     until_next_month,
@@ -150,3 +152,17 @@ def month_refusal(
         f"requested {reserve}. It resets at {resets_at:%Y-%m-%dT%H:%M:%SZ}.",
         headers=headers,
     )
+
+
+def landed_before(
+    key: ApiKey, planned: Admission, minute: int | None, old: dict[str, Any] | None, now: float
+) -> dict[str, Any]:
+    """A budget's admission whose condition failed: the item (`old`) if an earlier attempt
+    of this admission had landed (its marker is there: it counts once). Else raises the
+    refusal: DependencyError if the aggregator's fence bars it (it came too late: its
+    client has had a 503), or the limit's 429 (month_refusal)."""
+    if planned.marker is not None and old is not None and planned.marker in old:
+        return old
+    if planned.sent_ms is not None and number(old, FENCE) >= planned.sent_ms:
+        raise DependencyError("DynamoDB took this admission after its settlement (rate limits)")
+    raise month_refusal(key, minute, planned.reserved_tokens, old, now)

@@ -35,16 +35,18 @@ after a few milliseconds, within the admission deadline; past it, admission refu
 503 (DependencyError). `admit_within` bounds the whole admission, stuck calls included.
 
 Settling happens off the request path: the usage record carries what was reserved
-(`reserved_tokens`, `reserved_window_minute`, `reserved_month`, copied from the Admission),
-and the aggregator (usage/aggregate.py) adds `used - reserved` to these items, once per
-record. The window is settled only while its minute lasts (later it limits nothing).
+(`reserved_*`, copied from the Admission), and the aggregator (usage/aggregate.py) adds
+`used - reserved` to these items, once per record. The window is settled only while its
+minute lasts (later it limits nothing). A budget's admission also marks itself on the
+month item, so that one whose answer was lost is settled too, once and only if it landed
+(limits/admission.py).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -55,17 +57,20 @@ from gateway.aws import ConditionFailed, botocore_errors, items, retry_quickly
 from gateway.errors import DependencyError
 from gateway.keys.apikey import ApiKey
 from gateway.layout import month_sk, number, window_sk
+from gateway.limits.admission import Admission, granted, unconfirmed
 from gateway.limits.items import (
     item_key,
+    marker_attribute,
     month_of,
     old_item,
     until_next_minute,
     until_next_month,
     window_attributes,
 )
+from gateway.limits.markers import SettledMarkers
 from gateway.limits.refusals import (
+    landed_before,
     month_headers,
-    month_refusal,
     refuse_impossible,
     window_headers,
     window_refusal,
@@ -74,21 +79,6 @@ from gateway.limits.updates import month_update, window_update
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-
-@dataclass(frozen=True)
-class Admission:
-    """What admission granted, and what settling needs."""
-
-    key_id: str
-    # Tokens reserved (in the window if the key has tpm, in the month if it has a budget).
-    reserved_tokens: int = 0
-    # x-ratelimit-* headers for the response (empty for a key without limits).
-    headers: dict[str, str] = field(default_factory=dict)
-    # Epoch minute whose window holds the token reservation (keys with tpm).
-    window_minute: int | None = None
-    # "YYYY-MM" whose budget holds the token reservation (keys with monthly_tokens).
-    month: str | None = None
 
 
 class LimitStore:
@@ -104,30 +94,43 @@ class LimitStore:
         self._table = table
         self._clock = clock
         self._deadline_seconds = deadline_seconds
+        # Markers of this instance's confirmed admissions, for its next admissions to remove.
+        self._settled = SettledMarkers()
 
     # -- admission ---------------------------------------------------------------------
 
-    # -- admission ---------------------------------------------------------------------
-
-    async def admit_within(self, *, key: ApiKey, reserve_tokens: int) -> Admission:
+    async def admit_within(self, *, key: ApiKey, reserve_tokens: int, request_id: str) -> Admission:
         """`admit` in a worker thread, bounded by the admission deadline: past it the
-        request is refused with DependencyError (a 503), even if a call still hangs."""
+        request is refused with DependencyError (a 503), even if a call still hangs.
+
+        For a key with a budget, a failure that leaves the outcome unknown (the deadline,
+        or DynamoDB failing) raises AdmissionUnconfirmedError, a DependencyError that
+        carries the admission for the request's usage record (limits/admission.py)."""
         if not key.has_limits:
             return Admission(key_id=key.key_id)
+        planned = self._plan(key, reserve_tokens, request_id)
         deadline = time.monotonic() + self._deadline_seconds
         try:
             with anyio.fail_after(self._deadline_seconds):
-                return await anyio.to_thread.run_sync(
-                    lambda: self.admit(key=key, reserve_tokens=reserve_tokens, deadline=deadline),
+                admission = await anyio.to_thread.run_sync(
+                    lambda: self._take(key, planned, deadline),
                     abandon_on_cancel=True,
                 )
         except TimeoutError:
-            raise DependencyError(
-                f"DynamoDB did not answer within {self._deadline_seconds:g}s (rate limits)"
-            ) from None
+            message = f"DynamoDB did not answer within {self._deadline_seconds:g}s (rate limits)"
+            raise unconfirmed(key, planned, message) from None
+        except DependencyError as exc:
+            raise unconfirmed(key, planned, exc.message) from exc
+        self._confirm(admission)  # only now: an abandoned call's late answer confirms nothing
+        return admission
 
     def admit(
-        self, *, key: ApiKey, reserve_tokens: int, deadline: float | None = None
+        self,
+        *,
+        key: ApiKey,
+        reserve_tokens: int,
+        deadline: float | None = None,
+        request_id: str | None = None,
     ) -> Admission:
         """Count the request against the key's limits and reserve its worst-case tokens.
 
@@ -135,7 +138,16 @@ class LimitStore:
         limit refuses it (BudgetExceededError for the monthly budget); a refused request
         consumes nothing. Raises DependencyError if DynamoDB fails; conflicts and
         throttling are retried quickly until `deadline` (time.monotonic(); None: a few).
+        With a `request_id`, a budget's admission is marked on the month item, so that a
+        lost answer can be settled later (admit_within).
         """
+        admission = self._take(key, self._plan(key, reserve_tokens, request_id), deadline)
+        self._confirm(admission)
+        return admission
+
+    def _plan(self, key: ApiKey, reserve_tokens: int, request_id: str | None) -> Admission:
+        """What admitting this request would reserve, and where (no headers yet). Refuses
+        a request that could never fit."""
         if reserve_tokens < 0:
             raise ValueError("reserve_tokens must be >= 0")
         rpm, tpm, budget = key.rpm, key.tpm, key.monthly_tokens
@@ -143,21 +155,34 @@ class LimitStore:
             return Admission(key_id=key.key_id)
         now = self._clock()
         refuse_impossible(key, reserve_tokens)
-        reserved = reserve_tokens if tpm is not None or budget is not None else 0
-        minute = int(now // 60) if rpm is not None or tpm is not None else None
         month = month_of(now) if budget is not None else None
-        if month is not None:
-            headers = self._take_month(key, month, minute, reserve_tokens, now, deadline)
-        else:
-            assert minute is not None
-            headers = self._take_window(key, minute, reserve_tokens, now, deadline)
+        marked = month is not None and request_id is not None
         return Admission(
             key_id=key.key_id,
-            reserved_tokens=reserved,
-            headers=headers,
-            window_minute=minute if tpm is not None else None,
+            reserved_tokens=reserve_tokens if tpm is not None or budget is not None else 0,
+            window_minute=int(now // 60) if rpm is not None or tpm is not None else None,
             month=month,
+            marker=marker_attribute(request_id) if marked and request_id is not None else None,
+            sent_ms=int(now * 1000) if marked else None,
         )
+
+    def _take(self, key: ApiKey, planned: Admission, deadline: float | None) -> Admission:
+        """Make the planned admission's conditional update; the admission with headers."""
+        if key.rpm is None and key.tpm is None and key.monthly_tokens is None:
+            return planned
+        now = self._clock()
+        minute = planned.window_minute  # the minute the plan counted in (rpm or tpm)
+        if planned.month is not None:
+            headers = self._take_month(key, planned, minute, now, deadline)
+        else:
+            assert minute is not None
+            headers = self._take_window(key, minute, planned.reserved_tokens, now, deadline)
+        return granted(key, replace(planned, headers=headers))
+
+    def _confirm(self, admission: Admission) -> None:
+        """The admission landed, as this instance knows: its marker can go."""
+        if admission.marker is not None and admission.month is not None:
+            self._settled.add((admission.key_id, admission.month), [admission.marker])
 
     def _take_window(
         self, key: ApiKey, minute: int, reserve: int, now: float, deadline: float | None
@@ -179,24 +204,34 @@ class LimitStore:
     def _take_month(
         self,
         key: ApiKey,
-        month: str,
+        planned: Admission,
         minute: int | None,
-        reserve: int,
         now: float,
         deadline: float | None,
     ) -> dict[str, str]:
-        """The budget, and the window's limits too if the key has them: one UpdateItem."""
+        """The budget, and the window's limits too if the key has them: one UpdateItem,
+        which marks the admission and removes settled markers (month_update)."""
         budget = key.monthly_tokens
-        assert budget is not None
+        assert budget is not None and planned.month is not None
+        month, reserve = planned.month, planned.reserved_tokens
         sk = month_sk(month)
+        settled = self._settled.take((key.key_id, month)) if planned.marker is not None else []
+        update = month_update(
+            key, minute, reserve, marker=planned.marker, sent_ms=planned.sent_ms, settled=settled
+        )
         try:
-            response = self._update(key.key_id, sk, month_update(key, minute, reserve), deadline)
+            new: dict[str, Any] = dict(
+                self._update(key.key_id, sk, update, deadline).get("Attributes", {})
+            )
         except ConditionFailed as exc:
+            self._settled.add((key.key_id, month), settled)
             old = old_item(exc)
             if old is None:
                 old = self._get(key.key_id, sk)
-            raise month_refusal(key, minute, reserve, old, now) from None
-        new: dict[str, Any] = dict(response.get("Attributes", {}))
+            new = landed_before(key, planned, minute, old, now)
+        except BaseException:
+            self._settled.add((key.key_id, month), settled)
+            raise
         headers = month_headers(budget, number(new, "tokens"), until_next_month(now))
         if minute is not None:
             requests, tokens = (number(new, a) for a in window_attributes(minute))

@@ -31,7 +31,7 @@ from gateway.errors import (
 )
 from gateway.guard import GuardService
 from gateway.keys import ApiKey
-from gateway.limits import LimitStore
+from gateway.limits import AdmissionUnconfirmedError, LimitStore
 from gateway.limits.concurrency import KeyConcurrency
 from gateway.metering import Meter, RecordSink
 from gateway.metering.meter import Telemetry
@@ -163,8 +163,15 @@ class Pipeline:
         ctx.meter.slot = self.concurrency.acquire(ctx.key)
         if self.limits is None or not ctx.key.has_limits:
             return {}
-        # Bounded by the admission deadline: past it, a 503 (DependencyError).
-        admission = await self.limits.admit_within(key=ctx.key, reserve_tokens=plan.reserve)
+        # Bounded by the admission deadline: past it, a 503. An admission sent but not
+        # confirmed stays on the record, for the aggregator to settle if it landed.
+        try:
+            admission = await self.limits.admit_within(
+                key=ctx.key, reserve_tokens=plan.reserve, request_id=ctx.request_id
+            )
+        except AdmissionUnconfirmedError as exc:
+            ctx.meter.admission = exc.admission
+            raise
         ctx.meter.admission = admission
         return admission.headers
 

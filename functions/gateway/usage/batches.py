@@ -79,6 +79,7 @@ class UsageBatchProcessor(BatchProcessor):
                 "counted": outcome.counted,
                 "already_counted": outcome.already,
                 "transactions": outcome.transactions,
+                "refunded": outcome.refunded,
             },
         )
         return results

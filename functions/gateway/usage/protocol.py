@@ -13,6 +13,9 @@ class Counts(BaseModel):
     completion_tokens: int = Field(description="Completion tokens billed.")
     total_tokens: int = Field(description="Prompt plus completion tokens.")
     errors: int = Field(description="Requests that ended in an error or a limit's refusal.")
+    rate_limited: int = Field(
+        description="Requests refused by the key's limits (429; also counted in `errors`)."
+    )
 
 
 class UsageRow(Counts):

@@ -1,10 +1,11 @@
 """Read the usage rollups: one Query on a partition and a sort-key range, never a Scan.
 
 Rollup items (docs/USAGE.md; keys in layout.py) hold counters `requests`,
-`prompt_tokens`, `completion_tokens`, `total_tokens`, `errors`, added once per request id
-by the aggregator (usage/aggregate.py) a few seconds after the request: rollups lag the
-raw records by that much. They have no TTL, so every range here reads one small item per
-day (per model or route for the per-model and per-route kinds), however busy the key was.
+`prompt_tokens`, `completion_tokens`, `total_tokens`, `errors`, `rate_limited`, added once
+per request id by the aggregator (usage/aggregate.py) a few seconds after the request:
+rollups lag the raw records by that much. They have no TTL, so every range here reads one
+small item per day (per model or route for the per-model and per-route kinds), however busy
+the key was.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Totals:
     completion_tokens: int = 0
     total_tokens: int = 0
     errors: int = 0
+    # Refusals by the key's limits (also counted in `errors`); 0 on rollups written before
+    # the counter existed.
+    rate_limited: int = 0
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in _FIELDS})

@@ -70,6 +70,11 @@ class UsageRecord:
     reserved_tokens: int = 0
     reserved_window_minute: int | None = None
     reserved_month: str | None = None
+    # Set when the gateway never learned whether admission's update landed (it answered
+    # 503, limits.AdmissionUnconfirmedError): when the admission was sent, in epoch ms.
+    # The aggregator then refunds the reservation only if the admission's marker on the
+    # month item shows that it landed, once (usage/aggregate.py).
+    reserved_unconfirmed_ms: int | None = None
     # Attempts across the model's endpoints (and fallbacks) before it was served or failed;
     # `endpoint` names the one that served it (or the last one tried).
     attempts: int | None = None

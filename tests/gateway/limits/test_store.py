@@ -295,7 +295,7 @@ def test_admit_within_refuses_with_503_at_its_deadline(client: Any) -> None:
     store = LimitStore(client=Hangs(), table=TABLE, deadline_seconds=0.2)  # type: ignore[arg-type]
     started = time.monotonic()
     with pytest.raises(DependencyError) as refused:
-        anyio.run(lambda: store.admit_within(key=key(rpm=5), reserve_tokens=1))
+        anyio.run(lambda: store.admit_within(key=key(rpm=5), reserve_tokens=1, request_id="r1"))
     assert time.monotonic() - started < 1.0
     assert refused.value.status_code == 503
 

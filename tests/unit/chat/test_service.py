@@ -43,7 +43,7 @@ class FakeLimits:
         self.refuse = refuse
         self.reserved: list[int] = []
 
-    async def admit_within(self, *, key: Any, reserve_tokens: int) -> Admission:
+    async def admit_within(self, *, key: Any, reserve_tokens: int, request_id: str) -> Admission:
         if self.refuse:
             raise RateLimitError("slow down", headers={"Retry-After": "1"})
         self.reserved.append(reserve_tokens)
