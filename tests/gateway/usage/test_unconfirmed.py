@@ -16,7 +16,7 @@ from gateway.limits.items import FENCE, window_attributes
 from gateway.metering.sink import UsageSink
 from gateway.usage import UsageRecord, UsageStatus, UsageStore
 from gateway.usage.aggregate import Aggregator
-from gateway.usage.lambdas import aggregate
+from gateway.usage.batches import aggregate
 
 from tests.gateway.limits.test_admission import Unanswered, admit_unanswered, markers
 from tests.gateway.limits.test_store import T0, Clock, counters
