@@ -13,9 +13,16 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
-from gateway.errors import ConfigurationError, GatewayError, UpstreamError, error_body
+from gateway.errors import (
+    ConfigurationError,
+    GatewayError,
+    InternalError,
+    UpstreamError,
+    error_body,
+)
 from gateway.http import RequestContextMiddleware, error_response, json_response
 from gateway.inputs import invalid_request
+from gateway.messages.errors import error_body as anthropic_error_body
 from gateway.observability import TraceHeaderMiddleware, configure_logging
 from gateway.openapi import TAGS, install_docs, install_openapi
 from gateway.resources import Resources
@@ -25,12 +32,29 @@ from gateway.routes.completions import COMPONENTS as COMPLETION_COMPONENTS
 from gateway.routes.completions import router as completions_router
 from gateway.routes.embeddings import COMPONENTS as EMBEDDING_COMPONENTS
 from gateway.routes.embeddings import router as embeddings_router
+from gateway.routes.messages import COMPONENTS as MESSAGES_COMPONENTS
+from gateway.routes.messages import PATH_PREFIX as MESSAGES_PATH
+from gateway.routes.messages import router as messages_router
 from gateway.routes.models import router as misc_router
+from gateway.routes.responses import COMPONENTS as RESPONSES_COMPONENTS
+from gateway.routes.responses import router as responses_router
 from gateway.routes.usage import router as usage_router
 from gateway.settings import Settings
 from gateway.snapstart import install_adapter_hooks, register_runtime_hooks, warm_up
 
 logger = logging.getLogger(__name__)
+
+
+def _anthropic(request: Request) -> bool:
+    """Whether the request is on an Anthropic route, whose errors take Anthropic's shape."""
+    path: str = request.scope["path"]
+    return path == MESSAGES_PATH or path.startswith(MESSAGES_PATH + "/")
+
+
+def _anthropic_error(request: Request, error: GatewayError) -> Response:
+    request_id = request.scope.get("state", {}).get("request_id")
+    body = anthropic_error_body(error, request_id=request_id)
+    return json_response(body, status_code=error.status_code, headers=error.headers)
 
 
 def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
@@ -39,6 +63,8 @@ def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
         if not isinstance(exc, UpstreamError):
             # Refused before reaching an upstream: counted (metered routes also record it).
             resources.telemetry.rejected(error_type=exc.code or exc.type, status=exc.status_code)
+        if _anthropic(request):
+            return _anthropic_error(request, exc)
         return error_response(exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
@@ -50,11 +76,18 @@ def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
         if isinstance(exc.__cause__, GatewayError):  # e.g. 413 raised while reading the body
             return await on_gateway_error(request, exc.__cause__)
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        if _anthropic(request):
+            error = GatewayError(str(exc.detail), headers=dict(exc.headers or {}))
+            error.status_code = exc.status_code
+            return _anthropic_error(request, error)
         body = error_body(str(exc.detail), type=kind, code=None)
         return json_response(body, status_code=exc.status_code, headers=exc.headers)
 
     async def on_configuration_error(request: Request, exc: Exception) -> Response:
         logger.error("configuration error", extra={"error": str(exc)})
+        if _anthropic(request):
+            error = InternalError("The gateway is misconfigured for this model.")
+            return _anthropic_error(request, error)
         body = error_body(
             "The gateway is misconfigured for this model.", type="server_error", code=None
         )
@@ -62,6 +95,8 @@ def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error")
+        if _anthropic(request):
+            return _anthropic_error(request, InternalError("The gateway had an internal error."))
         body = error_body("The gateway had an internal error.", type="server_error", code=None)
         return json_response(body, status_code=500)
 
@@ -92,7 +127,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app = FastAPI(
         title="GPU gateway",
         version=__version__,
-        description="OpenAI-compatible chat completions, completions and embeddings for "
+        description="OpenAI-compatible chat completions, completions, embeddings and "
+        "responses, and Anthropic's messages, for "
         'self-hosted GPU endpoints. Press "Authorize" and paste an API key to call the routes '
         "from this page.",
         openapi_tags=TAGS,
@@ -103,7 +139,14 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         redoc_url=None,
     )
     install_openapi(
-        app, components=(*CHAT_COMPONENTS, *COMPLETION_COMPONENTS, *EMBEDDING_COMPONENTS)
+        app,
+        components=(
+            *CHAT_COMPONENTS,
+            *COMPLETION_COMPONENTS,
+            *EMBEDDING_COMPONENTS,
+            *RESPONSES_COMPONENTS,
+            *MESSAGES_COMPONENTS,
+        ),
     )
     if settings.docs_enabled:  # DOCS_ENABLED=false: no /docs, /redoc or /openapi.json
         install_docs(app)
@@ -111,6 +154,8 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
     app.include_router(chat_router)
     app.include_router(completions_router)
     app.include_router(embeddings_router)
+    app.include_router(responses_router)
+    app.include_router(messages_router)
     app.include_router(misc_router)
     app.include_router(usage_router)
     _install_error_handlers(app, resources)

@@ -23,11 +23,20 @@ async def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
+def credential(request: Request) -> str | None:
+    """The key as an Authorization header: `Authorization: Bearer <key>` (OpenAI's
+    clients), else `x-api-key: <key>` (Anthropic's), on every route."""
+    header = request.headers.get("authorization")
+    if header is None and (api_key := request.headers.get("x-api-key")) is not None:
+        return f"Bearer {api_key}"
+    return header
+
+
 async def get_current_key(request: Request) -> ApiKey:
     # Read from the headers, not as a `Header` parameter: one dependency fewer to solve
     # (the docs describe the key as a security scheme, openapi.REQUIRES_KEY).
     resources: Resources = request.app.state.resources
-    return await resources.authenticator.authenticate(request.headers.get("authorization"))
+    return await resources.authenticator.authenticate(credential(request))
 
 
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
@@ -46,7 +55,7 @@ class Caller:
 
 async def get_caller(request: Request) -> Caller:
     resources: Resources = request.app.state.resources
-    key = await resources.authenticator.authenticate(request.headers.get("authorization"))
+    key = await resources.authenticator.authenticate(credential(request))
     return Caller(
         key=key, request_id=str(request.scope["state"]["request_id"]), resources=resources
     )

@@ -107,7 +107,7 @@ class ChatSurface:
         ctx.meter.observe_completion(completion)
         return completion
 
-    def answer(
+    async def answer(
         self, request: ChatCompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
     ) -> ChatCompletion:
         return _response(ctx.meter, data)

@@ -67,7 +67,7 @@ class Authenticator:
         secret = parse_bearer(header)
         if secret is None:
             raise AuthenticationError(
-                "Missing API key. Send it as `Authorization: Bearer <key>`.",
+                "Missing API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
                 code="missing_api_key",
             )
         if not is_well_formed(secret):  # wrong checksum or shape: refused with no lookup
