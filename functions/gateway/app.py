@@ -44,6 +44,15 @@ from gateway.snapstart import install_adapter_hooks, register_runtime_hooks, war
 
 logger = logging.getLogger(__name__)
 
+# The shapes the routes name in /docs.
+COMPONENTS = (
+    *CHAT_COMPONENTS,
+    *COMPLETION_COMPONENTS,
+    *EMBEDDING_COMPONENTS,
+    *RESPONSES_COMPONENTS,
+    *MESSAGES_COMPONENTS,
+)
+
 
 def _anthropic(request: Request) -> bool:
     """Whether the request is on an Anthropic route, whose errors take Anthropic's shape."""
@@ -138,26 +147,14 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         docs_url=None,
         redoc_url=None,
     )
-    install_openapi(
-        app,
-        components=(
-            *CHAT_COMPONENTS,
-            *COMPLETION_COMPONENTS,
-            *EMBEDDING_COMPONENTS,
-            *RESPONSES_COMPONENTS,
-            *MESSAGES_COMPONENTS,
-        ),
-    )
+    install_openapi(app, components=COMPONENTS)
     if settings.docs_enabled:  # DOCS_ENABLED=false: no /docs, /redoc or /openapi.json
         install_docs(app)
     app.state.resources = resources
-    app.include_router(chat_router)
-    app.include_router(completions_router)
-    app.include_router(embeddings_router)
-    app.include_router(responses_router)
-    app.include_router(messages_router)
-    app.include_router(misc_router)
-    app.include_router(usage_router)
+    for router in (chat_router, completions_router, embeddings_router, responses_router):
+        app.include_router(router)
+    for router in (messages_router, misc_router, usage_router):
+        app.include_router(router)
     _install_error_handlers(app, resources)
     install_adapter_hooks(app, settings, resources)
     register_runtime_hooks(resources)

@@ -14,12 +14,9 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
-import anyio
-
 from gateway.errors import GatewayError, InternalError, UpstreamError
 from gateway.metering import Meter
-from gateway.pipeline.sse import billed_usage, close_upstream
-from gateway.usage import UsageStatus
+from gateway.pipeline.sse import billed_usage, settle
 
 logger = logging.getLogger(__name__)
 
@@ -60,33 +57,22 @@ async def relay_events(
             yield b"".join(events.start())  # before the first token, as vLLM sends them
             async for chunk in chunks:
                 meter.observe_chunk(chunk)
-                usage = chunk.get("usage")
-                if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens_details"), dict):
-                    details = usage["prompt_tokens_details"]
+                details = _prompt_details(chunk) or details
                 if chunk["choices"]:
                     relayed += 1
                     gathered.extend(events.feed(chunk))
                 if gathered and not getattr(chunks, "pending", 0):
                     yield b"".join(gathered)
                     gathered.clear()
-            if relayed == 0:
+            if not relayed:
                 raise UpstreamError("The model endpoint ended the stream without generating.")
             ended = True
-        except GatewayError as exc:
-            failure = exc
-        except Exception as exc:
-            logger.exception("relay failed", extra={"request_id": meter.request_id})
-            failure = InternalError("The gateway had an internal error.")
-            failure.__cause__ = exc
+        except Exception as exc:  # noqa: BLE001 - every failure ends the stream the same way
+            failure = _as_failure(exc, meter.request_id)
     finally:
-        with anyio.CancelScope(shield=True):
-            await close_upstream(chunks)
-            if failure is not None:
-                await meter.fail(failure)
-            elif ended:
-                await meter.close(UsageStatus.COMPLETED)
-            else:
-                await meter.close(UsageStatus.CLIENT_DISCONNECTED, http_status=499)
+        # On normal end, on failure, and when the client went away (GeneratorExit or
+        # cancellation): the upstream closed and the record written, shielded.
+        await settle(meter, chunks, failure=failure, ended=ended)
     if failure is not None:
         yield b"".join([*gathered, *events.fail(failure)])
         return
@@ -95,6 +81,21 @@ async def relay_events(
     except GatewayError as exc:  # e.g. the stored response could not be written
         last = events.fail(exc)
     yield b"".join([*gathered, *last])
+
+
+def _prompt_details(chunk: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    usage = chunk.get("usage")
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    return details if isinstance(details, dict) else None
+
+
+def _as_failure(exc: Exception, request_id: str) -> GatewayError:
+    if isinstance(exc, GatewayError):
+        return exc
+    logger.exception("relay failed", extra={"request_id": request_id})
+    failure = InternalError("The gateway had an internal error.")
+    failure.__cause__ = exc
+    return failure
 
 
 def with_details(usage: Mapping[str, Any], details: Mapping[str, Any] | None) -> dict[str, Any]:

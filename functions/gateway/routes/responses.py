@@ -4,10 +4,10 @@ pipeline) and conversations/ (stored responses)."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from gateway.conversations import response_not_found
@@ -109,13 +109,10 @@ async def create_response(request: Request, caller: CallerDep) -> Response:
     return respond(result)
 
 
-_ID = {
-    "name": "response_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "example": "resp_0d3c",
-}
+ResponseId = Annotated[
+    str,
+    Path(description="A stored response's id (`resp_...`).", examples=["resp_0d3c"]),
+]
 
 
 @router.get(
@@ -132,7 +129,7 @@ _ID = {
     "RESPONSES_RETENTION_DAYS after it was made. Another owner's is a 404, as an unknown one.",
     openapi_extra=REQUIRES_KEY,
 )
-async def get_response(response_id: str, caller: CallerDep) -> Response:
+async def get_response(response_id: ResponseId, caller: CallerDep) -> Response:
     store = caller.resources.conversations
     stored = await anyio.to_thread.run_sync(
         functools.partial(store.get, response_id=response_id, owner=caller.key.owner)
@@ -169,7 +166,7 @@ async def get_response(response_id: str, caller: CallerDep) -> Response:
     "continued. Another owner's is a 404, as an unknown one, and is left alone.",
     openapi_extra=REQUIRES_KEY,
 )
-async def delete_response(response_id: str, caller: CallerDep) -> Response:
+async def delete_response(response_id: ResponseId, caller: CallerDep) -> Response:
     store = caller.resources.conversations
     gone = await anyio.to_thread.run_sync(
         functools.partial(store.delete, response_id=response_id, owner=caller.key.owner)

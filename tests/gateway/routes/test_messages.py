@@ -117,7 +117,10 @@ def test_count_tokens_is_the_billed_count_and_not_billed(
     )
     assert counted.input_tokens == expected(
         tokenizers_dir,
-        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Count me, please."}],
+        [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "Count me, please."},
+        ],
     )
     assert gateway.records(key) == []  # not billed: no usage record
     created = client(gateway, key).messages.create(
@@ -133,9 +136,24 @@ def test_count_tokens_is_the_billed_count_and_not_billed(
 @pytest.mark.parametrize(
     ("headers", "body", "status", "kind"),
     [
-        ({}, {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "x"}]}, 401, "authentication_error"),
-        (None, {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}, 400, "invalid_request_error"),
-        (None, {"model": "nope", "max_tokens": 4, "messages": [{"role": "user", "content": "x"}]}, 404, "not_found_error"),
+        (
+            {},
+            {"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "x"}]},
+            401,
+            "authentication_error",
+        ),
+        (
+            None,
+            {"model": MODEL, "messages": [{"role": "user", "content": "x"}]},
+            400,
+            "invalid_request_error",
+        ),
+        (
+            None,
+            {"model": "nope", "max_tokens": 4, "messages": [{"role": "user", "content": "x"}]},
+            404,
+            "not_found_error",
+        ),
         (None, b"{not json", 400, "invalid_request_error"),
     ],
 )

@@ -69,12 +69,20 @@ def test_create_is_counted_as_chat_recorded_and_stored(
     assert body["usage"]["output_tokens"] == 9
 
     [record] = gateway.records(key)
-    assert (record.route, record.status, record.request_id) == ("responses", "completed", request_id)
+    assert (record.route, record.status, record.request_id) == (
+        "responses",
+        "completed",
+        request_id,
+    )
     assert (record.prompt_tokens, record.completion_tokens) == (prompt, 9)
 
     stored = client(gateway, key).responses.retrieve(body["id"])
     assert stored.id == body["id"] and stored.output_text == assistant_text(body)
-    validate_response(httpx.get(f"{gateway.base_url}/responses/{body['id']}", headers={"Authorization": f"Bearer {key}"}).json())
+    validate_response(
+        httpx.get(
+            f"{gateway.base_url}/responses/{body['id']}", headers={"Authorization": f"Bearer {key}"}
+        ).json()
+    )
     assert len(gateway.records(key)) == 1  # reading a stored response is not metered
 
 
@@ -146,7 +154,9 @@ def test_another_owners_response_is_a_404_like_an_unknown_one(gateway: Gateway) 
     mine = gateway.new_key(owner="alice")
     theirs = gateway.new_key(owner="mallory")
     same_owner = gateway.new_key(owner="alice")
-    created = client(gateway, mine).responses.create(model=MODEL, input="A secret.", max_output_tokens=4)
+    created = client(gateway, mine).responses.create(
+        model=MODEL, input="A secret.", max_output_tokens=4
+    )
 
     for attempt in (created.id, "resp_unknown"):
         with pytest.raises(openai.NotFoundError) as got:
@@ -205,7 +215,9 @@ def test_the_agents_sdk_runs_a_tool_loop_to_a_final_answer(gateway: Gateway) -> 
         model_settings=agents.ModelSettings(tool_choice="required"),
     )
     result = asyncio.run(
-        agents.Runner.run(agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True))
+        agents.Runner.run(
+            agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True)
+        )
     )
     assert called and isinstance(result.final_output, str) and result.final_output
     records = gateway.records(key)
