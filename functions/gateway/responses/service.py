@@ -11,6 +11,7 @@ before the client gets its answer.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -157,8 +158,12 @@ class ResponsesEvents:
         return [sse_frame(event) for event in self._stream.feed(chunk)]
 
     async def finish(self, usage: Mapping[str, Any]) -> list[bytes]:
-        events = self._stream.finish(usage)
+        # The last events are decided on a copy: if storing fails, `fail` continues from
+        # the last event sent, so sequence numbers stay consecutive.
+        done = copy.deepcopy(self._stream)
+        events = done.finish(usage)
         await self._surface.keep(self._call, self._ctx, events[-1][1]["response"])
+        self._stream = done
         return [sse_frame(event) for event in events]
 
     def fail(self, error: GatewayError) -> list[bytes]:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from gateway.chat.service import ChatSurface
-from gateway.conversations import previous_response_not_found
+from gateway.conversations import ConversationTooLargeError, previous_response_not_found
 from gateway.errors import NotFoundError, UpstreamError
 from gateway.messages.service import MessagesSurface
 from gateway.pipeline.events import relay_events, with_details
@@ -160,3 +160,15 @@ async def test_relay_settle_and_details() -> None:
     relayed = relay_events(ctx.meter, await backend.open_stream({}), Events())
     assert b"".join([frame async for frame in relayed]) == b"start;feed;feed;finish 4;"
     assert [r.status for r in sink.records] == ["completed"]
+
+
+async def test_a_stream_whose_response_cannot_be_stored_fails_in_sequence() -> None:
+    class FullStore(FakeStore):
+        def put(self, **stored: Any) -> None:
+            raise ConversationTooLargeError("too long", param="input")
+
+    surface = ResponsesSurface(chat=CHAT, store=FullStore())  # type: ignore[arg-type]
+    frames, sink = await run(surface, FakeBackend(chunks=STREAM), body(input="hi", stream=True))
+    assert frames[-1][0] == "response.failed"
+    assert [data["sequence_number"] for _, data in frames] == list(range(len(frames)))
+    assert [r.status for r in sink.records] == ["completed"]  # generated, so billed
