@@ -189,3 +189,43 @@ def test_langchain_chat_anthropic_works(gateway: Gateway) -> None:
     assert streamed
     records = gateway.records(key)
     assert len(records) == 2 and {r.route for r in records} == {"messages"}
+
+
+@pytest.mark.parametrize("model", sorted(TEST_MODELS))
+def test_prompt_tokens_equal_transformers_count_on_every_template(
+    gateway: Gateway, tokenizers_dir: Path, model: str
+) -> None:
+    """Both routes bill what transformers counts for the same conversation through the
+    model's own chat template (Mistral's takes no system prompt)."""
+    turns = [
+        {"role": "user", "content": "Hello, world! Ünïcödé 🚀"},
+        {"role": "assistant", "content": "Hi. What do you need?"},
+        {"role": "user", "content": "A short answer."},
+    ]
+    system = None if model == "mistral" else "You are terse."
+    reference_messages = ([{"role": "system", "content": system}] if system else []) + turns
+    expected_prompt = reference.prompt_tokens(
+        tokenizers_dir / TEST_MODELS[model], reference_messages
+    )
+    key = gateway.new_key()
+    message = client(gateway, key).messages.create(
+        model=model,
+        messages=turns,
+        max_tokens=2,
+        **({"system": system} if system else {}),  # type: ignore[arg-type]
+    )
+    response = httpx.post(
+        f"{gateway.base_url}/responses",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": model,
+            "input": turns,
+            "max_output_tokens": 2,
+            "store": False,
+            **({"instructions": system} if system else {}),
+        },
+        timeout=30,
+    ).json()
+    assert message.usage.input_tokens == expected_prompt
+    assert response["usage"]["input_tokens"] == expected_prompt
+    assert sorted(r.prompt_tokens for r in gateway.records(key)) == [expected_prompt] * 2
