@@ -199,6 +199,10 @@ def main() -> int:
         body = json.dumps(
             {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "stream": True}
         )
+        responses_body = json.dumps({"model": model, "input": "Hello!", "max_output_tokens": 64})
+        messages_body = json.dumps(
+            {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": "Hello!"}]}
+        )
         sys.stdout.write(
             f"""
 The stack is up. Ctrl-C stops it.
@@ -210,6 +214,12 @@ Try it:
   curl -N {gateway_url}/v1/chat/completions \\
     -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
     -d '{body}'
+  curl {gateway_url}/v1/responses \\
+    -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
+    -d '{responses_body}'
+  curl {gateway_url}/v1/messages \\
+    -H "x-api-key: {secret}" -H "anthropic-version: 2023-06-01" \\
+    -H "Content-Type: application/json" -d '{messages_body}'
 
 Point the gateway CLI at this DynamoDB (in another shell):
   export AWS_ENDPOINT_URL_DYNAMODB={dynamodb_url} AWS_DEFAULT_REGION=us-east-1
