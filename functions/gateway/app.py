@@ -66,15 +66,38 @@ def _anthropic_error(request: Request, error: GatewayError) -> Response:
     return json_response(body, status_code=error.status_code, headers=error.headers)
 
 
+def _rendered(request: Request, error: GatewayError) -> Response:
+    """The error in the route's API's shape: Anthropic's on /v1/messages*, else OpenAI's."""
+    if _anthropic(request):
+        return _anthropic_error(request, error)
+    return error_response(error)
+
+
+def _server_error(request: Request, message: str) -> Response:
+    if _anthropic(request):
+        return _anthropic_error(request, InternalError(message))
+    body = error_body(message, type="server_error", code=None)
+    return json_response(body, status_code=500)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Starlette's own errors (an unknown route, a wrong method), in the route's shape."""
+    if _anthropic(request):
+        error = GatewayError(str(exc.detail), headers=dict(exc.headers or {}))
+        error.status_code = exc.status_code
+        return _anthropic_error(request, error)
+    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    body = error_body(str(exc.detail), type=kind, code=None)
+    return json_response(body, status_code=exc.status_code, headers=exc.headers)
+
+
 def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
         if not isinstance(exc, UpstreamError):
             # Refused before reaching an upstream: counted (metered routes also record it).
             resources.telemetry.rejected(error_type=exc.code or exc.type, status=exc.status_code)
-        if _anthropic(request):
-            return _anthropic_error(request, exc)
-        return error_response(exc)
+        return _rendered(request, exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -84,30 +107,15 @@ def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if isinstance(exc.__cause__, GatewayError):  # e.g. 413 raised while reading the body
             return await on_gateway_error(request, exc.__cause__)
-        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        if _anthropic(request):
-            error = GatewayError(str(exc.detail), headers=dict(exc.headers or {}))
-            error.status_code = exc.status_code
-            return _anthropic_error(request, error)
-        body = error_body(str(exc.detail), type=kind, code=None)
-        return json_response(body, status_code=exc.status_code, headers=exc.headers)
+        return _http_error(request, exc)
 
     async def on_configuration_error(request: Request, exc: Exception) -> Response:
         logger.error("configuration error", extra={"error": str(exc)})
-        if _anthropic(request):
-            error = InternalError("The gateway is misconfigured for this model.")
-            return _anthropic_error(request, error)
-        body = error_body(
-            "The gateway is misconfigured for this model.", type="server_error", code=None
-        )
-        return json_response(body, status_code=500)
+        return _server_error(request, "The gateway is misconfigured for this model.")
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error")
-        if _anthropic(request):
-            return _anthropic_error(request, InternalError("The gateway had an internal error."))
-        body = error_body("The gateway had an internal error.", type="server_error", code=None)
-        return json_response(body, status_code=500)
+        return _server_error(request, "The gateway had an internal error.")
 
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
