@@ -94,6 +94,9 @@ METERED_ROUTES = [
     "/completions",
     "/v1/embeddings",
     "/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
 ]
 
 

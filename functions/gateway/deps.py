@@ -23,13 +23,21 @@ async def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
+def credentials(request: Request) -> list[str]:
+    """The key as Authorization header values: `Authorization: Bearer <key>` (OpenAI's
+    clients), else `x-api-key: <key>` (Anthropic's), on every route. Every value is
+    returned: more than one is refused (keys/auth.py, Authenticator.authenticate_headers)."""
+    headers = request.headers.getlist("authorization")
+    if headers:
+        return headers
+    return [f"Bearer {api_key}" for api_key in request.headers.getlist("x-api-key")]
+
+
 async def get_current_key(request: Request) -> ApiKey:
     # Read from the headers, not as a `Header` parameter: one dependency fewer to solve
     # (the docs describe the key as a security scheme, openapi.REQUIRES_KEY).
     resources: Resources = request.app.state.resources
-    return await resources.authenticator.authenticate_headers(
-        request.headers.getlist("authorization")
-    )
+    return await resources.authenticator.authenticate_headers(credentials(request))
 
 
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
@@ -48,9 +56,7 @@ class Caller:
 
 async def get_caller(request: Request) -> Caller:
     resources: Resources = request.app.state.resources
-    key = await resources.authenticator.authenticate_headers(
-        request.headers.getlist("authorization")
-    )
+    key = await resources.authenticator.authenticate_headers(credentials(request))
     return Caller(
         key=key, request_id=str(request.scope["state"]["request_id"]), resources=resources
     )

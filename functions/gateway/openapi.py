@@ -37,8 +37,12 @@ from gateway.openapi_fields import FIELD_DOCS
 from gateway.openapi_shapes import component, ref
 
 BEARER = "bearerAuth"
+# The key as Anthropic's clients send it (`x-api-key`), taken on every route.
+API_KEY = "apiKeyAuth"
 # `openapi_extra` of a route that needs an API key.
 REQUIRES_KEY: dict[str, Any] = {"security": [{BEARER: []}]}
+# `openapi_extra` of an Anthropic route: the key in `x-api-key`, or as a Bearer token.
+REQUIRES_ANTHROPIC_KEY: dict[str, Any] = {"security": [{API_KEY: []}, {BEARER: []}]}
 
 # status: (description, example error type, code, message)
 _ERRORS: dict[int, tuple[str, str, str | None, str]] = {
@@ -182,6 +186,8 @@ TAGS: list[dict[str, Any]] = [
     {"name": "chat", "description": "OpenAI's chat completions, streamed or not."},
     {"name": "completions", "description": "OpenAI's legacy text completions."},
     {"name": "embeddings", "description": "Embeddings from embedding models."},
+    {"name": "responses", "description": "OpenAI's Responses API, and stored responses."},
+    {"name": "messages", "description": "Anthropic's Messages API."},
     {"name": "models", "description": "The models a key may use."},
     {"name": "usage", "description": "A key's own usage and limits."},
     {"name": "health", "description": "Liveness."},
@@ -207,7 +213,11 @@ def _fix_responses(schema: dict[str, Any]) -> None:
             responses.pop("422", None)
             for status, response in responses.items():
                 content = response.get("content", {}).get("application/json", {})
-                if int(status) in _ERRORS and "example" in content:
+                if (
+                    int(status) in _ERRORS
+                    and "example" in content
+                    and content.get("schema") == ref(ErrorResponse)  # not Anthropic's shape
+                ):
                     content["example"] = _example(int(status))
     components = schema.get("components", {}).get("schemas", {})
     text = json.dumps(schema.get("paths", {}))
@@ -258,6 +268,12 @@ def install_openapi(app: FastAPI, *, components: Sequence[Any] = ()) -> None:
                 "scheme": "bearer",
                 "description": "An API key from `gateway keys create`, sent as "
                 "`Authorization: Bearer <key>`.",
+            }
+            schemes[API_KEY] = {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-api-key",
+                "description": "An API key sent as `x-api-key: <key>` (Anthropic's clients).",
             }
             app.openapi_schema = schema
         return app.openapi_schema

@@ -4,6 +4,8 @@ the request path."""
 
 from __future__ import annotations
 
+from gateway.openapi_fields_apis import APIS_FIELD_DOCS
+
 FIELD_DOCS: dict[str, dict[str, str]] = {
     "ChatCompletionRequest": {
         "messages": "The conversation: system, user and assistant messages, oldest first.",
@@ -101,4 +103,5 @@ FIELD_DOCS: dict[str, dict[str, str]] = {
     },
     "TextContentPart": {"type": "Always `text`.", "text": "The text."},
     "StreamOptions": {"include_usage": "Send a last chunk with the request's usage."},
+    **APIS_FIELD_DOCS,
 }

@@ -19,6 +19,7 @@ from gateway.backends.pool import Backends
 from gateway.backends.routing import Router, RoutingPolicy
 from gateway.chat.service import ChatSurface
 from gateway.completions.service import CompletionSurface
+from gateway.conversations import ConversationStore
 from gateway.dynamodb_http import DynamoDBHttp
 from gateway.embeddings.service import EmbeddingSurface
 from gateway.guard import GuardService
@@ -28,10 +29,12 @@ from gateway.keys.auth import Authenticator
 from gateway.keys.mac import KeyMac
 from gateway.limits import LimitStore
 from gateway.limits.concurrency import KeyConcurrency
+from gateway.messages.service import MessagesSurface, TokenCounter
 from gateway.metering import UsageSink
 from gateway.models.registry import ModelRegistry
 from gateway.observability import Telemetry, Tracing
 from gateway.pipeline import Pipeline
+from gateway.responses.service import ResponsesSurface
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
 from gateway.usage import UsageStore
@@ -51,6 +54,8 @@ class Resources:
     usage: UsageStore
     limits: LimitStore
     telemetry: Telemetry
+    # Stored responses of the Responses API (previous_response_id, GET and DELETE).
+    conversations: ConversationStore
     # X-Ray (on inside Lambda only): DynamoDB calls and each upstream call.
     tracing: Tracing = field(default_factory=Tracing)
     started_at: float = field(default_factory=time.time)
@@ -60,6 +65,9 @@ class Resources:
     chat: ChatSurface = field(init=False)
     completions: CompletionSurface = field(init=False)
     embeddings: EmbeddingSurface = field(init=False)
+    responses: ResponsesSurface = field(init=False)
+    messages: MessagesSurface = field(init=False)
+    token_counter: TokenCounter = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -98,6 +106,9 @@ class Resources:
         self.chat = ChatSurface(default_max_tokens=settings.default_max_tokens)
         self.completions = CompletionSurface(default_max_tokens=settings.default_max_tokens)
         self.embeddings = EmbeddingSurface()
+        self.responses = ResponsesSurface(chat=self.chat, store=self.conversations)
+        self.messages = MessagesSurface(chat=self.chat)
+        self.token_counter = TokenCounter(tokenizers=self.tokenizers, limits=self.limits)
 
     @classmethod
     def build(cls, settings: Settings, *, aws: AwsClients | None = None) -> Resources:
@@ -141,6 +152,11 @@ class Resources:
                 deadline_seconds=settings.admission_deadline_seconds,
             ),
             telemetry=Telemetry.from_settings(settings),
+            conversations=ConversationStore(
+                client=dynamodb,
+                table=settings.responses_table,
+                retention_days=settings.responses_retention_days,
+            ),
             tracing=tracing,
         )
 

@@ -243,6 +243,10 @@ def main() -> int:
             {"model": model, "messages": [{"role": "user", "content": "Hello!"}], "stream": True}
         )
         tokenizer_exports = " ".join(f"{k}={v}" for k, v in selection.gateway_env().items())
+        responses_body = json.dumps({"model": model, "input": "Hello!", "max_output_tokens": 64})
+        messages_body = json.dumps(
+            {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": "Hello!"}]}
+        )
         sys.stdout.write(
             f"""
 The stack is up. Ctrl-C stops it. Keys and usage live in memory (moto): they are gone
@@ -255,6 +259,12 @@ Try it:
   curl -N {gateway_url}/v1/chat/completions \\
     -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
     -d '{body}'
+  curl {gateway_url}/v1/responses \\
+    -H "Authorization: Bearer {secret}" -H "Content-Type: application/json" \\
+    -d '{responses_body}'
+  curl {gateway_url}/v1/messages \\
+    -H "x-api-key: {secret}" -H "anthropic-version: 2023-06-01" \\
+    -H "Content-Type: application/json" -d '{messages_body}'
 
 Point the gateway CLI at this DynamoDB (in another shell):
   export AWS_ENDPOINT_URL_DYNAMODB={dynamodb_url} AWS_DEFAULT_REGION=us-east-1

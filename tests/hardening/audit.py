@@ -4,7 +4,8 @@ Per response (`Audit.check`):
 - never a 422 (FastAPI's own validation format must not leak out);
 - no 5xx other than 502/503/504, and those only for a case that injected an upstream fault;
 - every error, and every error event ending a stream, in OpenAI's format (validated
-  against OpenAI's own ErrorResponse schema);
+  against OpenAI's own ErrorResponse schema; `response.failed` against the Responses
+  API's), or on the Messages routes in Anthropic's (its published ErrorResponse);
 - neither the API key's secret nor the upstream's error text anywhere in the response.
 
 Per key, after the cases (`Audit.settle`):
@@ -27,6 +28,7 @@ from typing import Any
 import boto3
 from gateway.limits.store import month_sk
 
+from tests.conformance import validate_anthropic_error, validate_response_event
 from tests.conftest import Gateway
 from tests.support.schemas import validate
 from tests.support.usage import drain
@@ -75,10 +77,12 @@ class Audit:
         chat: bool,
         fault: bool = False,
         stop_strings: bool = False,
+        anthropic: bool = False,
         what: str = "",
     ) -> None:
-        """One response. `chat`: an authenticated chat request (it must leave a record);
-        `fault`: the case asked the simulated upstream to fail."""
+        """One response. `chat`: an authenticated metered request (it must leave a
+        record); `fault`: the case asked the simulated upstream to fail; `anthropic`: a
+        Messages route, whose errors are in Anthropic's shape."""
         self.cases += 1
         self.statuses[status] += 1
         context = f"{what} -> {status}: {body[:300]!r}"
@@ -95,10 +99,21 @@ class Audit:
                 self.approximate_completion.add(request_id)
         if status >= 400:
             assert content_type.startswith("application/json"), context
-            validate(self.schemas, "ErrorResponse", json.loads(body))
+            if anthropic:
+                validate_anthropic_error(json.loads(body))
+            else:
+                validate(self.schemas, "ErrorResponse", json.loads(body))
         elif content_type.startswith("text/event-stream"):
             for event in sse_events(body):
-                if isinstance(event, dict) and "error" in event:
+                if not isinstance(event, dict):
+                    continue
+                if anthropic and event.get("type") == "error":
+                    validate_anthropic_error(event)
+                    self.stream_errors += 1
+                elif event.get("type") == "response.failed":  # the Responses API's
+                    validate_response_event("response.failed", event)
+                    self.stream_errors += 1
+                elif "error" in event:
                     validate(self.schemas, "ErrorResponse", event)
                     self.stream_errors += 1
 

@@ -39,13 +39,27 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 CHAT = "POST /v1/chat/completions"
 COMPLETIONS = "POST /v1/completions"
 EMBEDDINGS = "POST /v1/embeddings"
+RESPONSES = "POST /v1/responses"
+MESSAGES = "POST /v1/messages"
+COUNT_TOKENS = "POST /v1/messages/count_tokens"
+GET_RESPONSE = "GET /v1/responses/{response_id}"
+DELETE_RESPONSE = "DELETE /v1/responses/{response_id}"
 # The metered routes: every authenticated request leaves exactly one usage record.
-METERED = (CHAT, COMPLETIONS, EMBEDDINGS)
+METERED = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES)
+# Routes that name a model (count_tokens is authenticated and rate limited, not metered).
+NAMES_MODEL = (*METERED, COUNT_TOKENS)
+# Routes whose errors are in Anthropic's shape.
+ANTHROPIC = (MESSAGES, COUNT_TOKENS)
 # Examples per (operation, mode). The chat route is where the work is.
 EXAMPLES = {
     CHAT: 60,
     COMPLETIONS: 30,
     EMBEDDINGS: 15,
+    RESPONSES: 30,
+    MESSAGES: 30,
+    COUNT_TOKENS: 15,
+    GET_RESPONSE: 5,
+    DELETE_RESPONSE: 5,
     "GET /v1/models": 10,
     "GET /v1/models/{model_id}": 5,
     "GET /v1/usage": 20,
@@ -60,6 +74,14 @@ PAIRS = [
     (COMPLETIONS, NEGATIVE),
     (EMBEDDINGS, POSITIVE),
     (EMBEDDINGS, NEGATIVE),
+    (RESPONSES, POSITIVE),
+    (RESPONSES, NEGATIVE),
+    (MESSAGES, POSITIVE),
+    (MESSAGES, NEGATIVE),
+    (COUNT_TOKENS, POSITIVE),
+    (COUNT_TOKENS, NEGATIVE),
+    (GET_RESPONSE, POSITIVE),
+    (DELETE_RESPONSE, POSITIVE),
     ("GET /v1/models/{model_id}", POSITIVE),
     ("GET /v1/usage", POSITIVE),
     ("GET /v1/usage", NEGATIVE),
@@ -121,7 +143,7 @@ def test_schemathesis(
         model=st.sampled_from(sorted(TEST_MODELS)),
     )
     def run(case: Any, model: str) -> None:
-        if label in METERED:
+        if label in NAMES_MODEL:
             _with_served_model(case, model)
         response = case.call(base_url=gateway.url, timeout=60)
         audit.check(
@@ -131,6 +153,7 @@ def test_schemathesis(
             request_id=_header(response, "x-request-id"),
             chat=label in METERED and _authenticated(response.status_code),
             stop_strings=_may_call_tools(case.body),
+            anthropic=label in ANTHROPIC,
             what=f"{label} {mode}: {case.body!r:.300}",
         )
         sse = (_header(response, "content-type") or "").startswith("text/event-stream")

@@ -128,7 +128,9 @@ class HostileUpstream:
             await _reply(send, 200, {}, json.dumps(_COMPLETION).encode())
             return
         body = json.loads(raw or b"{}")
-        name = str(body.get("hostile", ""))
+        # The scenario is the body's `hostile` field, or its `user` (what the Responses
+        # and Messages APIs forward to chat from `user` / `metadata.user_id`).
+        name = str(body.get("hostile") or body.get("user") or "")
         self.seen.append(name)
         if body.get("stream") and name in STREAMS:
             await _reply(send, 200, {"content-type": "text/event-stream"}, STREAMS[name])

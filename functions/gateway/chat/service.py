@@ -110,7 +110,7 @@ class ChatSurface:
         ctx.meter.observe_completion(completion)
         return completion
 
-    def answer(
+    async def answer(
         self, _request: ChatCompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
     ) -> ChatCompletion:
         return _response(ctx.meter, data)

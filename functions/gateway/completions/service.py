@@ -104,7 +104,7 @@ class CompletionSurface:
         ctx.meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
         return completion
 
-    def answer(
+    async def answer(
         self, _request: CompletionRequest, ctx: RequestContext, data: Mapping[str, Any]
     ) -> Completion:
         return _response(ctx.meter, data)

@@ -92,7 +92,7 @@ class EmbeddingSurface:
         ctx.meter.observe_usage(upstream_usage(replies))
         return {"data": reassemble(replies, encoding=request.encoding_format or "float")}
 
-    def answer(
+    async def answer(
         self, _request: EmbeddingRequest, ctx: RequestContext, data: Mapping[str, Any]
     ) -> EmbeddingList:
         record = ctx.meter.record

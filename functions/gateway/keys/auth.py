@@ -88,7 +88,7 @@ class Authenticator:
         secret = parse_bearer(header)
         if secret is None:
             raise AuthenticationError(
-                "Missing API key. Send it as `Authorization: Bearer <key>`.",
+                "Missing API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
                 code="missing_api_key",
             )
         if not self._may_exist(secret):  # forged, mistyped or malformed: refused, no lookup

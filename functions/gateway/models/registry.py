@@ -106,6 +106,9 @@ class SageMakerEndpoint(_Routed):
 
 Upstream = Annotated[OpenAIEndpoint | SageMakerEndpoint, Field(discriminator="type")]
 RouteKind = Literal["chat", "completions", "embeddings"]
+# Routes the gateway serves by translating them to chat completions (gateway/responses,
+# gateway/messages): a model that serves chat serves them.
+TRANSLATED_TO_CHAT = frozenset({"responses", "messages"})
 
 
 class GuardSpec(_Frozen):
@@ -202,6 +205,10 @@ class ModelConfig(_Frozen):
         return modality in self.modalities
 
     def serves(self, route: str) -> bool:
+        """Whether the model serves `route`. The Responses and Messages APIs are
+        translated to chat completions, so every chat model serves them."""
+        if route in TRANSLATED_TO_CHAT:
+            return "chat" in self.routes
         return route in self.routes
 
     @property

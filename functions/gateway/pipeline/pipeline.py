@@ -135,7 +135,7 @@ class Pipeline:
         data = await surface.forward(request, ctx, backend, plan)
         data = await screening.check_completion(data)
         await ctx.meter.close(UsageStatus.COMPLETED)
-        return RouteResult(body=surface.answer(request, ctx, data), headers=headers)
+        return RouteResult(body=await surface.answer(request, ctx, data), headers=headers)
 
     def resolve_model(self, ctx: RequestContext, model_id: str, route: str) -> ModelConfig:
         """The model, if it exists, the key may use it, and it serves this route."""

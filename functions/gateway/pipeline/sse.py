@@ -218,12 +218,12 @@ async def relay(
     finally:
         # Runs on normal end, on failure, and when the client went away (GeneratorExit or
         # cancellation).
-        await _settle(meter, chunks, failure=failure, ended=ended)
+        await settle(meter, chunks, failure=failure, ended=ended)
     # Frames of chunks read before a failure are billed, so they are sent first.
     yield b"".join([*gathered, *_last_frames(meter, failure, include_usage, kind)])
 
 
-async def _settle(
+async def settle(
     meter: Meter, chunks: AsyncIterator[Any], *, failure: GatewayError | None, ended: bool
 ) -> None:
     """Close the upstream at once, and bill what was generated, shielded from

@@ -63,10 +63,11 @@ class Surface(Protocol[Request]):
         """A buffered answer from the upstream, observed by the Meter."""
         ...
 
-    def answer(
+    async def answer(
         self, request: Request, ctx: RequestContext, data: Mapping[str, Any], /
     ) -> Mapping[str, Any]:
-        """The client's body, after the record was written (it carries the billed usage)."""
+        """The client's body, after the record was written (it carries the billed usage).
+        Async: a surface may keep what it answered (stored responses) before answering."""
         ...
 
     def relay(

@@ -22,7 +22,9 @@ class UsageRow(Counts):
     date: str | None = Field(None, description="The UTC day (YYYY-MM-DD), with group_by=day.")
     model: str | None = Field(None, description="The model, with group_by=model.")
     route: str | None = Field(
-        None, description="The API route (chat, completions, embeddings), with group_by=route."
+        None,
+        description="The API route (chat, completions, embeddings, responses, messages), with "
+        "group_by=route.",
     )
 
 

@@ -41,7 +41,7 @@ class UsageRecord:
     endpoint: str
     created_at: datetime
     stream: bool
-    # Which API route: chat, completions, embeddings.
+    # Which API route: chat, completions, embeddings, responses, messages.
     route: str = "chat"
     status: UsageStatus = UsageStatus.COMPLETED
     http_status: int = 200
