@@ -3,6 +3,7 @@ generated until then is billed, status client_disconnected."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import httpx
@@ -90,3 +91,28 @@ def test_a_client_that_leaves_before_the_first_byte_is_noticed_at_once(
     )
     assert record.completion_tokens == 0 and record.prompt_tokens > 0  # forwarded: prompt billed
     assert noticed < 5 and record.latency_ms < 5_000  # not the 20 s the upstream would take
+
+
+def test_a_client_that_leaves_mid_upload_is_recorded_as_gone_not_as_a_500(
+    gateway: Gateway,
+) -> None:
+    """Issue 27: a body cut off mid-upload was an internal_error/500 with an ERROR
+    traceback (Starlette's ClientDisconnect). It is the client's leaving: one record,
+    client_disconnected, nothing billed (never forwarded, so no endpoint either)."""
+    key = gateway.new_key()
+    host, port = gateway.url.removeprefix("http://").split(":")
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(head.encode() + b'{"model": "qwen3", "messages": [')
+        time.sleep(0.3)  # the gateway is reading the body when the client goes
+    deadline = time.monotonic() + 5
+    while not (records := gateway.records(key)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [record] = records
+    assert (record.status, record.http_status) == ("client_disconnected", 499)
+    assert (record.prompt_tokens, record.completion_tokens) == (0, 0)
+    assert record.endpoint == "-" and record.model == "-"

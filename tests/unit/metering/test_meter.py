@@ -7,6 +7,9 @@ from typing import Any
 import anyio
 import pytest
 from gateway.errors import (
+    ClientDisconnected,
+    DependencyError,
+    GuardUnavailableError,
     InternalError,
     InvalidRequestError,
     RateLimitError,
@@ -148,6 +151,11 @@ async def test_media_parts_are_estimated_only_without_upstream_usage() -> None:
 
 
 def test_status_for_each_error_class() -> None:
+    # A DynamoDB or guard outage is neither the request's fault (rejected: bad input) nor a
+    # gateway bug: `unavailable` (issue 27); a client gone before its answer, its own.
+    assert status_for(DependencyError("d")) is UsageStatus.UNAVAILABLE
+    assert status_for(GuardUnavailableError("g")) is UsageStatus.UNAVAILABLE
+    assert status_for(ClientDisconnected("c")) is UsageStatus.CLIENT_DISCONNECTED
     assert status_for(UpstreamTimeoutError("t")) is UsageStatus.UPSTREAM_TIMEOUT
     assert status_for(UpstreamError("u")) is UsageStatus.UPSTREAM_ERROR
     assert status_for(RateLimitError("r")) is UsageStatus.RATE_LIMITED
