@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
@@ -46,7 +47,7 @@ def add_parser(commands: Any) -> None:
 
 def _body(path: str, stdin: TextIO) -> dict[str, Any]:
     try:
-        text = stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+        text = stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         body = json.loads(text)
     except OSError as exc:
         raise TokensCliError(f"cannot read {path}: {exc.strerror}") from exc

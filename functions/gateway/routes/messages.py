@@ -28,7 +28,7 @@ _MESSAGE_EXAMPLE: dict[str, Any] = {
     "type": "message",
     "role": "assistant",
     "content": [{"type": "text", "text": "Hello!"}],
-    "model": "qwen3-0.6b",
+    "model": "qwen3",
     "stop_reason": "end_turn",
     "stop_sequence": None,
     "usage": {
@@ -106,7 +106,7 @@ _OK: dict[str, Any] = {
         },
     },
 }
-_CONVERSATION = {"model": "qwen3-0.6b", "messages": [{"role": "user", "content": "Say hello."}]}
+_CONVERSATION = {"model": "qwen3", "messages": [{"role": "user", "content": "Say hello."}]}
 
 
 @router.post(

@@ -28,7 +28,7 @@ _RESPONSE_EXAMPLE: dict[str, Any] = {
     "object": "response",
     "created_at": 1767225600,
     "status": "completed",
-    "model": "qwen3-0.6b",
+    "model": "qwen3",
     "output": [
         {
             "type": "message",
@@ -81,7 +81,7 @@ _OK: dict[str, Any] = {
         },
     },
 }
-_REQUEST_EXAMPLE = {"model": "qwen3-0.6b", "input": "Say hello.", "max_output_tokens": 64}
+_REQUEST_EXAMPLE = {"model": "qwen3", "input": "Say hello.", "max_output_tokens": 64}
 
 
 def with_example(extra: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
