@@ -24,7 +24,8 @@ from gateway.http import RequestContextMiddleware, error_response, json_response
 from gateway.inputs import invalid_request
 from gateway.messages.errors import error_body as anthropic_error_body
 from gateway.observability import TraceHeaderMiddleware, configure_logging
-from gateway.openapi import TAGS, install_docs, install_openapi
+from gateway.openapi import TAGS, install_openapi
+from gateway.openapi_docs import install_docs
 from gateway.resources import Resources
 from gateway.routes.chat import COMPONENTS as CHAT_COMPONENTS
 from gateway.routes.chat import router as chat_router

@@ -1,38 +1,26 @@
-"""The OpenAPI description and Swagger UI: honest statuses, a Bearer scheme, and the right
-URLs behind an API Gateway stage or a custom domain's base path.
+"""The OpenAPI description: honest statuses, a Bearer scheme and working examples.
 
 - Every route lists the statuses it really answers with (`errors(...)`), each with OpenAI's
   error envelope and an example; FastAPI's automatic 422 is removed, because the gateway
   answers validation failures with a 400 (app.validation_error).
 - `bearerAuth` (HTTP Bearer) is declared, and the routes that take a key require it, so
   Swagger UI's "Authorize" sends `Authorization: Bearer <key>`.
-- `install_docs` serves /docs, /redoc and /openapi.json under the prefix that API Gateway
-  removed: Mangum routes on the event's `path` (`/docs`) and sets `root_path` to "", while
-  the browser asked for `requestContext.path` (`/prod/docs`). With FastAPI's own pages,
-  /docs would load `/openapi.json` from the host's root, which API Gateway does not route,
-  and "Try it out" would call /v1/... there too. Routing itself is left alone.
-- Swagger UI's own files (JavaScript, CSS, icon) are served from the `swagger-ui-bundle-v2`
-  package at /docs/assets/..., so /docs works with no internet (a CDN would leave it blank).
 - Every request body has a working example (`REQUEST_EXAMPLES`, by its schema's name), so
   "Try it out" then "Execute" on the prefilled body succeeds against `make run`'s models.
+
+openapi_docs.py serves the description and its pages (/openapi.json, /docs, /redoc).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import FileResponse, Response
-from starlette.types import Scope
 
 from gateway.errors import ErrorResponse
-from gateway.http import json_response
 from gateway.openapi_fields import FIELD_DOCS
 from gateway.openapi_shapes import component, ref
 
@@ -151,13 +139,6 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "CompletionRequest": {"model": "qwen3", "prompt": "Say hello.", "max_tokens": 16},
     "EmbeddingRequest": {"model": "qwen3-embedding", "input": "Hello!"},
-}
-
-# Swagger UI's files served at /docs/assets/<name> (from the swagger-ui-bundle-v2 package).
-_ASSETS = {
-    "swagger-ui-bundle.js": "text/javascript",
-    "swagger-ui.css": "text/css",
-    "favicon-32x32.png": "image/png",
 }
 
 
@@ -279,78 +260,3 @@ def install_openapi(app: FastAPI, *, components: Sequence[Any] = ()) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _prefix(scope: Scope) -> str:
-    """What API Gateway removed before `scope["path"]`: the stage (`/prod`), or a custom
-    domain's base path, from the REST event's `requestContext.path` (Mangum puts the event
-    in the scope; the Lambda Web Adapter sends the context as `x-amzn-request-context`)."""
-    context: Any = None
-    event = scope.get("aws.event")
-    if isinstance(event, dict):
-        context = event.get("requestContext")
-    else:
-        for name, value in scope.get("headers", ()):
-            if name == b"x-amzn-request-context":
-                try:
-                    context = json.loads(value)
-                except ValueError:
-                    return ""
-                break
-    full = context.get("path") if isinstance(context, dict) else None
-    path = str(scope.get("path", ""))
-    if not isinstance(full, str) or not path or full == path or not full.endswith(path):
-        return ""
-    prefix = full[: -len(path)].rstrip("/")
-    return prefix if prefix.startswith("/") else ""
-
-
-def install_docs(app: FastAPI) -> None:
-    """/openapi.json, /docs and /redoc, naming the URL the browser used: FastAPI's own
-    pages read the ASGI `root_path`, which Mangum leaves empty behind a stage."""
-
-    async def openapi_json(request: Request) -> Response:
-        schema = app.openapi()
-        prefix = _prefix(request.scope)
-        if prefix:
-            schema = {**schema, "servers": [{"url": prefix}]}
-        return json_response(schema)
-
-    async def swagger(request: Request) -> Response:
-        prefix = _prefix(request.scope)
-        assets = prefix + "/docs/assets/"
-        return get_swagger_ui_html(
-            openapi_url=prefix + "/openapi.json",
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=assets + "swagger-ui-bundle.js",
-            swagger_css_url=assets + "swagger-ui.css",
-            swagger_favicon_url=assets + "favicon-32x32.png",
-            swagger_ui_parameters={"tryItOutEnabled": True},
-        )
-
-    async def swagger_asset(request: Request) -> Response:
-        name = str(request.path_params["name"])
-        if name not in _ASSETS:
-            raise StarletteHTTPException(404, "Not Found")  # the app's 404 for any path
-        return FileResponse(
-            swagger_ui_dir() / name,
-            media_type=_ASSETS[name],
-            headers={"Cache-Control": "public, max-age=86400"},
-        )
-
-    async def redoc(request: Request) -> Response:
-        url = _prefix(request.scope) + "/openapi.json"
-        return get_redoc_html(openapi_url=url, title=f"{app.title} - ReDoc")
-
-    app.add_route("/openapi.json", openapi_json, include_in_schema=False)
-    app.add_route("/docs", swagger, include_in_schema=False)
-    app.add_route("/docs/assets/{name}", swagger_asset, include_in_schema=False)
-    app.add_route("/redoc", redoc, include_in_schema=False)
-
-
-def swagger_ui_dir() -> Path:
-    """Where the installed swagger-ui-bundle-v2 keeps Swagger UI's files (imported on the
-    first /docs asset request, not at start-up)."""
-    import swagger_ui_bundle
-
-    return Path(swagger_ui_bundle.swagger_ui_path)

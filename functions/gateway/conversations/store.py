@@ -126,21 +126,18 @@ class ConversationStore:
                 "previous_response_id) or send it with store: false.",
                 param="input",
             )
-        now = int(self._clock())
-        expires = str(now + self._retention)
-        puts: list[dict[str, Any]] = []
-        for number, chunk in enumerate(chunks):
-            item: dict[str, Any] = {
-                "response_id": {"S": response_id},
-                "part": {"N": str(number)},
-                "expires_at": {"N": expires},
-                "data": {"B": chunk},
-            }
-            if number == 0:
-                item["owner"] = {"S": owner}
-                item["created_at"] = {"N": str(now)}
-                item["parts"] = {"N": str(len(chunks))}
-            puts.append(item)
+        self._write(
+            _part_items(
+                chunks,
+                response_id=response_id,
+                owner=owner,
+                now=int(self._clock()),
+                retention=self._retention,
+            )
+        )
+
+    def _write(self, puts: Sequence[dict[str, Any]]) -> None:
+        """The parts, all or none, each only where no part of that response stands."""
         condition = "attribute_not_exists(response_id)"
         with botocore_errors("DynamoDB"):
             if len(puts) == 1:
@@ -240,3 +237,25 @@ class ConversationStore:
                     RequestItems={self._table: rest[start : start + _BATCH]}
                 )
         return True
+
+
+def _part_items(
+    chunks: Sequence[bytes], *, response_id: str, owner: str, now: int, retention: int
+) -> list[dict[str, Any]]:
+    """The table items of a stored response's parts; the first carries the owner, the
+    creation time and the number of parts."""
+    expires = str(now + retention)
+    puts: list[dict[str, Any]] = []
+    for number, chunk in enumerate(chunks):
+        item: dict[str, Any] = {
+            "response_id": {"S": response_id},
+            "part": {"N": str(number)},
+            "expires_at": {"N": expires},
+            "data": {"B": chunk},
+        }
+        if number == 0:
+            item["owner"] = {"S": owner}
+            item["created_at"] = {"N": str(now)}
+            item["parts"] = {"N": str(len(chunks))}
+        puts.append(item)
+    return puts

@@ -28,7 +28,7 @@ from gateway.guard import GuardService, Screening
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
 from gateway.limits import LimitStore
-from gateway.messages import translate
+from gateway.messages import answer, translate
 from gateway.messages.protocol import MessagesRequest, parse_count_tokens, parse_request
 from gateway.messages.stream import MessagesStream, sse_frame
 from gateway.models.registry import ModelConfig
@@ -90,7 +90,7 @@ class MessagesSurface:
     ) -> dict[str, Any]:
         usage = data.get("usage")
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
-        return translate.message_from_chat(
+        return answer.message_from_chat(
             data,
             message_id=message_id(ctx.request_id),
             model=call.request.model,

@@ -19,9 +19,10 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError
+from gateway.messages.answer import signature, stop_of, usage_of
 from gateway.messages.errors import error_body
 from gateway.messages.protocol import MessagesRequest
-from gateway.messages.translate import reasoning_of, signature, stop_of, usage_of
+from gateway.pipeline.chat_reading import argument_piece, call_function, chunk_delta, reasoning_of
 
 Event = tuple[str, dict[str, Any]]
 
@@ -76,13 +77,9 @@ class MessagesStream:
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
         """The events of one upstream chat.completion.chunk (none for its usage chunk)."""
         events: list[Event] = []
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        if (read := chunk_delta(chunk)) is None:
             return events
-        choice = choices[0]
-        delta = choice.get("delta")
-        if not isinstance(delta, dict):  # a malformed chunk adds nothing
-            delta = {}
+        choice, delta = read
         thought = reasoning_of(delta)
         if thought:
             if self._open != "thinking":
@@ -110,10 +107,7 @@ class MessagesStream:
 
     def _tool_call(self, call: Mapping[str, Any]) -> list[Event]:
         events: list[Event] = []
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
-        assert isinstance(function, dict)
-        raw_index = call.get("index")
-        number = raw_index if isinstance(raw_index, int) else 0
+        function, number = call_function(call)
         if self._open != "tool_use" or self._call != number:
             events.extend(self._stop_block())
             block = {
@@ -124,8 +118,7 @@ class MessagesStream:
             }
             events.append(self._start_block(block))
             self._open, self._call, self._tool_use = "tool_use", number, True
-        piece = function.get("arguments")
-        if isinstance(piece, str) and piece:
+        if piece := argument_piece(function):
             events.append(self._delta({"type": "input_json_delta", "partial_json": piece}))
         return events
 

@@ -29,7 +29,7 @@ from gateway.guard import GuardService, Screening
 from gateway.inputs import parse_body, validate
 from gateway.pipeline import Plan, RequestContext, billed_usage
 from gateway.pipeline.events import relay_events, with_details
-from gateway.responses import translate
+from gateway.responses import answer, translate
 from gateway.responses.protocol import ResponsesRequest, parse_request
 from gateway.responses.stream import ResponsesStream, sse_frame
 from gateway.tokens import TokenizerStore
@@ -103,7 +103,7 @@ class ResponsesSurface:
     ) -> dict[str, Any]:
         usage = data.get("usage")
         details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
-        response = translate.response_from_chat(
+        response = answer.response_from_chat(
             data,
             response_id=response_id(ctx.request_id),
             created=ctx.meter.created,

@@ -25,17 +25,16 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError
-from gateway.responses.protocol import ResponsesRequest
-from gateway.responses.translate import (
+from gateway.pipeline.chat_reading import argument_piece, call_function, chunk_delta, reasoning_of
+from gateway.responses.answer import (
     Status,
     function_call_item,
     incomplete_reason,
     item_id,
-    message_item,
-    reasoning_item,
-    reasoning_of,
     response_object,
 )
+from gateway.responses.protocol import ResponsesRequest
+from gateway.responses.stream_items import MESSAGE, REASONING, ContentKind, OpenItem
 
 Event = tuple[str, dict[str, Any]]
 
@@ -44,19 +43,6 @@ def sse_frame(event: Event) -> bytes:
     """One named SSE event, as OpenAI sends them."""
     name, payload = event
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
-
-
-class _Item:
-    """The output item being streamed."""
-
-    def __init__(self, index: int, item: str, kind: str, *, call: int = -1) -> None:
-        self.index = index
-        self.id = item
-        self.kind = kind  # "reasoning", "message" or "function_call"
-        self.call = call  # the chat tool call's index
-        self.text: list[str] = []
-        self.call_id = ""
-        self.name = ""
 
 
 class ResponsesStream:
@@ -71,7 +57,7 @@ class ResponsesStream:
         self._request = request
         self._sequence = 0
         self._output: list[dict[str, Any]] = []
-        self._open: _Item | None = None
+        self._open: OpenItem | None = None
         self._finish_reason: str | None = None
 
     @property
@@ -115,13 +101,9 @@ class ResponsesStream:
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
         """The events of one upstream chat.completion.chunk (none for its usage chunk)."""
         events: list[Event] = []
-        choices = chunk.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        if (read := chunk_delta(chunk)) is None:  # a Responses request has one choice
             return events
-        choice = choices[0]  # a Responses request has one choice
-        delta = choice.get("delta")
-        if not isinstance(delta, dict):  # a malformed chunk adds nothing
-            delta = {}
+        choice, delta = read
         thought = reasoning_of(delta)
         if thought:
             events.extend(self._reasoning(thought))
@@ -138,87 +120,60 @@ class ResponsesStream:
 
     def _reasoning(self, thought: str) -> list[Event]:
         """vLLM's order: a reasoning item with one reasoning_text part."""
+        return self._content(REASONING, thought)
+
+    def _text(self, content: str) -> list[Event]:
+        return self._content(MESSAGE, content)
+
+    def _content(self, kind: ContentKind, piece: str) -> list[Event]:
+        """A piece of a reasoning or message item's one part, opening the item first
+        when another is open."""
         events: list[Event] = []
         item = self._open
-        if item is None or item.kind != "reasoning":
+        if item is None or item.kind != kind.name:
             events.extend(self._close())
             index = len(self._output)
-            item = self._open = _Item(index, item_id("rs", self._response_id, index), "reasoning")
+            item = self._open = OpenItem(
+                index, item_id(kind.prefix, self._response_id, index), kind.name
+            )
             events.append(
                 self._event(
                     "response.output_item.added",
                     output_index=index,
-                    item=reasoning_item(item.id, "", "in_progress"),
+                    item=kind.item(item.id, "", "in_progress"),
                 )
             )
-            events.append(
-                self._event(
-                    "response.content_part.added",
-                    item_id=item.id,
-                    output_index=index,
-                    content_index=0,
-                    part={"type": "reasoning_text", "text": ""},
-                )
-            )
-        item.text.append(thought)
+            events.append(self._event("response.content_part.added", **self._part(item, kind, "")))
+        item.text.append(piece)
         events.append(
             self._event(
-                "response.reasoning_text.delta",
+                f"response.{kind.text}.delta",
                 item_id=item.id,
                 output_index=item.index,
                 content_index=0,
-                delta=thought,
+                delta=piece,
+                **kind.extra(),
             )
         )
         return events
 
-    def _text(self, content: str) -> list[Event]:
-        events: list[Event] = []
-        item = self._open
-        if item is None or item.kind != "message":
-            events.extend(self._close())
-            index = len(self._output)
-            item = self._open = _Item(index, item_id("msg", self._response_id, index), "message")
-            events.append(
-                self._event(
-                    "response.output_item.added",
-                    output_index=index,
-                    item=message_item(item.id, "", "in_progress"),
-                )
-            )
-            events.append(
-                self._event(
-                    "response.content_part.added",
-                    item_id=item.id,
-                    output_index=index,
-                    content_index=0,
-                    part=_text_part(""),
-                )
-            )
-        item.text.append(content)
-        events.append(
-            self._event(
-                "response.output_text.delta",
-                item_id=item.id,
-                output_index=item.index,
-                content_index=0,
-                delta=content,
-                logprobs=[],
-            )
-        )
-        return events
+    def _part(self, item: OpenItem, kind: ContentKind, text: str) -> dict[str, Any]:
+        """The fields of a content_part event: the item's one part."""
+        return {
+            "item_id": item.id,
+            "output_index": item.index,
+            "content_index": 0,
+            "part": kind.part(text),
+        }
 
     def _call(self, call: Mapping[str, Any]) -> list[Event]:
         events: list[Event] = []
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
-        assert isinstance(function, dict)
-        raw_index = call.get("index")
-        number = raw_index if isinstance(raw_index, int) else 0
+        function, number = call_function(call)
         item = self._open
         if item is None or item.kind != "function_call" or item.call != number:
             events.extend(self._close())
             index = len(self._output)
-            item = self._open = _Item(
+            item = self._open = OpenItem(
                 index, item_id("fc", self._response_id, index), "function_call", call=number
             )
             item.call_id = str(call.get("id") or item_id("call", self._response_id, index))
@@ -238,8 +193,7 @@ class ResponsesStream:
             )
         elif not item.name and function.get("name"):
             item.name = str(function["name"])
-        piece = function.get("arguments")
-        if isinstance(piece, str) and piece:
+        if piece := argument_piece(function):
             item.text.append(piece)
             events.append(
                 self._event(
@@ -256,47 +210,25 @@ class ResponsesStream:
         if item is None:
             return []
         text = "".join(item.text)
-        if item.kind == "reasoning":
-            done = reasoning_item(item.id, text, "completed")
-            self._output.append(done)
-            return [
-                self._event(
-                    "response.reasoning_text.done",
-                    item_id=item.id,
-                    output_index=item.index,
-                    content_index=0,
-                    text=text,
-                ),
-                self._event(
-                    "response.content_part.done",
-                    item_id=item.id,
-                    output_index=item.index,
-                    content_index=0,
-                    part={"type": "reasoning_text", "text": text},
-                ),
-                self._event("response.output_item.done", output_index=item.index, item=done),
-            ]
-        if item.kind == "message":
-            done = message_item(item.id, text, status)
-            self._output.append(done)
-            return [
-                self._event(
-                    "response.output_text.done",
-                    item_id=item.id,
-                    output_index=item.index,
-                    content_index=0,
-                    text=text,
-                    logprobs=[],
-                ),
-                self._event(
-                    "response.content_part.done",
-                    item_id=item.id,
-                    output_index=item.index,
-                    content_index=0,
-                    part=_text_part(text),
-                ),
-                self._event("response.output_item.done", output_index=item.index, item=done),
-            ]
+        if item.kind == "function_call":
+            return self._close_call(item, text)
+        kind = REASONING if item.kind == REASONING.name else MESSAGE
+        done = kind.item(item.id, text, "completed" if kind is REASONING else status)
+        self._output.append(done)
+        return [
+            self._event(
+                f"response.{kind.text}.done",
+                item_id=item.id,
+                output_index=item.index,
+                content_index=0,
+                text=text,
+                **kind.extra(),
+            ),
+            self._event("response.content_part.done", **self._part(item, kind, text)),
+            self._event("response.output_item.done", output_index=item.index, item=done),
+        ]
+
+    def _close_call(self, item: OpenItem, text: str) -> list[Event]:
         done = function_call_item(
             item.id, call_id=item.call_id, name=item.name, arguments=text, status="completed"
         )
@@ -334,7 +266,3 @@ class ResponsesStream:
             "failed", usage=usage, error={"code": code, "message": error.message}
         )
         return [self._event("response.failed", response=response)]
-
-
-def _text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.inputs import validate
+from gateway.messages.answer import message_from_chat
 from gateway.messages.protocol import MessagesRequest, parse_count_tokens, parse_request
-from gateway.messages.translate import count_tokens_body, message_from_chat, to_chat, token_count
+from gateway.messages.translate import count_tokens_body, to_chat, token_count
 
 from tests.conformance import ANTHROPIC_MESSAGES, validate_chat_request, validate_message
 from tests.support.schemas import validate as validate_schema

@@ -7,14 +7,9 @@ from typing import Any
 
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.inputs import validate
+from gateway.responses.answer import response_from_chat
 from gateway.responses.protocol import ResponsesRequest, parse_request
-from gateway.responses.translate import (
-    deleted,
-    input_items,
-    native_body,
-    response_from_chat,
-    to_chat,
-)
+from gateway.responses.translate import deleted, input_items, native_body, to_chat
 
 from tests.conformance import validate_chat_request, validate_response
 
