@@ -1,6 +1,7 @@
 """The one request pipeline every metered route runs (pipeline.py), the request context
-it carries (context.py), what a surface supplies (surface.py) and the OpenAI chunk relay
-(relay.py)."""
+it carries (context.py), what a surface supplies (surface.py), the relays of the answer:
+OpenAI's chunks as they come (sse.py) or translated into another API's events (events.py),
+and the reading of chat answers those translations share (chat_reading.py)."""
 
 from gateway.pipeline.context import Client, RequestContext, RouteResult
 from gateway.pipeline.pipeline import Pipeline, echo_id
