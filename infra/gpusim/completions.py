@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -132,13 +133,20 @@ def prompts_of(body: Any) -> list[str] | list[list[int]]:
     raise RequestError(400, message, param="prompt")
 
 
+# transformers' lazy module is not safe to import from several threads at once (the
+# first concurrent /v1/embeddings requests, counted in worker threads, failed with
+# "cannot import name 'AutoTokenizer'"): one thread loads at a time.
+_LOADING = threading.Lock()
+
+
 @functools.lru_cache(maxsize=32)
 def _auto_tokenizer(folder: Path) -> Any:
     """transformers' AutoTokenizer, as vLLM loads it: it may rebuild the tokenizer.json
     pipeline (Llama classes), which matters for raw text such as a leading space."""
-    from transformers import AutoTokenizer
+    with _LOADING:
+        from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(folder))
+        return AutoTokenizer.from_pretrained(str(folder))
 
 
 def prompt_ids(model: SimModel, prompt: str | list[int]) -> list[int]:
