@@ -36,6 +36,9 @@ class Options:
     leave_seconds: float = 1.0
     leave_ttft_ms: float = 20_000
     slack: float = 3.0
+    # How long a client waits for each read before it gives up and leaves (a hang upstream
+    # of a model with one endpoint is otherwise held for UPSTREAM_READ_TIMEOUT, 300 s).
+    client_timeout: float = 60.0
     seed: int = 27
 
 
@@ -71,8 +74,9 @@ async def _load(
         inject(stack, faults, total=len(plan), progress=progress, timeline=timeline)
     )
     outcomes = await run_clients(
-        stack.gateway_url, plan, secrets, concurrency=options.concurrency, progress=progress
-    )
+        stack.gateway_url, plan, secrets, concurrency=options.concurrency, progress=progress,
+        read_timeout=options.client_timeout,
+    )  # fmt: skip
     timeline.note("load finished")
     await injector
     budgeted = {k.name for k in keys if k.monthly_tokens is not None}
@@ -112,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of each of the two DynamoDB pauses")  # fmt: skip
     parser.add_argument("--replica-pause", type=float, default=defaults.replica_pause,
                         help="seconds the second replica stays stopped (SIGSTOP)")  # fmt: skip
+    parser.add_argument("--client-timeout", type=float, default=defaults.client_timeout,
+                        help="seconds a client waits for a read before it leaves")  # fmt: skip
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
     options = Options(
         requests=args.requests, concurrency=args.concurrency,
         dynamodb_pause=args.dynamodb_pause, replica_pause=args.replica_pause, seed=args.seed,
+        client_timeout=args.client_timeout,
     )  # fmt: skip
     result = run(options)
     sys.stdout.write(result.summary + "\n")
