@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -23,7 +22,7 @@ from gpusim.chat import ChatEndpoint, Work, _simulated_failure
 from gpusim.engine import Admission, SeqSpec
 from gpusim.errors import RequestError
 from gpusim.generate import ChoiceResult, run_choice
-from gpusim.models import SimModel
+from gpusim.models import SimModel, load_tokenizer
 from gpusim.params import parse_request
 from gpusim.structured import logprobs_for
 from gpusim.wire import ChunkEncoder, sse, usage
@@ -133,20 +132,11 @@ def prompts_of(body: Any) -> list[str] | list[list[int]]:
     raise RequestError(400, message, param="prompt")
 
 
-# transformers' lazy module is not safe to import from several threads at once (the
-# first concurrent /v1/embeddings requests, counted in worker threads, failed with
-# "cannot import name 'AutoTokenizer'"): one thread loads at a time.
-_LOADING = threading.Lock()
-
-
 @functools.lru_cache(maxsize=32)
 def _auto_tokenizer(folder: Path) -> Any:
     """transformers' AutoTokenizer, as vLLM loads it: it may rebuild the tokenizer.json
     pipeline (Llama classes), which matters for raw text such as a leading space."""
-    with _LOADING:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(str(folder))
+    return load_tokenizer(folder)
 
 
 def prompt_ids(model: SimModel, prompt: str | list[int]) -> list[int]:

@@ -63,8 +63,9 @@ def test_logprobs_bounds(sim: str, value: Any, status: int) -> None:
 
 
 def test_first_tokenizer_loads_from_many_threads_at_once(tokenizers_dir: Path) -> None:
-    """The first concurrent embeddings/completions requests count in worker threads; a
-    fresh process (transformers not yet imported) loads from 8 threads at once."""
+    """The first concurrent embeddings/completions requests count in worker threads while
+    chat requests load their model's tokenizer: a fresh process (transformers not yet
+    imported) loads both ways from 8 threads at once."""
     import subprocess
     import sys
 
@@ -73,9 +74,11 @@ def test_first_tokenizer_loads_from_many_threads_at_once(tokenizers_dir: Path) -
         "from concurrent.futures import ThreadPoolExecutor\n"
         "from pathlib import Path\n"
         "from gpusim.completions import _auto_tokenizer\n"
+        "from gpusim.models import load_tokenizer\n"
         "folder = Path(sys.argv[1])\n"
+        "loads = [_auto_tokenizer.__wrapped__, load_tokenizer] * 4\n"
         "with ThreadPoolExecutor(8) as pool:\n"
-        "    list(pool.map(lambda _: _auto_tokenizer.__wrapped__(folder), range(8)))\n"
+        "    list(pool.map(lambda load: load(folder), loads))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(tokenizers_dir / "qwen3")],

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from devstack.chaos.audit import Findings, audit
 from devstack.chaos.client import Outcome, Progress, run_clients
@@ -39,6 +41,7 @@ class Options:
     # How long a client waits for each read before it gives up and leaves (a hang upstream
     # of a model with one endpoint is otherwise held for UPSTREAM_READ_TIMEOUT, 300 s).
     client_timeout: float = 60.0
+    log_path: Path | None = None  # where the gateway's log lines go (for digging)
     seed: int = 27
 
 
@@ -96,6 +99,8 @@ def run(options: Options) -> Result:
         time.sleep(2.0)  # departed clients' records, written as their requests end
         stack.drain()
         timeline.note("aggregator drained")
+        if options.log_path is not None:
+            options.log_path.write_text("".join(stack.log_lines))
         findings, records = audit(
             stack, outcomes, key_ids=key_ids, secrets=secrets, budgeted=budgeted,
             slack=options.slack,
@@ -119,12 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-timeout", type=float, default=defaults.client_timeout,
                         help="seconds a client waits for a read before it leaves")  # fmt: skip
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--gateway-log", type=Path, help="write the gateway's log lines here")
     args = parser.parse_args(argv)
     options = Options(
         requests=args.requests, concurrency=args.concurrency,
         dynamodb_pause=args.dynamodb_pause, replica_pause=args.replica_pause, seed=args.seed,
-        client_timeout=args.client_timeout,
+        client_timeout=args.client_timeout, log_path=args.gateway_log,
     )  # fmt: skip
+    # SIGTERM as Ctrl-C: the stack's processes are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     result = run(options)
     sys.stdout.write(result.summary + "\n")
     return 0 if result.findings.ok else 1
