@@ -61,8 +61,13 @@ def records_by_key(stack: Stack, key_ids: dict[str, str]) -> dict[str, list[Usag
     return {name: usage.query(key_id=key_id) for name, key_id in key_ids.items()}
 
 
-def _group(key: str, model: str, route: str, stream: bool) -> tuple[str, str, str, bool]:
-    return key, model, route, stream
+def started(record: UsageRecord) -> float:
+    """When the gateway received the request (created_at is when it closed the record)."""
+    return record.created_at.timestamp() - (record.latency_ms or 0.0) / 1000
+
+
+def ended(record: UsageRecord) -> float:
+    return record.created_at.timestamp()
 
 
 def check_records(
@@ -70,12 +75,13 @@ def check_records(
 ) -> dict[int, UsageRecord]:
     """Expected = found. Returns each outcome's record (by the spec's index): by request id,
     or, for a client that left before the headers, the records no client saw of the same
-    key, model, route and streaming, paired in order (earliest departure, shortest)."""
+    key and route, paired in the order they were sent and received (a record of a client
+    gone mid-upload has no model yet)."""
     expected = missing = duplicates = 0
     paired: dict[int, UsageRecord] = {}
     refusals: Counter[str] = Counter()
     unexplained: list[str] = []
-    anonymous: dict[tuple[str, str, str, bool], list[Outcome]] = defaultdict(list)
+    anonymous: dict[tuple[str, str], list[Outcome]] = defaultdict(list)
     for name, recs in records.items():
         ids = Counter(r.request_id for r in recs)
         duplicates += sum(n - 1 for n in ids.values() if n > 1)
@@ -86,7 +92,7 @@ def check_records(
                 continue
             spec = o.spec
             if o.request_id is None:
-                anonymous[_group(name, spec.model, spec.route, spec.behaviour.stream)].append(o)
+                anonymous[(name, spec.route)].append(o)
                 expected += 1
                 continue
             seen.add(o.request_id)
@@ -99,13 +105,13 @@ def check_records(
                 expected += 1
                 missing += 1
                 unexplained.append(f"{spec.behaviour.name}/{o.status}/{o.request_id}")
-        unseen: dict[tuple[str, str, str, bool], list[UsageRecord]] = defaultdict(list)
+        unseen: dict[tuple[str, str], list[UsageRecord]] = defaultdict(list)
         for r in recs:
             if r.request_id not in seen:
-                unseen[_group(name, r.model, r.route, r.stream)].append(r)
+                unseen[(name, r.route)].append(r)
         for group in set(unseen) | {g for g in anonymous if g[0] == name}:
-            sent = sorted(anonymous.get(group, []), key=lambda o: o.left_at or o.seconds)
-            got = sorted(unseen.get(group, []), key=lambda r: r.latency_ms or 0.0)
+            sent = sorted(anonymous.get(group, []), key=lambda o: o.sent_wall)
+            got = sorted(unseen.get(group, []), key=started)
             if len(sent) != len(got):
                 missing += max(len(sent) - len(got), 0)
                 unexplained.append(f"{group}: {len(sent)} sent without an id, {len(got)} records")
@@ -227,8 +233,11 @@ def check_month_counters(
 def check_held(
     findings: Findings, outcomes: list[Outcome], paired: dict[int, UsageRecord], *, slack: float
 ) -> None:
-    """Latency after the client left against max_tokens x TPOT (+ slack)."""
+    """How long each request went on after its client left (its record's end against the
+    departure, on this machine's clock), against max_tokens x TPOT (+ slack); and whether
+    a request that went on past its client's departure says client_disconnected."""
     held: list[str] = []
+    billed_as_delivered: list[str] = []
     statuses: Counter[str] = Counter()
     checked = 0
     for o in outcomes:
@@ -236,21 +245,15 @@ def check_held(
         if o.left_at is None or record is None:
             continue
         checked += 1
-        how = (
-            "timed out"
-            if o.transport_error
-            else "before headers"
-            if not o.request_id
-            else "after headers"
-        )
+        how = "gave up" if o.transport_error else "after headers" if o.request_id else "early"
         statuses[f"{o.spec.behaviour.name} ({how}): {record.status}"] += 1
-        after = (record.latency_ms or 0) / 1000 - o.left_at
+        after = ended(record) - (o.sent_wall + o.left_at)
         bound = o.spec.max_tokens * o.spec.tpot_ms / 1000 + slack
+        what = f"{o.spec.behaviour.name} {o.spec.model} {record.status}: {after:.1f}s"
         if after > bound:
-            held.append(
-                f"{o.spec.behaviour.name} {o.spec.model} {record.status}: "
-                f"{after:.1f}s > {bound:.1f}s"
-            )
+            held.append(f"{what} > {bound:.1f}s")
+        if record.status is UsageStatus.COMPLETED and after > slack:
+            billed_as_delivered.append(what)
     findings.tables["departed clients"] = [
         ["behaviour (when it left): record status", "records"],
         *([k, str(v)] for k, v in sorted(statuses.items())),
@@ -259,6 +262,12 @@ def check_held(
         "no request held past max_tokens x TPOT after its client left",
         not held,
         f"{checked} departures, {len(held)} held" + (f": {held[:4]}" if held else ""),
+    )
+    findings.add(
+        "a request that outlived its client is not recorded completed",
+        not billed_as_delivered,
+        f"{len(billed_as_delivered)} completed after the client left"
+        + (f": {billed_as_delivered[:4]}" if billed_as_delivered else ""),
     )
 
 

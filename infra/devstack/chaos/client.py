@@ -46,6 +46,7 @@ class Outcome:
     request_id: str | None
     seconds: float
     left_at: float | None = None  # seconds after sending when the client went away
+    sent_wall: float = 0.0  # time.time() when sent: matched against the record's times
     error_code: str | None = None  # the error body's code (or the stream's error event's)
     error_message: str = ""
     chunks: int = 0
@@ -97,6 +98,7 @@ async def send_one(client: httpx.AsyncClient, spec: Spec, secret: str) -> Outcom
     if not spec.behaviour.authenticated:
         secret = FORGED_SECRET
     headers = {"Authorization": f"Bearer {secret}"}
+    outcome.sent_wall = time.time()
     started = time.monotonic()
     if spec.behaviour.stream:
         work = _stream(client, spec, headers, outcome, started)
