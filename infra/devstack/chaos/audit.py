@@ -70,13 +70,27 @@ def ended(record: UsageRecord) -> float:
     return record.created_at.timestamp()
 
 
+def _nearest(sent: list[Outcome], got: list[UsageRecord]) -> dict[int, UsageRecord]:
+    """Each request (in the order sent) with the unclaimed record received nearest to when
+    it was sent, so one request without a record does not shift every later pair."""
+    free = list(got)
+    pairs: dict[int, UsageRecord] = {}
+    for o in sent:
+        if not free:
+            break
+        best = min(free, key=lambda r: abs(started(r) - o.sent_wall))
+        free.remove(best)
+        pairs[o.spec.index] = best
+    return pairs
+
+
 def check_records(
     findings: Findings, outcomes: list[Outcome], records: dict[str, list[UsageRecord]]
 ) -> dict[int, UsageRecord]:
     """Expected = found. Returns each outcome's record (by the spec's index): by request id,
     or, for a client that left before the headers, the records no client saw of the same
-    key and route, paired in the order they were sent and received (a record of a client
-    gone mid-upload has no model yet)."""
+    key and route, paired by when they were sent and received (a record of a client gone
+    mid-upload has no model yet)."""
     expected = missing = duplicates = 0
     paired: dict[int, UsageRecord] = {}
     refusals: Counter[str] = Counter()
@@ -115,8 +129,7 @@ def check_records(
             if len(sent) != len(got):
                 missing += max(len(sent) - len(got), 0)
                 unexplained.append(f"{group}: {len(sent)} sent without an id, {len(got)} records")
-            for o, r in zip(sent, got, strict=False):
-                paired[o.spec.index] = r
+            paired.update(_nearest(sent, got))
     refusals["401 forged key"] = sum(1 for o in outcomes if not o.spec.behaviour.authenticated)
     found = sum(len(r) for r in records.values())
     findings.add(
