@@ -17,6 +17,7 @@ from typing import Any
 TTFT_MS = 20
 TPOT_MS = 10
 MAX_TOKENS = 16
+HANG_KEY = "hangs"
 
 
 @dataclass(frozen=True)
@@ -118,13 +119,17 @@ class Spec:
 
 
 def default_keys(requests: int) -> tuple[KeySpec, ...]:
-    """Four keys: a roomy budget, a budget with a tokens-per-minute limit, a tight
-    requests-per-minute limit (refusals), and no limits at all (no reservation)."""
+    """A roomy budget, a budget with a tokens-per-minute limit, a tight requests-per-minute
+    limit (refusals), no limits at all (no reservation), and the hangs' key."""
     return (
         KeySpec("budget", monthly_tokens=10**9),
         KeySpec("budget_tpm", tpm=200_000, monthly_tokens=10**9),
         KeySpec("rpm", rpm=max(20, requests // 40), monthly_tokens=10**9),
         KeySpec("unlimited"),
+        # Requests whose upstream hangs, on a key of their own: their clients give up after
+        # the client timeout, before any header, as early leavers do after 1 s; apart, the
+        # audit cannot mistake one for the other when it matches them to their records.
+        KeySpec(HANG_KEY),
     )
 
 
@@ -139,6 +144,7 @@ def make_plan(
     seed: int = 27,
 ) -> list[Spec]:
     rng = random.Random(seed)
+    shared = [k for k in keys if k.name != HANG_KEY]
     mix = behaviours(leave_ttft_ms)
     weights = [b.weight for b in mix]
     specs = []
@@ -147,6 +153,6 @@ def make_plan(
         route = rng.choice(behaviour.routes)
         model = embedding_model if route == "embeddings" else rng.choice(chat_models)
         max_tokens = 40 if behaviour.client == "drop" else MAX_TOKENS
-        key = rng.choice(keys).name
+        key = HANG_KEY if behaviour.sim.get("hang") else rng.choice(shared).name
         specs.append(Spec(index, key, model, route, behaviour, max_tokens, leave_seconds))
     return specs
