@@ -4,8 +4,8 @@ dozen mixed requests with both DynamoDB pauses and the replica pause, then the a
 Three invariants still fail on main, each for a finding of the full run (docs/USAGE.md,
 "The chaos run"), and are expected to fail until it is fixed: month counters (admissions
 lost in DynamoDB pauses, issue 27 item 5, branch wip/settle); records (a client gone
-before the headers sometimes leaves no record); held (under load, a few departed clients'
-requests end seconds past the bound).
+before the headers sometimes leaves no record, under load); held (a client gone during a
+DynamoDB pause is held by the admission's deadline, not its departure).
 """
 
 from __future__ import annotations
@@ -55,6 +55,6 @@ def test_every_authenticated_request_has_one_record(result: Result) -> None:
     check(result, RECORDS)
 
 
-@pytest.mark.xfail(reason="under load, some departed clients' requests end seconds late")
+@pytest.mark.xfail(reason="a client gone in a DynamoDB pause is held by the admission deadline")
 def test_no_request_is_held_after_its_client_left(result: Result) -> None:
     check(result, HELD)
