@@ -22,7 +22,7 @@ from gpusim.chat import ChatEndpoint, Work, _simulated_failure
 from gpusim.engine import Admission, SeqSpec
 from gpusim.errors import RequestError
 from gpusim.generate import ChoiceResult, run_choice
-from gpusim.models import SimModel
+from gpusim.models import SimModel, load_tokenizer
 from gpusim.params import parse_request
 from gpusim.structured import logprobs_for
 from gpusim.wire import ChunkEncoder, sse, usage
@@ -136,9 +136,7 @@ def prompts_of(body: Any) -> list[str] | list[list[int]]:
 def _auto_tokenizer(folder: Path) -> Any:
     """transformers' AutoTokenizer, as vLLM loads it: it may rebuild the tokenizer.json
     pipeline (Llama classes), which matters for raw text such as a leading space."""
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder))
+    return load_tokenizer(folder)
 
 
 def prompt_ids(model: SimModel, prompt: str | list[int]) -> list[int]:

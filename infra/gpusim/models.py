@@ -46,15 +46,23 @@ class Script:
     deltas: tuple[str, ...]
 
 
-def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+# transformers' lazy module is not safe to import from several threads at once: a thread
+# can find `AutoTokenizer` missing while another is importing it ("cannot import name
+# 'AutoTokenizer'", a 500 on the first concurrent /v1/embeddings requests). Every load in
+# this process goes through load_tokenizer, one at a time.
+_LOADING = threading.Lock()
+
+
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     """The tokenizer exactly as vLLM loads it: transformers' AutoTokenizer on the folder.
 
     transformers picks the class named in tokenizer_config.json and, for classes such as
     LlamaTokenizer, rebuilds the backend from the config (``legacy``, ``add_prefix_space``),
     so this is not the same as reading tokenizer.json with ``tokenizers``."""
-    from transformers import AutoTokenizer  # heavy import, done on first use
+    with _LOADING:
+        from transformers import AutoTokenizer  # heavy import, done on first use
 
-    return AutoTokenizer.from_pretrained(str(folder))
+        return AutoTokenizer.from_pretrained(str(folder))
 
 
 def _as_id_list(result: Any) -> list[int]:
@@ -123,7 +131,7 @@ class SimModel:
         if tokenizer is None:
             with self._lock:
                 if self._tokenizer is None:
-                    self._tokenizer = _load_tokenizer(self.folder)
+                    self._tokenizer = load_tokenizer(self.folder)
                 tokenizer = self._tokenizer
         return tokenizer
 

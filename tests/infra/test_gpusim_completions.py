@@ -60,3 +60,28 @@ def test_streamed_chunks_carry_their_tokens_logprobs(sim: str) -> None:
 def test_logprobs_bounds(sim: str, value: Any, status: int) -> None:
     # pydantic's lax mode, as vLLM's request model: true is 1
     assert complete(sim, logprobs=value).status_code == status
+
+
+def test_first_tokenizer_loads_from_many_threads_at_once(tokenizers_dir: Path) -> None:
+    """The first concurrent embeddings/completions requests count in worker threads while
+    chat requests load their model's tokenizer: a fresh process (transformers not yet
+    imported) loads both ways from 8 threads at once."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from pathlib import Path\n"
+        "from gpusim.completions import _auto_tokenizer\n"
+        "from gpusim.models import load_tokenizer\n"
+        "folder = Path(sys.argv[1])\n"
+        "loads = [_auto_tokenizer.__wrapped__, load_tokenizer] * 4\n"
+        "with ThreadPoolExecutor(8) as pool:\n"
+        "    list(pool.map(lambda load: load(folder), loads))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tokenizers_dir / "qwen3")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]

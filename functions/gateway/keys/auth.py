@@ -142,8 +142,10 @@ class Authenticator:
             )
             raise flight.error from None
         except DependencyError as exc:
-            flight.error = exc
-            raise
+            # Say which call failed, as the deadline's message does: a 503 here refuses a
+            # caller not yet known (no usage record), unlike one at admission.
+            flight.error = DependencyError(f"{exc.message} (API key lookup)", code=exc.code)
+            raise flight.error from exc
         finally:
             del self._flights[digest]
             flight.done.set()

@@ -82,3 +82,19 @@ def test_a_failed_lookup_is_not_cached() -> None:
         asyncio.run(auth.authenticate(f"Bearer {SECRET}"))
     store.lookup = original  # type: ignore[method-assign]
     assert asyncio.run(auth.authenticate(f"Bearer {SECRET}")).key_id == "k1"
+
+
+def test_a_failed_lookup_says_it_was_the_key_lookup() -> None:
+    """A 503 before the caller is known leaves no usage record: its message names the
+    call, as the deadline's does, so it is told apart from a 503 at admission."""
+    store = SlowStore(delay=0.0)
+    auth = Authenticator(store=store, ttl=10)  # type: ignore[arg-type]
+
+    def broken(*, secret: str) -> ApiKey | None:
+        raise DependencyError("DynamoDB is unavailable (ReadTimeoutError)")
+
+    store.lookup = broken  # type: ignore[method-assign]
+    with pytest.raises(DependencyError) as raised:
+        asyncio.run(auth.authenticate(f"Bearer {SECRET}"))
+    assert raised.value.message == "DynamoDB is unavailable (ReadTimeoutError) (API key lookup)"
+    assert raised.value.status_code == 503
