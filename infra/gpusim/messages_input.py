@@ -97,7 +97,7 @@ def _check_messages(messages: Any) -> None:
 
 def _check_generation(body: Mapping[str, Any]) -> None:
     max_tokens = body.get("max_tokens")
-    if not _is_int(max_tokens):
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
         raise invalid("max_tokens: Field required (an integer)", "max_tokens")
     if max_tokens <= 0:
         raise invalid("max_tokens: Value error, max_tokens must be positive", "max_tokens")
