@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -163,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.preload:
         app.state.sim.registry.preload()
     names = ", ".join(app.state.sim.registry.names)
-    print(f"gpusim listening on http://{args.host}:{args.port} (models: {names})", flush=True)
+    sys.stdout.write(f"gpusim listening on http://{args.host}:{args.port} (models: {names})\n")
+    sys.stdout.flush()
     uvicorn.run(
         app,
         host=args.host,

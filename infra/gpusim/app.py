@@ -52,19 +52,19 @@ class SimState:
             }
         )
 
-    async def models(self, request: Request) -> Response:
+    async def models(self, _request: Request) -> Response:
         return Response(self._models_body, media_type="application/json")
 
-    async def health(self, request: Request) -> Response:
+    async def health(self, _request: Request) -> Response:
         return _json({"status": "ok"})
 
-    async def metrics(self, request: Request) -> Response:
+    async def metrics(self, _request: Request) -> Response:
         return Response(self.replica.metrics.render(), media_type=CONTENT_TYPE)
 
-    async def get_stats(self, request: Request) -> Response:
+    async def get_stats(self, _request: Request) -> Response:
         return _json(self.stats.snapshot())
 
-    async def reset_stats(self, request: Request) -> Response:
+    async def reset_stats(self, _request: Request) -> Response:
         self.stats.reset()
         return _json(self.stats.snapshot())
 

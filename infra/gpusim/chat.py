@@ -113,7 +113,7 @@ class ChatEndpoint:
         self.stats = stats
         self.replica = replica or Replica(registry.names, config.engine_config())
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
         arrival = asyncio.get_running_loop().time()
         raw = await _read_body(receive)
         self.stats.requests += 1
@@ -215,7 +215,7 @@ class ChatEndpoint:
             ]
         return results
 
-    def _cached_tokens(self, work: Work, admission: Admission) -> int | None:
+    def _cached_tokens(self, _work: Work, admission: Admission) -> int | None:
         """usage.prompt_tokens_details.cached_tokens: the prompt's cached tokens, reported
         with --enable-prompt-tokens-details (choices of one prompt share its blocks)."""
         if not self.config.enable_prompt_tokens_details:

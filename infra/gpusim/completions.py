@@ -87,7 +87,7 @@ class TextChunkEncoder(ChunkEncoder):
             }
         )
 
-    def role(self, index: int) -> bytes:
+    def role(self, _index: int) -> bytes:
         return b""  # no role chunk on this route
 
     def step(self, index: int, result: ChoiceResult, j: int) -> bytes | None:

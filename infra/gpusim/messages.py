@@ -125,7 +125,7 @@ class MessagesTranslation:
         }
         return orjson.dumps(result)
 
-    def error(self, status: int, body: Mapping[str, Any]) -> bytes:
+    def error(self, _status: int, body: Mapping[str, Any]) -> bytes:
         error = body.get("error") if isinstance(body.get("error"), Mapping) else {}
         assert isinstance(error, Mapping)
         return orjson.dumps(anthropic_error(str(error.get("type")), str(error.get("message"))))
@@ -283,7 +283,7 @@ class MessagesEndpoint:
             translation=MessagesTranslation(prompt_tokens),
         )
 
-    async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def count_tokens(self, _scope: Scope, receive: Receive, send: Send) -> None:
         raw = await read_body(receive)
         if raw is None:
             return

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gpusim.errors import RequestError
@@ -56,14 +56,35 @@ def _blocks(value: Any, where: str) -> list[Mapping[str, Any]]:
     return value
 
 
-def validate(body: Any, *, count_only: bool = False) -> Mapping[str, Any]:
-    """Check a decoded body against vLLM's AnthropicMessagesRequest (or, for
-    count_tokens, AnthropicCountTokensRequest); unknown fields are ignored."""
-    if not isinstance(body, Mapping):
-        raise invalid("Input should be a valid dictionary", "body")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise invalid("model: Field required", "model")
-    messages = body.get("messages")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(s, str) for s in value)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+# The generation fields checked when present (not for count_tokens), in this order: the
+# field, what it accepts, and vLLM's message when it does not.
+_GENERATION_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("stop_sequences", _is_strings, "Input should be a list of strings"),
+    ("stream", _is_bool, "Input should be a valid boolean"),
+    ("temperature", _is_number, "Input should be a valid number"),
+    ("top_p", _is_number, "Input should be a valid number"),
+    ("top_k", _is_int, "Input should be a valid integer"),
+)
+_TOOL_CHOICES = ("auto", "any", "tool", "none")
+
+
+def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list):
         raise invalid("messages: Field required", "messages")
     for i, message in enumerate(messages):
@@ -72,52 +93,55 @@ def validate(body: Any, *, count_only: bool = False) -> Mapping[str, Any]:
             raise invalid(f"{where}.role: Input should be 'user', 'assistant' or 'system'", where)
         if not isinstance(message.get("content"), str):
             _blocks(message.get("content"), f"{where}.content")
+
+
+def _check_generation(body: Mapping[str, Any]) -> None:
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise invalid("max_tokens: Field required (an integer)", "max_tokens")
+    if max_tokens <= 0:
+        raise invalid("max_tokens: Value error, max_tokens must be positive", "max_tokens")
+    for key, accepts, message in _GENERATION_FIELDS:
+        value = body.get(key)
+        if value is not None and not accepts(value):
+            raise invalid(f"{key}: {message}", key)
+
+
+def _check_tools(tools: Any) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise invalid("tools: Input should be a valid list", "tools")
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, Mapping) or not isinstance(tool.get("name"), str):
+            raise invalid(f"tools.{i}.name: Field required", f"tools.{i}.name")
+        if not isinstance(tool.get("input_schema"), Mapping):
+            raise invalid(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
+
+
+def _check_tool_choice(choice: Any) -> None:
+    if choice is None:
+        return
+    if not isinstance(choice, Mapping) or choice.get("type") not in _TOOL_CHOICES:
+        raise invalid("tool_choice.type: Input should be auto, any, tool or none", "tool_choice")
+    if choice["type"] == "tool" and not choice.get("name"):
+        raise invalid("tool_choice: name is required when type is 'tool'", "tool_choice")
+
+
+def validate(body: Any, *, count_only: bool = False) -> Mapping[str, Any]:
+    """Check a decoded body against vLLM's AnthropicMessagesRequest (or, for
+    count_tokens, AnthropicCountTokensRequest); unknown fields are ignored."""
+    if not isinstance(body, Mapping):
+        raise invalid("Input should be a valid dictionary", "body")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise invalid("model: Field required", "model")
+    _check_messages(body.get("messages"))
     if body.get("system") is not None and not isinstance(body["system"], str):
         _blocks(body["system"], "system")
     if not count_only:
-        max_tokens = body.get("max_tokens")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-            raise invalid("max_tokens: Field required (an integer)", "max_tokens")
-        if max_tokens <= 0:
-            raise invalid("max_tokens: Value error, max_tokens must be positive", "max_tokens")
-        stop = body.get("stop_sequences")
-        if stop is not None and (
-            not isinstance(stop, list) or not all(isinstance(s, str) for s in stop)
-        ):
-            raise invalid("stop_sequences: Input should be a list of strings", "stop_sequences")
-        if body.get("stream") is not None and not isinstance(body["stream"], bool):
-            raise invalid("stream: Input should be a valid boolean", "stream")
-        for key in ("temperature", "top_p"):
-            value = body.get(key)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                raise invalid(f"{key}: Input should be a valid number", key)
-        top_k = body.get("top_k")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)):
-            raise invalid("top_k: Input should be a valid integer", "top_k")
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise invalid("tools: Input should be a valid list", "tools")
-        for i, tool in enumerate(tools):
-            if not isinstance(tool, Mapping) or not isinstance(tool.get("name"), str):
-                raise invalid(f"tools.{i}.name: Field required", f"tools.{i}.name")
-            if not isinstance(tool.get("input_schema"), Mapping):
-                raise invalid(f"tools.{i}.input_schema: Field required", f"tools.{i}.input_schema")
-    choice = body.get("tool_choice")
-    if choice is not None:
-        if not isinstance(choice, Mapping) or choice.get("type") not in (
-            "auto",
-            "any",
-            "tool",
-            "none",
-        ):
-            raise invalid(
-                "tool_choice.type: Input should be auto, any, tool or none", "tool_choice"
-            )
-        if choice["type"] == "tool" and not choice.get("name"):
-            raise invalid("tool_choice: name is required when type is 'tool'", "tool_choice")
+        _check_generation(body)
+    _check_tools(body.get("tools"))
+    _check_tool_choice(body.get("tool_choice"))
     return body
 
 
@@ -160,6 +184,66 @@ def _tool_result(block: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
         out.append({"role": "user", "content": parts})
 
 
+def _tool_call(block: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": block.get("id") or f"call_{int(time.time())}",
+        "type": "function",
+        "function": {
+            "name": block.get("name") or "",
+            "arguments": json.dumps(block.get("input") or {}),
+        },
+    }
+
+
+def _part(block: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A text, image or (not a user's) tool-result block as a chat content part."""
+    kind = block["type"]
+    if kind == "text" and block.get("text"):
+        return {"type": "text", "text": block["text"]}
+    if kind == "image" and block.get("source"):
+        return {"type": "image_url", "image_url": {"url": _image_url(block["source"])}}
+    if kind == "tool_result":
+        result = str(block.get("content")) if block.get("content") else ""
+        return {"type": "text", "text": f"Tool result: {result}"}
+    return None
+
+
+def _content(parts: list[dict[str, Any]]) -> Any:
+    """A lone text part is the message's string content; otherwise its content is the parts."""
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return parts[0]["text"]
+    return parts
+
+
+def _block_fields(
+    blocks: list[Mapping[str, Any]], role: str, out: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A message's blocks as its chat fields (reasoning, tool calls, content); a user's tool
+    results go to ``out`` as tool messages, ahead of the message itself."""
+    parts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    reasoning: list[str] = []
+    for block in blocks:
+        kind = block["type"]
+        if kind == "thinking":
+            if block.get("thinking") is not None:
+                reasoning.append(str(block["thinking"]))
+        elif kind == "tool_use":
+            calls.append(_tool_call(block))
+        elif kind == "tool_result" and role == "user":
+            _tool_result(block, out)
+        elif (part := _part(block)) is not None:
+            parts.append(part)
+    fields: dict[str, Any] = {}
+    if reasoning:
+        fields["reasoning"] = "".join(reasoning)
+    if calls:
+        fields["tool_calls"] = calls
+    if parts:
+        fields["content"] = _content(parts)
+    return fields
+
+
 def _message(message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
     role = _ROLES[message["role"]]
     converted: dict[str, Any] = {"role": role}
@@ -167,43 +251,7 @@ def _message(message: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
     if isinstance(content, str):
         converted["content"] = content
     else:
-        parts: list[dict[str, Any]] = []
-        calls: list[dict[str, Any]] = []
-        reasoning: list[str] = []
-        for block in content:
-            kind = block["type"]
-            if kind == "text" and block.get("text"):
-                parts.append({"type": "text", "text": block["text"]})
-            elif kind == "image" and block.get("source"):
-                parts.append(
-                    {"type": "image_url", "image_url": {"url": _image_url(block["source"])}}
-                )
-            elif kind == "thinking" and block.get("thinking") is not None:
-                reasoning.append(str(block["thinking"]))
-            elif kind == "tool_use":
-                calls.append(
-                    {
-                        "id": block.get("id") or f"call_{int(time.time())}",
-                        "type": "function",
-                        "function": {
-                            "name": block.get("name") or "",
-                            "arguments": json.dumps(block.get("input") or {}),
-                        },
-                    }
-                )
-            elif kind == "tool_result" and role == "user":
-                _tool_result(block, out)
-            elif kind == "tool_result":
-                result = str(block.get("content")) if block.get("content") else ""
-                parts.append({"type": "text", "text": f"Tool result: {result}"})
-        if reasoning:
-            converted["reasoning"] = "".join(reasoning)
-        if calls:
-            converted["tool_calls"] = calls
-        if len(parts) == 1:
-            converted["content"] = parts[0]["text"] if parts[0]["type"] == "text" else parts
-        elif parts:
-            converted["content"] = parts
+        converted.update(_block_fields(content, role, out))
     if not (role == "user" and "content" not in converted):
         out.append(converted)
 

@@ -172,44 +172,91 @@ def _response_format(body: Mapping[str, Any]) -> tuple[str, Any]:
     return kind, (schema or {}).get("schema")
 
 
-def parse_request(body: Any, config: SimConfig) -> ChatRequest:
-    """Validate a decoded body; the model's existence is checked by the caller."""
-    if not isinstance(body, Mapping):
-        raise _bad("the request body must be a JSON object")
+def _model(body: Mapping[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("model is required", "model")
+    return model
+
+
+def _messages(body: Mapping[str, Any]) -> list[Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages must be a non-empty list", "messages")
-    stream = _bool(body, "stream", False)
+    return messages
+
+
+def _include_usage(body: Mapping[str, Any], stream: bool) -> bool:
     options = body.get("stream_options")
     if options is not None and not stream:
         raise _bad("Stream options can only be defined when `stream=True`.", "stream_options")
     if options is not None and not isinstance(options, Mapping):
         raise _bad("stream_options must be an object", "stream_options")
-    include_usage = _bool(options or {}, "include_usage", False, "stream_options.")
+    return _bool(options or {}, "include_usage", False, "stream_options.")
+
+
+def _n(body: Mapping[str, Any]) -> int:
     n = _int(body, "n", 1, 1) or 1
     if n > MAX_N:
         raise _bad(f"n must be at most {MAX_N}", "n")
+    return n
+
+
+def _max_tokens(body: Mapping[str, Any]) -> int | None:
     # vLLM: max_completion_tokens wins over the deprecated max_tokens
     max_tokens = _int(body, "max_completion_tokens", 1, None)
     if max_tokens is None:
         max_tokens = _int(body, "max_tokens", 1, None)
+    return max_tokens
+
+
+def _seed(body: Mapping[str, Any]) -> int:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise _bad("seed must be an integer", "seed")
+    return seed or 0
+
+
+def _chat_template(body: Mapping[str, Any]) -> str | None:
     chat_template = body.get("chat_template")
     if chat_template is not None and not isinstance(chat_template, str):
         raise _bad("chat_template must be a string", "chat_template")
+    return chat_template
+
+
+def _logprobs(body: Mapping[str, Any]) -> tuple[bool, int]:
+    """(logprobs, top_logprobs)."""
     top_logprobs = _int(body, "top_logprobs", 0, 0) or 0
     logprobs = _bool(body, "logprobs", False)
     if top_logprobs > 20 or (top_logprobs and not logprobs):
         raise _bad("top_logprobs must be 0-20, and needs logprobs", "top_logprobs")
-    response_format, json_schema = _response_format(body)
+    return logprobs, top_logprobs
+
+
+def _template_kwargs(body: Mapping[str, Any]) -> dict[str, Any] | None:
     template_kwargs = body.get("chat_template_kwargs")
     if template_kwargs is not None and not isinstance(template_kwargs, Mapping):
         raise _bad("chat_template_kwargs must be an object", "chat_template_kwargs")
+    return dict(template_kwargs) if template_kwargs else None
+
+
+def parse_request(body: Any, config: SimConfig) -> ChatRequest:
+    """Validate a decoded body; the model's existence is checked by the caller. The fields
+    are checked in this order, so that a body with several faults gets the first one's
+    error."""
+    if not isinstance(body, Mapping):
+        raise _bad("the request body must be a JSON object")
+    model = _model(body)
+    messages = _messages(body)
+    stream = _bool(body, "stream", False)
+    include_usage = _include_usage(body, stream)
+    n = _n(body)
+    max_tokens = _max_tokens(body)
+    seed = _seed(body)
+    chat_template = _chat_template(body)
+    logprobs, top_logprobs = _logprobs(body)
+    response_format, json_schema = _response_format(body)
+    template_kwargs = _template_kwargs(body)
     return ChatRequest(
         model=model,
         messages=messages,
@@ -220,7 +267,7 @@ def parse_request(body: Any, config: SimConfig) -> ChatRequest:
         min_tokens=_int(body, "min_tokens", 0, 0) or 0,
         ignore_eos=_bool(body, "ignore_eos", False),
         stop=_stop(body.get("stop")),
-        seed=seed or 0,
+        seed=seed,
         tools=body.get("tools"),
         tool_choice=_tool_choice(body),
         parallel_tool_calls=_bool(body, "parallel_tool_calls", True),
@@ -230,7 +277,7 @@ def parse_request(body: Any, config: SimConfig) -> ChatRequest:
         json_schema=json_schema,
         chat_template=chat_template,
         add_generation_prompt=_bool(body, "add_generation_prompt", True),
-        template_kwargs=dict(template_kwargs) if template_kwargs else None,
+        template_kwargs=template_kwargs,
         sim=parse_sim(body.get("sim"), config),
         cache_salt=_cache_salt(body),
         priority=_priority(body),

@@ -91,48 +91,81 @@ def _tool_choice(body: Mapping[str, Any], tools: list[Any]) -> Any:
     return choice
 
 
-def parse_request(body: Any) -> ResponsesRequest:
-    """Validate a decoded /v1/responses body as vLLM's ResponsesRequest does."""
-    if not isinstance(body, Mapping):
-        raise invalid("Input should be a valid dictionary", "body")
+# Fields vLLM's ResponsesRequest types that gpusim only checks, in the order it checks them.
+_TYPED_FIELDS: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("instructions", (str,)),
+    ("previous_response_id", (str,)),
+    ("user", (str,)),
+    ("stream", (bool,)),
+    ("parallel_tool_calls", (bool,)),
+    *((key, (int, float)) for key in _NUMBER_FIELDS),
+    ("metadata", (dict,)),
+)
+_TEXT_FORMATS = ("text", "json_object", "json_schema")
+
+
+def _model_and_input(body: Mapping[str, Any]) -> str:
+    """The model, once ``input`` is there and ``prompt`` is not."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model: gpusim serves several models, so `model` is required", "model")
-    raw_input = body.get("input")
-    if not isinstance(raw_input, str | list):
+    if not isinstance(body.get("input"), str | list):
         raise invalid("input: Field required (a string or a list of items)", "input")
     if body.get("prompt") is not None:
         raise invalid("prompt template is not supported", "prompt")
+    return model
+
+
+def _storage(body: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(background, store): store defaults to true, and background needs it."""
     background = bool(_optional(body, "background", (bool,)))
     store = _optional(body, "store", (bool,))
     store = True if store is None else store
     if background and not store:
         raise invalid("background can only be used when `store` is true", "background")
-    for key in ("instructions", "previous_response_id", "user"):
-        _optional(body, key, (str,))
-    for key in ("stream", "parallel_tool_calls"):
-        _optional(body, key, (bool,))
-    for key in _NUMBER_FIELDS:
-        _optional(body, key, (int, float))
-    _optional(body, "metadata", (dict,))
-    max_output_tokens = _optional(body, "max_output_tokens", (int,))
+    return background, store
+
+
+def _tools(body: Mapping[str, Any]) -> list[Any]:
     tools = _optional(body, "tools", (list,)) or []
     for i, tool in enumerate(tools):
         if not isinstance(tool, Mapping) or not isinstance(tool.get("type"), str):
             raise invalid(f"tools.{i}: Input should be a valid tool", f"tools.{i}")
         if tool["type"] == "function" and not isinstance(tool.get("name"), str):
             raise invalid(f"tools.{i}.name: Field required", f"tools.{i}.name")
-    include = _optional(body, "include", (list,)) or []
+    return tools
+
+
+def _top_logprobs(body: Mapping[str, Any]) -> int:
     top_logprobs = _optional(body, "top_logprobs", (int,)) or 0
     if not 0 <= top_logprobs <= 20:
         raise invalid("top_logprobs: Input should be between 0 and 20", "top_logprobs")
+    return top_logprobs
+
+
+def _check_text(body: Mapping[str, Any]) -> None:
     text = _optional(body, "text", (dict,))
-    if text is not None and text.get("format") is not None:
-        kind = text["format"].get("type") if isinstance(text["format"], Mapping) else None
-        if kind not in ("text", "json_object", "json_schema"):
-            raise invalid(
-                "text.format.type: Input should be text, json_object or json_schema", "text"
-            )
+    if text is None or text.get("format") is None:
+        return
+    kind = text["format"].get("type") if isinstance(text["format"], Mapping) else None
+    if kind not in _TEXT_FORMATS:
+        raise invalid("text.format.type: Input should be text, json_object or json_schema", "text")
+
+
+def parse_request(body: Any) -> ResponsesRequest:
+    """Validate a decoded /v1/responses body as vLLM's ResponsesRequest does (the fields in
+    this order: a body with several faults gets the first one's error)."""
+    if not isinstance(body, Mapping):
+        raise invalid("Input should be a valid dictionary", "body")
+    model = _model_and_input(body)
+    background, store = _storage(body)
+    for key, kinds in _TYPED_FIELDS:
+        _optional(body, key, kinds)
+    max_output_tokens = _optional(body, "max_output_tokens", (int,))
+    tools = _tools(body)
+    include = _optional(body, "include", (list,)) or []
+    top_logprobs = _top_logprobs(body)
+    _check_text(body)
     return ResponsesRequest(
         body=body,
         model=model,
@@ -188,30 +221,30 @@ def _assistant(prev: dict[str, Any] | None, key: str, value: Any) -> dict[str, A
     return {"role": "assistant", key: value}
 
 
-def _item_message(item: Any, prev: dict[str, Any] | None, where: str) -> dict[str, Any] | None:
-    if not isinstance(item, Mapping):
-        raise invalid(f"{where}: Input should be a valid input item", where)
-    kind = item.get("type")
-    if kind == "function_call":
-        for key in ("call_id", "name", "arguments"):
-            if not isinstance(item.get(key), str):
-                raise invalid(f"{where}.{key}: Field required", f"{where}.{key}")
-        call = {
-            "id": item["call_id"],
-            "function": {"name": item["name"], "arguments": item["arguments"]},
-            "type": "function",
-        }
-        return _assistant(prev, "tool_calls", [call])
-    if kind == "function_call_output":
-        if not isinstance(item.get("call_id"), str) or item.get("output") is None:
-            raise invalid(f"{where}: call_id and output are required", where)
-        output = _content(item["output"], f"{where}.output")
-        return {"role": "tool", "content": output, "tool_call_id": item["call_id"]}
-    if kind == "reasoning":
-        content = item.get("content") or item.get("summary") or []
-        return _assistant(prev, "reasoning", _first_text(content) or "")
-    if kind not in (None, "message"):
-        raise invalid(f"{where}: items of type {kind!r} are not supported", where)
+def _function_call(
+    item: Mapping[str, Any], prev: dict[str, Any] | None, where: str
+) -> dict[str, Any] | None:
+    for key in ("call_id", "name", "arguments"):
+        if not isinstance(item.get(key), str):
+            raise invalid(f"{where}.{key}: Field required", f"{where}.{key}")
+    call = {
+        "id": item["call_id"],
+        "function": {"name": item["name"], "arguments": item["arguments"]},
+        "type": "function",
+    }
+    return _assistant(prev, "tool_calls", [call])
+
+
+def _function_call_output(item: Mapping[str, Any], where: str) -> dict[str, Any]:
+    if not isinstance(item.get("call_id"), str) or item.get("output") is None:
+        raise invalid(f"{where}: call_id and output are required", where)
+    output = _content(item["output"], f"{where}.output")
+    return {"role": "tool", "content": output, "tool_call_id": item["call_id"]}
+
+
+def _message_item(
+    item: Mapping[str, Any], prev: dict[str, Any] | None, where: str
+) -> dict[str, Any] | None:
     role = item.get("role")
     if role not in ("user", "system", "developer", "assistant"):
         raise invalid(f"{where}.role: Input should be user, system, developer or assistant", where)
@@ -219,6 +252,22 @@ def _item_message(item: Any, prev: dict[str, Any] | None, where: str) -> dict[st
         text = _first_text(item.get("content"))
         return None if text is None else _assistant(prev, "content", text)
     return {"role": role, "content": _content(item.get("content"), f"{where}.content")}
+
+
+def _item_message(item: Any, prev: dict[str, Any] | None, where: str) -> dict[str, Any] | None:
+    if not isinstance(item, Mapping):
+        raise invalid(f"{where}: Input should be a valid input item", where)
+    kind = item.get("type")
+    if kind == "function_call":
+        return _function_call(item, prev, where)
+    if kind == "function_call_output":
+        return _function_call_output(item, where)
+    if kind == "reasoning":
+        content = item.get("content") or item.get("summary") or []
+        return _assistant(prev, "reasoning", _first_text(content) or "")
+    if kind not in (None, "message"):
+        raise invalid(f"{where}: items of type {kind!r} are not supported", where)
+    return _message_item(item, prev, where)
 
 
 def chat_messages(
@@ -269,39 +318,49 @@ def chat_tools(tools: list[Any]) -> list[dict[str, Any]] | None:
     return functions or None
 
 
+def _chat_tools_fields(req: ResponsesRequest) -> dict[str, Any]:
+    """The chat request's ``tools`` and ``tool_choice`` (none without function tools)."""
+    tools = chat_tools(req.tools)
+    if not tools:
+        return {}
+    choice = req.tool_choice
+    if isinstance(choice, Mapping):
+        choice = {"type": "function", "function": {"name": choice["name"]}}
+    return {"tools": tools, "tool_choice": choice}
+
+
+def _response_format(text_format: Any) -> dict[str, Any] | None:
+    """``text.format`` as the chat ``response_format`` (None for plain text)."""
+    kind = text_format.get("type") if isinstance(text_format, Mapping) else None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        schema = {k: text_format.get(k) for k in ("name", "schema", "strict")}
+        return {"type": "json_schema", "json_schema": schema}
+    return None
+
+
+def _present(body: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The fields among ``keys`` that the body sets (not null), as they are."""
+    return {key: body[key] for key in keys if body.get(key) is not None}
+
+
 def chat_body(req: ResponsesRequest, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The chat-completions request that generates this response from ``messages``."""
     body = req.body
     chat: dict[str, Any] = {"model": req.model, "messages": messages}
-    tools = chat_tools(req.tools)
-    if tools:
-        chat["tools"] = tools
-        choice = req.tool_choice
-        chat["tool_choice"] = (
-            {"type": "function", "function": {"name": choice["name"]}}
-            if isinstance(choice, Mapping)
-            else choice
-        )
-    if body.get("parallel_tool_calls") is not None:
-        chat["parallel_tool_calls"] = body["parallel_tool_calls"]
+    chat.update(_chat_tools_fields(req))
+    chat.update(_present(body, ("parallel_tool_calls",)))
     if req.max_output_tokens is not None:
         chat["max_tokens"] = req.max_output_tokens
     if req.logprobs:
         chat["logprobs"] = True
         chat["top_logprobs"] = req.top_logprobs
-    for key in _FORWARDED:
-        if body.get(key) is not None:
-            chat[key] = body[key]
-    text_format = (body.get("text") or {}).get("format")
-    if isinstance(text_format, Mapping) and text_format.get("type") == "json_object":
-        chat["response_format"] = {"type": "json_object"}
-    elif isinstance(text_format, Mapping) and text_format.get("type") == "json_schema":
-        schema = {k: text_format.get(k) for k in ("name", "schema", "strict")}
-        chat["response_format"] = {"type": "json_schema", "json_schema": schema}
-    if body.get("chat_template_kwargs") is not None:
-        chat["chat_template_kwargs"] = body["chat_template_kwargs"]
-    if body.get("sim") is not None:
-        chat["sim"] = body["sim"]
+    chat.update(_present(body, _FORWARDED))
+    response_format = _response_format((body.get("text") or {}).get("format"))
+    if response_format is not None:
+        chat["response_format"] = response_format
+    chat.update(_present(body, ("chat_template_kwargs", "sim")))
     if req.stream:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}

@@ -276,7 +276,7 @@ class ResponsesTranslation:
         if self._store is not None:
             self._store.put(response=response, messages=self._messages)
 
-    def error(self, status: int, body: Mapping[str, Any]) -> bytes:
+    def error(self, _status: int, body: Mapping[str, Any]) -> bytes:
         return orjson.dumps(body)
 
     def _logprobs(self, choice: Mapping[str, Any]) -> list[dict[str, Any]] | None:
@@ -461,7 +461,7 @@ class ResponsesTranslation:
         self._keep(final)
         return out + self._event({"response": final, "type": "response.completed"})
 
-    def failure(self, body: Mapping[str, Any]) -> bytes:
+    def failure(self, _body: Mapping[str, Any]) -> bytes:
         raise StreamAborted("simulated generation failure: vLLM drops the stream")
 
 

@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_instant_dynamodb(args.serve_instant_dynamodb, args.forward, args.db_latency_ms)
         return 0
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)

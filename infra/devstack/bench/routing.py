@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -25,10 +26,10 @@ from gateway.backends.routing import RoutedBackend, Router, RoutingPolicy, Targe
 class Instant:
     """A backend that answers at once: a body, or a two-chunk stream."""
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, _body: dict[str, Any]) -> dict[str, Any]:
         return {"choices": []}
 
-    async def open_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def open_stream(self, _body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             yield {"choices": [{"index": 0, "delta": {"content": "x"}}]}
             yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -89,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.bench.routing")
     parser.add_argument("--requests", type=int, default=20_000)
     args = parser.parse_args(argv)
-    print(f"## Routing's own cost ({args.requests} requests per row, this process)\n")
-    print(render(asyncio.run(measure(args.requests))))
+    sys.stdout.write(f"## Routing's own cost ({args.requests} requests per row, this process)\n\n")
+    sys.stdout.write(render(asyncio.run(measure(args.requests))) + "\n")
     return 0
 
 

@@ -32,8 +32,9 @@ FUNCTIONS = INFRA.parent / "functions"
 WARMUP = 200
 
 
-async def _put_items(url: str, calls: int) -> float:
-    """Child: CPU seconds per PutItem over `calls` sequential calls, after a warm-up."""
+async def _put_items(calls: int) -> float:
+    """Child: CPU seconds per PutItem over `calls` sequential calls, after a warm-up, to the
+    endpoint the environment names (AWS_ENDPOINT_URL_DYNAMODB, as in the Lambda)."""
     from gateway.aws import AwsClients
     from gateway.dynamodb_http import DynamoDBHttp
 
@@ -58,10 +59,10 @@ async def _put_items(url: str, calls: int) -> float:
         await http.reset()
 
 
-def _child(url: str, calls: int) -> None:
+def _child(calls: int) -> None:
     import uvloop
 
-    cpu = uvloop.run(_put_items(url, calls))
+    cpu = uvloop.run(_put_items(calls))
     sys.stdout.write(json.dumps({"cpu_us": cpu * 1e6}) + "\n")
 
 
@@ -75,7 +76,7 @@ def _measure(functions: Path, url: str, calls: int) -> float:
     env.pop("AWS_ENDPOINT_URL", None)
     env.pop("AWS_PROFILE", None)
     out = subprocess.run(
-        [sys.executable, "-m", "devstack.bench.signing", "--child", url, "--calls", str(calls)],
+        [sys.executable, "-m", "devstack.bench.signing", "--child", "--calls", str(calls)],
         env=env,
         check=True,
         capture_output=True,
@@ -125,10 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--new", type=Path, default=FUNCTIONS, help="default: this checkout's")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.child, args.calls)
+        _child(args.calls)
         return 0
     if args.base is None:
         parser.error("--base is required")
