@@ -84,6 +84,31 @@ def _nearest(sent: list[Outcome], got: list[UsageRecord]) -> dict[int, UsageReco
     return pairs
 
 
+def _pair_unseen(
+    name: str,
+    recs: list[UsageRecord],
+    seen: set[str],
+    anonymous: dict[tuple[str, str], list[Outcome]],
+    paired: dict[int, UsageRecord],
+    unexplained: list[str],
+) -> int:
+    """Pair the key's records no client saw with its requests sent without an id (by key
+    and route, by time); the number of those requests left without a record."""
+    missing = 0
+    unseen: dict[tuple[str, str], list[UsageRecord]] = defaultdict(list)
+    for r in recs:
+        if r.request_id not in seen:
+            unseen[(name, r.route)].append(r)
+    for group in set(unseen) | {g for g in anonymous if g[0] == name}:
+        sent = sorted(anonymous.get(group, []), key=lambda o: o.sent_wall)
+        got = sorted(unseen.get(group, []), key=started)
+        if len(sent) != len(got):
+            missing += max(len(sent) - len(got), 0)
+            unexplained.append(f"{group}: {len(sent)} sent without an id, {len(got)} records")
+        paired.update(_nearest(sent, got))
+    return missing
+
+
 def check_records(
     findings: Findings, outcomes: list[Outcome], records: dict[str, list[UsageRecord]]
 ) -> dict[int, UsageRecord]:
@@ -119,17 +144,7 @@ def check_records(
                 expected += 1
                 missing += 1
                 unexplained.append(f"{spec.behaviour.name}/{o.status}/{o.request_id}")
-        unseen: dict[tuple[str, str], list[UsageRecord]] = defaultdict(list)
-        for r in recs:
-            if r.request_id not in seen:
-                unseen[(name, r.route)].append(r)
-        for group in set(unseen) | {g for g in anonymous if g[0] == name}:
-            sent = sorted(anonymous.get(group, []), key=lambda o: o.sent_wall)
-            got = sorted(unseen.get(group, []), key=started)
-            if len(sent) != len(got):
-                missing += max(len(sent) - len(got), 0)
-                unexplained.append(f"{group}: {len(sent)} sent without an id, {len(got)} records")
-            paired.update(_nearest(sent, got))
+        missing += _pair_unseen(name, recs, seen, anonymous, paired, unexplained)
     refusals["401 forged key"] = sum(1 for o in outcomes if not o.spec.behaviour.authenticated)
     found = sum(len(r) for r in records.values())
     findings.add(
