@@ -128,7 +128,9 @@ class Pipeline:
         backend = self.backends.for_model(model, surface.wire)
         ctx.meter.forwarded = True
         if ctx.meter.stream:
-            chunks = await backend.open_stream(plan.body, trace=ctx.trace, tenant=ctx.key.key_id)
+            chunks = await backend.open_stream(
+                plan.body, trace=ctx.trace, tenant=ctx.key.key_id, hint=plan.hint
+            )
             screened = screening.screen_stream(chunks)
             frames = surface.relay(request, ctx, screened)
             return RouteResult(stream=MeteredStream(frames, ctx.meter, screened), headers=headers)
