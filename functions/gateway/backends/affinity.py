@@ -43,11 +43,18 @@ NO_HINT = RouteHint()
 
 
 def prefix_key(
-    token_ids: Sequence[int], *, salt: str | None = None, block_size: int = BLOCK_SIZE
+    token_ids: Sequence[int],
+    *,
+    salt: str | None = None,
+    tail: bool = False,
+    block_size: int = BLOCK_SIZE,
 ) -> bytes | None:
     """The chained hash of the leading full blocks of `token_ids` (at most MAX_KEY_BLOCKS),
     each block's hash taking its parent's, as vLLM's prefix cache chains them, with the
-    cache salt in the first; None when not one block is full (nothing would be cached)."""
+    cache salt in the first; None when not one block is full (nothing would be cached).
+    `tail`: the ids after the last full block (within the limit) are hashed in last, so two
+    conversations whose stable prefixes differ only there (a short first question after
+    a shared system prompt) still have keys of their own."""
     blocks = min(len(token_ids) // block_size, MAX_KEY_BLOCKS)
     if blocks == 0:
         return None
@@ -55,6 +62,9 @@ def prefix_key(
     for index in range(blocks):
         chunk = array("I", token_ids[index * block_size : (index + 1) * block_size])
         digest = hashlib.blake2b(digest + chunk.tobytes(), digest_size=16).digest()
+    rest = token_ids[blocks * block_size : MAX_KEY_BLOCKS * block_size] if tail else ()
+    if rest:
+        digest = hashlib.blake2b(digest + array("I", rest).tobytes(), digest_size=16).digest()
     return digest
 
 

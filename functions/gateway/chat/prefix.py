@@ -3,8 +3,9 @@
 Every turn of a conversation repeats its beginning: the system prompt (and tools) and the
 first user message, rendered by the model's chat template. Their leading full 16-token
 blocks are what the replica that served the first turn holds in its prefix cache, so
-the key is made from them (backends/affinity.py, prefix_key): the same on every turn and
-on every instance, different for two conversations that share only a system prompt.
+the key is made from them (backends/affinity.py, prefix_key), with the tokens of its last
+partial block: the same on every turn and on every instance, different for two
+conversations that share only a system prompt.
 """
 
 from __future__ import annotations
@@ -52,4 +53,4 @@ async def route_hint(
         ids = tokenizer.leading_ids(text, tokens=tokens)
     else:
         ids = await anyio.to_thread.run_sync(lambda: tokenizer.leading_ids(text, tokens=tokens))
-    return RouteHint(prefix=prefix_key(ids, salt=salt))
+    return RouteHint(prefix=prefix_key(ids, salt=salt, tail=True))

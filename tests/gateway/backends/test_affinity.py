@@ -91,3 +91,10 @@ def test_the_salt_keys_the_same_tokens_apart() -> None:
     ids = list(range(48))
     assert prefix_key(ids, salt="a") != prefix_key(ids, salt="b")
     assert prefix_key(ids, salt="a") == prefix_key(ids, salt="a")
+
+
+def test_the_tail_keys_apart_prefixes_that_differ_after_the_last_full_block() -> None:
+    shared = list(range(32))
+    assert prefix_key([*shared, 1]) == prefix_key([*shared, 2])
+    assert prefix_key([*shared, 1], tail=True) != prefix_key([*shared, 2], tail=True)
+    assert prefix_key(shared, tail=True) == prefix_key(shared)
