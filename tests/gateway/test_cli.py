@@ -128,11 +128,26 @@ def test_keys_create_with_limits_then_update(
         1,
         "",
         "gateway: nothing to update: give --name, --models/--all-models, "
-        "--expires-in-days/--no-expiry, --rpm, --tpm or --monthly-tokens\n",
+        "--expires-in-days/--no-expiry, --rpm, --tpm, --monthly-tokens or --priority\n",
     )
     with pytest.raises(SystemExit) as exited:
         main(["keys", "update", key_id, "--rpm", "0"])
     assert exited.value.code == 2
+
+
+def test_keys_priority_is_set_shown_and_listed(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    keys, _ = stores
+    owner = unique("o")
+    code, out, _ = cli(capsys, "keys", "create", "--name", "p", "--owner", owner, "--priority", "5")
+    key_id = json.loads(out)["key_id"]
+    assert (code, keys.get(key_id=key_id).priority) == (0, 5)
+    code, out, _ = cli(capsys, "keys", "update", key_id, "--priority", "-1")
+    assert (code, json.loads(out)["priority"]) == (0, -1)
+    assert json.loads(cli(capsys, "keys", "show", key_id)[1])["priority"] == -1
+    code, out, _ = cli(capsys, "keys", "list", "--owner", owner)
+    assert code == 0 and "priority" in out.splitlines()[0] and "-1" in out
     with pytest.raises(SystemExit):
         main(["keys", "update", key_id, "--models", "a", "--all-models"])
 
