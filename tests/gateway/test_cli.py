@@ -234,7 +234,7 @@ def test_keys_show_sums_this_month(
     assert shown["usage_this_month"] == {
         "month": now.strftime("%Y-%m"),
         "requests": 2, "prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30,
-        "errors": 1, "used_tokens": 30, "remaining_tokens": 70,
+        "errors": 1, "cached_tokens": 0, "used_tokens": 30, "remaining_tokens": 70,
     }  # fmt: skip
 
 
@@ -339,9 +339,9 @@ def test_usage_daily_for_a_key(
     assert code == 0
     assert [json.loads(line) for line in out.splitlines()] == [
         {"key_id": key_id, "date": "2026-11-02", "requests": 2, "prompt_tokens": 20,
-         "completion_tokens": 5, "total_tokens": 25, "errors": 1},
+         "completion_tokens": 5, "total_tokens": 25, "errors": 1, "cached_tokens": 0},
         {"key_id": key_id, "date": "2026-11-03", "requests": 1, "prompt_tokens": 10,
-         "completion_tokens": 5, "total_tokens": 15, "errors": 0},
+         "completion_tokens": 5, "total_tokens": 15, "errors": 0, "cached_tokens": 0},
     ]  # fmt: skip
 
     code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily", "--csv")
@@ -352,7 +352,8 @@ def test_usage_daily_for_a_key(
         ("2026-11-03", "1", "0"),
     ]
     assert list(rows[0]) == ["key_id", "date", "requests", "prompt_tokens",
-                             "completion_tokens", "total_tokens", "errors"]  # fmt: skip
+                             "completion_tokens", "total_tokens", "errors",
+                             "cached_tokens"]  # fmt: skip
 
     code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily")
     assert out.splitlines()[0].split()[0] == "date"  # one key: no key_id column
@@ -373,7 +374,8 @@ def test_usage_of_a_model_needs_no_key(
     assert code == 0
     assert list(csv.DictReader(io.StringIO(out))) == [
         {"model": model, "date": "2026-11-10", "requests": "2", "prompt_tokens": "100",
-         "completion_tokens": "10", "total_tokens": "110", "errors": "0"},
+         "completion_tokens": "10", "total_tokens": "110", "errors": "0",
+         "cached_tokens": "0"},
     ]  # fmt: skip
     code, out, _ = cli(capsys, "usage", "--model", model)
     assert out.splitlines()[-1] == "3 requests, 125 tokens"
@@ -431,7 +433,8 @@ def test_usage_of_an_owner_by_model_and_by_route(
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["key_id", "route", "requests", "prompt_tokens",
-                             "completion_tokens", "total_tokens", "errors"]  # fmt: skip
+                             "completion_tokens", "total_tokens", "errors",
+                             "cached_tokens"]  # fmt: skip
     assert sorted((r["key_id"], r["route"], r["requests"], r["total_tokens"]) for r in rows) == sorted(
         [(first.key_id, "chat", "2", "30"), (first.key_id, "completions", "1", "15"),
          (second.key_id, "embeddings", "1", "10")]
@@ -440,9 +443,9 @@ def test_usage_of_an_owner_by_model_and_by_route(
     code, out, _ = cli(capsys, "usage", "--key-id", first.key_id, "--by", "model", "--json")
     assert [json.loads(line) for line in out.splitlines()] == [
         {"key_id": first.key_id, "model": "m1", "requests": 2, "prompt_tokens": 20,
-         "completion_tokens": 10, "total_tokens": 30, "errors": 0},
+         "completion_tokens": 10, "total_tokens": 30, "errors": 0, "cached_tokens": 0},
         {"key_id": first.key_id, "model": "m2", "requests": 1, "prompt_tokens": 10,
-         "completion_tokens": 5, "total_tokens": 15, "errors": 0},
+         "completion_tokens": 5, "total_tokens": 15, "errors": 0, "cached_tokens": 0},
     ]  # fmt: skip
     code, out, _ = cli(capsys, "usage", "--owner", owner, "--by", "route")
     assert out.splitlines()[0].split()[:2] == ["key_id", "route"]

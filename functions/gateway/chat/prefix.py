@@ -10,6 +10,7 @@ conversations that share only a system prompt.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from gateway.chat import prompt as chat_prompt
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.tokens import ChatTokenizer
 from gateway.tokens.errors import TemplateRefused
+
+logger = logging.getLogger(__name__)
 
 # A stable prefix longer than this (characters) is encoded in a worker thread.
 INLINE_PREFIX_WORK = 16_000
@@ -44,13 +47,16 @@ async def route_hint(
     stable = stable_messages(chat_prompt.template_messages(request))
     tools = chat_prompt.template_tools(request)
     kwargs = chat_prompt.template_kwargs(request)
+    tokens = MAX_KEY_BLOCKS * BLOCK_SIZE
     try:
         text = tokenizer.render_chat(stable, tools, template_kwargs=kwargs)
+        if len(text) <= INLINE_PREFIX_WORK:
+            ids = tokenizer.leading_ids(text, tokens=tokens)
+        else:
+            ids = await anyio.to_thread.run_sync(lambda: tokenizer.leading_ids(text, tokens=tokens))
     except TemplateRefused:
         return NO_HINT
-    tokens = MAX_KEY_BLOCKS * BLOCK_SIZE
-    if len(text) <= INLINE_PREFIX_WORK:
-        ids = tokenizer.leading_ids(text, tokens=tokens)
-    else:
-        ids = await anyio.to_thread.run_sync(lambda: tokenizer.leading_ids(text, tokens=tokens))
+    except Exception:  # a hint only steers: its failure must never fail the request
+        logger.warning("prefix key failed; routing without it", exc_info=True)
+        return NO_HINT
     return RouteHint(prefix=prefix_key(ids, salt=salt, tail=True))

@@ -26,6 +26,7 @@ USAGE_COLUMNS = (
 RECORD_FIELDS = (*(f.name for f in dataclasses.fields(UsageRecord)), "total_tokens")
 DAILY_COLUMNS = (
     "date", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors",
+    "cached_tokens",
 )  # fmt: skip
 TOTAL_COLUMNS = DAILY_COLUMNS[1:]
 BY_CHOICES = ("model", "route")

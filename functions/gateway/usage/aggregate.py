@@ -52,6 +52,7 @@ COUNTERS = (
     "total_tokens",
     "errors",
     "rate_limited",
+    "cached_tokens",
 )
 # Pauses before retrying a transaction that aws.map_error calls retryable (a conflict with
 # another transaction, throttling): longer than the request path's, as nothing waits on it.
@@ -87,6 +88,7 @@ def rollup_values(record: UsageRecord) -> dict[str, int]:
         "total_tokens": record.total_tokens,
         "errors": int(record.is_error),
         "rate_limited": int(record.status is UsageStatus.RATE_LIMITED),
+        "cached_tokens": record.cached_tokens or 0,
     }
 
 

@@ -13,6 +13,9 @@ class Counts(BaseModel):
     completion_tokens: int = Field(description="Completion tokens billed.")
     total_tokens: int = Field(description="Prompt plus completion tokens.")
     errors: int = Field(description="Requests that ended in an error or a limit's refusal.")
+    cached_tokens: int = Field(
+        description="Of prompt_tokens, those the model servers found in their prefix cache."
+    )
 
 
 class UsageRow(Counts):

@@ -40,6 +40,8 @@ class Totals:
     completion_tokens: int = 0
     total_tokens: int = 0
     errors: int = 0
+    # Prompt tokens the upstream found in its prefix cache (0 in rollups from before).
+    cached_tokens: int = 0
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in _FIELDS})

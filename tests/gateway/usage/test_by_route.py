@@ -18,7 +18,14 @@ from tests.conftest import Gateway
 from tests.support.routes import client, routes_gateway
 from tests.support.usage import drain
 
-COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors")
+COUNTS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "errors",
+    "cached_tokens",
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +66,7 @@ def expected_by_route(gateway: Gateway, key: str) -> dict[str, dict[str, int]]:
         row["completion_tokens"] += record.completion_tokens
         row["total_tokens"] += record.prompt_tokens + record.completion_tokens
         row["errors"] += int(record.status not in ("completed", "client_disconnected"))
+        row["cached_tokens"] += record.cached_tokens or 0
     return sums
 
 
