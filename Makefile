@@ -195,3 +195,16 @@ GUARD_BENCH_ARGS ?=
 
 bench-guard: $(STAMP)
 	@$(BIN)/python -m devstack.guardbench $(GUARD_BENCH_ARGS)
+
+## ---- Routing benchmark (not part of `make test`; docs/BENCHMARKS.md, "Routing by what
+## the GPUs hold") ----
+# Three gpusim replicas with finite KV caches; round-robin, weighted P2C and prefix
+# affinity side by side on one workload of multi-turn conversations, then affinity with
+# one replica's decode slowed 2x. A few minutes; options in ROUTING_BENCH_ARGS, e.g.
+# "--scale 0.3". The table also goes to bench-results/routing.md.
+ROUTING_BENCH_ARGS ?=
+
+.PHONY: bench-routing
+
+bench-routing: $(STAMP)
+	@$(BIN)/python -m devstack.cachebench --out bench-results/routing.md $(ROUTING_BENCH_ARGS)

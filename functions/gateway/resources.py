@@ -27,6 +27,7 @@ from gateway.guard.metrics import BlockMetrics
 from gateway.keys import KeyStore
 from gateway.keys.auth import Authenticator
 from gateway.keys.mac import KeyMac
+from gateway.keys.tenancy import Tenancy
 from gateway.limits import LimitStore
 from gateway.limits.concurrency import KeyConcurrency
 from gateway.messages.service import MessagesSurface, TokenCounter
@@ -102,6 +103,7 @@ class Resources:
             sink=UsageSink(usage=self.usage),
             telemetry=self.telemetry,
             audit_rate=settings.usage_audit_rate,
+            tenancy=Tenancy.from_settings(settings),
         )
         self.chat = ChatSurface(default_max_tokens=settings.default_max_tokens)
         self.completions = CompletionSurface(default_max_tokens=settings.default_max_tokens)

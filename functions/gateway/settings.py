@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # key of the MAC format (sk-gw3_) is accepted, only the legacy formats.
     key_mac_secrets_parameter: str | None = None
     key_mac_secrets: SecretStr | None = None
+    # The key of the cache salts' HMAC (keys/tenancy.py): set it, so that no one who knows
+    # an owner's name or a key id can compute its salt; unset, a fixed key is used.
+    cache_salt_secret: SecretStr | None = None
     # Not read: template.yaml sets it from KeyMacSecretsRevision, so that a deployment after
     # a change of the parameter publishes new function versions, which read the new list.
     key_mac_secrets_revision: str = ""

@@ -128,11 +128,26 @@ def test_keys_create_with_limits_then_update(
         1,
         "",
         "gateway: nothing to update: give --name, --models/--all-models, "
-        "--expires-in-days/--no-expiry, --rpm, --tpm or --monthly-tokens\n",
+        "--expires-in-days/--no-expiry, --rpm, --tpm, --monthly-tokens or --priority\n",
     )
     with pytest.raises(SystemExit) as exited:
         main(["keys", "update", key_id, "--rpm", "0"])
     assert exited.value.code == 2
+
+
+def test_keys_priority_is_set_shown_and_listed(
+    capsys: pytest.CaptureFixture[str], stores: tuple[KeyStore, UsageStore]
+) -> None:
+    keys, _ = stores
+    owner = unique("o")
+    code, out, _ = cli(capsys, "keys", "create", "--name", "p", "--owner", owner, "--priority", "5")
+    key_id = json.loads(out)["key_id"]
+    assert (code, keys.get(key_id=key_id).priority) == (0, 5)
+    code, out, _ = cli(capsys, "keys", "update", key_id, "--priority", "-1")
+    assert (code, json.loads(out)["priority"]) == (0, -1)
+    assert json.loads(cli(capsys, "keys", "show", key_id)[1])["priority"] == -1
+    code, out, _ = cli(capsys, "keys", "list", "--owner", owner)
+    assert code == 0 and "priority" in out.splitlines()[0] and "-1" in out
     with pytest.raises(SystemExit):
         main(["keys", "update", key_id, "--models", "a", "--all-models"])
 
@@ -337,9 +352,9 @@ def test_usage_daily_for_a_key(
     assert code == 0
     assert [json.loads(line) for line in out.splitlines()] == [
         {"key_id": key_id, "date": "2026-11-02", "requests": 2, "prompt_tokens": 20,
-         "completion_tokens": 5, "total_tokens": 25, "errors": 1, "rate_limited": 0},
+         "completion_tokens": 5, "total_tokens": 25, "errors": 1, "rate_limited": 0, "cached_tokens": 0},
         {"key_id": key_id, "date": "2026-11-03", "requests": 2, "prompt_tokens": 10,
-         "completion_tokens": 5, "total_tokens": 15, "errors": 1, "rate_limited": 1},
+         "completion_tokens": 5, "total_tokens": 15, "errors": 1, "rate_limited": 1, "cached_tokens": 0},
     ]  # fmt: skip
 
     code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily", "--csv")
@@ -351,7 +366,7 @@ def test_usage_daily_for_a_key(
     ]
     assert list(rows[0]) == ["key_id", "date", "requests", "prompt_tokens",
                              "completion_tokens", "total_tokens", "errors",
-                             "rate_limited"]  # fmt: skip
+                             "rate_limited", "cached_tokens"]  # fmt: skip
 
     code, out, _ = cli(capsys, "usage", "--key-id", key_id, "--daily")
     assert out.splitlines()[0].split() == [
@@ -380,7 +395,7 @@ def test_usage_of_a_model_needs_no_key(
     assert code == 0
     assert list(csv.DictReader(io.StringIO(out))) == [
         {"model": model, "date": "2026-11-10", "requests": "2", "prompt_tokens": "100",
-         "completion_tokens": "10", "total_tokens": "110", "errors": "0", "rate_limited": "0"},
+         "completion_tokens": "10", "total_tokens": "110", "errors": "0", "rate_limited": "0", "cached_tokens": "0"},
     ]  # fmt: skip
     code, out, _ = cli(capsys, "usage", "--model", model)
     assert out.splitlines()[-1] == "3 requests, 125 tokens"
@@ -439,7 +454,7 @@ def test_usage_of_an_owner_by_model_and_by_route(
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == ["key_id", "route", "requests", "prompt_tokens",
                              "completion_tokens", "total_tokens", "errors",
-                             "rate_limited"]  # fmt: skip
+                             "rate_limited", "cached_tokens"]  # fmt: skip
     assert sorted((r["key_id"], r["route"], r["requests"], r["total_tokens"]) for r in rows) == sorted(
         [(first.key_id, "chat", "2", "30"), (first.key_id, "completions", "1", "15"),
          (second.key_id, "embeddings", "1", "10")]
@@ -448,9 +463,9 @@ def test_usage_of_an_owner_by_model_and_by_route(
     code, out, _ = cli(capsys, "usage", "--key-id", first.key_id, "--by", "model", "--json")
     assert [json.loads(line) for line in out.splitlines()] == [
         {"key_id": first.key_id, "model": "m1", "requests": 2, "prompt_tokens": 20,
-         "completion_tokens": 10, "total_tokens": 30, "errors": 0, "rate_limited": 0},
+         "completion_tokens": 10, "total_tokens": 30, "errors": 0, "rate_limited": 0, "cached_tokens": 0},
         {"key_id": first.key_id, "model": "m2", "requests": 1, "prompt_tokens": 10,
-         "completion_tokens": 5, "total_tokens": 15, "errors": 0, "rate_limited": 0},
+         "completion_tokens": 5, "total_tokens": 15, "errors": 0, "rate_limited": 0, "cached_tokens": 0},
     ]  # fmt: skip
     code, out, _ = cli(capsys, "usage", "--owner", owner, "--by", "route")
     assert out.splitlines()[0].split()[:2] == ["key_id", "route"]

@@ -124,7 +124,7 @@ class FakeBackend:
     closed: int = 0
 
     async def complete(
-        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None, hint: Any = None
     ) -> dict[str, Any]:
         self.sent.append(body)
         if self.error is not None:
@@ -133,7 +133,7 @@ class FakeBackend:
         return self.body
 
     async def open_stream(
-        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None, hint: Any = None
     ) -> AsyncIterator[dict[str, Any]]:
         self.sent.append(body)
         if self.error is not None:

@@ -25,6 +25,19 @@ EWMA_STALE_SECONDS = 30.0
 # The second candidate wins only when its cost is below this share of the first's, so
 # small latency differences do not bend the configured weights.
 SWITCH_RATIO = 0.8
+# A load sampled from the endpoint's /metrics (backends/load.py) counts this long.
+LOAD_FRESH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class EndpointLoad:
+    """What the server reported: sequences running and waiting, and the fraction of its
+    KV cache in use, sampled at `at` (time.monotonic)."""
+
+    running: float
+    waiting: float
+    kv_usage: float
+    at: float
 
 
 @dataclass
@@ -42,6 +55,8 @@ class EndpointState:
     # Recent failures: (when, witness). A witness is the caller's key id, so one key's
     # failing requests count once (routing.py's rule).
     failures: deque[tuple[float, object]] = field(default_factory=deque)
+    # The server's own report of its load (backends/load.py), if it has /metrics.
+    load: EndpointLoad | None = None
 
     @property
     def full(self) -> bool:
@@ -59,6 +74,15 @@ class EndpointState:
             return None
         return self.ttft_ewma * math.exp(-max(age, 0.0) / EWMA_DECAY_SECONDS)
 
+    def queue(self, now: float) -> float:
+        """Requests at the server: its fresh report (running and waiting, from every
+        instance), or this instance's requests in flight, whichever is more (a report
+        lags the requests just sent)."""
+        load = self.load
+        if load is None or now - load.at > LOAD_FRESH_SECONDS:
+            return float(self.in_flight)
+        return max(load.running + load.waiting, float(self.in_flight))
+
     def succeeded(self) -> None:
         self.failures.clear()
 
@@ -74,9 +98,10 @@ class EndpointState:
         return False
 
 
-def _cost(state: EndpointState, ttft: float | None, typical_ttft: float) -> float:
-    """Peak-EWMA's cost: expected wait for a first token, times the queue ahead of us."""
-    return (state.in_flight + 1) * max(ttft if ttft is not None else typical_ttft, 1e-6)
+def _cost(state: EndpointState, ttft: float | None, typical_ttft: float, now: float) -> float:
+    """Peak-EWMA's cost: expected wait for a first token, times the queue ahead of us (the
+    server's own report where it is fresh, else this instance's requests in flight)."""
+    return (state.queue(now) + 1) * max(ttft if ttft is not None else typical_ttft, 1e-6)
 
 
 def _weighted_index(weights: Sequence[float], rng: random.Random) -> int:
@@ -102,5 +127,5 @@ def choose(candidates: Sequence[EndpointState], rng: random.Random, *, now: floa
     ttft_a, ttft_b = a.ttft(now), b.ttft(now)
     known = [t for t in (ttft_a, ttft_b) if t is not None]
     typical = sum(known) / len(known) if known else 1.0
-    cheaper = _cost(b, ttft_b, typical) < SWITCH_RATIO * _cost(a, ttft_a, typical)
+    cheaper = _cost(b, ttft_b, typical, now) < SWITCH_RATIO * _cost(a, ttft_a, typical, now)
     return b if cheaper else a

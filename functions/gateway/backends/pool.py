@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.backends.base import Backend
+from gateway.backends.health import EndpointState
 from gateway.backends.routing import RoutedBackend, Router, Target
 from gateway.backends.wire import WireRoute
 from gateway.models.registry import ModelConfig, ModelRegistry, OpenAIEndpoint, Upstream
 from gateway.settings import Settings
 
 if TYPE_CHECKING:
+    from gateway.backends.load import LoadSampler
     from gateway.backends.openai_http import HttpPool
 
 
@@ -51,6 +53,9 @@ class Backends:
         self._aws = aws
         self._routed: dict[tuple[str, str], RoutedBackend] = {}
         self._http: HttpPool | None = None
+        # Each OpenAI-compatible endpoint's /metrics, sampled in the background once a
+        # request has been routed (backends/load.py); made with the first such endpoint.
+        self.sampler: LoadSampler | None = None
 
     def for_model(self, model: ModelConfig, route: WireRoute) -> RoutedBackend:
         """The model's backend for `route`: its endpoints, then its fallbacks'."""
@@ -63,6 +68,8 @@ class Backends:
                     tiers.append(self._targets(fallback, route, fallback=True))
             backend = RoutedBackend(router=self.router, tiers=tiers)
             self._routed[(model.id, route.name)] = backend
+        if self.sampler is not None and len(backend.targets) > 1:
+            self.sampler.start()
         return backend
 
     @property
@@ -75,6 +82,8 @@ class Backends:
         return self._http
 
     async def close(self) -> None:
+        if self.sampler is not None:
+            await self.sampler.close()
         if self._http is not None:
             await self._http.close()
 
@@ -97,9 +106,18 @@ class Backends:
             backend = self._tracer.traced(
                 self._endpoint_backend(upstream, route), model=model.id, endpoint=upstream.label
             )
+            if isinstance(upstream, OpenAIEndpoint):
+                self._watch(upstream, upstream.model or model.id, state)
             label = f"{model.id}/{upstream.label}" if fallback else upstream.label
             targets.append(Target(state, backend, upstream.model or model.id, label))
         return targets
+
+    def _watch(self, upstream: OpenAIEndpoint, model: str, state: EndpointState) -> None:
+        if self.sampler is None:
+            from gateway.backends.load import LoadSampler  # aiohttp: only once forwarding
+
+            self.sampler = LoadSampler(interval=self.router.policy.load_sample_seconds)
+        self.sampler.watch(metrics_url(upstream), model, state)
 
     def _endpoint_backend(self, upstream: Upstream, route: WireRoute) -> Backend:
         # Imported here: only a request that forwards needs a backend's dependencies.
@@ -118,3 +136,9 @@ class Backends:
             max_concurrency=self._settings.upstream_max_connections,
             route=route,
         )
+
+
+def metrics_url(upstream: OpenAIEndpoint) -> str:
+    """The server's Prometheus page: vLLM serves `/metrics` beside `/v1`, not under it."""
+    base = upstream.base_url.rstrip("/")
+    return base.removesuffix("/v1") + "/metrics"

@@ -38,6 +38,11 @@ class RoutingPolicy:
     allowed_fails: int = 3
     failure_window: float = 60.0
     cooldown_seconds: float = 60.0
+    # A request with a prefix key goes where its prefix went (backends/affinity.py);
+    # off: weighted P2C for every request, as before.
+    affinity: bool = True
+    # Seconds between samples of each endpoint's /metrics (backends/load.py); 0: none.
+    load_sample_seconds: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RoutingPolicy:

@@ -21,13 +21,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from gateway.backends.affinity import NO_HINT, Ring, RouteHint, bounded_pick
 from gateway.backends.attempts import RouteTrace
 from gateway.backends.health import choose
 from gateway.backends.routed_stream import RoutedChunks, first_chunk
 from gateway.backends.router import EndpointMetrics, Router, RoutingPolicy, Target
 from gateway.errors import GatewayError, UpstreamError
 
-__all__ = ["EndpointMetrics", "RoutedBackend", "Router", "RoutingPolicy", "Target"]
+__all__ = ["EndpointMetrics", "RouteHint", "RoutedBackend", "Router", "RoutingPolicy", "Target"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ class RoutedBackend:
         self._tiers = [list(tier) for tier in tiers if tier]
         self._models = sorted({t.state.model for tier in self._tiers for t in tier})
         self._count = sum(len(tier) for tier in self._tiers)
+        self._rings = [
+            Ring([t.state.name for t in tier], [t.state.weight for t in tier])
+            for tier in self._tiers
+        ]
 
     @property
     def targets(self) -> list[Target]:
@@ -55,11 +60,13 @@ class RoutedBackend:
         *,
         trace: RouteTrace | None = None,
         tenant: str | None = None,
+        hint: RouteHint = NO_HINT,
     ) -> dict[str, Any]:
         """One answer from the first endpoint that serves it. `trace` (the caller's record
         of the call) is filled in; `tenant`, the caller's key id, counts failures per key
-        (Router.failed)."""
-        return await self._route(body, self._complete_once, trace or RouteTrace(), tenant)
+        (Router.failed); `hint.prefix`, the key of the prompt's stable prefix, sends it
+        where that prefix went before (backends/affinity.py)."""
+        return await self._route(body, self._complete_once, trace or RouteTrace(), tenant, hint)
 
     async def open_stream(
         self,
@@ -67,9 +74,11 @@ class RoutedBackend:
         *,
         trace: RouteTrace | None = None,
         tenant: str | None = None,
+        hint: RouteHint = NO_HINT,
     ) -> AsyncIterator[dict[str, Any]]:
-        """A stream whose first chunk has arrived; `trace` and `tenant` as for `complete`."""
-        return await self._route(body, self._open_once, trace or RouteTrace(), tenant)
+        """A stream whose first chunk has arrived; `trace`, `tenant` and `hint` as for
+        `complete`."""
+        return await self._route(body, self._open_once, trace or RouteTrace(), tenant, hint)
 
     async def _complete_once(
         self, target: Target, body: dict[str, Any], _more: bool, _tenant: str | None
@@ -123,6 +132,7 @@ class RoutedBackend:
         attempt: Callable[[Target, dict[str, Any], bool, str | None], Awaitable[T]],
         trace: RouteTrace,
         tenant: str | None,
+        hint: RouteHint,
     ) -> T:
         router = self._router
         deadline = router.clock() + router.policy.budget_seconds
@@ -133,7 +143,7 @@ class RoutedBackend:
         asked_to_wait: set[int] = set()  # tried, and answered with a Retry-After
         last: UpstreamError | None = None
         for number in range(router.policy.max_attempts):
-            target = await self._pick(tried, asked_to_wait, deadline)
+            target = await self._pick(tried, asked_to_wait, deadline, hint)
             if target is None:
                 break
             trace.attempts += 1
@@ -155,14 +165,14 @@ class RoutedBackend:
         raise last
 
     async def _pick(
-        self, tried: set[int], asked_to_wait: set[int], deadline: float
+        self, tried: set[int], asked_to_wait: set[int], deadline: float, hint: RouteHint
     ) -> Target | None:
         router = self._router
         now = router.clock()
-        for tier in self._tiers:
+        for number, tier in enumerate(self._tiers):
             ready = [t for t in tier if id(t) not in tried and router.usable(t.state, now)]
             if ready:
-                return self._choose(ready)
+                return self._choose(number, ready, hint)
         # An endpoint that told this request when to come back, within the budget. (Other
         # requests only skip it until then: they never wait for another's Retry-After.)
         waiting = [
@@ -181,10 +191,10 @@ class RoutedBackend:
         # Panic (Envoy's panic threshold): no endpoint is left that is neither cooled down
         # nor backing off, so the others are tried anyway, tier by tier, with failover
         # between them. A cooldown steers traffic; it never refuses a request.
-        for tier in self._tiers:
+        for number, tier in enumerate(self._tiers):
             rest = [t for t in tier if id(t) not in tried]
             if rest:
-                return self._choose(rest)
+                return self._choose(number, rest, hint)
         return None
 
     def _report(self, target: Target, *, ok: bool, failover: bool, ttft: float | None) -> None:
@@ -197,10 +207,25 @@ class RoutedBackend:
         """Whether another endpoint is left to try after `target`."""
         return any(t is not target and id(t) not in tried for tier in self._tiers for t in tier)
 
-    def _choose(self, targets: list[Target]) -> Target:
+    def _choose(self, number: int, targets: list[Target], hint: RouteHint) -> Target:
+        """Among a tier's `targets`: by the prefix's place on the ring, within the bounded
+        load, when the request has a prefix key and affinity is on; else weighted P2C."""
         roomy = [t for t in targets if not t.state.full] or targets
+        now = time.monotonic()
+        if hint.prefix is not None and self._router.policy.affinity and len(roomy) > 1:
+            tier = self._tiers[number]
+            allowed = {id(t) for t in roomy}
+            index = bounded_pick(
+                self._rings[number],
+                hint.prefix,
+                loads=[t.state.queue(now) for t in tier],
+                weights=[t.state.weight for t in tier],
+                allowed=lambda i: id(tier[i]) in allowed,
+            )
+            if index is not None:
+                return tier[index]
         by_state = {id(t.state): t for t in roomy}
-        state = choose([t.state for t in roomy], self._router.rng, now=time.monotonic())
+        state = choose([t.state for t in roomy], self._router.rng, now=now)
         return by_state[id(state)]
 
 

@@ -52,6 +52,17 @@ def usage_figures(usage: Any) -> tuple[int, int] | None:
     return prompt, completion
 
 
+def cached_figure(usage: Any, *, prompt: int) -> int | None:
+    """`prompt_tokens_details.cached_tokens` of an upstream `usage` (vLLM with
+    --enable-prompt-tokens-details: prompt tokens found in its prefix cache), or None if
+    absent or not sane (not an int from 0 to the prompt)."""
+    details = usage.get("prompt_tokens_details") if isinstance(usage, Mapping) else None
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    if not isinstance(cached, int) or isinstance(cached, bool) or not 0 <= cached <= prompt:
+        return None
+    return cached
+
+
 def _check_text_fields(part: Mapping[str, Any], what: str) -> None:
     for name in _TEXT_FIELDS:
         value = part.get(name)

@@ -14,10 +14,12 @@ import anyio
 import anyio.to_thread
 
 from gateway import generation
+from gateway.backends.affinity import NO_HINT
 from gateway.backends.routing import RoutedBackend
 from gateway.backends.wire import CHAT
 from gateway.chat import prompt as chat_prompt
 from gateway.chat import responses as chat_responses
+from gateway.chat.prefix import route_hint
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.responses import ChatCompletion, Choice, ResponseMessage
 from gateway.chat.stream import CHAT_STREAM, chat_completion
@@ -75,6 +77,7 @@ class ChatSurface:
         meter.media = chat_prompt.check_modalities(request, model)
         meter.counts_eos = not request.stop
         body = self._cold_body(request, model, meter, tokenizers)
+        hint = NO_HINT  # a cold instance routes by weighted P2C until it has counted
         if body is None:
             tokenizer = await tokenizer_for(tokenizers, model.tokenizer)
             meter.tokenizer = tokenizer
@@ -87,7 +90,9 @@ class ChatSurface:
                 default_max_tokens=self._default_max_tokens,
             )
             check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
-        return Plan(body=body, reserve=meter.prompt_tokens + body["max_tokens"] * (request.n or 1))
+            hint = await route_hint(tokenizer, request)
+        reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
+        return Plan(body=body, reserve=reserve, hint=hint)
 
     def screening(
         self, request: ChatCompletionRequest, ctx: RequestContext, guard: GuardService
@@ -106,7 +111,9 @@ class ChatSurface:
         backend: RoutedBackend,
         plan: Plan,
     ) -> dict[str, Any]:
-        completion = await backend.complete(plan.body, trace=ctx.trace, tenant=ctx.key.key_id)
+        completion = await backend.complete(
+            plan.body, trace=ctx.trace, tenant=ctx.key.key_id, hint=plan.hint
+        )
         ctx.meter.observe_completion(completion)
         return completion
 

@@ -20,8 +20,11 @@ from gateway.keys.mac import KeyMac, new_mac_secret
 from gateway.limits import LimitStore
 from gateway.usage.query import UsageQuery, month_usage, utc_today
 
-KEY_COLUMNS = ("key_id", "name", "owner", "status", "created_at", "expires_at")
+KEY_COLUMNS = ("key_id", "name", "owner", "status", "created_at", "expires_at", "priority")
 LIMITS = ("rpm", "tpm", "monthly_tokens")
+PRIORITY_HELP = (
+    "vLLM's request priority (lower runs first), sent to models with priority_scheduling"
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -62,6 +65,7 @@ def _add_create(keys: Any) -> None:
         "--models", type=argtypes.models, default=(), help="comma-separated allow-list"
     )
     create.add_argument("--expires-in-days", type=argtypes.positive)
+    create.add_argument("--priority", type=int, help=PRIORITY_HELP)
     argtypes.add_limits(create)
     argtypes.add_model_check(create)
     create.set_defaults(handler=_create)
@@ -112,6 +116,7 @@ def _add_update(keys: Any) -> None:
     expiry = update.add_mutually_exclusive_group()
     expiry.add_argument("--expires-in-days", type=argtypes.positive, help="expire N days from now")
     expiry.add_argument("--no-expiry", action="store_true", help="never expire")
+    update.add_argument("--priority", type=int, help=PRIORITY_HELP)
     argtypes.add_limits(update)
     argtypes.add_model_check(update)
     update.set_defaults(handler=_update)
@@ -156,6 +161,7 @@ def _create(args: argparse.Namespace, ctx: Context) -> int:
         rpm=args.rpm,
         tpm=args.tpm,
         monthly_tokens=args.monthly_tokens,
+        priority=args.priority,
         secret=mac.mint(),
         mac_secret_id=mac.newest_id,
     )
@@ -250,13 +256,13 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         changes["expires_at"] = datetime.now(UTC) + timedelta(days=args.expires_in_days)
     if "no_expiry" in given:
         changes["expires_at"] = None
-    for name in LIMITS:
+    for name in (*LIMITS, "priority"):
         if name in given:
             changes[name] = given[name]
     if not changes:
         raise CliError(
             "nothing to update: give --name, --models/--all-models, "
-            "--expires-in-days/--no-expiry, --rpm, --tpm or --monthly-tokens"
+            "--expires-in-days/--no-expiry, --rpm, --tpm, --monthly-tokens or --priority"
         )
     return changes
 

@@ -27,6 +27,7 @@ RECORD_FIELDS = (*(f.name for f in dataclasses.fields(UsageRecord)), "total_toke
 DAILY_COLUMNS = (
     "date", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors",
     "rate_limited",
+    "cached_tokens",
 )  # fmt: skip
 TOTAL_COLUMNS = DAILY_COLUMNS[1:]
 BY_CHOICES = ("model", "route")

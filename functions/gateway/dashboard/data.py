@@ -27,6 +27,7 @@ from gateway.usage.query import MAX_RANGE_DAYS, UsageQuery, month_usage
 
 COUNTERS = (
     "requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors", "rate_limited",
+    "cached_tokens",
 )  # fmt: skip
 SPLITS = ("key", "model")
 CSV_COLUMNS = ("date", "key_id", "key_name", "owner", "model", *COUNTERS)

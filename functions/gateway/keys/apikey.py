@@ -57,6 +57,9 @@ class ApiKey:
     # The public id of the MAC secret that tagged this key's secret (keys/mac.py); None
     # for a key of a legacy format, which has no tag.
     mac_secret_id: str | None = None
+    # vLLM's request `priority` (lower runs first) forwarded for this key to the models
+    # that run with priority scheduling (`priority_scheduling`); None: not sent.
+    priority: int | None = None
 
     @property
     def has_limits(self) -> bool:
@@ -81,7 +84,7 @@ class ApiKey:
             item["expires_at"] = {"S": _iso(self.expires_at)}
         if self.models:
             item["models"] = {"SS": list(self.models)}
-        for name in ("rpm", "tpm", "monthly_tokens", "max_concurrency"):
+        for name in ("rpm", "tpm", "monthly_tokens", "max_concurrency", "priority"):
             value = getattr(self, name)
             if value is not None:
                 item[name] = {"N": str(value)}
@@ -107,6 +110,7 @@ class ApiKey:
             tpm=num("tpm"),
             monthly_tokens=num("monthly_tokens"),
             max_concurrency=num("max_concurrency"),
+            priority=num("priority"),
             mac_secret_id=item["mac_secret_id"]["S"] if "mac_secret_id" in item else None,
         )
 
@@ -124,5 +128,6 @@ class ApiKey:
             "tpm": self.tpm,
             "monthly_tokens": self.monthly_tokens,
             "max_concurrency": self.max_concurrency,
+            "priority": self.priority,
             "mac_secret_id": self.mac_secret_id,
         }

@@ -47,6 +47,7 @@ class KeyStore:
         rpm: int | None = None,
         tpm: int | None = None,
         monthly_tokens: int | None = None,
+        priority: int | None = None,
         secret: str | None = None,
         mac_secret_id: str | None = None,
     ) -> tuple[ApiKey, str]:
@@ -66,6 +67,7 @@ class KeyStore:
             rpm=rpm,
             tpm=tpm,
             monthly_tokens=monthly_tokens,
+            priority=priority,
             mac_secret_id=mac_secret_id,
         )
         with botocore_errors("DynamoDB"):

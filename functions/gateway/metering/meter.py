@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol
 import anyio
 
 from gateway.backends.attempts import RouteTrace
-from gateway.backends.wire import usage_figures
+from gateway.backends.wire import cached_figure, usage_figures
 from gateway.errors import GatewayError
 from gateway.keys import ApiKey
 from gateway.limits import Admission
@@ -96,6 +96,7 @@ class Meter:
     guard: GuardLedger | None = None
     generated: Generated = field(default_factory=Generated)
     _upstream: tuple[int, int] | None = None
+    _cached: int | None = None  # the upstream's prompt_tokens_details.cached_tokens
     _flags: list[str] = field(default_factory=list)
     _closed: anyio.Event | None = None
     # The model's call across its endpoints (filled in by the routed backend the pipeline
@@ -114,6 +115,7 @@ class Meter:
                 logger.warning("upstream usage ignored", extra={"request_id": self.request_id})
             return
         self._upstream = figures
+        self._cached = cached_figure(usage, prompt=figures[0])
 
     def observe_chunk(self, chunk: Mapping[str, Any]) -> None:
         """A validated chat.completion.chunk (backends/wire.py) as the upstream sent it."""
@@ -251,6 +253,7 @@ class Meter:
             completion_tokens=billed.completion,
             upstream_prompt_tokens=self._upstream[0] if self._upstream else None,
             upstream_completion_tokens=self._upstream[1] if self._upstream else None,
+            cached_tokens=self._cached if status is UsageStatus.COMPLETED else None,
             gateway_prompt_tokens=(
                 self.prompt_tokens if self.forwarded and self.prompt_counted else None
             ),

@@ -163,6 +163,12 @@ class ModelConfig(_Frozen):
     # The model's context length (vLLM's max_model_len): a prompt plus max_tokens over it is
     # refused with 400 context_length_exceeded before anything is forwarded.
     max_model_len: int | None = Field(default=None, gt=0)
+    # vLLM's prefix cache shared by whom (a `cache_salt` the gateway sets, keys/tenancy.py):
+    # `none` (everyone: a request's own cache_salt is forwarded), `owner` (the keys of one
+    # owner), `key` (each key alone), so no tenant can time another's cached prefix.
+    prefix_cache_isolation: Literal["none", "owner", "key"] = "none"
+    # The upstream runs with --scheduling-policy priority: each key's `priority` is sent.
+    priority_scheduling: bool = False
     # Input kinds the model accepts; content parts of any other kind get a 400.
     modalities: tuple[Literal["text", "image", "audio"], ...] = ("text",)
     # The OpenAI routes the upstream serves: a generative model (vLLM's default runner)

@@ -12,6 +12,7 @@ watched until the answer is ready; a stream's relay watches it after that).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from gateway.errors import (
 )
 from gateway.guard import GuardService
 from gateway.keys import ApiKey
+from gateway.keys.tenancy import Tenancy
 from gateway.limits import AdmissionUnconfirmedError, LimitStore
 from gateway.limits.concurrency import KeyConcurrency
 from gateway.metering import Meter, RecordSink
@@ -47,6 +49,9 @@ logger = logging.getLogger(__name__)
 Request = TypeVar("Request")
 T = TypeVar("T")
 MAX_MODEL_ID_ECHO = 64
+# The upstream wires whose body takes vLLM's cache_salt and priority (keys/tenancy.py):
+# chat and completions, and the surfaces translated to chat (responses, messages).
+GENERATIVE = ("chat", "completions")
 
 
 def echo_id(model_id: str) -> str:
@@ -69,6 +74,7 @@ class Pipeline:
         telemetry: Telemetry,
         audit_rate: float = 1.0,
         draw: Callable[[], float] = random.random,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.registry = registry
         self.tokenizers = tokenizers
@@ -81,6 +87,8 @@ class Pipeline:
         # USAGE_AUDIT_RATE, and the draw that decides each request (injectable for tests).
         self.audit_rate = audit_rate
         self.draw = draw
+        # The cache salt and priority the upstream is sent for each key (keys/tenancy.py).
+        self.tenancy = tenancy or Tenancy()
 
     async def run(
         self, surface: Surface[Request], client: Client, *, key: ApiKey, request_id: str
@@ -122,13 +130,18 @@ class Pipeline:
         ctx.model = model = self.resolve_model(ctx, surface.model_id(request), surface.route)
         ctx.meter.model_id = model.id
         plan = await surface.plan(request, ctx, self.tokenizers)
+        tenant_fields = self.tenancy.upstream_fields(model, ctx.key)
+        if tenant_fields and surface.wire.name in GENERATIVE:  # cache_salt, priority
+            plan = dataclasses.replace(plan, body={**plan.body, **tenant_fields})
         headers = await self.admit(ctx, plan)
         screening = surface.screening(request, ctx, self.guard)
         await screening.check_input()
         backend = self.backends.for_model(model, surface.wire)
         ctx.meter.forwarded = True
         if ctx.meter.stream:
-            chunks = await backend.open_stream(plan.body, trace=ctx.trace, tenant=ctx.key.key_id)
+            chunks = await backend.open_stream(
+                plan.body, trace=ctx.trace, tenant=ctx.key.key_id, hint=plan.hint
+            )
             screened = screening.screen_stream(chunks)
             frames = surface.relay(request, ctx, screened)
             return RouteResult(stream=MeteredStream(frames, ctx.meter, screened), headers=headers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired
 
 import anyio
 import orjson
@@ -29,6 +29,12 @@ DONE_FRAME = b"data: [DONE]\n\n"
 
 
 @with_config(ConfigDict(use_attribute_docstrings=True))
+class PromptTokensDetails(TypedDict):
+    cached_tokens: int
+    """Prompt tokens the model server found in its prefix cache (vLLM's figure)."""
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
 class Usage(TypedDict):
     prompt_tokens: int
     """Tokens of the rendered chat template."""
@@ -36,6 +42,8 @@ class Usage(TypedDict):
     """Tokens generated."""
     total_tokens: int
     """Their sum."""
+    prompt_tokens_details: NotRequired[PromptTokensDetails]
+    """Present when the upstream reported its cached prompt tokens."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +112,14 @@ def billed_usage(meter: Meter) -> Usage:
     """The usage of the request's record: what was billed."""
     record = meter.record
     assert record is not None
-    return {
+    usage: Usage = {
         "prompt_tokens": record.prompt_tokens,
         "completion_tokens": record.completion_tokens,
         "total_tokens": record.total_tokens,
     }
+    if record.cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": record.cached_tokens}
+    return usage
 
 
 def usage_frame(meter: Meter, kind: StreamKind) -> bytes:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from gateway.backends.affinity import NO_HINT, RouteHint
 from gateway.backends.routing import RoutedBackend
 from gateway.backends.wire import WireRoute
 from gateway.guard import GuardService, Screening
@@ -19,11 +20,13 @@ Request = TypeVar("Request")
 
 @dataclass(frozen=True)
 class Plan:
-    """What the count decided: the upstream's body (its `max_tokens` fixed once) and the
-    tokens admission reserves (the worst case)."""
+    """What the count decided: the upstream's body (its `max_tokens` fixed once), the
+    tokens admission reserves (the worst case), and what routing may use of the prompt
+    (its prefix key: backends/affinity.py)."""
 
     body: dict[str, Any]
     reserve: int
+    hint: RouteHint = NO_HINT
 
 
 class Surface(Protocol[Request]):

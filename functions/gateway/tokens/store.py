@@ -38,6 +38,10 @@ def _pick_template(raw: Any) -> str | None:
     return None
 
 
+# leading_ids encodes at most this many characters per token asked for.
+_MAX_CHARS_PER_TOKEN = 8
+
+
 class ChatTokenizer:
     """A tokenizer.json with the chat template of its tokenizer_config.json, loaded with the
     rules transformers 5's AutoTokenizer applies (gateway.tokens.loading)."""
@@ -139,6 +143,18 @@ class ChatTokenizer:
         """Tokens of a plain-text prompt as /v1/completions and /v1/embeddings count it:
         `tokenizer(text, add_special_tokens=True)`, so BOS/EOS of the post-processor count."""
         return self._count(text, add_special_tokens=True)
+
+    def leading_ids(self, text: str, *, tokens: int) -> list[int]:
+        """The first `tokens` token ids of `text` (no special tokens added), as its full
+        encoding starts (but the last few, where the cut text ends), encoding no more of
+        it than they can span: a prefix key (backends/affinity.py) costs a short encode,
+        not a second count of the whole prompt."""
+        head = text[: tokens * _MAX_CHARS_PER_TOKEN]
+        if not head:
+            return []
+        encoding = self._tokenizer.encode_batch_fast([head], add_special_tokens=False)[0]
+        encoding.truncate(tokens)
+        return list(encoding.ids)
 
     def _count(self, text: str, *, add_special_tokens: bool) -> int:
         splitter = self._splitter if len(text) > CHUNK_CHARS else None

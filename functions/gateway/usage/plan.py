@@ -22,6 +22,7 @@ COUNTERS = (
     "total_tokens",
     "errors",
     "rate_limited",
+    "cached_tokens",
 )
 ItemKey = tuple[str, str]
 
@@ -52,6 +53,7 @@ def rollup_values(record: UsageRecord) -> dict[str, int]:
         "total_tokens": record.total_tokens,
         "errors": int(record.is_error),
         "rate_limited": int(record.status is UsageStatus.RATE_LIMITED),
+        "cached_tokens": record.cached_tokens or 0,
     }
 
 

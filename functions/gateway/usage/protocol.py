@@ -16,6 +16,9 @@ class Counts(BaseModel):
     rate_limited: int = Field(
         description="Requests refused by the key's limits (429; also counted in `errors`)."
     )
+    cached_tokens: int = Field(
+        description="Of prompt_tokens, those the model servers found in their prefix cache."
+    )
 
 
 class UsageRow(Counts):

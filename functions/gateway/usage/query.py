@@ -44,6 +44,8 @@ class Totals:
     # Refusals by the key's limits (also counted in `errors`); 0 on rollups written before
     # the counter existed.
     rate_limited: int = 0
+    # Prompt tokens the upstream found in its prefix cache (0 in rollups from before).
+    cached_tokens: int = 0
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in _FIELDS})

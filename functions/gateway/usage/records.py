@@ -53,6 +53,9 @@ class UsageRecord:
     upstream_completion_tokens: int | None = None
     gateway_prompt_tokens: int | None = None
     gateway_completion_tokens: int | None = None
+    # Prompt tokens the upstream found in its prefix cache (its usage's
+    # prompt_tokens_details.cached_tokens); None: it did not say.
+    cached_tokens: int | None = None
     finish_reason: str | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None

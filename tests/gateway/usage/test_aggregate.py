@@ -61,7 +61,7 @@ def expected_rollups(recs: list[UsageRecord]) -> dict[tuple[str, str], Counter[s
             sums.setdefault(key, Counter()).update(
                 requests=1, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
                 total_tokens=r.total_tokens, errors=int(r.is_error),
-                rate_limited=int(r.status == "rate_limited"),
+                rate_limited=int(r.status == "rate_limited"), cached_tokens=r.cached_tokens or 0,
             )  # fmt: skip
     return sums
 
@@ -110,7 +110,7 @@ def test_route_rollups_count_each_record_once(client: Any) -> None:
         expected.setdefault((r.key_id, r.route), Counter()).update(
             requests=1, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
             total_tokens=r.prompt_tokens + r.completion_tokens,
-            errors=int(r.status is UsageStatus.UPSTREAM_ERROR), rate_limited=0,
+            errors=int(r.status is UsageStatus.UPSTREAM_ERROR), rate_limited=0, cached_tokens=0,
         )  # fmt: skip
     counted = route_rollups()
     assert counted == {k: dict(v) for k, v in expected.items()}

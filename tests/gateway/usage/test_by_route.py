@@ -19,7 +19,7 @@ from tests.support.routes import client, routes_gateway
 from tests.support.usage import drain
 
 COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "errors",
-          "rate_limited")  # fmt: skip
+          "rate_limited", "cached_tokens")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def expected_by_route(gateway: Gateway, key: str) -> dict[str, dict[str, int]]:
         row["completion_tokens"] += record.completion_tokens
         row["total_tokens"] += record.prompt_tokens + record.completion_tokens
         row["errors"] += int(record.status not in ("completed", "client_disconnected"))
-        row["rate_limited"] += int(record.status == "rate_limited")
+        row["rate_limited", "cached_tokens"] += int(record.status == "rate_limited")
     return sums
 
 

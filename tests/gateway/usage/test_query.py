@@ -79,9 +79,9 @@ def test_key_and_model_days_read_only_their_range(client: Any, n: Names) -> None
     days = query.key_days(key_id=n.key_a, start=date(2026, 11, 2), end=date(2026, 11, 5))
     assert [d.to_dict() for d in days] == [
         {"date": "2026-11-02", "requests": 4, "prompt_tokens": 40, "completion_tokens": 15,
-         "total_tokens": 55, "errors": 1, "rate_limited": 0},
+         "total_tokens": 55, "errors": 1, "rate_limited": 0, "cached_tokens": 0},
         {"date": "2026-11-05", "requests": 1, "prompt_tokens": 10, "completion_tokens": 5,
-         "total_tokens": 15, "errors": 0, "rate_limited": 0},
+         "total_tokens": 15, "errors": 0, "rate_limited": 0, "cached_tokens": 0},
     ]  # fmt: skip
     everything = query.key_days(key_id=n.key_a)
     assert [d.date for d in everything] == ["2026-11-01", "2026-11-02", "2026-11-05", "2026-11-30"]
@@ -124,11 +124,11 @@ def test_key_models_sums_each_model_over_the_range(client: Any, n: Names) -> Non
     got = query.key_models(key_id=n.key_a, start=date(2026, 11, 1), end=date(2026, 11, 3))
     assert [m.to_dict() for m in got] == [
         {"model": n.llama, "requests": 1, "prompt_tokens": 100, "completion_tokens": 5,
-         "total_tokens": 105, "errors": 0, "rate_limited": 0},
+         "total_tokens": 105, "errors": 0, "rate_limited": 0, "cached_tokens": 0},
         {"model": n.odd, "requests": 1, "prompt_tokens": 10,
-         "completion_tokens": 5, "total_tokens": 15, "errors": 0, "rate_limited": 0},
+         "completion_tokens": 5, "total_tokens": 15, "errors": 0, "rate_limited": 0, "cached_tokens": 0},
         {"model": n.qwen, "requests": 2, "prompt_tokens": 20, "completion_tokens": 10,
-         "total_tokens": 30, "errors": 0, "rate_limited": 0},
+         "total_tokens": 30, "errors": 0, "rate_limited": 0, "cached_tokens": 0},
     ]  # fmt: skip
     assert [m.model for m in query.key_models(key_id=n.key_a, start=date(2026, 11, 9))] == [n.qwen]
 
@@ -161,7 +161,7 @@ def test_usage_report(client: Any, n: Names) -> None:
         ("2026-11-03", 2),
     ]
     assert body["totals"] == {"requests": 3, "prompt_tokens": 30, "completion_tokens": 15,
-                              "total_tokens": 45, "errors": 0, "rate_limited": 0}  # fmt: skip
+                              "total_tokens": 45, "errors": 0, "rate_limited": 0, "cached_tokens": 0}  # fmt: skip
     assert body["limits"] == {"rpm": 5, "tpm": None, "monthly_tokens": 40}
     assert body["month"] == {"month": "2026-11", "used_tokens": 45, "remaining_tokens": 0}
 

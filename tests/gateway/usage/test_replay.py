@@ -111,7 +111,8 @@ def test_replay_writes_logged_records_once(client: Any, key_id: str) -> None:
     assert store.query(key_id=key_id) == [first, second]
     drain(client)
     once = {"requests": 2, "prompt_tokens": 20, "completion_tokens": 10,
-            "total_tokens": 30, "errors": 1, "rate_limited": 0}  # fmt: skip
+            "total_tokens": 30, "errors": 1, "rate_limited": 0,
+            "cached_tokens": 0}  # fmt: skip
     assert rollup(client, f"key#{key_id}") == once
 
     again = replay(lines, store)

@@ -54,7 +54,8 @@ def test_write_is_idempotent_and_rolls_up_once(client: Any) -> None:
     assert first == record()
     assert second.status is UsageStatus.UPSTREAM_ERROR
     expected = {"requests": 2, "prompt_tokens": 20, "completion_tokens": 5,
-                "total_tokens": 25, "errors": 1, "rate_limited": 0}  # fmt: skip
+                "total_tokens": 25, "errors": 1, "rate_limited": 0,
+            "cached_tokens": 0}  # fmt: skip
     assert rollup(client, "key#key_a", "2026-11-22") == expected
     assert rollup(client, "model#qwen3", "2026-11-22") == expected
     assert store.get(request_id="r2") == second

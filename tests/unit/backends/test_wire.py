@@ -6,6 +6,7 @@ import pytest
 from gateway.backends.wire import (
     MAX_USAGE_TOKENS,
     MalformedUpstream,
+    cached_figure,
     parse_chunk,
     parse_completion,
     parse_embeddings,
@@ -191,3 +192,21 @@ def test_parse_embeddings_refuses_malformed_bodies(raw: bytes) -> None:
     with pytest.raises(MalformedUpstream) as raised:
         parse_embeddings(raw)
     assert raised.value.code == "upstream_malformed_response"
+
+
+@pytest.mark.parametrize(
+    ("usage", "cached"),
+    [
+        ({"prompt_tokens_details": {"cached_tokens": 32}}, 32),
+        ({"prompt_tokens_details": {"cached_tokens": 0}}, 0),
+        ({"prompt_tokens_details": None}, None),  # vLLM without the flag
+        ({}, None),
+        ({"prompt_tokens_details": {"cached_tokens": 101}}, None),  # more than the prompt
+        ({"prompt_tokens_details": {"cached_tokens": -1}}, None),
+        ({"prompt_tokens_details": {"cached_tokens": True}}, None),
+        ({"prompt_tokens_details": {"cached_tokens": "32"}}, None),
+        ("not a mapping", None),
+    ],
+)
+def test_cached_figure_is_the_upstreams_sane_count(usage: object, cached: object) -> None:
+    assert cached_figure(usage, prompt=100) == cached

@@ -187,7 +187,7 @@ async def test_cancellation_while_waiting_for_the_upstream_records_a_disconnect(
 
     class Hanging(FakeBackend):
         async def complete(
-            self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+            self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None, hint: Any = None
         ) -> dict[str, Any]:
             await anyio.sleep_forever()
             raise AssertionError

@@ -98,7 +98,7 @@ async def test_admit_holds_a_key_to_its_concurrency_and_frees_the_slot() -> None
 
     class Slow(FakeBackend):
         async def complete(
-            self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+            self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None, hint: Any = None
         ) -> dict[str, Any]:
             started.set()
             await release.wait()
@@ -189,7 +189,7 @@ class Hanging(FakeBackend):
     cancelled: bool = False
 
     async def complete(
-        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None, hint: Any = None
     ) -> dict[str, Any]:
         try:
             await anyio.sleep_forever()
@@ -199,7 +199,7 @@ class Hanging(FakeBackend):
         raise AssertionError
 
     async def open_stream(
-        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None
+        self, body: dict[str, Any], *, trace: Any = None, tenant: Any = None, hint: Any = None
     ) -> AsyncIterator[dict[str, Any]]:
         return await self.complete(body)  # type: ignore[no-any-return]
 

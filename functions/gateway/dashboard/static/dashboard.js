@@ -82,6 +82,11 @@ function budget(row) {
   return span;
 }
 
+// Prompt tokens the model servers found in their prefix cache, of all prompt tokens.
+function hitRate(r) {
+  return r.prompt_tokens ? `${((100 * (r.cached_tokens || 0)) / r.prompt_tokens).toFixed(1)} %` : "–";
+}
+
 function render(report) {
   const t = report.totals;
   const set = (id, v) => { document.getElementById(id).textContent = fmt(v); };
@@ -91,11 +96,12 @@ function render(report) {
   set("total-completion", t.completion_tokens);
   set("total-errors", t.errors);
   set("total-rate-limited", t.rate_limited);
+  document.getElementById("total-cache-hit").textContent = hitRate(t);
   draw("chart-tokens", report, "tokens");
   draw("chart-requests", report, "requests");
   const tops = [["Name", (r) => r.name], ["Requests", (r) => fmt(r.requests)],
     ["Tokens", (r) => fmt(r.total_tokens)], ["Errors", (r) => fmt(r.errors)],
-    ["Rate-limited", (r) => fmt(r.rate_limited)]];
+    ["Rate-limited", (r) => fmt(r.rate_limited)], ["Cache hit", hitRate]];
   table("top-keys", tops, report.top_keys);
   table("top-models", tops, report.top_models);
   table("keys", [
