@@ -234,7 +234,8 @@ def test_keys_show_sums_this_month(
     assert shown["usage_this_month"] == {
         "month": now.strftime("%Y-%m"),
         "requests": 2, "prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30,
-        "errors": 1, "rate_limited": 0, "used_tokens": 30, "remaining_tokens": 70,
+        "errors": 1, "rate_limited": 0, "cached_tokens": 0, "used_tokens": 30,
+        "remaining_tokens": 70,
     }  # fmt: skip
 
 
@@ -377,6 +378,7 @@ def test_usage_daily_for_a_key(
         "total_tokens",
         "errors",
         "rate_limited",
+        "cached_tokens",
     ]  # one key: no key_id column
     assert out.splitlines()[-1] == "5 requests, 55 tokens"
 

@@ -51,7 +51,7 @@ def test_rollups_count_guard_tokens_on_their_own_line_and_blocks_per_category(
     }
     for sk in (f"mday#{day}#llama-guard", f"rday#{day}#guard"):
         assert item(table, f"key#{key_id}", sk) == {
-            **dict.fromkeys(("errors", "rate_limited"), 0),
+            **dict.fromkeys(("errors", "rate_limited", "cached_tokens"), 0),
             **guard_line,
         }
     model_line = item(table, f"key#{key_id}", f"mday#{day}#qwen3")

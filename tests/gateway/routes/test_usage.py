@@ -70,12 +70,15 @@ def test_a_key_sees_its_own_usage_by_day(gw: Gateway) -> None:
         "group_by": "day",
         "data": [
             {"date": "2026-03-01", "requests": 1, "prompt_tokens": 10, "completion_tokens": 5,
-             "total_tokens": 15, "errors": 0, "rate_limited": 0},
+             "total_tokens": 15, "errors": 0, "rate_limited": 0,
+             "cached_tokens": 0},
             {"date": "2026-03-02", "requests": 2, "prompt_tokens": 20, "completion_tokens": 10,
-             "total_tokens": 30, "errors": 1, "rate_limited": 0},
+             "total_tokens": 30, "errors": 1, "rate_limited": 0,
+             "cached_tokens": 0},
         ],
         "totals": {"requests": 3, "prompt_tokens": 30, "completion_tokens": 15,
-                   "total_tokens": 45, "errors": 1, "rate_limited": 0},
+                   "total_tokens": 45, "errors": 1, "rate_limited": 0,
+             "cached_tokens": 0},
         "limits": {"rpm": 30, "tpm": None, "monthly_tokens": 1000},
         "month": {"month": datetime.now(UTC).strftime("%Y-%m"), "used_tokens": 0,
                   "remaining_tokens": 1000},
@@ -119,9 +122,11 @@ def test_group_by_model(gw: Gateway) -> None:
     assert body["group_by"] == "model"
     assert body["data"] == [
         {"model": "llama3", "requests": 1, "prompt_tokens": 7, "completion_tokens": 5,
-         "total_tokens": 12, "errors": 0, "rate_limited": 0},
+         "total_tokens": 12, "errors": 0, "rate_limited": 0,
+             "cached_tokens": 0},
         {"model": "qwen3", "requests": 2, "prompt_tokens": 20, "completion_tokens": 10,
-         "total_tokens": 30, "errors": 0, "rate_limited": 0},
+         "total_tokens": 30, "errors": 0, "rate_limited": 0,
+             "cached_tokens": 0},
     ]  # fmt: skip
     assert body["totals"]["total_tokens"] == 42
 

@@ -60,7 +60,8 @@ def expected_by_route(gateway: Gateway, key: str) -> dict[str, dict[str, int]]:
         row["completion_tokens"] += record.completion_tokens
         row["total_tokens"] += record.prompt_tokens + record.completion_tokens
         row["errors"] += int(record.status not in ("completed", "client_disconnected"))
-        row["rate_limited", "cached_tokens"] += int(record.status == "rate_limited")
+        row["rate_limited"] += int(record.status == "rate_limited")
+        row["cached_tokens"] += record.cached_tokens or 0
     return sums
 
 
