@@ -45,7 +45,7 @@ def check(result: Result, name: str) -> None:
     assert found.ok, result.summary
 
 
-@pytest.mark.xfail(reason="admissions lost in DynamoDB pauses are settled by wip/settle")
+@pytest.mark.xfail(reason="the full run still finds one key's month counter off after the pauses")
 def test_month_counters_equal_the_records(result: Result) -> None:
     check(result, MONTH)
 

@@ -25,7 +25,7 @@ class FunctionDefinition(BaseModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
     parameters: dict[str, Any] | None = None
-    strict: bool | None = None
+    strict: bool | None = Field(default=None, strict=True)
 
 
 class Tool(BaseModel):
@@ -62,7 +62,7 @@ class JsonSchema(BaseModel):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
-    strict: bool | None = None
+    strict: bool | None = Field(default=None, strict=True)  # 0.0 is not a boolean
 
 
 class ResponseFormatJsonSchema(BaseModel):

@@ -274,3 +274,18 @@ async def test_a_cold_instance_counts_first_where_the_bound_would_cut_max_tokens
     # counted exactly (4 tokens) before forwarding: max_tokens is the cap, not cut
     assert backend.sent[0]["max_tokens"] == 100
     assert sink.records[0].gateway_prompt_tokens == 4
+
+
+@pytest.mark.parametrize("where", ["response_format", "tools"])
+async def test_a_strict_flag_must_be_a_boolean(where: str) -> None:
+    """Schemathesis found `"strict": 0.0` accepted as False (pydantic's lax mode): a 400."""
+    backend, sink = FakeBackend(body=COMPLETION), RecordingSink()
+    if where == "response_format":
+        extra: dict[str, Any] = {
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": 0.0}}
+        }
+    else:
+        extra = {"tools": [{"type": "function", "function": {"name": "f", "strict": 0.0}}]}
+    with pytest.raises(InvalidRequestError):
+        await service(backend, sink).create(body(**extra), key=api_key(), request_id="s")
+    assert backend.sent == [] and [r.status for r in sink.records] == ["rejected"]
