@@ -90,7 +90,8 @@ class ChatSurface:
                 default_max_tokens=self._default_max_tokens,
             )
             check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
-            hint = await route_hint(tokenizer, request)
+            if len(model.endpoints) > 1 or model.fallbacks:  # a choice of replica to make
+                hint = await route_hint(tokenizer, request)
         reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
         return Plan(body=body, reserve=reserve, hint=hint)
 
