@@ -27,7 +27,14 @@ from gpusim.structured import (
     tool_choice_result,
 )
 from gpusim.toolcalls import auto_calls, wants_tool_call
-from gpusim.wire import DONE, JSON_HEADERS, SSE_HEADERS, ChunkEncoder, completion_body
+from gpusim.wire import (
+    DONE,
+    JSON_HEADERS,
+    SSE_HEADERS,
+    ChunkEncoder,
+    completion_body,
+    read_body,
+)
 
 
 @dataclass
@@ -36,17 +43,6 @@ class Outcome:
 
     completed: bool = False
     cancelled: bool = False
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def send_json(
@@ -115,7 +111,7 @@ class ChatEndpoint:
 
     async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
         arrival = asyncio.get_running_loop().time()
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         self.stats.requests += 1
         if raw is None:
             return

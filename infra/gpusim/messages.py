@@ -48,8 +48,9 @@ from gpusim.config import SimConfig
 from gpusim.errors import RequestError
 from gpusim.messages_input import chat_body, chat_messages, chat_tools, validate
 from gpusim.models import ModelRegistry, TemplateRenderError
-from gpusim.relay import read_body, relay_chat, send_body, sse_event
+from gpusim.relay import relay_chat, send_body, sse_event
 from gpusim.structured import null_content_as_empty, strip_media
+from gpusim.wire import read_body
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 

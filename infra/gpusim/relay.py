@@ -156,18 +156,6 @@ async def relay_chat(
     await chat(scope, chat_receive, _Relay(send, translation))
 
 
-async def read_body(receive: Receive) -> bytes | None:
-    """The request body, or None when the client went away first."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 async def send_body(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:

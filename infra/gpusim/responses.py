@@ -53,10 +53,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gpusim.config import SimConfig
 from gpusim.errors import RequestError
-from gpusim.relay import read_body, relay_chat, send_body
+from gpusim.relay import relay_chat, send_body
 from gpusim.responses_input import ResponsesRequest, chat_body, chat_messages, parse_request
 from gpusim.responses_output import ResponsesTranslation
 from gpusim.responses_store import ResponsesStore, StoredResponse
+from gpusim.wire import read_body
 
 _NO_BACKGROUND = "gpusim does not simulate background mode."
 _STORE_DISABLED = (

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from starlette.types import Receive
 
 from gpusim.generate import ChoiceResult
 
@@ -147,3 +148,15 @@ class ChunkEncoder:
     ) -> bytes:
         counts = usage(prompt_tokens, completion_tokens, cached_tokens)
         return sse({**self._base, "choices": [], "usage": counts})
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The request body, or None when the client went away first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
