@@ -26,6 +26,8 @@ from gateway.usage import UsageStatus
 logger = logging.getLogger(__name__)
 
 DONE_FRAME = b"data: [DONE]\n\n"
+# How vLLM (and gpusim) end a chunk when the client asked for usage (orjson's spelling).
+_NULL_USAGE_TAIL = b',"usage":null}'
 
 
 @with_config(ConfigDict(use_attribute_docstrings=True))
@@ -142,8 +144,11 @@ class Restamp:
     sends the same envelope head (`{"id":..,"object":..,"created":..,"model":..,`) on
     every chunk of a stream, so a chunk that starts with it byte for byte and whose rest
     has no key the rewrite touches (`stop_reason`, `usage`, object-valued `logprobs`) is
-    the gateway's head plus that rest. A key pattern cannot occur unescaped inside a JSON
-    string, so these byte tests only ever send a chunk to the slow path needlessly."""
+    the gateway's head plus that rest. vLLM ends every chunk with `"usage":null` when the
+    client asked for usage (`stream_options.include_usage`): that tail is cut before the
+    test, and put back where the client asked for it. A key pattern cannot occur unescaped
+    inside a JSON string, so these byte tests only ever send a chunk to the slow path
+    needlessly."""
 
     _HEAD_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint"})
 
@@ -161,6 +166,8 @@ class Restamp:
                 self._learn(chunk)
             if self._head and raw.startswith(self._head):
                 rest = raw[len(self._head) :]
+                if rest.endswith(_NULL_USAGE_TAIL):
+                    rest = rest[: -len(_NULL_USAGE_TAIL)] + b"}"
                 if (
                     rest.startswith(b'"choices":')
                     and rest.endswith(b"}")

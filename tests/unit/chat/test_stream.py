@@ -46,6 +46,11 @@ CHUNKS = [
     b'"choices":[{"index":0,"delta":{"content":"y"},"finish_reason":null}]}',
     # spaces: the head does not match byte for byte
     b'{"id": "chatcmpl-up1", "choices": [{"index": 0, "delta": {"content": "z"}}]}',
+    # vLLM's chunks when the client asked for usage: "usage":null last (spliced)
+    HEAD + b'"choices":[{"index":0,"delta":{"content":"u"},"logprobs":null,'
+    b'"finish_reason":null}],"usage":null}',
+    # a usage that is not null: the slow path
+    HEAD + b'"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}',
 ]
 
 
@@ -82,9 +87,9 @@ async def test_splice_gives_the_same_json_as_the_round_trip(
         fast = restamp.frame(parse_chunk(raw), raw)
         assert fast.startswith(b"data: ") and fast.endswith(b"\n\n")
         assert orjson.loads(fast[6:]) == orjson.loads(reference[6:])
-    # spliced: the role chunk, the tricky strings, the tool call; the round trip: the
-    # logprobs, the stop_reason, the other head and the spaced chunk
-    assert len(round_trips) == 4
+    # spliced: the role chunk, the tricky strings, the tool call, the null usage; the round
+    # trip: the logprobs, the stop_reason, the other head, the spaced chunk, the usage
+    assert len(round_trips) == 5
     first = orjson.loads(restamp.frame(parse_chunk(CHUNKS[1]), CHUNKS[1])[6:])
     assert (first["id"], first["model"], first["object"]) == (
         "chatcmpl-r1",
