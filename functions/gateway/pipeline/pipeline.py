@@ -12,6 +12,7 @@ watched until the answer is ready; a stream's relay watches it after that).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -192,31 +193,25 @@ class Pipeline:
 async def _until_gone(client: Client, work: Awaitable[T]) -> T:
     """`work`, cancelled the moment the client goes away (then ClientDisconnected). The
     cancellation reaches the upstream call, which closes its connection: the GPU server
-    stops generating for nobody."""
-    done: list[T] = []
-    failed: list[Exception] = []
-    gone = False
+    stops generating for nobody.
 
-    async def watch(scope: anyio.CancelScope) -> None:
-        nonlocal gone
-        await client.wait_disconnected()
-        gone = True
-        scope.cancel()
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(watch, group.cancel_scope)
+    One plain task waits for the departure, and its callback cancels the work's anyio
+    scope (an anyio scope, so the record's shielded writes still finish). The watcher is
+    cancelled when the work ends, not joined: a task group's exit would wait a turn of the
+    event loop for it on every request."""
+    with anyio.CancelScope() as scope:
+        watcher = asyncio.ensure_future(client.wait_disconnected())
+        watcher.add_done_callback(lambda gone: _cancel_unless_failed(gone, scope))
         try:
-            done.append(await work)
-        except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
-            failed.append(exc)
+            return await work
         finally:
-            group.cancel_scope.cancel()  # the watcher's job ends with the work
-    if failed:
-        raise failed[0]
-    if not done:
-        assert gone  # cancelled by anything else, the cancellation propagated above
-        raise ClientDisconnected("The client closed the connection before the answer.")
-    return done[0]
+            watcher.cancel()
+    raise ClientDisconnected("The client closed the connection before the answer.")
+
+
+def _cancel_unless_failed(gone: asyncio.Future[None], scope: anyio.CancelScope) -> None:
+    if not gone.cancelled() and gone.exception() is None:
+        scope.cancel()
 
 
 def internal_error(exc: Exception, request_id: str) -> InternalError:
