@@ -97,3 +97,41 @@ async def test_a_refused_connection_is_unreachable(pool: HttpPool) -> None:
         await backend.complete(BODY)
     with pytest.raises(Unreachable):
         await backend.open_stream({**BODY, "stream": True})
+
+
+async def test_every_ending_gives_the_pool_its_hold_back(pool: HttpPool) -> None:
+    """The pool counts the requests holding or waiting for an endpoint's connections (how
+    a full pool is told from an unreachable server): a completion, a stream read to its
+    end or closed early, an error status, a dropped stream and a refused connection each
+    give their hold back."""
+    from gateway.backends.chunks import aclose_of
+    from gateway.errors import UpstreamError
+
+    async with faulty_upstreams(1) as [upstream]:
+        endpoint = OpenAIEndpoint(base_url=upstream.url)
+        backend = OpenAIBackend(upstream=endpoint, pool=pool)
+        await backend.complete(BODY)
+        assert pool.busy(endpoint) == 0
+        chunks = await backend.open_stream({**BODY, "stream": True})
+        assert pool.busy(endpoint) == 1  # the stream holds its connection
+        _ = [chunk async for chunk in chunks]
+        assert pool.busy(endpoint) == 0
+        chunks = await backend.open_stream({**BODY, "stream": True})
+        await chunks.__anext__()
+        await aclose_of(chunks)  # the client left after the first chunk
+        assert pool.busy(endpoint) == 0
+        upstream.mode = "midstream"
+        chunks = await backend.open_stream({**BODY, "stream": True})
+        with pytest.raises(UpstreamError):
+            _ = [chunk async for chunk in chunks]
+        assert pool.busy(endpoint) == 0
+        upstream.mode = "status"
+        with pytest.raises(UpstreamError):
+            await backend.complete(BODY)
+        with pytest.raises(UpstreamError):
+            await backend.open_stream({**BODY, "stream": True})
+        assert pool.busy(endpoint) == 0
+    refused = OpenAIEndpoint(base_url=refused_url())
+    with pytest.raises(Unreachable):
+        await OpenAIBackend(upstream=refused, pool=pool).complete(BODY)
+    assert pool.busy(refused) == 0
