@@ -25,7 +25,7 @@ from gateway.chat.responses import ChatCompletion, Choice, ResponseMessage
 from gateway.chat.stream import CHAT_STREAM, chat_completion
 from gateway.errors import ConfigurationError, InvalidRequestError
 from gateway.generation import check_context_length
-from gateway.guard import GuardService, Screening
+from gateway.guard import NO_SCREENING, GuardService, Screening
 from gateway.inputs import parse_body, validate
 from gateway.metering import Meter
 from gateway.models.registry import ModelConfig
@@ -99,10 +99,12 @@ class ChatSurface:
         self, request: ChatCompletionRequest, ctx: RequestContext, guard: GuardService
     ) -> Screening:
         assert ctx.model is not None
-        return guard.screening(  # guardrails (gateway/guard): no-op without a policy
-            model=ctx.model,
-            meter=ctx.meter,
-            messages=lambda: chat_prompt.template_messages(request),
+        # guardrails (gateway/guard): none without a policy, and then no messages built
+        policy = guard.policy(model=ctx.model, key_id=ctx.key.key_id)
+        if policy is None:
+            return NO_SCREENING
+        return guard.screening(
+            policy, meter=ctx.meter, messages=chat_prompt.template_messages(request)
         )
 
     async def forward(

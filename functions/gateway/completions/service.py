@@ -80,13 +80,12 @@ class CompletionSurface:
         model = ctx.model
         assert model is not None
         texts, token_ids = one_by_one(request.prompt)
+        policy = guard.policy(model=model, key_id=ctx.key.key_id)
+        if policy is None:
+            return NO_SCREENING
         screening = guard.screening(
-            model=model,
-            meter=ctx.meter,
-            messages=lambda: [{"role": "user", "content": t} for t in texts],
+            policy, meter=ctx.meter, messages=[{"role": "user", "content": t} for t in texts]
         )
-        if screening is NO_SCREENING:
-            return screening
         if screening.screens_output or token_ids:
             raise InvalidRequestError(
                 f"The model `{model.id}` is screened by a guard policy that this route cannot "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -36,7 +36,8 @@ from gateway.tokens.offloop import tokenizer_for
 
 logger = logging.getLogger(__name__)
 
-Messages = Callable[[], Sequence[Mapping[str, Any]]]
+# The conversation a guard screens: the request's messages as the template renders them.
+Messages = Sequence[Mapping[str, Any]]
 
 
 class Screening:
@@ -92,7 +93,7 @@ class GuardedScreening(Screening):
         if not self.policy.input:
             return
         started = self.ledger.latency_ms
-        verdict = await self.screen(conversation(self._messages()))
+        verdict = await self.screen(conversation(self._messages))
         self.ledger.input_latency_ms = self.ledger.latency_ms - started
         blocked = self.decide(verdict)
         if blocked:
@@ -126,7 +127,7 @@ class GuardedScreening(Screening):
         return ScreenedChunks(chunks, self, window_tokens=self.policy.window_tokens)
 
     def output_turns(self, completion: str) -> list[dict[str, str]]:
-        return conversation(self._messages(), completion)
+        return conversation(self._messages, completion)
 
     def decide(self, verdict: Verdict | None) -> tuple[str, ...]:
         """The blocking categories of a verdict (None: the guard failed open), noted."""
@@ -240,10 +241,14 @@ class GuardService:
         self._tokenizers = tokenizers
         self._metrics = metrics or BlockMetrics(enabled=False)
 
-    def screening(self, *, model: ModelConfig, meter: Meter, messages: Messages) -> Screening:
-        policy = select_policy(
-            self._registry.guard_policies, model_id=model.id, key_id=meter.key.key_id
-        )
+    def policy(self, *, model: ModelConfig, key_id: str) -> GuardPolicy | None:
+        """The guard policy that screens this model for this key, if any."""
+        return select_policy(self._registry.guard_policies, model_id=model.id, key_id=key_id)
+
+    def screening(
+        self, policy: GuardPolicy | None, *, meter: Meter, messages: Messages
+    ) -> Screening:
+        """One request's screenings under `policy` (NO_SCREENING for None)."""
         if policy is None:
             return NO_SCREENING
         guard = self._registry.get(policy.guard)
