@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from pathlib import Path
 
+import pytest
 from boto3.dynamodb.types import TypeSerializer
 from gateway import layout
 from gateway.usage import UsageRecord, UsageStatus
@@ -62,6 +63,15 @@ def test_items_are_translated_as_boto3_translates_them_and_back() -> None:
         "d": serializer.serialize(Decimal("2")),
     }
     assert layout.from_item(item) == {"s": "x", "n": 7, "f": 12.346, "b": True, "d": 2}
+    # the plain str and int shortcut writes what TypeSerializer writes, and leaves the rest
+    # (bools, str and int subclasses, ints past 38 digits) to it
+    tricky = {
+        "empty": "", "neg": -5, "zero": 0, "big": 10**37, "false": False,
+        "status": UsageStatus.COMPLETED, "unicode": "caf\u00e9 \U0001f600",
+    }  # fmt: skip
+    assert layout.to_item(tricky) == {k: serializer.serialize(v) for k, v in tricky.items()}
+    with pytest.raises(DecimalException):
+        layout.to_item({"huge": 10**40})  # refused by TypeSerializer, as before
     assert layout.number(item, "n") == 7 and layout.number(item, "absent") == 0
     assert layout.number(None, "n") == 0
     assert layout.plain(Decimal("1.5")) == 1.5 and layout.plain("a") == "a"
