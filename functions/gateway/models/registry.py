@@ -109,6 +109,9 @@ RouteKind = Literal["chat", "completions", "embeddings"]
 # Routes the gateway serves by translating them to chat completions (gateway/responses,
 # gateway/messages): a model that serves chat serves them.
 TRANSLATED_TO_CHAT = frozenset({"responses", "messages"})
+# Of those, the APIs an upstream may serve itself (vLLM's /v1/responses and /v1/messages):
+# a model that names one in `native_routes` is forwarded to it in that API.
+NativeRoute = Literal["responses", "messages"]
 
 
 class GuardSpec(_Frozen):
@@ -183,6 +186,10 @@ class ModelConfig(_Frozen):
     # Set on a safety classifier (Llama Guard 3, served like any chat model): the model a
     # guard policy (`guard_policies`) names to screen other models' prompts and completions.
     guard: GuardSpec | None = None
+    # The APIs every endpoint of the model serves natively (vLLM: `responses`, `messages`):
+    # requests on them are forwarded as they are (the conversation expanded by the
+    # gateway) instead of translated to chat completions. Default: none, translate.
+    native_routes: tuple[NativeRoute, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -206,6 +213,29 @@ class ModelConfig(_Frozen):
         if self.id in self.fallbacks:
             raise ValueError(f"model {self.id!r} names itself as a fallback")
         return self
+
+    @model_validator(mode="after")
+    def _native_routes_forwardable(self) -> ModelConfig:
+        """A native route needs an HTTP server for that API behind every endpoint, and
+        nothing the gateway sets only in a chat body: vLLM's Responses and Messages
+        serving take no cache_salt or priority (the isolation would be lost silently)."""
+        if not self.native_routes:
+            return self
+        where = f"model {self.id!r}: native_routes"
+        if "chat" not in self.routes:
+            raise ValueError(f"{where} needs `chat` in routes (prompts count over its template)")
+        if any(e.type != "openai" for e in self.endpoints):
+            raise ValueError(f"{where} needs every endpoint of type `openai` (an HTTP server)")
+        if self.prefix_cache_isolation != "none" or self.priority_scheduling:
+            raise ValueError(
+                f"{where} cannot be combined with prefix_cache_isolation or "
+                "priority_scheduling: the native APIs do not carry cache_salt or priority"
+            )
+        return self
+
+    def native(self, route: str) -> bool:
+        """Whether `route` (responses, messages) is forwarded to the upstream as it is."""
+        return route in self.native_routes
 
     def accepts(self, modality: str) -> bool:
         return modality in self.modalities
@@ -244,6 +274,14 @@ class ModelRegistry:
             unknown = [f for f in model.fallbacks if f not in self._models]
             if unknown:
                 raise ConfigurationError(f"model {model.id!r}: unknown fallbacks {unknown}")
+            for route in model.native_routes:
+                # A fallback is sent the same body, in the same API.
+                others = [f for f in model.fallbacks if not self._models[f].native(route)]
+                if others:
+                    raise ConfigurationError(
+                        f"model {model.id!r} serves {route} natively but its fallbacks "
+                        f"{others} do not: list {route!r} in their native_routes too"
+                    )
         self.guard_policies = tuple(guard_policies)
         for policy in self.guard_policies:
             self._check_policy(policy)
