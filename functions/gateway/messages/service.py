@@ -89,7 +89,7 @@ class MessagesSurface:
         if not ctx.model.native(ROUTE):
             return plan
         # Counted and capped as chat; sent as the Messages request it is.
-        call.native = True
+        call.native = ctx.meter.own_prompt = True  # billed by the chat template's count
         body = translate.native_body(call.request)
         body["model"] = plan.body["model"]
         body["max_tokens"] = plan.body["max_tokens"]

@@ -103,7 +103,7 @@ class ResponsesSurface:
         if not ctx.model.native(ROUTE):
             return plan
         # Counted and capped as chat; sent as the Responses request it is.
-        call.native = True
+        call.native = ctx.meter.own_prompt = True  # billed by the chat template's count
         body = translate.native_body(request, call.history)
         body["model"] = plan.body["model"]
         body["max_output_tokens"] = plan.body["max_tokens"]
