@@ -81,7 +81,8 @@ def _block_start(event: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(block, dict):
         raise native.malformed("event")
     if block.get("type") == "tool_use":
-        fragment = native.call(number, call_id=block.get("id"), name=block.get("name"))
+        call_id = native.text(block.get("id"), "event")
+        fragment = native.call(number, call_id=call_id, name=block.get("name"))
         return native.delta({"tool_calls": [fragment]})
     if block.get("type") == "text" and (text := native.text(block.get("text", ""), "event")):
         return native.delta({"content": text})

@@ -83,7 +83,8 @@ def _item_added(event: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(item, dict) or item.get("type") != "function_call":
         return native.nothing()
     number = native.index(event.get("output_index"), "event")
-    fragment = native.call(number, call_id=item.get("call_id"), name=item.get("name"))
+    call_id = native.text(item.get("call_id"), "event")
+    fragment = native.call(number, call_id=call_id, name=item.get("name"))
     return native.delta({"tool_calls": [fragment]})
 
 
