@@ -24,7 +24,7 @@ the request is recorded as failed, not completed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -32,6 +32,19 @@ import orjson
 from gateway.backends.chunks import PassesChunkFacts
 from gateway.backends.wire import MAX_CHOICES, MalformedUpstream, log_upstream_text
 from gateway.errors import UpstreamError
+
+EventReader = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def read_event(payload: bytes, readers: Mapping[str, EventReader]) -> dict[str, Any]:
+    """One stream event as a chat.completion.chunk dict, by the reader of its `type` (an
+    event of any other type carries nothing)."""
+    event = json_object(payload, "event")
+    kind = event.get("type")
+    if not isinstance(kind, str):
+        raise malformed("event")
+    read = readers.get(kind)
+    return nothing() if read is None else read(event)
 
 
 def malformed(what: str) -> MalformedUpstream:

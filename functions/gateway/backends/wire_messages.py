@@ -3,7 +3,7 @@ as chat (backends/native.py says how): the MESSAGES wire route."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -119,7 +119,7 @@ def _error(event: Mapping[str, Any]) -> dict[str, Any]:
     raise native.failed(event.get("error"))
 
 
-_EVENTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+_EVENTS: dict[str, native.EventReader] = {
     "error": _error,
     "content_block_start": _block_start,
     "content_block_delta": _block_delta,
@@ -130,12 +130,7 @@ _EVENTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 def parse_message_event(payload: bytes) -> dict[str, Any]:
     """One Anthropic stream event as a chat.completion.chunk dict (message_start,
     content_block_stop, message_stop and ping carry nothing)."""
-    event = native.json_object(payload, "event")
-    kind = event.get("type")
-    if not isinstance(kind, str):
-        raise native.malformed("event")
-    read = _EVENTS.get(kind)
-    return native.nothing() if read is None else read(event)
+    return native.read_event(payload, _EVENTS)
 
 
 MESSAGES = WireRoute("messages", "/messages", parse_message, parse_message_event)

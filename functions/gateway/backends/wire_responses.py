@@ -3,7 +3,7 @@ chat (backends/native.py says how): the RESPONSES wire route."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.backends import native
@@ -108,7 +108,7 @@ def _error(event: Mapping[str, Any]) -> dict[str, Any]:
     raise native.failed(event.get("error") or event.get("response"))
 
 
-_EVENTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+_EVENTS: dict[str, native.EventReader] = {
     "error": _error,
     "response.failed": _error,
     "response.output_text.delta": _text_delta,
@@ -122,12 +122,7 @@ _EVENTS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 
 def parse_response_event(payload: bytes) -> dict[str, Any]:
     """One Responses stream event as a chat.completion.chunk dict."""
-    event = native.json_object(payload, "event")
-    kind = event.get("type")
-    if not isinstance(kind, str):
-        raise native.malformed("event")
-    read = _EVENTS.get(kind)
-    return native.nothing() if read is None else read(event)
+    return native.read_event(payload, _EVENTS)
 
 
 RESPONSES = WireRoute("responses", "/responses", parse_response, parse_response_event)

@@ -86,7 +86,7 @@ class MessagesSurface:
         call.chat = validate(ChatCompletionRequest, translate.to_chat(call.request))
         plan = await self._chat.plan(call.chat, ctx, tokenizers)
         assert ctx.model is not None
-        if not ctx.model.native(ROUTE):
+        if ROUTE not in ctx.model.native_routes:
             return plan
         # Counted and capped as chat; sent as the Messages request it is.
         call.native = ctx.meter.own_prompt = True  # billed by the chat template's count

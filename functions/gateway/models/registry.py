@@ -32,6 +32,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigurationError
+from gateway.models.native import NativeRoute, check_fallbacks, check_model
 from gateway.settings import Settings
 
 
@@ -109,9 +110,6 @@ RouteKind = Literal["chat", "completions", "embeddings"]
 # Routes the gateway serves by translating them to chat completions (gateway/responses,
 # gateway/messages): a model that serves chat serves them.
 TRANSLATED_TO_CHAT = frozenset({"responses", "messages"})
-# Of those, the APIs an upstream may serve itself (vLLM's /v1/responses and /v1/messages):
-# a model that names one in `native_routes` is forwarded to it in that API.
-NativeRoute = Literal["responses", "messages"]
 
 
 class GuardSpec(_Frozen):
@@ -186,10 +184,7 @@ class ModelConfig(_Frozen):
     # Set on a safety classifier (Llama Guard 3, served like any chat model): the model a
     # guard policy (`guard_policies`) names to screen other models' prompts and completions.
     guard: GuardSpec | None = None
-    # The APIs every endpoint of the model serves natively (vLLM: `responses`, `messages`):
-    # requests on them are forwarded as they are (the conversation expanded by the
-    # gateway) instead of translated to chat completions. Default: none, translate.
-    native_routes: tuple[NativeRoute, ...] = ()
+    native_routes: tuple[NativeRoute, ...] = ()  # forwarded as they are (models/native.py)
 
     @model_validator(mode="before")
     @classmethod
@@ -206,36 +201,14 @@ class ModelConfig(_Frozen):
         return data
 
     @model_validator(mode="after")
-    def _distinct_names(self) -> ModelConfig:
+    def _consistent(self) -> ModelConfig:
         labels = [e.label for e in self.endpoints]
         if len(set(labels)) != len(labels):
             raise ValueError(f"model {self.id!r}: endpoint names must differ (give each a `name`)")
         if self.id in self.fallbacks:
             raise ValueError(f"model {self.id!r} names itself as a fallback")
+        check_model(self)
         return self
-
-    @model_validator(mode="after")
-    def _native_routes_forwardable(self) -> ModelConfig:
-        """A native route needs an HTTP server for that API behind every endpoint, and
-        nothing the gateway sets only in a chat body: vLLM's Responses and Messages
-        serving take no cache_salt or priority (the isolation would be lost silently)."""
-        if not self.native_routes:
-            return self
-        where = f"model {self.id!r}: native_routes"
-        if "chat" not in self.routes:
-            raise ValueError(f"{where} needs `chat` in routes (prompts count over its template)")
-        if any(e.type != "openai" for e in self.endpoints):
-            raise ValueError(f"{where} needs every endpoint of type `openai` (an HTTP server)")
-        if self.prefix_cache_isolation != "none" or self.priority_scheduling:
-            raise ValueError(
-                f"{where} cannot be combined with prefix_cache_isolation or "
-                "priority_scheduling: the native APIs do not carry cache_salt or priority"
-            )
-        return self
-
-    def native(self, route: str) -> bool:
-        """Whether `route` (responses, messages) is forwarded to the upstream as it is."""
-        return route in self.native_routes
 
     def accepts(self, modality: str) -> bool:
         return modality in self.modalities
@@ -274,14 +247,7 @@ class ModelRegistry:
             unknown = [f for f in model.fallbacks if f not in self._models]
             if unknown:
                 raise ConfigurationError(f"model {model.id!r}: unknown fallbacks {unknown}")
-            for route in model.native_routes:
-                # A fallback is sent the same body, in the same API.
-                others = [f for f in model.fallbacks if not self._models[f].native(route)]
-                if others:
-                    raise ConfigurationError(
-                        f"model {model.id!r} serves {route} natively but its fallbacks "
-                        f"{others} do not: list {route!r} in their native_routes too"
-                    )
+            check_fallbacks(model, self._models)
         self.guard_policies = tuple(guard_policies)
         for policy in self.guard_policies:
             self._check_policy(policy)

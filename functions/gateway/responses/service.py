@@ -100,7 +100,7 @@ class ResponsesSurface:
         call.chat = validate(ChatCompletionRequest, translate.to_chat(request, call.history))
         plan = await self._chat.plan(call.chat, ctx, tokenizers)
         assert ctx.model is not None
-        if not ctx.model.native(ROUTE):
+        if ROUTE not in ctx.model.native_routes:
             return plan
         # Counted and capped as chat; sent as the Responses request it is.
         call.native = ctx.meter.own_prompt = True  # billed by the chat template's count

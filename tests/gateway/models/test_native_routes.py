@@ -24,14 +24,14 @@ def model(model_id: str = "m", **extra: Any) -> dict[str, Any]:
 def test_by_default_every_route_is_translated() -> None:
     config = registry(model()).get("m")
     assert config is not None
-    assert config.native_routes == () and not config.native("responses")
+    assert config.native_routes == ()
     assert config.serves("responses") and config.serves("messages")
 
 
 def test_a_native_route_is_served_natively_and_the_other_translated() -> None:
     config = registry(model(native_routes=["responses"])).get("m")
     assert config is not None
-    assert config.native("responses") and not config.native("messages")
+    assert config.native_routes == ("responses",)
     assert config.serves("responses") and config.serves("messages")
 
 

@@ -6,6 +6,7 @@ the same usage records."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +160,41 @@ def test_a_function_tool_round_trip_is_stored_and_continued_as_on_the_translated
     native, translated = records[NATIVE][0], records[TRANSLATED][0]
     assert native.upstream_prompt_tokens > native.prompt_tokens == translated.prompt_tokens
     assert all(r.prompt_tokens == r.gateway_prompt_tokens for r in records[NATIVE])
+
+
+def test_the_agents_sdk_runs_a_tool_loop_on_a_native_model(stack: NativeStack) -> None:
+    agents = pytest.importorskip("agents")
+    key = stack.gateway.new_key()
+    called: list[str] = []
+
+    @agents.function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        called.append(city)
+        return f"Sunny in {city}."
+
+    model = agents.OpenAIResponsesModel(
+        model=NATIVE,
+        openai_client=openai.AsyncOpenAI(
+            base_url=stack.gateway.base_url, api_key=key, max_retries=0
+        ),
+    )
+    agent = agents.Agent(
+        name="weather",
+        instructions="Answer with the weather tool.",
+        tools=[get_weather],
+        model=model,
+        model_settings=agents.ModelSettings(tool_choice="required"),
+    )
+    before = len(stack.sim.generation_paths())
+    result = asyncio.run(
+        agents.Runner.run(
+            agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True)
+        )
+    )
+    assert called and isinstance(result.final_output, str) and result.final_output
+    assert set(stack.sim.generation_paths()[before:]) == {"/v1/responses"}
+    records = stack.gateway.records(key)
+    assert len(records) == 2 and {(r.route, r.status) for r in records} == {
+        ("responses", "completed")
+    }
