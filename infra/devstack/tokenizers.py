@@ -108,6 +108,21 @@ class Selection:
             for model_id, folder in self.folders.items()
         ]
         if "qwen3" in self.folders:
+            # qwen3 again, forwarded natively on the Responses and Messages APIs: the sim
+            # serves /v1/responses and /v1/messages as vLLM does (README, docs/APIS.md).
+            models.append(
+                {
+                    "id": "qwen3-native",
+                    "tokenizer": self.folders["qwen3"],
+                    "upstream": {
+                        "type": "openai",
+                        "base_url": sim_url,
+                        "model": self.folders["qwen3"],
+                    },
+                    "max_model_len": lengths["qwen3"],
+                    "native_routes": ["responses", "messages"],
+                }
+            )
             # An embedding model (as vLLM --runner pooling or TEI would serve it) on the
             # sim's /v1/embeddings, counted with qwen3's tokenizer. The sim knows the model by
             # its folder name, as it knows the chat models.

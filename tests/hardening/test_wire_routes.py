@@ -100,30 +100,31 @@ def test_a_dropped_stream_is_one_client_disconnected_record(
 def hostile_gw(dynamodb: str, tokenizers_dir: Path) -> Iterator[Gateway]:
     url_app = HostileUpstream()
     with serve_asgi(url_app) as url:
+        hostile = {"tokenizer": "qwen3", "upstream": {"type": "openai", "base_url": url}}
+        native = {"native_routes": ["responses", "messages"]}  # its own APIs, not chat
         config = {
             "models": [
-                {
-                    "id": "hostile",
-                    "tokenizer": "qwen3",
-                    "upstream": {"type": "openai", "base_url": url},
-                }
+                {"id": "hostile", **hostile},
+                {"id": "hostile-native", **hostile, **native},
             ]
         }
         with running_gateway(tokenizers_dir, url, models_config=json.dumps(config)) as gateway:
             yield gateway
 
 
-def _hostile_body(route: str, scenario: str, *, stream: bool) -> tuple[str, dict[str, Any]]:
+def _hostile_body(
+    route: str, scenario: str, *, stream: bool, model: str = "hostile"
+) -> tuple[str, dict[str, Any]]:
     """The scenario travels in the field each API forwards as chat's `user`."""
     if route == "responses":
         return "/v1/responses", {
-            "model": "hostile",
+            "model": model,
             "input": "hi",
             "user": scenario,
             "stream": stream,
         }
     body = {
-        "model": "hostile",
+        "model": model,
         "max_tokens": 16,
         "messages": [{"role": "user", "content": "hi"}],
         "metadata": {"user_id": scenario},
@@ -141,17 +142,30 @@ def _frames(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+MODELS = ["hostile", "hostile-native"]  # translated to chat; forwarded in the API itself
+
+
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("route", ["responses", "messages"])
 @pytest.mark.parametrize(
     "scenario",
     ["list_event", "string_choice", "string_delta", "int_content", "not_json", "usage_only"],
 )
 def test_a_malformed_stream_ends_with_the_apis_failure_event_and_one_record(
-    hostile_gw: Gateway, route: str, scenario: str
+    hostile_gw: Gateway, route: str, scenario: str, model: str
 ) -> None:
     key = hostile_gw.new_key()
-    path, body = _hostile_body(route, scenario, stream=True)
+    path, body = _hostile_body(route, scenario, stream=True, model=model)
     response = httpx.post(hostile_gw.url + path, json=body, headers={"x-api-key": key}, timeout=60)
+    if model == "hostile-native":
+        # Chat chunks are not the API's events: the first one already fails the attempt
+        # (read inside it, as routing reads every first chunk), so the client gets the
+        # API's 502 before any event, and one record.
+        assert response.status_code == 502
+        assert LEAK.encode() not in response.content
+        [record] = hostile_gw.records(key)
+        assert (record.route, record.status, record.http_status) == (route, "upstream_error", 502)
+        return
     assert response.status_code == 200
     assert LEAK.encode() not in response.content
     frames = _frames(response.content)
@@ -169,13 +183,14 @@ def test_a_malformed_stream_ends_with_the_apis_failure_event_and_one_record(
     assert (record.route, record.status) == (route, "upstream_error")
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("route", ["responses", "messages"])
 @pytest.mark.parametrize("scenario", ["string_choice", "int_content", "leaky_error", "redirect"])
 def test_a_malformed_body_is_a_502_in_the_apis_shape_with_one_record(
-    hostile_gw: Gateway, route: str, scenario: str
+    hostile_gw: Gateway, route: str, scenario: str, model: str
 ) -> None:
     key = hostile_gw.new_key()
-    path, body = _hostile_body(route, scenario, stream=False)
+    path, body = _hostile_body(route, scenario, stream=False, model=model)
     response = httpx.post(hostile_gw.url + path, json=body, headers={"x-api-key": key}, timeout=60)
     assert response.status_code == 502
     assert LEAK.encode() not in response.content

@@ -129,8 +129,10 @@ class HostileUpstream:
             return
         body = json.loads(raw or b"{}")
         # The scenario is the body's `hostile` field, or its `user` (what the Responses
-        # and Messages APIs forward to chat from `user` / `metadata.user_id`).
-        name = str(body.get("hostile") or body.get("user") or "")
+        # and Messages APIs forward to chat from `user` / `metadata.user_id`), or the
+        # `metadata.user_id` of a Messages body forwarded as it is (a native upstream).
+        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        name = str(body.get("hostile") or body.get("user") or metadata.get("user_id") or "")
         self.seen.append(name)
         if body.get("stream") and name in STREAMS:
             await _reply(send, 200, {"content-type": "text/event-stream"}, STREAMS[name])

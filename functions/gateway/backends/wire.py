@@ -112,7 +112,7 @@ def parse_chunk(payload: bytes, *, body_key: str | None = "delta") -> dict[str, 
     if not isinstance(chunk, dict):
         raise _malformed("event")
     if "error" in chunk:
-        _log_upstream_text(0, chunk.get("error"))
+        log_upstream_text(0, chunk.get("error"))
         raise UpstreamError("The model endpoint failed mid-stream.", code="upstream_stream_error")
     choices = chunk.get("choices")
     if choices is None:
@@ -185,14 +185,14 @@ EMBEDDINGS = WireRoute("embeddings", "/embeddings", parse_embeddings, _no_stream
 WIRE_ROUTES = {route.name: route for route in (CHAT, COMPLETIONS, EMBEDDINGS)}
 
 
-def _log_upstream_text(status: int, text: Any) -> None:
+def log_upstream_text(status: int, text: Any) -> None:
     # The upstream's own words may carry internal paths or tokens: DEBUG only, bounded.
     logger.debug("upstream error text", extra={"status": status, "text": str(text)[:500]})
 
 
 def status_error(status: int, raw: bytes, headers: Mapping[str, str] | None = None) -> GatewayError:
     """The gateway's error for an upstream that answered `status` (>= 400)."""
-    _log_upstream_text(status, raw[:500].decode("utf-8", "replace"))
+    log_upstream_text(status, raw[:500].decode("utf-8", "replace"))
     logger.warning("upstream answered with an error", extra={"status": status})
     if status in (400, 413, 422):
         return InvalidRequestError(

@@ -7,10 +7,16 @@ screened and forwarded by the chat surface's own adapters: the prompt counts exa
 chat counts it. The answer, buffered or streamed, is translated back into a `message` or
 Anthropic's stream events. Errors on these routes are given Anthropic's shape by the app
 (app.py, messages/errors.py).
+
+A model that serves the Messages API natively (`native_routes`) is counted and planned the
+same way, then sent the Anthropic body itself on /v1/messages (`max_tokens` as planned);
+its answer is read as chat by the wire parsers (backends/wire_native.py), so the client
+gets the same message, events and usage as on the translated path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -18,8 +24,10 @@ from typing import Any
 
 import anyio.to_thread
 
+from gateway.backends.native import Ended
 from gateway.backends.routing import RoutedBackend
 from gateway.backends.wire import CHAT
+from gateway.backends.wire_messages import MESSAGES
 from gateway.chat import prompt as chat_prompt
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.service import ChatSurface
@@ -48,6 +56,7 @@ class MessagesCall:
 
     request: MessagesRequest
     chat: ChatCompletionRequest | None = None
+    native: bool = False  # forwarded to the upstream's own /v1/messages
 
     @property
     def chat_request(self) -> ChatCompletionRequest:
@@ -75,7 +84,16 @@ class MessagesSurface:
         self, call: MessagesCall, ctx: RequestContext, tokenizers: TokenizerStore
     ) -> Plan:
         call.chat = validate(ChatCompletionRequest, translate.to_chat(call.request))
-        return await self._chat.plan(call.chat, ctx, tokenizers)
+        plan = await self._chat.plan(call.chat, ctx, tokenizers)
+        assert ctx.model is not None
+        if ROUTE not in ctx.model.native_routes:
+            return plan
+        # Counted and capped as chat; sent as the Messages request it is.
+        call.native = ctx.meter.own_prompt = True  # billed by the chat template's count
+        body = translate.native_body(call.request)
+        body["model"] = plan.body["model"]
+        body["max_tokens"] = plan.body["max_tokens"]
+        return dataclasses.replace(plan, body=body, wire=MESSAGES)
 
     def screening(self, call: MessagesCall, ctx: RequestContext, guard: GuardService) -> Screening:
         return self._chat.screening(call.chat_request, ctx, guard)
@@ -101,6 +119,8 @@ class MessagesSurface:
     def relay(
         self, call: MessagesCall, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
     ) -> AsyncIterator[bytes]:
+        if call.native:
+            chunks = Ended(chunks)
         return relay_events(ctx.meter, chunks, MessagesEvents(call, ctx))
 
 

@@ -199,3 +199,12 @@ def to_chat(request: MessagesRequest) -> dict[str, Any]:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def native_body(request: MessagesRequest) -> dict[str, Any]:
+    """The body for an upstream that serves `/v1/messages` itself (vLLM): the request as
+    the client sent it (the caller sets the upstream's model name and the planned
+    `max_tokens`). Fields the gateway does not know are not forwarded, as on the
+    translated path."""
+    unknown = set(request.model_extra or ())
+    return request.model_dump(mode="json", by_alias=True, exclude_none=True, exclude=unknown)

@@ -85,6 +85,10 @@ class Meter:
     # has run, `prompt_tokens` is the reservation's upper bound, not a count.
     deferred: asyncio.Task[None] | None = None
     prompt_counted: bool = True
+    # Bill the gateway's prompt count even where the upstream reported one: an upstream
+    # spoken to in the Responses or Messages API renders the conversation its own way
+    # (vLLM renders a tool's unset fields as nulls), and the bill is the chat template's.
+    own_prompt: bool = False
     # Modality of each image/audio part of the prompt: the model server alone counts them.
     media: list[str] = field(default_factory=list)
     created: int = field(default_factory=lambda: int(time.time()))
@@ -184,7 +188,7 @@ class Meter:
         running (it loads the tokenizer for the next requests) if it has not finished."""
         task = self.deferred
         assert task is not None
-        if not task.done() and not (self.forwarded and self._counts(status)):
+        if not task.done() and not (self.forwarded and (self._counts(status) or self.own_prompt)):
             return
         try:
             await task
@@ -214,6 +218,8 @@ class Meter:
         upstream = self._upstream if status is UsageStatus.COMPLETED else None
         if upstream is not None:
             prompt, completion = upstream
+            if self.own_prompt and self.prompt_counted:
+                prompt = self.prompt_tokens
         elif self.forwarded and (
             status in (UsageStatus.COMPLETED, UsageStatus.CLIENT_DISCONNECTED)
             or self.generated_anything

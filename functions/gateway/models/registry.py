@@ -32,6 +32,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.errors import ConfigurationError
+from gateway.models.native import NativeRoute, check_fallbacks, check_model
 from gateway.settings import Settings
 
 
@@ -183,6 +184,7 @@ class ModelConfig(_Frozen):
     # Set on a safety classifier (Llama Guard 3, served like any chat model): the model a
     # guard policy (`guard_policies`) names to screen other models' prompts and completions.
     guard: GuardSpec | None = None
+    native_routes: tuple[NativeRoute, ...] = ()  # forwarded as they are (models/native.py)
 
     @model_validator(mode="before")
     @classmethod
@@ -199,12 +201,13 @@ class ModelConfig(_Frozen):
         return data
 
     @model_validator(mode="after")
-    def _distinct_names(self) -> ModelConfig:
+    def _consistent(self) -> ModelConfig:
         labels = [e.label for e in self.endpoints]
         if len(set(labels)) != len(labels):
             raise ValueError(f"model {self.id!r}: endpoint names must differ (give each a `name`)")
         if self.id in self.fallbacks:
             raise ValueError(f"model {self.id!r} names itself as a fallback")
+        check_model(self)
         return self
 
     def accepts(self, modality: str) -> bool:
@@ -244,6 +247,7 @@ class ModelRegistry:
             unknown = [f for f in model.fallbacks if f not in self._models]
             if unknown:
                 raise ConfigurationError(f"model {model.id!r}: unknown fallbacks {unknown}")
+            check_fallbacks(model, self._models)
         self.guard_policies = tuple(guard_policies)
         for policy in self.guard_policies:
             self._check_policy(policy)

@@ -131,13 +131,14 @@ class Pipeline:
         ctx.model = model = self.resolve_model(ctx, surface.model_id(request), surface.route)
         ctx.meter.model_id = model.id
         plan = await surface.plan(request, ctx, self.tokenizers)
+        wire = plan.wire or surface.wire  # a model may serve the surface's API natively
         tenant_fields = self.tenancy.upstream_fields(model, ctx.key)
-        if tenant_fields and surface.wire.name in GENERATIVE:  # cache_salt, priority
+        if tenant_fields and wire.name in GENERATIVE:  # cache_salt, priority
             plan = dataclasses.replace(plan, body={**plan.body, **tenant_fields})
         headers = await self.admit(ctx, plan)
         screening = surface.screening(request, ctx, self.guard)
         await screening.check_input()
-        backend = self.backends.for_model(model, surface.wire)
+        backend = self.backends.for_model(model, wire)
         ctx.meter.forwarded = True
         if ctx.meter.stream:
             chunks = await backend.open_stream(

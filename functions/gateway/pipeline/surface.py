@@ -21,12 +21,14 @@ Request = TypeVar("Request")
 @dataclass(frozen=True)
 class Plan:
     """What the count decided: the upstream's body (its `max_tokens` fixed once), the
-    tokens admission reserves (the worst case), and what routing may use of the prompt
-    (its prefix key: backends/affinity.py)."""
+    tokens admission reserves (the worst case), what routing may use of the prompt (its
+    prefix key: backends/affinity.py), and the API the body is in when it is not the
+    surface's `wire` (a model that serves the surface's API natively)."""
 
     body: dict[str, Any]
     reserve: int
     hint: RouteHint = NO_HINT
+    wire: WireRoute | None = None
 
 
 class Surface(Protocol[Request]):

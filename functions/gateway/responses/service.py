@@ -7,11 +7,18 @@ chat template exactly as chat counts it. A follow-up turn (`previous_response_id
 expanded from the ConversationStore, scoped to the key's owner, before anything is
 counted; a stored response (`store`, default true) is written after the usage record,
 before the client gets its answer.
+
+A model that serves the Responses API natively (`native_routes`) is counted and planned
+the same way, then sent the Responses body itself (translate.native_body: the expanded
+input, `store: false`) on /v1/responses. Its answer is read as chat by the wire parsers
+(backends/wire_native.py), so the client gets the same response, events, usage and
+stored items as on the translated path.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -19,8 +26,10 @@ from typing import Any
 
 import anyio.to_thread
 
+from gateway.backends.native import Ended
 from gateway.backends.routing import RoutedBackend
 from gateway.backends.wire import CHAT
+from gateway.backends.wire_responses import RESPONSES
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.service import ChatSurface
 from gateway.conversations import ConversationStore
@@ -46,6 +55,7 @@ class ResponsesCall:
     request: ResponsesRequest
     history: list[dict[str, Any]] = field(default_factory=list)
     chat: ChatCompletionRequest | None = None
+    native: bool = False  # forwarded to the upstream's own /v1/responses
 
     @property
     def chat_request(self) -> ChatCompletionRequest:
@@ -88,7 +98,16 @@ class ResponsesSurface:
                 )
             )
         call.chat = validate(ChatCompletionRequest, translate.to_chat(request, call.history))
-        return await self._chat.plan(call.chat, ctx, tokenizers)
+        plan = await self._chat.plan(call.chat, ctx, tokenizers)
+        assert ctx.model is not None
+        if ROUTE not in ctx.model.native_routes:
+            return plan
+        # Counted and capped as chat; sent as the Responses request it is.
+        call.native = ctx.meter.own_prompt = True  # billed by the chat template's count
+        body = translate.native_body(request, call.history)
+        body["model"] = plan.body["model"]
+        body["max_output_tokens"] = plan.body["max_tokens"]
+        return dataclasses.replace(plan, body=body, wire=RESPONSES)
 
     def screening(self, call: ResponsesCall, ctx: RequestContext, guard: GuardService) -> Screening:
         return self._chat.screening(call.chat_request, ctx, guard)
@@ -117,6 +136,8 @@ class ResponsesSurface:
     def relay(
         self, call: ResponsesCall, ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]
     ) -> AsyncIterator[bytes]:
+        if call.native:
+            chunks = Ended(chunks)
         return relay_events(ctx.meter, chunks, ResponsesEvents(self, call, ctx))
 
     async def keep(

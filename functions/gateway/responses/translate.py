@@ -198,8 +198,11 @@ def native_body(
 ) -> dict[str, Any]:
     """The body for an upstream that serves `/v1/responses` itself (vLLM): the request
     with the conversation expanded into `input` and `store: false`, since the gateway,
-    not one GPU server, keeps the state (the upstream never sees previous_response_id)."""
-    body = request.model_dump(mode="json", exclude_none=True)
+    not one GPU server, keeps the state (the upstream never sees previous_response_id).
+    Fields the gateway does not know are not forwarded, as on the translated path."""
+    body = request.model_dump(
+        mode="json", exclude_none=True, exclude=set(request.model_extra or ())
+    )
     body["input"] = [*(dict(item) for item in history_items), *input_items(request)]
     body["store"] = False
     body.pop("previous_response_id", None)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from gateway.conversations import response_not_found
-from gateway.deps import CallerDep
+from gateway.deps import Caller, CallerDep
 from gateway.http import HttpClient, json_response, respond
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.openapi_shapes import raw_body
@@ -109,6 +109,17 @@ async def create_response(request: Request, caller: CallerDep) -> Response:
     return respond(result)
 
 
+async def _admit_one(caller: Caller) -> dict[str, str]:
+    """One request against the key's rate limit (rpm; no tokens reserved, nothing billed):
+    a 429 past it; its x-ratelimit headers."""
+    if not caller.key.has_limits:
+        return {}
+    admission = await caller.resources.limits.admit_within(
+        key=caller.key, reserve_tokens=0, request_id=caller.request_id
+    )
+    return admission.headers
+
+
 ResponseId = Annotated[
     str,
     Path(description="A stored response's id (`resp_...`).", examples=["resp_0d3c"]),
@@ -122,21 +133,23 @@ ResponseId = Annotated[
             "description": "The stored `response`, as it was answered.",
             "content": {"application/json": {"schema": _RESPONSE, "example": _RESPONSE_EXAMPLE}},
         },
-        **errors(401, 404, 503),
+        **errors(401, 404, 429, 503),
     },
     summary="Get a stored response",
     description="A response this key's owner stored (`store` true, the default), until "
-    "RESPONSES_RETENTION_DAYS after it was made. Another owner's is a 404, as an unknown one.",
+    "RESPONSES_RETENTION_DAYS after it was made. Another owner's is a 404, as an unknown one. "
+    "Counted against the key's request rate limit (rpm), not billed.",
     openapi_extra=REQUIRES_KEY,
 )
 async def get_response(response_id: ResponseId, caller: CallerDep) -> Response:
+    headers = await _admit_one(caller)
     store = caller.resources.conversations
     stored = await anyio.to_thread.run_sync(
         functools.partial(store.get, response_id=response_id, owner=caller.key.owner)
     )
     if stored is None or stored.response is None:
         raise response_not_found(response_id)
-    return json_response(stored.response)
+    return json_response(stored.response, headers=headers)
 
 
 @router.delete(
@@ -159,18 +172,20 @@ async def get_response(response_id: ResponseId, caller: CallerDep) -> Response:
                 }
             },
         },
-        **errors(401, 404, 503),
+        **errors(401, 404, 429, 503),
     },
     summary="Delete a stored response",
     description="Deletes a response this key's owner stored; it can no longer be read or "
-    "continued. Another owner's is a 404, as an unknown one, and is left alone.",
+    "continued. Another owner's is a 404, as an unknown one, and is left alone. Counted "
+    "against the key's request rate limit (rpm), not billed.",
     openapi_extra=REQUIRES_KEY,
 )
 async def delete_response(response_id: ResponseId, caller: CallerDep) -> Response:
+    headers = await _admit_one(caller)
     store = caller.resources.conversations
     gone = await anyio.to_thread.run_sync(
         functools.partial(store.delete, response_id=response_id, owner=caller.key.owner)
     )
     if not gone:
         raise response_not_found(response_id)
-    return json_response(deleted(response_id))
+    return json_response(deleted(response_id), headers=headers)

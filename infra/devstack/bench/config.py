@@ -13,6 +13,8 @@ from devstack.tables import TEMPLATE_PATH
 ROOT = TEMPLATE_PATH.parent
 RESULTS_DIR = ROOT / "bench-results"
 MODEL = "qwen3"
+# The same model, forwarded natively on the Responses and Messages APIs (native_routes).
+NATIVE_MODEL = "qwen3-native"
 # The same upstream model, declared as an embedding model (routes ["embeddings"]).
 EMBEDDING_MODEL = "qwen3-embed"
 PROMPT = "Hello! Tell me something about the sea."

@@ -42,10 +42,15 @@ class RouteRow:
     db_calls_per_request: float
 
 
-async def measure_routes(stack: Stack, requests: int, rounds: int = 2) -> tuple[RouteRow, ...]:
+async def measure_routes(
+    stack: Stack,
+    requests: int,
+    rounds: int = 2,
+    routes: tuple[tuple[str, str, Request], ...] = ROUTES,
+) -> tuple[RouteRow, ...]:
     """`requests` per route on the gateway path (stand-in DB), after 5 unmeasured each."""
-    targets = {name: stack.target(GATEWAY, path) for name, path, _ in ROUTES}
-    kinds = {name: request for name, _, request in ROUTES}
+    targets = {name: stack.target(GATEWAY, path) for name, path, _ in routes}
+    kinds = {name: request for name, _, request in routes}
     measured = {name: Measurement() for name in targets}
     async with session_for_path() as session:
         for name, target in targets.items():

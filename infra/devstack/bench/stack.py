@@ -25,6 +25,7 @@ from devstack.bench.config import (
     GATEWAY_MOTO,
     KEY_CACHE_TTL,
     MODEL,
+    NATIVE_MODEL,
     BenchConfig,
     Progress,
     say,
@@ -96,7 +97,9 @@ def models_config(sim_url: str) -> str:
     models = [
         {"id": MODEL, "tokenizer": MODEL, "upstream": upstream},
         {"id": EMBEDDING_MODEL, "tokenizer": MODEL, "upstream": upstream, "routes": ["embeddings"]},
-    ]
+        {"id": NATIVE_MODEL, "tokenizer": MODEL, "upstream": upstream,
+         "native_routes": ["responses", "messages"]},
+    ]  # fmt: skip
     return json.dumps({"models": models})
 
 
