@@ -100,15 +100,30 @@ class LimitStore:
     # -- admission ---------------------------------------------------------------------
 
     async def admit_within(self, *, key: ApiKey, reserve_tokens: int, request_id: str) -> Admission:
-        """`admit` in a worker thread, bounded by the admission deadline: past it the
-        request is refused with DependencyError (a 503), even if a call still hangs.
+        """`plan`, then `admit_planned`: the admission of one request, bounded by the
+        admission deadline."""
+        if not key.has_limits:
+            return Admission(key_id=key.key_id)
+        planned = self.plan(key=key, reserve_tokens=reserve_tokens, request_id=request_id)
+        return await self.admit_planned(key=key, planned=planned)
+
+    def plan(self, *, key: ApiKey, reserve_tokens: int, request_id: str) -> Admission:
+        """What admitting this request would reserve, and where, with no call yet (a
+        request that could never fit is refused now, a 429). Until `admit_planned`
+        answers, the request's record carries `in_flight(key, planned)`: a client that
+        leaves meanwhile cancels the admission, whose update may still land
+        (limits/admission.py)."""
+        return self._plan(key, reserve_tokens, request_id)
+
+    async def admit_planned(self, *, key: ApiKey, planned: Admission) -> Admission:
+        """The planned admission's update in a worker thread, bounded by the admission
+        deadline: past it the request is refused with DependencyError (a 503), even if a
+        call still hangs. Cancelled (the client left), it returns at once; the call goes
+        on in its thread and may land, so the record carries the admission unconfirmed.
 
         For a key with a budget, a failure that leaves the outcome unknown (the deadline,
         or DynamoDB failing) raises AdmissionUnconfirmedError, a DependencyError that
         carries the admission for the request's usage record (limits/admission.py)."""
-        if not key.has_limits:
-            return Admission(key_id=key.key_id)
-        planned = self._plan(key, reserve_tokens, request_id)
         deadline = time.monotonic() + self._deadline_seconds
         try:
             with anyio.fail_after(self._deadline_seconds):
