@@ -3,7 +3,10 @@
 - records: every request that passed authentication has exactly one record (matched by
   request id; a client that left before the headers has no id, so its key must hold
   exactly as many records no client saw); refusals with none: a forged key (401) and a
-  503 at the key lookup (DynamoDB not answering before the caller is known);
+  503 at the key lookup (DynamoDB not answering before the caller is known). A client
+  that left before such a 503 never saw it: the gateway's log line of the refusal
+  (`request rejected`, 503, with its request id) does, and no record has that id; each
+  such line accounts for one request sent without an id and left without a record;
 - no gateway 500: no 500 answered, no `internal_error` record; a 502/503/504 only where
   the harness injected an upstream fault or paused DynamoDB (a 503 `unavailable`);
 - rollups: every key/day, model/day, key/model/day and key/route/day item equals the sums
@@ -109,14 +112,41 @@ def _pair_unseen(
     return missing
 
 
+def refused_503(log_lines: list[str]) -> set[str]:
+    """The request ids of the gateway's 503 refusals (its `request rejected` log lines)."""
+    ids = set()
+    for line in log_lines:
+        if '"request rejected"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("status") == 503 and entry.get("request_id"):
+            ids.add(str(entry["request_id"]))
+    return ids
+
+
+def lookup_refusals(records: dict[str, list[UsageRecord]], refused: set[str]) -> set[str]:
+    """The 503s refused at the key lookup: a 503 refusal with no record (the lookup's are
+    the only ones a metered route does not record)."""
+    recorded = {r.request_id for recs in records.values() for r in recs}
+    return refused - recorded
+
+
 def check_records(
-    findings: Findings, outcomes: list[Outcome], records: dict[str, list[UsageRecord]]
+    findings: Findings,
+    outcomes: list[Outcome],
+    records: dict[str, list[UsageRecord]],
+    *,
+    lookup_503s: set[str],
 ) -> dict[int, UsageRecord]:
     """Expected = found. Returns each outcome's record (by the spec's index): by request id,
     or, for a client that left before the headers, the records no client saw of the same
     key and route, paired by when they were sent and received (a record of a client gone
-    mid-upload has no model yet)."""
-    expected = missing = duplicates = 0
+    mid-upload has no model yet). `lookup_503s`: the request ids of the 503s refused at
+    the key lookup (lookup_refusals), which leave no record by design."""
+    expected = missing = duplicates = anonymous_missing = 0
     paired: dict[int, UsageRecord] = {}
     refusals: Counter[str] = Counter()
     unexplained: list[str] = []
@@ -138,13 +168,25 @@ def check_records(
             if o.request_id in by_id:
                 expected += 1
                 paired[spec.index] = by_id[o.request_id]
-            elif o.status == 503 and LOOKUP_UNAVAILABLE in o.error_message:
+            elif o.status == 503 and (
+                LOOKUP_UNAVAILABLE in o.error_message or o.request_id in lookup_503s
+            ):
                 refusals["503 at the key lookup"] += 1
             else:
                 expected += 1
                 missing += 1
                 unexplained.append(f"{spec.behaviour.name}/{o.status}/{o.request_id}")
-        missing += _pair_unseen(name, recs, seen, anonymous, paired, unexplained)
+        anonymous_missing += _pair_unseen(name, recs, seen, anonymous, paired, unexplained)
+    # Key-lookup 503s no client saw: each refused a request whose client had left (no id).
+    seen_ids = {o.request_id for o in outcomes if o.request_id is not None}
+    unseen_503s = len(lookup_503s - seen_ids)
+    if anonymous_missing == unseen_503s:
+        expected -= unseen_503s
+        refusals["503 at the key lookup, its client gone before the answer"] = unseen_503s
+        unexplained = [u for u in unexplained if "sent without an id" not in u]
+    else:
+        missing += anonymous_missing
+        unexplained.append(f"{unseen_503s} key-lookup 503s no client saw")
     refusals["401 forged key"] = sum(1 for o in outcomes if not o.spec.behaviour.authenticated)
     found = sum(len(r) for r in records.values())
     findings.add(
@@ -161,7 +203,11 @@ def check_records(
 
 
 def check_5xx(
-    findings: Findings, outcomes: list[Outcome], records: dict[str, list[UsageRecord]]
+    findings: Findings,
+    outcomes: list[Outcome],
+    records: dict[str, list[UsageRecord]],
+    *,
+    lookup_503s: set[str],
 ) -> None:
     answered_500 = [o for o in outcomes if o.status == 500 or o.error_code == "internal_error"]
     internal = [
@@ -177,7 +223,7 @@ def check_5xx(
         o
         for o in outcomes
         if (o.status in (502, 504) and not o.spec.behaviour.fault)
-        or (o.status == 503 and not _dependency_503(o, by_id))
+        or (o.status == 503 and not _dependency_503(o, by_id, lookup_503s))
     ]
     findings.add(
         "5xx only from injected faults",
@@ -192,9 +238,10 @@ def check_5xx(
     )
 
 
-def _dependency_503(outcome: Outcome, by_id: dict[str, UsageRecord]) -> bool:
-    """A 503 because DynamoDB did not answer: at the key lookup, or recorded `unavailable`."""
-    if LOOKUP_UNAVAILABLE in outcome.error_message:
+def _dependency_503(outcome: Outcome, by_id: dict[str, UsageRecord], lookup_503s: set[str]) -> bool:
+    """A 503 because DynamoDB did not answer: at the key lookup (its message says so, or,
+    for a client gone before reading it, the gateway's log), or recorded `unavailable`."""
+    if LOOKUP_UNAVAILABLE in outcome.error_message or outcome.request_id in lookup_503s:
         return True
     record = by_id.get(outcome.request_id or "")
     return record is not None and record.status is UsageStatus.UNAVAILABLE
@@ -370,8 +417,9 @@ def audit(
 ) -> tuple[Findings, dict[str, list[UsageRecord]]]:
     findings = Findings()
     records = records_by_key(stack, key_ids)
-    paired = check_records(findings, outcomes, records)
-    check_5xx(findings, outcomes, records)
+    lookup_503s = lookup_refusals(records, refused_503(stack.log_lines))
+    paired = check_records(findings, outcomes, records, lookup_503s=lookup_503s)
+    check_5xx(findings, outcomes, records, lookup_503s=lookup_503s)
     check_rollups(findings, stack, records)
     check_month_counters(findings, stack, key_ids, budgeted, records)
     check_held(findings, outcomes, paired, slack=slack)
