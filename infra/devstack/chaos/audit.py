@@ -74,16 +74,30 @@ def ended(record: UsageRecord) -> float:
 
 
 def _nearest(sent: list[Outcome], got: list[UsageRecord]) -> dict[int, UsageRecord]:
-    """Each request (in the order sent) with the unclaimed record received nearest to when
-    it was sent, so one request without a record does not shift every later pair."""
-    free = list(got)
+    """Pair requests (in the order sent) with records (in the order the gateway began
+    them), keeping both orders, at the least total distance between a request's sending
+    and its record's start: an alignment, so requests without a record (a key-lookup
+    503) are skipped wherever they fall rather than shifting the later pairs."""
+    n, m = len(sent), len(got)
+    skip_record = 1e9  # a record left unpaired: only when there are more records
+    cost = [[0.0] * (m + 1) for _ in range(n + 1)]
+    for j in range(1, m + 1):
+        cost[0][j] = j * skip_record
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            pair = cost[i - 1][j - 1] + abs(started(got[j - 1]) - sent[i - 1].sent_wall)
+            cost[i][j] = min(pair, cost[i - 1][j], cost[i][j - 1] + skip_record)
     pairs: dict[int, UsageRecord] = {}
-    for o in sent:
-        if not free:
-            break
-        best = min(free, key=lambda r: abs(started(r) - o.sent_wall))
-        free.remove(best)
-        pairs[o.spec.index] = best
+    i, j = n, m
+    while i > 0 and j > 0:
+        here = cost[i][j]
+        if here == cost[i - 1][j - 1] + abs(started(got[j - 1]) - sent[i - 1].sent_wall):
+            pairs[sent[i - 1].spec.index] = got[j - 1]
+            i, j = i - 1, j - 1
+        elif here == cost[i - 1][j]:
+            i -= 1
+        else:
+            j -= 1
     return pairs
 
 
@@ -160,6 +174,9 @@ def check_records(
             if o.spec.key != name or not o.spec.behaviour.authenticated:
                 continue
             spec = o.spec
+            if o.request_id is None and not o.sent:
+                refusals["none: the client left before sending its headers"] += 1
+                continue
             if o.request_id is None:
                 anonymous[(name, spec.route)].append(o)
                 expected += 1
@@ -196,7 +213,7 @@ def check_records(
         + (f"; {unexplained[:5]}" if unexplained else ""),
     )
     findings.notes.append(
-        "refusals with no record (not authenticated): "
+        "no record by design: "
         + ", ".join(f"{k}: {v}" for k, v in sorted(refusals.items()))
     )
     return paired
