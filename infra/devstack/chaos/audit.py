@@ -213,8 +213,7 @@ def check_records(
         + (f"; {unexplained[:5]}" if unexplained else ""),
     )
     findings.notes.append(
-        "no record by design: "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(refusals.items()))
+        "no record by design: " + ", ".join(f"{k}: {v}" for k, v in sorted(refusals.items()))
     )
     return paired
 
