@@ -363,7 +363,7 @@ def check_held(
 
 
 def sim_stats(url: str) -> dict[str, int]:
-    with urllib.request.urlopen(url + "/sim/stats", timeout=5) as response:
+    with urllib.request.urlopen(url + "/sim/stats", timeout=30) as response:
         stats: dict[str, int] = json.loads(response.read())
     return stats
 
