@@ -97,7 +97,11 @@ def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
         assert isinstance(exc, GatewayError)
         if not isinstance(exc, UpstreamError):
             # Refused before reaching an upstream: counted (metered routes also record it).
-            resources.telemetry.rejected(error_type=exc.code or exc.type, status=exc.status_code)
+            resources.telemetry.rejected(
+                error_type=exc.code or exc.type,
+                status=exc.status_code,
+                request_id=request.scope.get("state", {}).get("request_id"),
+            )
         return _rendered(request, exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:

@@ -12,7 +12,10 @@ raises AdmissionUnconfirmedError; the request's record carries the admission wit
 `reserved_unconfirmed_ms` (when it was sent), and the aggregator refunds the reservation
 with `REMOVE marker` on condition that the marker exists: only if it landed, and once.
 Finding no marker, the aggregator first raises the fence to the admission's time (an
-admission still on its way can no longer land) and looks once more.
+admission still on its way can no longer land) and looks once more. A client that leaves
+while its admission is on its way cancels it at once (the call goes on in its thread and
+may land): so the record carries the admission unconfirmed from the moment it is sent
+(`in_flight`) until its answer confirms it, and is settled the same way.
 
 A marker is needed only while the outcome is unknown, and every marker on the month item
 costs write units on each admission (an update is charged by the item's size, per KB):
@@ -67,12 +70,21 @@ def granted(key: ApiKey, admission: Admission) -> Admission:
     return admission if key.tpm is not None else replace(admission, window_minute=None)
 
 
+def in_flight(key: ApiKey, planned: Admission) -> Admission | None:
+    """The admission as the request's record carries it while its update is on its way
+    (LimitStore.admit_planned): a budget's, marked, unconfirmed, so that if the request
+    ends meanwhile (its client left) the aggregator settles the reservation if it landed;
+    None for a window's (it lapses with its minute) or an unmarked one."""
+    if planned.month is None or planned.marker is None:
+        return None
+    return granted(key, replace(planned, confirmed=False))
+
+
 def unconfirmed(key: ApiKey, planned: Admission, message: str) -> DependencyError:
     """The 503 of an admission left without an answer: AdmissionUnconfirmedError when it
     was marked (a budget's), else a plain DependencyError (a window's reservation lapses
     with its minute)."""
-    if planned.month is None or planned.marker is None:
+    pending = in_flight(key, planned)
+    if pending is None:
         return DependencyError(message)
-    return AdmissionUnconfirmedError(
-        message, admission=granted(key, replace(planned, confirmed=False))
-    )
+    return AdmissionUnconfirmedError(message, admission=pending)

@@ -34,12 +34,10 @@ settling transaction (TransactionConflictException): that, and throttling, are r
 after a few milliseconds, within the admission deadline; past it, admission refuses with a
 503 (DependencyError). `admit_within` bounds the whole admission, stuck calls included.
 
-Settling happens off the request path: the usage record carries what was reserved
-(`reserved_*`, copied from the Admission), and the aggregator (usage/aggregate.py) adds
-`used - reserved` to these items, once per record. The window is settled only while its
-minute lasts (later it limits nothing). A budget's admission also marks itself on the
-month item, so that one whose answer was lost is settled too, once and only if it landed
-(limits/admission.py).
+Settling happens off the request path: the record carries what was reserved (`reserved_*`),
+and the aggregator (usage/aggregate.py) adds `used - reserved` to these items, once per
+record; a window only while its minute lasts. A budget's admission is marked on the month
+item, so one whose answer was lost is settled too, once, if it landed (limits/admission.py).
 """
 
 from __future__ import annotations
@@ -100,21 +98,24 @@ class LimitStore:
     # -- admission ---------------------------------------------------------------------
 
     async def admit_within(self, *, key: ApiKey, reserve_tokens: int, request_id: str) -> Admission:
-        """`admit` in a worker thread, bounded by the admission deadline: past it the
-        request is refused with DependencyError (a 503), even if a call still hangs.
-
-        For a key with a budget, a failure that leaves the outcome unknown (the deadline,
-        or DynamoDB failing) raises AdmissionUnconfirmedError, a DependencyError that
-        carries the admission for the request's usage record (limits/admission.py)."""
+        """`plan`, then `admit_planned`: the admission of one request, bounded by the
+        admission deadline."""
         if not key.has_limits:
             return Admission(key_id=key.key_id)
-        planned = self._plan(key, reserve_tokens, request_id)
+        planned = self.plan(key=key, reserve_tokens=reserve_tokens, request_id=request_id)
+        return await self.admit_planned(key=key, planned=planned)
+
+    async def admit_planned(self, *, key: ApiKey, planned: Admission) -> Admission:
+        """The planned admission's update in a worker thread, within the admission
+        deadline: past it a 503 (DependencyError), even if a call still hangs; cancelled
+        (the client left), it returns at once, the call going on in its thread. For a
+        budget, an unknown outcome (the deadline, DynamoDB failing) raises
+        AdmissionUnconfirmedError, carrying the admission for the record."""
         deadline = time.monotonic() + self._deadline_seconds
         try:
             with anyio.fail_after(self._deadline_seconds):
                 admission = await anyio.to_thread.run_sync(
-                    lambda: self._take(key, planned, deadline),
-                    abandon_on_cancel=True,
+                    lambda: self._take(key, planned, deadline), abandon_on_cancel=True
                 )
         except TimeoutError:
             message = f"DynamoDB did not answer within {self._deadline_seconds:g}s (rate limits)"
@@ -133,21 +134,21 @@ class LimitStore:
         request_id: str | None = None,
     ) -> Admission:
         """Count the request against the key's limits and reserve its worst-case tokens.
-
         Raises RateLimitError (429, with Retry-After and x-ratelimit-* headers) when a
-        limit refuses it (BudgetExceededError for the monthly budget); a refused request
-        consumes nothing. Raises DependencyError if DynamoDB fails; conflicts and
-        throttling are retried quickly until `deadline` (time.monotonic(); None: a few).
-        With a `request_id`, a budget's admission is marked on the month item, so that a
-        lost answer can be settled later (admit_within).
-        """
-        admission = self._take(key, self._plan(key, reserve_tokens, request_id), deadline)
+        limit refuses it (BudgetExceededError for the budget); a refused request consumes
+        nothing. Raises DependencyError if DynamoDB fails; conflicts and throttling are
+        retried quickly until `deadline` (time.monotonic(); None: a few). With a
+        `request_id`, a budget's admission is marked on the month item (admit_within)."""
+        planned = self.plan(key=key, reserve_tokens=reserve_tokens, request_id=request_id)
+        admission = self._take(key, planned, deadline)
         self._confirm(admission)
         return admission
 
-    def _plan(self, key: ApiKey, reserve_tokens: int, request_id: str | None) -> Admission:
-        """What admitting this request would reserve, and where (no headers yet). Refuses
-        a request that could never fit."""
+    def plan(self, *, key: ApiKey, reserve_tokens: int, request_id: str | None) -> Admission:
+        """What admitting this request would reserve, and where, with no call yet (a
+        request that could never fit is refused now, a 429). Until `admit_planned`
+        answers, the request's record carries `in_flight(key, planned)`: a client that
+        leaves meanwhile cancels the admission, whose update may still land."""
         if reserve_tokens < 0:
             raise ValueError("reserve_tokens must be >= 0")
         rpm, tpm, budget = key.rpm, key.tpm, key.monthly_tokens

@@ -44,9 +44,14 @@ class Telemetry:
             metrics.add_dimension(name=name, value=value)
         return metrics
 
-    def rejected(self, *, error_type: str, status: int) -> None:
-        """A request refused before it reached an upstream (no usage record is written)."""
-        logger.info("request rejected", extra={"status": status, "error_type": error_type})
+    def rejected(self, *, error_type: str, status: int, request_id: str | None = None) -> None:
+        """A request refused before it reached an upstream (a metered route also records
+        it; one refused before its key is known, e.g. a 503 at the key lookup, has only
+        this line, found by its x-request-id)."""
+        logger.info(
+            "request rejected",
+            extra={"request_id": request_id, "status": status, "error_type": error_type},
+        )
         if not self._enabled:
             return
         metrics = self._metrics(error_type=error_type)

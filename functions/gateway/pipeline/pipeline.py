@@ -35,6 +35,7 @@ from gateway.guard import GuardService
 from gateway.keys import ApiKey
 from gateway.keys.tenancy import Tenancy
 from gateway.limits import AdmissionUnconfirmedError, LimitStore
+from gateway.limits.admission import in_flight
 from gateway.limits.concurrency import KeyConcurrency
 from gateway.metering import Meter, RecordSink
 from gateway.metering.meter import Telemetry
@@ -179,13 +180,19 @@ class Pipeline:
         if self.limits is None or not ctx.key.has_limits:
             return {}
         # Bounded by the admission deadline: past it, a 503. An admission sent but not
-        # confirmed stays on the record, for the aggregator to settle if it landed.
+        # confirmed (unanswered, or cancelled by the client's departure) stays on the
+        # record, for the aggregator to settle if it landed.
+        planned = self.limits.plan(
+            key=ctx.key, reserve_tokens=plan.reserve, request_id=ctx.request_id
+        )
+        ctx.meter.admission = in_flight(ctx.key, planned)
         try:
-            admission = await self.limits.admit_within(
-                key=ctx.key, reserve_tokens=plan.reserve, request_id=ctx.request_id
-            )
+            admission = await self.limits.admit_planned(key=ctx.key, planned=planned)
         except AdmissionUnconfirmedError as exc:
             ctx.meter.admission = exc.admission
+            raise
+        except GatewayError:  # refused (429), or a window's 503: nothing reserved
+            ctx.meter.admission = None
             raise
         ctx.meter.admission = admission
         return admission.headers

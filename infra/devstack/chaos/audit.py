@@ -3,7 +3,10 @@
 - records: every request that passed authentication has exactly one record (matched by
   request id; a client that left before the headers has no id, so its key must hold
   exactly as many records no client saw); refusals with none: a forged key (401) and a
-  503 at the key lookup (DynamoDB not answering before the caller is known);
+  503 at the key lookup (DynamoDB not answering before the caller is known). A client
+  that left before such a 503 never saw it: the gateway's log line of the refusal
+  (`request rejected`, 503, with its request id) does, and no record has that id; each
+  such line accounts for one request sent without an id and left without a record;
 - no gateway 500: no 500 answered, no `internal_error` record; a 502/503/504 only where
   the harness injected an upstream fault or paused DynamoDB (a 503 `unavailable`);
 - rollups: every key/day, model/day, key/model/day and key/route/day item equals the sums
@@ -71,16 +74,30 @@ def ended(record: UsageRecord) -> float:
 
 
 def _nearest(sent: list[Outcome], got: list[UsageRecord]) -> dict[int, UsageRecord]:
-    """Each request (in the order sent) with the unclaimed record received nearest to when
-    it was sent, so one request without a record does not shift every later pair."""
-    free = list(got)
+    """Pair requests (in the order sent) with records (in the order the gateway began
+    them), keeping both orders, at the least total distance between a request's sending
+    and its record's start: an alignment, so requests without a record (a key-lookup
+    503) are skipped wherever they fall rather than shifting the later pairs."""
+    n, m = len(sent), len(got)
+    skip_record = 1e9  # a record left unpaired: only when there are more records
+    cost = [[0.0] * (m + 1) for _ in range(n + 1)]
+    for j in range(1, m + 1):
+        cost[0][j] = j * skip_record
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            pair = cost[i - 1][j - 1] + abs(started(got[j - 1]) - sent[i - 1].sent_wall)
+            cost[i][j] = min(pair, cost[i - 1][j], cost[i][j - 1] + skip_record)
     pairs: dict[int, UsageRecord] = {}
-    for o in sent:
-        if not free:
-            break
-        best = min(free, key=lambda r: abs(started(r) - o.sent_wall))
-        free.remove(best)
-        pairs[o.spec.index] = best
+    i, j = n, m
+    while i > 0 and j > 0:
+        here = cost[i][j]
+        if here == cost[i - 1][j - 1] + abs(started(got[j - 1]) - sent[i - 1].sent_wall):
+            pairs[sent[i - 1].spec.index] = got[j - 1]
+            i, j = i - 1, j - 1
+        elif here == cost[i - 1][j]:
+            i -= 1
+        else:
+            j -= 1
     return pairs
 
 
@@ -109,14 +126,41 @@ def _pair_unseen(
     return missing
 
 
+def refused_503(log_lines: list[str]) -> set[str]:
+    """The request ids of the gateway's 503 refusals (its `request rejected` log lines)."""
+    ids = set()
+    for line in log_lines:
+        if '"request rejected"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("status") == 503 and entry.get("request_id"):
+            ids.add(str(entry["request_id"]))
+    return ids
+
+
+def lookup_refusals(records: dict[str, list[UsageRecord]], refused: set[str]) -> set[str]:
+    """The 503s refused at the key lookup: a 503 refusal with no record (the lookup's are
+    the only ones a metered route does not record)."""
+    recorded = {r.request_id for recs in records.values() for r in recs}
+    return refused - recorded
+
+
 def check_records(
-    findings: Findings, outcomes: list[Outcome], records: dict[str, list[UsageRecord]]
+    findings: Findings,
+    outcomes: list[Outcome],
+    records: dict[str, list[UsageRecord]],
+    *,
+    lookup_503s: set[str],
 ) -> dict[int, UsageRecord]:
     """Expected = found. Returns each outcome's record (by the spec's index): by request id,
     or, for a client that left before the headers, the records no client saw of the same
     key and route, paired by when they were sent and received (a record of a client gone
-    mid-upload has no model yet)."""
-    expected = missing = duplicates = 0
+    mid-upload has no model yet). `lookup_503s`: the request ids of the 503s refused at
+    the key lookup (lookup_refusals), which leave no record by design."""
+    expected = missing = duplicates = anonymous_missing = 0
     paired: dict[int, UsageRecord] = {}
     refusals: Counter[str] = Counter()
     unexplained: list[str] = []
@@ -130,6 +174,9 @@ def check_records(
             if o.spec.key != name or not o.spec.behaviour.authenticated:
                 continue
             spec = o.spec
+            if o.request_id is None and not o.sent:
+                refusals["none: the client left before sending its headers"] += 1
+                continue
             if o.request_id is None:
                 anonymous[(name, spec.route)].append(o)
                 expected += 1
@@ -138,13 +185,25 @@ def check_records(
             if o.request_id in by_id:
                 expected += 1
                 paired[spec.index] = by_id[o.request_id]
-            elif o.status == 503 and LOOKUP_UNAVAILABLE in o.error_message:
+            elif o.status == 503 and (
+                LOOKUP_UNAVAILABLE in o.error_message or o.request_id in lookup_503s
+            ):
                 refusals["503 at the key lookup"] += 1
             else:
                 expected += 1
                 missing += 1
                 unexplained.append(f"{spec.behaviour.name}/{o.status}/{o.request_id}")
-        missing += _pair_unseen(name, recs, seen, anonymous, paired, unexplained)
+        anonymous_missing += _pair_unseen(name, recs, seen, anonymous, paired, unexplained)
+    # Key-lookup 503s no client saw: each refused a request whose client had left (no id).
+    seen_ids = {o.request_id for o in outcomes if o.request_id is not None}
+    unseen_503s = len(lookup_503s - seen_ids)
+    if anonymous_missing == unseen_503s:
+        expected -= unseen_503s
+        refusals["503 at the key lookup, its client gone before the answer"] = unseen_503s
+        unexplained = [u for u in unexplained if "sent without an id" not in u]
+    else:
+        missing += anonymous_missing
+        unexplained.append(f"{unseen_503s} key-lookup 503s no client saw")
     refusals["401 forged key"] = sum(1 for o in outcomes if not o.spec.behaviour.authenticated)
     found = sum(len(r) for r in records.values())
     findings.add(
@@ -154,14 +213,17 @@ def check_records(
         + (f"; {unexplained[:5]}" if unexplained else ""),
     )
     findings.notes.append(
-        "refusals with no record (not authenticated): "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(refusals.items()))
+        "no record by design: " + ", ".join(f"{k}: {v}" for k, v in sorted(refusals.items()))
     )
     return paired
 
 
 def check_5xx(
-    findings: Findings, outcomes: list[Outcome], records: dict[str, list[UsageRecord]]
+    findings: Findings,
+    outcomes: list[Outcome],
+    records: dict[str, list[UsageRecord]],
+    *,
+    lookup_503s: set[str],
 ) -> None:
     answered_500 = [o for o in outcomes if o.status == 500 or o.error_code == "internal_error"]
     internal = [
@@ -177,7 +239,7 @@ def check_5xx(
         o
         for o in outcomes
         if (o.status in (502, 504) and not o.spec.behaviour.fault)
-        or (o.status == 503 and not _dependency_503(o, by_id))
+        or (o.status == 503 and not _dependency_503(o, by_id, lookup_503s))
     ]
     findings.add(
         "5xx only from injected faults",
@@ -192,9 +254,10 @@ def check_5xx(
     )
 
 
-def _dependency_503(outcome: Outcome, by_id: dict[str, UsageRecord]) -> bool:
-    """A 503 because DynamoDB did not answer: at the key lookup, or recorded `unavailable`."""
-    if LOOKUP_UNAVAILABLE in outcome.error_message:
+def _dependency_503(outcome: Outcome, by_id: dict[str, UsageRecord], lookup_503s: set[str]) -> bool:
+    """A 503 because DynamoDB did not answer: at the key lookup (its message says so, or,
+    for a client gone before reading it, the gateway's log), or recorded `unavailable`."""
+    if LOOKUP_UNAVAILABLE in outcome.error_message or outcome.request_id in lookup_503s:
         return True
     record = by_id.get(outcome.request_id or "")
     return record is not None and record.status is UsageStatus.UNAVAILABLE
@@ -300,7 +363,7 @@ def check_held(
 
 
 def sim_stats(url: str) -> dict[str, int]:
-    with urllib.request.urlopen(url + "/sim/stats", timeout=5) as response:
+    with urllib.request.urlopen(url + "/sim/stats", timeout=30) as response:
         stats: dict[str, int] = json.loads(response.read())
     return stats
 
@@ -370,8 +433,9 @@ def audit(
 ) -> tuple[Findings, dict[str, list[UsageRecord]]]:
     findings = Findings()
     records = records_by_key(stack, key_ids)
-    paired = check_records(findings, outcomes, records)
-    check_5xx(findings, outcomes, records)
+    lookup_503s = lookup_refusals(records, refused_503(stack.log_lines))
+    paired = check_records(findings, outcomes, records, lookup_503s=lookup_503s)
+    check_5xx(findings, outcomes, records, lookup_503s=lookup_503s)
     check_rollups(findings, stack, records)
     check_month_counters(findings, stack, key_ids, budgeted, records)
     check_held(findings, outcomes, paired, slack=slack)

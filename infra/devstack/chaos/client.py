@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -51,6 +52,9 @@ class Outcome:
     error_message: str = ""
     chunks: int = 0
     transport_error: str | None = None
+    # The request's headers were written to the gateway's socket (httpcore's trace): a
+    # client that left before had sent nothing the gateway could see.
+    sent: bool = False
 
 
 def _error(body: bytes) -> tuple[str | None, str]:
@@ -61,11 +65,23 @@ def _error(body: bytes) -> tuple[str | None, str]:
     return error.get("code"), str(error.get("message", ""))
 
 
+def _traced(outcome: Outcome) -> dict[str, Any]:
+    """httpcore's trace extension, noting when the request's headers were sent."""
+
+    async def trace(name: str, _info: dict[str, Any]) -> None:
+        if name == "http11.send_request_headers.complete":
+            outcome.sent = True
+
+    return {"trace": trace}
+
+
 async def _stream(
     client: httpx.AsyncClient, spec: Spec, headers: dict[str, str], outcome: Outcome,
     started: float,
 ) -> None:  # fmt: skip
-    async with client.stream("POST", spec.path(), json=spec.body(), headers=headers) as r:
+    async with client.stream(
+        "POST", spec.path(), json=spec.body(), headers=headers, extensions=_traced(outcome)
+    ) as r:
         outcome.status = r.status_code
         outcome.request_id = r.headers.get("x-request-id")
         if r.status_code != 200:
@@ -86,7 +102,9 @@ async def _stream(
 async def _buffered(
     client: httpx.AsyncClient, spec: Spec, headers: dict[str, str], outcome: Outcome
 ) -> None:
-    r = await client.post(spec.path(), json=spec.body(), headers=headers)
+    r = await client.post(
+        spec.path(), json=spec.body(), headers=headers, extensions=_traced(outcome)
+    )
     outcome.status = r.status_code
     outcome.request_id = r.headers.get("x-request-id")
     if r.status_code != 200:
@@ -131,8 +149,11 @@ async def run_clients(
     read_timeout: float = 15.0,
 ) -> list[Outcome]:
     """Every spec, `concurrency` at a time, over one connection pool. A client waits
-    `read_timeout` for each read, then leaves (as a client would give up on a hang)."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    `read_timeout` for each read, then leaves (as a client would give up on a hang). The
+    pool has room for twice the clients: the connection of a client that left may still
+    be closing, and a client must never wait for the pool (an early leaver would then
+    leave before sending anything)."""
+    limits = httpx.Limits(max_connections=2 * concurrency, max_keepalive_connections=concurrency)
     client = httpx.AsyncClient(base_url=base_url, timeout=read_timeout, limits=limits)
     queue: asyncio.Queue[Spec] = asyncio.Queue()
     for spec in specs:

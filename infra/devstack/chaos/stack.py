@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -36,12 +38,15 @@ from devstack.__main__ import (
 )
 from devstack.dynamodb import FaultControl
 from devstack.server import gateway_command
-from devstack.streams import LogSubscription, StreamPoller
+from devstack.streams import LogSubscription, StreamPoller, matches_unwritten
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 from devstack.tokenizers import select, sim_args
 
 USAGE_TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 RETENTION_DAYS = 30
+UNWRITTEN = "usage_record_unwritten"
+# Deliveries of one unwritten line before the write-back gives up on it (about a minute).
+WRITE_BACK_ATTEMPTS = 40
 
 
 def free_port() -> int:
@@ -78,6 +83,8 @@ class Stack:
     models: list[str]
     mac: KeyMac
     poller: StreamPoller
+    # The unwritten records' log lines not yet written back (_write_back).
+    unwritten: queue.Queue[str] = field(default_factory=queue.Queue)
     log_lines: list[str] = field(default_factory=list)
     writebacks: int = 0
     writeback_failures: int = 0
@@ -96,7 +103,9 @@ class Stack:
         return UsageStore(client=self.client, table=USAGE_TABLE, retention_days=RETENTION_DAYS)
 
     def drain(self, *, timeout: float = 180.0) -> None:
-        """Until the aggregator has read everything written to the usage stream."""
+        """Until every unwritten record is written back and the aggregator has read
+        everything written to the usage stream."""
+        self.unwritten.join()
         self.poller.drain(timeout=timeout, max_failures=1000)
 
 
@@ -110,18 +119,35 @@ def _client(service: str, endpoint: str) -> Any:
     )
 
 
-def _follow(stack: Stack, stdout: Any, store: UsageStore) -> None:
-    """The gateway's log lines: kept, and the unwritten records' lines written back as the
-    log subscription of UsageWritebackFunction would."""
-    subscription = LogSubscription(handler=lambda event: write_back(event, store=store))
+def _follow(stack: Stack, stdout: Any, unwritten: queue.Queue[str]) -> None:
+    """The gateway's log lines, read as they come: kept, and the unwritten records' lines
+    queued for the write-back. Reading never waits on DynamoDB: a reader that did (the
+    write-back during a pause) would let the gateway's stdout pipe fill, and the gateway's
+    next log line would then block its event loop (no departure noticed, no deadline kept),
+    which the deployed log subscription never does."""
     for raw in iter(stdout.readline, b""):
         line = raw.decode(errors="replace")
         stack.log_lines.append(line)
-        try:
-            if subscription.deliver([line]) is not None:
+        if UNWRITTEN in line and matches_unwritten(line):
+            unwritten.put(line)
+
+
+def _write_back(stack: Stack, unwritten: queue.Queue[str], store: UsageStore) -> None:
+    """What the log subscription of UsageWritebackFunction does with the unwritten lines,
+    each retried until it is written (as Lambda retries a failed event), in order."""
+    subscription = LogSubscription(handler=lambda event: write_back(event, store=store))
+    while True:
+        line = unwritten.get()
+        for attempt in range(WRITE_BACK_ATTEMPTS):
+            try:
+                subscription.deliver([line])
                 stack.writebacks += 1
-        except Exception:  # noqa: BLE001 - counted; the audit then finds the record missing
-            stack.writeback_failures += 1
+                break
+            except Exception:  # noqa: BLE001 - e.g. DynamoDB paused: as Lambda, try again
+                time.sleep(min(2.0, 0.2 * (attempt + 1)))
+        else:
+            stack.writeback_failures += 1  # the audit then finds the record missing
+        unwritten.task_done()
 
 
 @contextmanager
@@ -178,14 +204,19 @@ def running_stack(*, gateway_env: dict[str, str] | None = None, say: Any = None)
             table=USAGE_TABLE,
             handler=lambda event: aggregate(event, aggregator=aggregator),
         )
+        unwritten: queue.Queue[str] = queue.Queue()
         stack = Stack(
             gateway_url=gateway_url, dynamodb_url=dynamodb_url, client=client,
             faults=FaultControl(dynamodb_url), replicas=replicas, models=models, mac=mac,
-            poller=poller,
+            poller=poller, unwritten=unwritten,
         )  # fmt: skip
         store = UsageStore(client=client, table=USAGE_TABLE, retention_days=RETENTION_DAYS)
-        threading.Thread(target=_follow, args=(stack, gateway.stdout, store), daemon=True).start()
-        threading.Thread(target=poller.run, args=(stop,), daemon=True).start()
+        for target, args in (
+            (_follow, (stack, gateway.stdout, unwritten)),
+            (_write_back, (stack, unwritten, store)),
+            (poller.run, (stop,)),
+        ):
+            threading.Thread(target=target, args=args, daemon=True).start()
         wait_healthy(gateway_url + "/health", gateway, "gateway")
         yield stack
     finally:

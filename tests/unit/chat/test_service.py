@@ -43,11 +43,16 @@ class FakeLimits:
         self.refuse = refuse
         self.reserved: list[int] = []
 
-    async def admit_within(self, *, key: Any, reserve_tokens: int, request_id: str) -> Admission:
+    def plan(self, *, key: Any, reserve_tokens: int, request_id: str) -> Admission:
+        return Admission(key_id=key.key_id, reserved_tokens=reserve_tokens)
+
+    async def admit_planned(self, *, key: Any, planned: Admission) -> Admission:
         if self.refuse:
             raise RateLimitError("slow down", headers={"Retry-After": "1"})
-        self.reserved.append(reserve_tokens)
-        return Admission(key_id=key.key_id, reserved_tokens=reserve_tokens, headers={"x": "1"})
+        self.reserved.append(planned.reserved_tokens)
+        return Admission(
+            key_id=key.key_id, reserved_tokens=planned.reserved_tokens, headers={"x": "1"}
+        )
 
 
 def service(
