@@ -101,7 +101,10 @@ class Pipeline:
             raw = await client.read_body()
             return await _until_gone(client, self.serve(surface, ctx, raw))
         except GatewayError as exc:
-            await ctx.meter.fail(exc)
+            error = await _refusal_behind(ctx.meter, exc)
+            await ctx.meter.fail(error)
+            if error is not exc:
+                raise error from exc
             raise
         except Exception as exc:
             error = internal_error(exc, request_id)
@@ -220,6 +223,24 @@ async def _until_gone(client: Client, work: Awaitable[T]) -> T:
 def _cancel_unless_failed(gone: asyncio.Future[None], scope: anyio.CancelScope) -> None:
     if not gone.cancelled() and gone.exception() is None:
         scope.cancel()
+
+
+async def _refusal_behind(meter: Meter, exc: GatewayError) -> GatewayError:
+    """The error the client gets for `exc`. A cold instance counts the prompt beside the
+    upstream call (Meter.deferred): when the upstream rejected the request and the count
+    refused it too (the chat template's own 400), the client gets that refusal, as a warm
+    instance gives it, rather than the upstream's status without its text."""
+    task = meter.deferred
+    if task is None or exc.code != "upstream_rejected_request":
+        return exc
+    with anyio.CancelScope(shield=True):
+        try:
+            await task
+        except InvalidRequestError as refusal:
+            return refusal
+        except Exception:  # noqa: BLE001 - the count's own failure is the Meter's to note
+            return exc
+    return exc
 
 
 def internal_error(exc: Exception, request_id: str) -> InternalError:

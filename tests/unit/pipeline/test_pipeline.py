@@ -146,6 +146,37 @@ async def test_a_template_refusal_is_a_400_and_any_other_count_failure_a_500() -
     assert issubclass(TemplateRefused, ValueError)
 
 
+class ColdTokenizers(FakeTokenizers):
+    """A cold instance: no tokenizer loaded yet (the request is forwarded before its
+    prompt is counted, and the count runs beside the upstream call)."""
+
+    def loaded(self, spec: str) -> None:  # type: ignore[override]
+        return None
+
+
+async def test_a_cold_instances_template_refusal_is_the_templates_400_not_the_upstreams() -> None:
+    """The upstream rejects a conversation its template refuses (vLLM's 400) while the
+    gateway's deferred count refuses it too: the client gets the template's own reason,
+    as a warm instance gives it, not a bare "the model endpoint rejected the request"."""
+    from gateway.backends.wire import status_error
+
+    sink = RecordingSink()
+    backend = FakeBackend(error=status_error(400, b'{"error": {"message": "no"}}'))
+    gateway = pipeline(model(), sink, backend, tokenizers=ColdTokenizers())
+    with pytest.raises(InvalidRequestError) as refused:
+        await gateway.run(CHAT, FakeClient(body("please raise")), key=api_key(), request_id="c")
+    assert backend.sent  # forwarded before the count: the cold path
+    assert refused.value.code != "upstream_rejected_request"
+    assert "chat template cannot render" in str(refused.value)
+    [record] = sink.records
+    assert (record.status, record.http_status) == ("rejected", 400)
+    # an upstream refusal the count does not share stays the upstream's
+    backend.sent.clear()
+    with pytest.raises(InvalidRequestError) as upstream:
+        await gateway.run(CHAT, FakeClient(body("hi")), key=api_key(), request_id="d")
+    assert backend.sent and upstream.value.code == "upstream_rejected_request"
+
+
 @pytest.mark.parametrize("surface", ["chat", "completions", "embeddings"])
 async def test_a_huge_prompt_past_the_context_by_its_lower_bound_is_refused_uncounted(
     surface: str,
