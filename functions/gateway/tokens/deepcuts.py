@@ -52,7 +52,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -121,29 +121,55 @@ def nfc_stable_start(c: str) -> bool:
 
 @dataclass
 class Merges:
-    """The BPE rules, looked up as "x y" -> rank, and the vocabulary's longest token."""
+    """The BPE rules a chain may use. With monotone merges, "x y" -> rank. Otherwise ranks
+    do not matter (no rising order), and only whether a rule may exist is asked: every
+    rule's result is a vocabulary token (`tokenizers` refuses a file where one is not), so
+    x, y and x + y in the vocabulary over-approximates the rules, which only lets a chain
+    reach further (fewer cuts, never a wrong one) and keeps no table in memory."""
 
-    ranks: dict[str, int]
     monotone: bool
-    longest: int
+    longest: int  # the vocabulary's longest token, in ByteLevel characters
+    token_id: Callable[[str], int | None]
+    ranks: dict[str, int] | None
     # per run character: how far a frontier can move inside its run (None: unbounded)
     _run_moves: dict[str, int | None] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, model: dict[str, Any]) -> Merges:
-        vocab: dict[str, int] = model.get("vocab") or {}
+    def of(cls, tokenizer: Tokenizer) -> Merges:
+        model = tokenizer.model
+        state = model.__getstate__()
+        text = state.decode() if isinstance(state, bytes) else str(state)
+        # only the merges (the last member) are parsed: the vocabulary is asked of the model
+        at = text.rindex('"merges":') + len('"merges":')
+        merges, _ = json.JSONDecoder().raw_decode(text, at)
+        del state, text
         ranks: dict[str, int] = {}
         made_by: dict[str, int] = {}
-        for rank, merge in enumerate(model.get("merges") or []):
+        for rank, merge in enumerate(merges):
             x, y = merge.split(" ") if isinstance(merge, str) else merge
             ranks.setdefault(f"{x} {y}", rank)
             made_by[x + y] = max(made_by.get(x + y, -1), rank)
+        del merges
         monotone = all(
             made_by.get(x, -1) < rank and made_by.get(y, -1) < rank
             for key, rank in ranks.items()
             for x, y in (key.split(" "),)
         )
-        return cls(ranks=ranks, monotone=monotone, longest=max(map(len, vocab), default=1))
+        del made_by
+        ids = range(tokenizer.get_vocab_size(with_added_tokens=False))
+        longest = max((len(t) for i in ids if (t := model.id_to_token(i))), default=1)
+        return cls(
+            monotone=monotone,
+            longest=longest,
+            token_id=model.token_to_id,
+            ranks=ranks if monotone else None,
+        )
+
+    def rule(self, x: str, y: str) -> int | None:
+        """The rank of the rule (x, y) (0 for any rule without monotone merges), or None."""
+        if self.ranks is not None:
+            return self.ranks.get(f"{x} {y}")
+        return 0 if self.token_id(x + y) is not None else None
 
     def run_moves(self, c: str) -> int | None:
         """How far (in ByteLevel characters) a frontier can move inside a run of c (fact 3
@@ -155,18 +181,14 @@ class Merges:
 
     def _moves_in_run(self, unit: str) -> int | None:
         period = unit * (self.longest // len(unit) + 3)
-        inside = [
-            key.split(" ") for key in self.ranks if " " in key and key.replace(" ", "") in period
-        ]
-        splits_at_boundary = any(
-            period.endswith(x) and period.startswith(y)
-            for x, y in inside
-            if len(x) <= len(period) and len(y) <= len(period)
-        )
-        if not splits_at_boundary:
-            return 0
-        if not self.monotone:
+        sides = range(1, self.longest + 1)
+        lefts = [period[-k:] for k in sides if self.token_id(period[-k:]) is not None]
+        rights = [period[:k] for k in sides if self.token_id(period[:k]) is not None]
+        if not any(self.rule(x, y) is not None for x in lefts for y in rights):
+            return 0  # no rule splits at a boundary of c: a frontier there never moves
+        if self.ranks is None:
             return None
+        inside = [key.split(" ") for key in self.ranks if key.replace(" ", "") in period]
         return sum(len(x) for x, _ in inside)
 
 
@@ -189,14 +211,14 @@ class DeepCuts:
 
     def _rules(self) -> Merges:
         if self._merges is None:
-            self._merges = Merges.of(json.loads(self._tokenizer.model.__getstate__()))
+            self._merges = Merges.of(self._tokenizer)
         return self._merges
 
     def cut(self, text: str, start: int, end: int) -> tuple[int, int] | None:
         """A safe cut in text[start:end] and the tokens of text[start:cut], or None."""
         merges = self._rules()
         e = self._window_end(text, start, end)
-        if e is None:
+        if e is None or self._uncuttable_run(text, e, merges):
             return None
         encoding = self._tokenizer.encode_batch([text[start:e]], add_special_tokens=False)[0]
         offsets = [(a + start, b + start) for a, b in encoding.offsets]
@@ -222,6 +244,15 @@ class DeepCuts:
             if offsets[i + 1][0] == b and (not self._nfc or nfc_stable_start(text[b])):
                 return b, i + 1  # T's tokens before b are the whole text's
         return None
+
+    @staticmethod
+    def _uncuttable_run(text: str, e: int, merges: Merges) -> bool:
+        """e lies deep in a run whose rules split at every boundary, with merges that are
+        not monotone (fact 3): no cut near it, known before encoding anything."""
+        reach = merges.longest + 2
+        c = text[e]
+        run = text[max(e - reach, 0) : e + reach] == c * (2 * reach)
+        return run and merges.run_moves(c) is None
 
     def _window_end(self, text: str, start: int, end: int) -> int | None:
         """A position near `end` between two characters of one class run."""
@@ -265,7 +296,7 @@ class DeepCuts:
         encoded = byte_level(region)
         # a character boundary of the region -> its position in `encoded`
         head = len(byte_level(text[ws:m]))
-        reached = self._chain(encoded, head, merges, self._tokenizer.model.token_to_id)
+        reached = self._chain(encoded, head, merges)
         if reached is None:
             return None
         # back from ByteLevel characters to text: the first character boundary at or left
@@ -279,9 +310,7 @@ class DeepCuts:
         return at
 
     @staticmethod
-    def _chain(
-        word: str, head: int, merges: Merges, token_id: Callable[[str], int | None]
-    ) -> int | None:
+    def _chain(word: str, head: int, merges: Merges) -> int | None:
         """The leftmost frontier a chain of rules reaches from `head` in `word` (fact 2);
         None when the budget runs out."""
         best: dict[int, int] = {head: -1}  # frontier -> the lowest rank it was reached with
@@ -292,7 +321,7 @@ class DeepCuts:
             arrived = best.pop(f)
             if f == 0:
                 return 0
-            steps, cost = _steps(word, f, merges, token_id)
+            steps, cost = _steps(word, f, merges)
             work += cost
             if work > CHAIN_BUDGET:
                 return None
@@ -326,12 +355,10 @@ def _word_holding(
     return first, last
 
 
-def _steps(
-    word: str, f: int, merges: Merges, token_id: Callable[[str], int | None]
-) -> tuple[list[tuple[int, int]], int]:
+def _steps(word: str, f: int, merges: Merges) -> tuple[list[tuple[int, int]], int]:
     """Each rule (x, y) with x ending and y beginning at f in `word` as (x's start, its
     rank), and the lookups that took."""
-    longest = merges.longest
+    longest, token_id = merges.longest, merges.token_id
     rights = [word[f : f + k] for k in range(1, min(longest, len(word) - f) + 1)]
     rights = [y for y in rights if token_id(y) is not None]
     found: list[tuple[int, int]] = []
@@ -344,7 +371,7 @@ def _steps(
             continue
         work += len(rights)
         for y in rights:
-            rank = merges.ranks.get(f"{x} {y}")
+            rank = merges.rule(x, y)
             if rank is not None:
                 found.append((f - k, rank))
     return found, work

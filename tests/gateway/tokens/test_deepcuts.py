@@ -9,7 +9,6 @@ and must equal the whole text's count.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -117,8 +116,8 @@ def test_merges_are_monotone_only_where_the_files_say(tokenizers_dir: Path) -> N
     the files converted from tiktoken (Llama 3) or sentencepiece (Llama 2 style)."""
     monotone = {}
     for family in FAMILIES:
-        model = ChatTokenizer(tokenizers_dir / family)._tokenizer.model
-        monotone[family] = Merges.of(json.loads(model.__getstate__())).monotone
+        backend = ChatTokenizer(tokenizers_dir / family)._tokenizer
+        monotone[family] = Merges.of(backend).monotone
     assert monotone == {
         "qwen3": True,
         "llama-3-8b-instruct": False,
@@ -134,8 +133,7 @@ def test_how_far_a_frontier_moves_in_a_run(tokenizers_dir: Path) -> None:
     and unbounded (no cut) for Llama 3's spaces."""
 
     def merges(family: str) -> Merges:
-        model = ChatTokenizer(tokenizers_dir / family)._tokenizer.model
-        return Merges.of(json.loads(model.__getstate__()))
+        return Merges.of(ChatTokenizer(tokenizers_dir / family)._tokenizer)
 
     gpt2, qwen, llama3 = merges("gpt2"), merges("qwen3"), merges("llama-3-8b-instruct")
     assert gpt2.run_moves(" ") == 0
@@ -162,7 +160,7 @@ def test_a_window_boundary_near_its_end_is_not_always_the_whole_texts(
     prefixes = {n: boundaries(n) for n in range(3_000, 3_200)}
     assert any(p - whole for p in prefixes.values())
     # left of the frontier limit, where cuts are taken, they agree
-    moves = Merges.of(json.loads(backend.model.__getstate__())).run_moves(" ")
+    moves = Merges.of(backend).run_moves(" ")
     assert moves is not None
     for n, ends in prefixes.items():
         limit = n - moves - 130
