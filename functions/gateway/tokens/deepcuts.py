@@ -119,6 +119,21 @@ def nfc_stable_start(c: str) -> bool:
     )
 
 
+def nfc_stable_marks(text: str, start: int, cut: int) -> bool:
+    """The cut lies in a run of one combining mark c that a starter (or the text's or the
+    piece's start) precedes and a starter (or the end) follows: NFC may compose the starter
+    with the first c, blocks every later c (same combining class) and reorders nothing, so
+    NFC of text[start:] cut there is the parts' NFC."""
+    c = text[cut]
+    if unicodedata.combining(c) == 0 or text[cut - 1] != c:
+        return False
+    after = re.compile("[^" + re.escape(c) + "]").search(text, cut)
+    if after is not None and unicodedata.combining(after.group()) != 0:
+        return False
+    before = start + len(text[start:cut].rstrip(c)) - 1
+    return before < start or unicodedata.combining(text[before]) == 0
+
+
 @dataclass
 class Merges:
     """The BPE rules a chain may use. With monotone merges, "x y" -> rank. Otherwise ranks
@@ -241,7 +256,9 @@ class DeepCuts:
                 continue
             if b < ws + margin or b <= start:
                 return None
-            if offsets[i + 1][0] == b and (not self._nfc or nfc_stable_start(text[b])):
+            if offsets[i + 1][0] == b and (
+                not self._nfc or nfc_stable_start(text[b]) or nfc_stable_marks(text, start, b)
+            ):
                 return b, i + 1  # T's tokens before b are the whole text's
         return None
 
@@ -260,7 +277,10 @@ class DeepCuts:
             before, after = char_class(text[e - 1]), char_class(text[e])
             if before is None or before != after or before not in self._classes:
                 continue
-            if self._nfc and not (nfc_stable_start(text[e - 1]) and nfc_stable_start(text[e])):
+            if self._nfc and not (
+                (nfc_stable_start(text[e - 1]) and nfc_stable_start(text[e]))
+                or nfc_stable_marks(text, start, e)
+            ):
                 continue  # NFC changes neither, so the classes seen here are the regex's
             return e
         return None
