@@ -77,7 +77,10 @@ def splitter_for(tokenizer: Tokenizer) -> Splitter | None:
         cuts = _BYTE_LEVEL_CUTS + _LETTER_CUTS + (_MARK_CUTS if normalizer is None else "")
         cuts += _SINGLE_DIGIT_CUTS if digits == DIGITS_SINGLE else ""
         return Splitter(
-            cuts=cuts, added=added, digits=digits, deep=_deep_cuts(tokenizer, digits, normalizer)
+            cuts=cuts,
+            added=added,
+            digits=digits,
+            deep=_deep_cuts(tokenizer, digits, normalizer, added),
         )
     if normalizer is None and pre is not None and _is_metaspace_without_split(pre):
         return _metaspace_splitter(_state(model) or {}, pre, added)
@@ -85,12 +88,14 @@ def splitter_for(tokenizer: Tokenizer) -> Splitter | None:
 
 
 def _deep_cuts(
-    tokenizer: Tokenizer, digits: str, normalizer: dict[str, Any] | None
+    tokenizer: Tokenizer, digits: str, normalizer: dict[str, Any] | None, added: AddedTokens
 ) -> DeepCuts | None:
     """Cuts inside a long pre-token (gateway.tokens.deepcuts), for a plain BPE whose
-    offsets are the text's (the word ids and offsets of a window show its token boundaries)."""
+    offsets are the text's (the word ids and offsets of a window show its token boundaries).
+    Not with an added token that strips whitespace or matches single words: one just past
+    a window's end could take the whitespace the window ends with."""
     model = tokenizer.model
-    if model.continuing_subword_prefix or model.end_of_word_suffix:
+    if model.continuing_subword_prefix or model.end_of_word_suffix or added.flagged:
         return None
     post = tokenizer.post_processor
     if post is not None and '"trim_offsets":true' in post.__getstate__().decode().replace(" ", ""):
@@ -100,6 +105,7 @@ def _deep_cuts(
         newline_words=digits in (DIGITS_SINGLE, DIGITS_GROUPS_OF_3),
         number_runs=digits == DIGITS_RUN,
         nfc=normalizer is not None,
+        added=added,
     )
 
 

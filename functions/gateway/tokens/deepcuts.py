@@ -57,6 +57,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+    from gateway.tokens.chunking import AddedTokens
+
 # Unicode White_Space, what `\s` means to the tokenizer's regex engine (Python's `\s` adds
 # \x1c-\x1f); the line breaks of `[\r\n]`.
 WHITE_SPACE = frozenset(
@@ -217,8 +219,10 @@ class DeepCuts:
         newline_words: bool,
         number_runs: bool,
         nfc: bool,
+        added: AddedTokens,
     ) -> None:
         self._tokenizer = tokenizer
+        self._added = added  # no window ends inside an added token
         self._newline_words = newline_words  # `\s*[\r\n]+` is an alternative (Qwen2, Llama 3)
         self._classes = "LOSN" if number_runs else "LOS"  # GPT-2's ` ?\p{N}+` takes digit runs
         self._nfc = nfc
@@ -274,6 +278,8 @@ class DeepCuts:
     def _window_end(self, text: str, start: int, end: int) -> int | None:
         """A position near `end` between two characters of one class run."""
         for e in range(min(end, len(text) - 1), max(end - _END_TRIES, start + 1), -1):
+            if self._added.spanned(text, e):
+                continue
             before, after = char_class(text[e - 1]), char_class(text[e])
             if before is None or before != after or before not in self._classes:
                 continue

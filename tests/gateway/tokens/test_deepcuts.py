@@ -46,6 +46,7 @@ HOSTILE = {
     "latin-1 bytes": "".join(map(chr, _rng.randbytes(LENGTH))),
     "latin-1 letters": "".join(_rng.choices("àáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿ", k=LENGTH)),
     "runs in context": "x " + " " * LENGTH + "y" + "中" * LENGTH + "!\n" + "a" * LENGTH + "🚀" * 9,
+    "added tokens inside runs": ("中" * 2993 + "<|im_end|>" + " " * 2990 + "<|endoftext|>") * 4,
     "runs between special tokens": "<|im_end|>" + " " * LENGTH + "<|endoftext|>" + "中" * LENGTH,
 }
 # Where each family makes cuts inside these pre-tokens. The others are counted whole: a run
