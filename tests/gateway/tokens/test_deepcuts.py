@@ -49,14 +49,17 @@ HOSTILE = {
     "added tokens inside runs": ("中" * 2993 + "<|im_end|>" + " " * 2990 + "<|endoftext|>") * 4,
     "runs between special tokens": "<|im_end|>" + " " * LENGTH + "<|endoftext|>" + "中" * LENGTH,
 }
-# Where each family makes cuts inside these pre-tokens. The others are counted whole: a run
+# Where each family makes cuts inside these pre-tokens ("added tokens inside runs" is
+# there for the count: its runs are cut before the added tokens). The others are counted whole: a run
 # whose rules split at every boundary of a tokenizer whose merges are not monotone (Llama 3;
 # docs/TOKENS.md), a word for Metaspace (no cuts inside a word there).
 CUT_INSIDE = {
     # NFC joins "e" and U+0301 into one letter: no class run to cut in the raw text
     "qwen3": set(HOSTILE)
-    - {"digits", "latin-1 bytes", "letters with marks", "marks after a letter"},
-    "gpt2": set(HOSTILE) - {"latin-1 bytes", "letters with marks"},  # cut at each mark
+    - {"digits", "latin-1 bytes", "letters with marks", "marks after a letter"}
+    - {"added tokens inside runs"},
+    "gpt2": set(HOSTILE)
+    - {"latin-1 bytes", "letters with marks", "added tokens inside runs"},  # cut at each mark
     "llama-3-8b-instruct": {
         "emoji",
         "mixed emoji",
