@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
+    from gateway.tokens.deepcuts import DeepCuts
+
 # A text longer than this is counted in pieces of about this many characters; shorter
 # ones whole, as before (no change for ordinary prompts).
 CHUNK_CHARS = 32_768
@@ -116,11 +118,16 @@ class Piece:
     # tokens to take off this piece's count: the "▁" put before a piece that must not get
     # the one Metaspace prepends (that "▁" is one token and merges with nothing after it)
     extra: int
+    # the piece's tokens when a cut inside a pre-token already counted them (deepcuts)
+    tokens: int | None = None
 
 
 # Candidates rejected in one window before the search moves on to the next window: a text
 # built to offer only unsafe candidates costs a bounded search, and a longer piece.
 _REJECTS_PER_WINDOW = 64
+# A cut inside a pre-token is looked for while the piece is at most this many times the
+# piece size (each try encodes the piece so far): past that the piece runs on whole.
+_DEEP_TRIES = 8
 
 
 class Splitter:
@@ -134,6 +141,7 @@ class Splitter:
         digits: str | None = None,
         vocab_pairs: frozenset[str] | None = None,
         prepends: bool = False,
+        deep: DeepCuts | None = None,
     ) -> None:
         # each alternative of `cuts` consumes the character before a cut, or none (a
         # lookahead): a cut is where a match ends; before an added token is one too
@@ -144,17 +152,31 @@ class Splitter:
         self._digits = digits
         self._vocab_pairs = vocab_pairs  # Metaspace: adjacent characters inside a token
         self._prepends = prepends  # Metaspace: a piece's start would get a "▁"
+        self._deep = deep  # ByteLevel: cuts inside one long pre-token
 
     def pieces(self, text: str, *, size: int) -> Iterator[Piece]:
         """The text in pieces of at least `size` characters (the last may be shorter);
         a piece runs on past `size` up to the next safe cut, the text's end at worst."""
         start = 0
+        target = size
         while len(text) - start > size:
-            cut = self._next_cut(text, start + size, start)
-            if cut is None:
+            until = min(target + size, len(text))
+            cut = self._next_cut(text, target, start, until)
+            if cut is not None:
+                yield self._piece(text, start, cut)
+                start, target = cut, cut + size
+                continue
+            deep = None
+            if self._deep is not None and until - start <= _DEEP_TRIES * size:
+                deep = self._deep.cut(text, start, until)
+            if deep is not None:
+                cut, tokens = deep
+                yield Piece(text[start:cut], 0, tokens)
+                start, target = cut, cut + size
+            elif until >= len(text):
                 break
-            yield self._piece(text, start, cut)
-            start = cut
+            else:
+                target = until
         yield self._piece(text, start, len(text))
 
     def _piece(self, text: str, start: int, end: int) -> Piece:
@@ -168,12 +190,13 @@ class Splitter:
             return Piece(" " + piece, 1)
         return Piece(piece, 0)
 
-    def _next_cut(self, text: str, target: int, previous: int) -> int | None:
+    def _next_cut(self, text: str, target: int, previous: int, until: int) -> int | None:
+        """The first safe cut at or after `target` and before `until`, or None."""
         window = max(target - previous, 1)
         pos = target
         aligned = self._digit_group_cut(text, target, previous)
-        while pos < len(text):
-            end = min(pos + window, len(text))
+        while pos < until:
+            end = min(pos + window, until)
             rejects = 0
             found = self._cuts.search(text, pos - 1, end)
             while found is not None and rejects < _REJECTS_PER_WINDOW:
@@ -251,6 +274,9 @@ def count_in_pieces(
     batch: list[str] = []
     size = 0
     for piece in splitter.pieces(text, size=chunk_chars):
+        if piece.tokens is not None:
+            total += piece.tokens
+            continue
         total -= piece.extra
         batch.append(piece.text)
         size += len(piece.text)

@@ -18,6 +18,7 @@ from gateway.tokens.chunking import (
     AddedTokens,
     Splitter,
 )
+from gateway.tokens.deepcuts import DeepCuts
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -43,6 +44,13 @@ _KNOWN_SPLIT_REGEXES = {QWEN2_REGEX: DIGITS_SINGLE, LLAMA3_REGEX: DIGITS_GROUPS_
 # regex engine uses, so `[^\s]` is never whitespace there. The character after the cut is
 # ASCII, which NFC never composes with what precedes it.
 _BYTE_LEVEL_CUTS = r"[^\s](?= )|[!-/:-~](?=[0-9])|[0-9](?=[!-/:-~])"
+# Between a letter (or a number, in Python's `[^\W\d_]`) and a symbol: the letter and number
+# alternatives take no symbol, and the one alternative that takes a symbol before letters
+# (a contraction, or Qwen2's `[^\r\n\p{L}\p{N}]?\p{L}+`) begins with it. ASCII symbols for
+# every family; for those without NFC also the combining diacritics (U+0300-U+036F), which
+# no regex here takes with a letter before them (a run of "e" + U+0301 has no other cut).
+_LETTER_CUTS = r"|[^\W\d_](?=[!-/:-@\[-`{-~])"
+_MARK_CUTS = r"|[^\W\d_](?=[\u0300-\u036f])"
 # Qwen2: `\p{N}` alone, so also between two digits.
 _SINGLE_DIGIT_CUTS = r"|[0-9](?=[0-9])"
 # A byte-fallback token (<0x0A>) stands for one byte, not for its six characters.
@@ -66,11 +74,39 @@ def splitter_for(tokenizer: Tokenizer) -> Splitter | None:
     pre = _state(tokenizer.pre_tokenizer)
     digits = _byte_level_digits(pre)
     if digits is not None:
-        cuts = _BYTE_LEVEL_CUTS + (_SINGLE_DIGIT_CUTS if digits == DIGITS_SINGLE else "")
-        return Splitter(cuts=cuts, added=added, digits=digits)
+        cuts = _BYTE_LEVEL_CUTS + _LETTER_CUTS + (_MARK_CUTS if normalizer is None else "")
+        cuts += _SINGLE_DIGIT_CUTS if digits == DIGITS_SINGLE else ""
+        return Splitter(
+            cuts=cuts,
+            added=added,
+            digits=digits,
+            deep=_deep_cuts(tokenizer, digits, normalizer, added),
+        )
     if normalizer is None and pre is not None and _is_metaspace_without_split(pre):
         return _metaspace_splitter(_state(model) or {}, pre, added)
     return None
+
+
+def _deep_cuts(
+    tokenizer: Tokenizer, digits: str, normalizer: dict[str, Any] | None, added: AddedTokens
+) -> DeepCuts | None:
+    """Cuts inside a long pre-token (gateway.tokens.deepcuts), for a plain BPE whose
+    offsets are the text's (the word ids and offsets of a window show its token boundaries).
+    Not with an added token that strips whitespace or matches single words: one just past
+    a window's end could take the whitespace the window ends with."""
+    model = tokenizer.model
+    if model.continuing_subword_prefix or model.end_of_word_suffix or added.flagged:
+        return None
+    post = tokenizer.post_processor
+    if post is not None and '"trim_offsets":true' in post.__getstate__().decode().replace(" ", ""):
+        return None
+    return DeepCuts(
+        tokenizer,
+        newline_words=digits in (DIGITS_SINGLE, DIGITS_GROUPS_OF_3),
+        number_runs=digits == DIGITS_RUN,
+        nfc=normalizer is not None,
+        added=added,
+    )
 
 
 def _state(component: Any) -> dict[str, Any] | None:

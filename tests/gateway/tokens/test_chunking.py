@@ -53,6 +53,7 @@ ADVERSARIAL = [
     "[INST] " + "5" * 80 + " [/INST] ok </s>[INST] 6 [/INST]",
     "▁" * 100 + "a▁b ▁ ▁1▁▁2",
     "e\u0301" * 100 + "1\u0301 2\u0308",  # NFC joins these (Qwen)
+    "a!b'sc'S" * 40 + "é\u0301x\u0300\u0301y\u0308!" * 20 + "²!½'ll_x" * 10,
     "don't I'll we've 's 'S" * 20,
     "\u3000\u00a0\u2028 1\u00a0 2" * 30,
     "<0x0A>" * 50 + "<0x0" + "A>",
@@ -190,8 +191,10 @@ def test_unknown_pipelines_are_counted_whole(tokenizers_dir: Path) -> None:
 def test_the_cut_patterns_only_name_characters_the_proofs_cover() -> None:
     """The ByteLevel cuts' right-hand characters are ASCII (NFC never composes them with
     what precedes): a space, a digit, or printable ASCII after a digit."""
-    lookaheads = re.findall(r"\(\?=\[([^\]]*)\]\)", cuts._BYTE_LEVEL_CUTS)
-    assert lookaheads == ["0-9", "!-/:-~"]
+    lookaheads = re.findall(r"\(\?=\[([^\]]*)\]\)", cuts._BYTE_LEVEL_CUTS + cuts._LETTER_CUTS)
+    assert lookaheads == ["0-9", "!-/:-~", "!-/:-@\\[-`{-~"]
+    # combining marks only for families without NFC (gpt2, Llama 3's file as it is)
+    assert re.findall(r"\(\?=\[([^\]]*)\]\)", cuts._MARK_CUTS) == ["\\u0300-\\u036f"]
     assert "(?= )" in cuts._BYTE_LEVEL_CUTS
 
 

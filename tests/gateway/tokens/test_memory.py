@@ -1,7 +1,9 @@
 """Counting a prompt as large as a request may be raises peak memory by under 300 MB.
 
 Issue 27: one 3.8 MB chat body of digits raised the gateway's RSS by 1.26 GB while it was
-counted. Each family counts a few 3.8 MB prompts in a child process, which reports how far
+counted. The texts are as long as a body of MAX_REQUEST_BYTES can carry, in UTF-8 bytes;
+tests/gateway/tokens/measure_memory.py measures more of them, one process per cell, for the
+table in docs/TOKENS.md. Each family counts a few 3.8 MB prompts in a child process, which reports how far
 its peak RSS (ru_maxrss) rose during the count; the high-water mark is reset first (Linux
 /proc/self/clear_refs) so that loading the tokenizer does not hide the count's own peak.
 A memory assertion, not a timing one.
@@ -20,15 +22,29 @@ import pytest
 from tests.gateway.tokens.test_chunking import FAMILIES
 
 LIMIT_MB = 300
-SIZE = 3_800_000
+SIZE = 3_800_000  # UTF-8 bytes: what a body of MAX_REQUEST_BYTES (4 MiB) carries as a string
 PROMPTS = {
     "digits": '"1" * SIZE',
     "words and numbers": '" ".join(f"w{i % 9973}x{i % 31}" for i in range(SIZE // 9))',
-    "mixed scripts": '"ab1 2\\t\\n中🚀 " * (SIZE // 20)',
+    "mixed scripts": '"ab1 2\\t\\n中🚀 " * (SIZE // 24)',
     "special-token strings": '"</s><s><|im_end|><|endoftext|><|eot_id|>1 " * (SIZE // 42)',
+    # one pre-token each (gateway.tokens.deepcuts cuts inside them)
+    "spaces": '"x" + " " * SIZE + "x"',
+    "cjk text": '"".join(random.Random(1).choices("的一是不了人我在有他这中大来上国", k=SIZE // 3))',
+    "emoji": '"🚀" * (SIZE // 4)',
+    "one word": '"".join(random.Random(2).choices("abcdefghijklmnopqrstuvwxyz", k=SIZE))',
+}
+# Counted whole, by design (docs/TOKENS.md, "What counting costs"): runs whose merge rules
+# split at every boundary in a file whose merges are not monotone (Llama 3's spaces), and
+# Metaspace words (Mistral, TinyLlama: no cut inside a word). Their memory is measured and
+# reported, not bounded here.
+WHOLE = {
+    "llama-3-8b-instruct": {"spaces"},
+    "mistral-7b-instruct-v0.1": {"spaces", "one word"},
+    "tinyllama-1.1b-chat-v1.0": {"spaces", "one word"},
 }
 CHILD = """
-import json, resource, sys
+import json, random, resource, sys
 from pathlib import Path
 from gateway.tokens import ChatTokenizer
 
@@ -77,6 +93,7 @@ def test_counting_a_request_sized_prompt_stays_under_300_mb(
     )
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["digits"]["tokens"] >= SIZE // 4  # counted, not refused
-    over = {name: r["peak_mb"] for name, r in results.items() if r["peak_mb"] >= LIMIT_MB}
+    bounded = {name: r for name, r in results.items() if name not in WHOLE.get(family, ())}
+    over = {name: r["peak_mb"] for name, r in bounded.items() if r["peak_mb"] >= LIMIT_MB}
     assert over == {}, f"peak RSS rose by (MB): {results}"
     print(family, results)

@@ -1,0 +1,118 @@
+"""How far counting a request-sized text raises peak RSS, per family and text (docs/TOKENS.md,
+"What counting costs"). One child process per cell, so that no cell inherits another's heap.
+
+    PYTHONPATH=functions:infra .venv/bin/python -m tests.gateway.tokens.measure_memory \
+        [--tokenizers-dir ../shared/tokenizers] [--family qwen3 ...] [--text spaces ...]
+
+Each text is as long as a body of `MAX_REQUEST_BYTES` (4 MiB) can carry as one JSON string
+(3.8 MB of UTF-8: a CJK character takes 3 bytes, an emoji 4). The child resets its peak
+(`/proc/self/clear_refs`, Linux) after loading the tokenizer and building the text, and
+reports the rise of `ru_maxrss` during `count_text`, with the count and the whole text's count
+when asked (`--check`, which itself takes the whole text's memory, after the measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BYTES = 3_800_000
+FAMILIES = (
+    "qwen3",
+    "llama-3-8b-instruct",
+    "mistral-7b-instruct-v0.1",
+    "tinyllama-1.1b-chat-v1.0",
+    "gpt2",
+)
+# name -> a Python expression of the text, given `B` (UTF-8 bytes) and `rng` (seeded)
+TEXTS = {
+    "digits": '"1" * B',
+    "words": '" ".join(f"w{i % 9973}x{i % 31}" for i in range(B // 9))',
+    "mixed": '"ab1 2\\t\\n中🚀 " * (B // 24)',
+    "special": '"</s><s><|im_end|><|endoftext|><|eot_id|>1 " * (B // 42)',
+    "cjk": '"中" * (B // 3)',
+    "cjk text": '"".join(rng.choices("的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年", k=B // 3))',
+    "emoji": '"🚀" * (B // 4)',
+    "letters": '"a" * B',
+    "one word": '"".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=B))',
+    "punct": '"!" * B',
+    "spaces": '" " * B',
+    "newlines": '"\\n" * B',
+    "whitespace": '"".join(rng.choices(" \\t\\n\\r", k=B))',
+    "combining": '"\\u0301" * (B // 2)',
+    "latin1": '"".join(map(chr, rng.randbytes(B // 2)))',
+}
+CHILD = """
+import json, random, resource, sys
+from pathlib import Path
+from gateway.tokens import ChatTokenizer
+
+B = int(sys.argv[3])
+rng = random.Random(27)
+tokenizer = ChatTokenizer(Path(sys.argv[1]))
+tokenizer.count_text("warm up " * 5000)
+text = eval(sys.argv[2])
+try:
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # the peak so far becomes the current RSS
+except OSError:
+    pass
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tokens = tokenizer.count_text(text)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = {"tokens": tokens, "peak_mb": (after - before) / 1024, "chars": len(text)}
+if sys.argv[4] == "check":
+    backend = tokenizer._tokenizer
+    result["whole"] = len(backend.encode_batch_fast([text], add_special_tokens=False)[0])
+print(json.dumps(result))
+"""
+
+
+def measure(folder: Path, expression: str, *, size: int = BYTES, check: bool = False) -> dict:
+    """One cell: a fresh child counts the text; its peak RSS rise in MiB, and the count."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [str(folder), expression, str(size), "check" if check else "-"]
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=900,
+    )
+    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokenizers-dir", type=Path, default=Path("../shared/tokenizers"))
+    parser.add_argument("--family", action="append", choices=FAMILIES)
+    parser.add_argument("--text", action="append", choices=sorted(TEXTS))
+    parser.add_argument("--bytes", type=int, default=BYTES)
+    parser.add_argument("--check", action="store_true", help="also count the text whole")
+    args = parser.parse_args()
+    families = args.family or list(FAMILIES)
+    texts = args.text or list(TEXTS)
+    sys.stdout.write("| text | " + " | ".join(families) + " |\n")
+    sys.stdout.write("|---" * (len(families) + 1) + "|\n")
+    for name in texts:
+        cells = []
+        for family in families:
+            got = measure(
+                args.tokenizers_dir / family, TEXTS[name], size=args.bytes, check=args.check
+            )
+            cell = f"{got['peak_mb']:.0f}"
+            if args.check and got["tokens"] != got["whole"]:
+                cell += f" WRONG {got['tokens']} != {got['whole']}"
+            cells.append(cell)
+        sys.stdout.write(f"| {name} | " + " | ".join(cells) + " |\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
