@@ -32,12 +32,14 @@ LOAD_FRESH_SECONDS = 5.0
 @dataclass(frozen=True)
 class EndpointLoad:
     """What the server reported: sequences running and waiting, and the fraction of its
-    KV cache in use, sampled at `at` (time.monotonic)."""
+    KV cache in use, sampled at `at` (time.monotonic); `mine`: this instance's requests
+    in flight to it when the figures arrived (the report counts them already)."""
 
     running: float
     waiting: float
     kv_usage: float
     at: float
+    mine: float = 0.0
 
 
 @dataclass
@@ -75,13 +77,16 @@ class EndpointState:
         return self.ttft_ewma * math.exp(-max(age, 0.0) / EWMA_DECAY_SECONDS)
 
     def queue(self, now: float) -> float:
-        """Requests at the server: its fresh report (running and waiting, from every
-        instance), or this instance's requests in flight, whichever is more (a report
-        lags the requests just sent)."""
+        """Requests at the server: the other instances' as its fresh report counted them
+        (running and waiting, less this instance's requests in flight at the time), plus
+        this instance's in flight now. The report lags: this instance's requests that
+        ended since are no longer counted, and those sent since are; without a fresh
+        report, this instance's in flight alone."""
         load = self.load
         if load is None or now - load.at > LOAD_FRESH_SECONDS:
             return float(self.in_flight)
-        return max(load.running + load.waiting, float(self.in_flight))
+        others = max(load.running + load.waiting - load.mine, 0.0)
+        return others + self.in_flight
 
     def succeeded(self) -> None:
         self.failures.clear()

@@ -18,6 +18,7 @@ routed on what this instance knows alone. docs/ROUTING.md.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -157,7 +158,8 @@ class LoadSampler:
         claimed it within the interval and this instance's claim wins."""
         if item is not None and item.sampled_at > 0:
             at = now - max(wall - item.sampled_at, 0.0)  # its age, on this process's clock
-            w.state.load = None if item.figures is None else _load(item.figures, at)
+            figures = item.figures
+            w.state.load = None if figures is None else _load(figures, at, w.state.in_flight)
         if item is not None and wall - item.claimed_at < self.interval:
             return  # another instance (or this one) has it in hand
         state = w.state
@@ -220,11 +222,17 @@ class LoadSampler:
                 load = parse_load(text, at=self._clock(), model=w.model)
             except ValueError:
                 load = None
+            if load is not None:
+                load = dataclasses.replace(load, mine=w.state.in_flight)
         w.state.load = load
         return True, load
 
 
-def _load(figures: Figures, at: float) -> EndpointLoad:
+def _load(figures: Figures, at: float, mine: int) -> EndpointLoad:
     return EndpointLoad(
-        running=figures.running, waiting=figures.waiting, kv_usage=figures.kv_usage, at=at
+        running=figures.running,
+        waiting=figures.waiting,
+        kv_usage=figures.kv_usage,
+        at=at,
+        mine=mine,
     )
