@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.backends.affinity import NO_HINT, RouteHint
+from gateway.backends.affinity import NO_HINT, Ring, RouteHint
 from gateway.backends.attempts import RouteTrace
 from gateway.backends.base import Backend
 from gateway.backends.cooldowns import CooldownCache
@@ -52,6 +52,8 @@ class Run:
     served: list[Served] = field(default_factory=list)
     failed: int = 0
     key_seconds: float = 0.0  # spent computing prefix keys (affinity only)
+    keyed: int = 0  # requests that carried a prefix key
+    spilled: int = 0  # of those, served off their key's first replica on the ring
 
 
 class _Untraced:
@@ -92,6 +94,9 @@ class Driver:
             [(RoutedBackend(router=self._backends.router, tiers=[[t]]), t.label)
              for t in self._routed.targets]
         )  # fmt: skip
+        targets = self._routed.targets
+        self._ring = Ring([t.state.name for t in targets], [t.state.weight for t in targets])
+        self._names = [t.state.name for t in targets]
         self._tokenizer: ChatTokenizer = TokenizerStore(
             Settings(tokenizers_dir=tokenizers_dir)
         ).get(MODEL)
@@ -128,6 +133,9 @@ class Driver:
         except Exception:  # noqa: BLE001 - counted; the table says how many failed
             self.run.failed += 1
             return None
+        if hint.prefix is not None:
+            self.run.keyed += 1
+            self.run.spilled += endpoint != self._names[next(self._ring.walk(hint.prefix))]
         details = usage.get("prompt_tokens_details") or {}
         self.run.served.append(
             Served(ttft, usage["prompt_tokens"], details.get("cached_tokens") or 0, endpoint)
