@@ -1,4 +1,4 @@
-"""`make bench-routing` (python -m devstack.cachebench [--scale S] [--out FILE]).
+"""`make bench-routing` (python -m devstack.cachebench [--scale S] [--seed N] [--out FILE]).
 
 Three gpusim replicas (fresh ones for each policy, so every policy starts with empty
 caches), the same workload under round-robin, the gateway's weighted P2C and its prefix
@@ -60,10 +60,11 @@ def run_all(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack.cachebench")
     parser.add_argument("--scale", type=float, default=1.0, help="x the conversations")
+    parser.add_argument("--seed", type=int, default=Workload.seed, help="the workload's seed")
     parser.add_argument("--tokenizers-dir", type=Path, default=DEFAULT_TOKENIZERS)
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    workload = Workload().scaled(args.scale)
+    workload = Workload(seed=args.seed).scaled(args.scale)
     shape = GpuShape()
     runs = run_all(args.tokenizers_dir, workload, shape)
     table = render(runs, workload=workload, shape=shape)

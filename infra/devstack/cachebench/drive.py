@@ -146,10 +146,14 @@ class Driver:
         """The prefix key, as the chat surface's plan computes it. Its time is kept apart
         from TTFT: here one event loop computes every request's key, where each Lambda
         instance computes only its own, so queueing behind the others' keys is the
-        bench's artefact, not the gateway's (the key's own cost is reported)."""
+        bench's artefact, not the gateway's (the key's own cost is reported). The key is
+        computed in a worker thread, for the same reason: inline, every key's render
+        stalled the other conversations' streams on this loop, whose first chunks were
+        then timed late (on a loaded machine, affinity's TTFT p50 went above P2C's)."""
         if self.run.policy != "affinity":
             return NO_HINT
-        return await route_hint(self._tokenizer, validate(ChatCompletionRequest, body))
+        request = validate(ChatCompletionRequest, body)
+        return await asyncio.to_thread(_key_alone, self._tokenizer, request)
 
     async def _open(self, body: dict[str, Any], hint: RouteHint) -> tuple[Any, str]:
         if self.run.policy == "round-robin":
@@ -158,6 +162,12 @@ class Driver:
         trace = RouteTrace()
         chunks = await self._routed.open_stream(body, trace=trace, hint=hint)
         return chunks, trace.endpoint or "?"
+
+
+def _key_alone(tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> RouteHint:
+    """route_hint on a loop of its own (a worker thread's), as a Lambda instance computes
+    only its own request's key."""
+    return asyncio.run(route_hint(tokenizer, request))
 
 
 async def _drain(chunks: Any) -> tuple[str, dict[str, Any]]:

@@ -73,7 +73,8 @@ def render(runs: Sequence[Run], *, workload: Workload, shape: GpuShape) -> str:
     rows = [summarize(run, shape) for run in runs]
     lines = [
         f"{workload.conversations} conversations x {workload.turns} turns, "
-        f"{workload.rate:g}/s, {workload.system_prompts} system prompts; 3 replicas of "
+        f"{workload.rate:g}/s, {workload.system_prompts} system prompts, seed "
+        f"{workload.seed}; 3 replicas of "
         f"{shape.num_gpu_blocks} KV blocks, max_num_seqs {shape.max_num_seqs}, "
         f"prefill {shape.prefill_ms_per_token:g} ms/token\n",
         "| policy | requests | failed | hit rate (tokens) | TTFT p50 | TTFT p99 "
