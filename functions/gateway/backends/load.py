@@ -128,9 +128,11 @@ class LoadSampler:
     async def sample_once(self) -> None:
         """One round: the shared items read (and the stale ones sampled and written), or,
         without a store or while it fails, every endpoint scraped by this process."""
+        watched = list(self._watched.values())
+        if not watched:
+            return
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
-        watched = list(self._watched.values())
         store = self._store
         if store is not None:
             try:
@@ -148,7 +150,10 @@ class LoadSampler:
 
     async def _run(self) -> None:
         while True:
-            await self.sample_once()
+            try:
+                await self.sample_once()
+            except Exception:  # the loop must outlive a surprise: routing only loses figures
+                logger.warning("endpoint load round failed", exc_info=True)
             await asyncio.sleep(self.interval)
 
     async def _shared(

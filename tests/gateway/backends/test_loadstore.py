@@ -315,3 +315,21 @@ def test_a_second_gateway_routes_by_the_load_the_first_one_sampled(dynamodb: str
                     await backends.close()
 
     asyncio.run(scenario())
+
+
+async def test_a_throttled_table_leaves_the_instance_sampling_for_itself(dynamodb: str) -> None:
+    """DynamoDB refuses every call (ProvisionedThroughputExceeded, as the local DynamoDB
+    sends it): the round is not lost, the instance scrapes the endpoint itself."""
+    faults = FaultControl(dynamodb)
+    wall = Wall()
+    async with replicas(1) as [replica]:
+        replica.running = 6
+        sampler, state = _instance("shared-throttled", replica.url, wall)
+        faults.set(throttle_rate=1.0)
+        try:
+            await sampler.sample_once()
+        finally:
+            faults.set(throttle_rate=0.0)
+            await sampler.close()
+    assert replica.scrapes == 1
+    assert state.load is not None and state.load.running == 6
