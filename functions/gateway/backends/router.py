@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
+from gateway.backends.affinity import BALANCE
 from gateway.backends.base import Backend
 from gateway.backends.cooldowns import CooldownCache
 from gateway.backends.faults import witness
@@ -44,6 +45,9 @@ class RoutingPolicy:
     # A request with a prefix key goes where its prefix went (backends/affinity.py);
     # off: weighted P2C for every request, as before.
     affinity: bool = True
+    # The bounded-load factor c (backends/affinity.py, BALANCE): a replica takes its keys
+    # while its load, with the request, is within c x its share of the total.
+    balance: float = BALANCE
     # Seconds between samples of each endpoint's /metrics (backends/load.py), shared
     # through the usage table when the Router has a LoadStore; 0: none.
     load_sample_seconds: float = 1.0

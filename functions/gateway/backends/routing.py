@@ -221,6 +221,7 @@ class RoutedBackend:
                 loads=[t.state.queue(now) for t in tier],
                 weights=[t.state.weight for t in tier],
                 allowed=lambda i: id(tier[i]) in allowed,
+                balance=self._router.policy.balance,
             )
             if index is not None:
                 return tier[index]

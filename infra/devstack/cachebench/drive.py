@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.backends.affinity import NO_HINT, Ring, RouteHint
+from gateway.backends.affinity import BALANCE, NO_HINT, Ring, RouteHint
 from gateway.backends.attempts import RouteTrace
 from gateway.backends.base import Backend
 from gateway.backends.cooldowns import CooldownCache
@@ -67,12 +67,14 @@ class _NoAws:
 
 
 def _backends(
-    urls: list[str], tokenizers_dir: Path, *, affinity: bool
+    urls: list[str], tokenizers_dir: Path, *, affinity: bool, balance: float
 ) -> tuple[Backends, ModelRegistry]:
     endpoints = [{"type": "openai", "base_url": url, "name": f"r{n}"} for n, url in enumerate(urls)]
     model = {"id": MODEL, "tokenizer": MODEL, "endpoints": endpoints}
     registry = ModelRegistry.from_json(json.dumps({"models": [model]}))
-    policy = RoutingPolicy(affinity=affinity, load_sample_seconds=1.0 if affinity else 0.0)
+    policy = RoutingPolicy(
+        affinity=affinity, load_sample_seconds=1.0 if affinity else 0.0, balance=balance
+    )
     router = Router(policy=policy, cooldowns=CooldownCache(store=None, ttl=5))
     settings = Settings(tokenizers_dir=tokenizers_dir)
     backends = Backends(
@@ -82,9 +84,13 @@ def _backends(
 
 
 class Driver:
-    def __init__(self, policy: str, urls: list[str], tokenizers_dir: Path) -> None:
+    def __init__(
+        self, policy: str, urls: list[str], tokenizers_dir: Path, *, balance: float = BALANCE
+    ) -> None:
         self.run = Run(policy)
-        self._backends, registry = _backends(urls, tokenizers_dir, affinity=policy == "affinity")
+        self._backends, registry = _backends(
+            urls, tokenizers_dir, affinity=policy == "affinity", balance=balance
+        )
         model = registry.get(MODEL)
         assert model is not None
         self._routed: RoutedBackend = self._backends.for_model(model, CHAT)

@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.backends.affinity import BALANCE
+
 from devstack.cachebench.drive import Run
 from devstack.cachebench.replicas import GpuShape
 from devstack.cachebench.workload import Workload
@@ -69,14 +71,16 @@ def targets(new: Summary, p2c: Summary) -> list[tuple[str, bool]]:
     ]  # fmt: skip
 
 
-def render(runs: Sequence[Run], *, workload: Workload, shape: GpuShape) -> str:
+def render(
+    runs: Sequence[Run], *, workload: Workload, shape: GpuShape, balance: float = BALANCE
+) -> str:
     rows = [summarize(run, shape) for run in runs]
     lines = [
         f"{workload.conversations} conversations x {workload.turns} turns, "
         f"{workload.rate:g}/s, {workload.system_prompts} system prompts, seed "
         f"{workload.seed}; 3 replicas of "
         f"{shape.num_gpu_blocks} KV blocks, max_num_seqs {shape.max_num_seqs}, "
-        f"prefill {shape.prefill_ms_per_token:g} ms/token\n",
+        f"prefill {shape.prefill_ms_per_token:g} ms/token; affinity's bound {balance:g}x\n",
         "| policy | requests | failed | hit rate (tokens) | TTFT p50 | TTFT p99 "
         "| prefill s | r0 | r1 | r2 | prefix key | spilled |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
