@@ -27,6 +27,11 @@ EWMA_STALE_SECONDS = 30.0
 SWITCH_RATIO = 0.8
 # A load sampled from the endpoint's /metrics (backends/load.py) counts this long.
 LOAD_FRESH_SECONDS = 5.0
+# The bounded-load check (backends/affinity.py) reads the load averaged over about this
+# long: a conversation stays on its replica through the moment-to-moment noise of a few
+# requests more or less, and leaves it when the replica stays busier (a slow replica, a
+# hot prefix).
+LOAD_SETTLE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class EndpointState:
     failures: deque[tuple[float, object]] = field(default_factory=deque)
     # The server's own report of its load (backends/load.py), if it has /metrics.
     load: EndpointLoad | None = None
+    # queue() averaged over time (settled()), and when it was last updated.
+    settled_load: float = 0.0
+    settled_at: float | None = None
 
     @property
     def full(self) -> bool:
@@ -87,6 +95,19 @@ class EndpointState:
             return float(self.in_flight)
         others = max(load.running + load.waiting - load.mine, 0.0)
         return others + self.in_flight
+
+    def settled(self, now: float) -> float:
+        """The queue averaged over the last LOAD_SETTLE_SECONDS or so (an exponential
+        average in time, updated at each call): an instance that routes seldom reads
+        what the queue is now."""
+        current = self.queue(now)
+        if self.settled_at is None:
+            self.settled_load = current
+        else:
+            share = 1.0 - math.exp(-max(now - self.settled_at, 0.0) / LOAD_SETTLE_SECONDS)
+            self.settled_load += share * (current - self.settled_load)
+        self.settled_at = now
+        return self.settled_load
 
     def succeeded(self) -> None:
         self.failures.clear()

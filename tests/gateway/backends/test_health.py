@@ -105,3 +105,18 @@ def test_the_servers_report_counts_this_instances_requests_once() -> None:
     state.load = EndpointLoad(running=5, waiting=0, kv_usage=0.1, at=100.0, mine=5)
     assert state.queue(101.0) == 1  # the report's five were all this instance's
     assert state.queue(100.0 + LOAD_FRESH_SECONDS + 1) == 1  # stale: its own alone
+
+
+def test_the_bound_reads_a_settled_load_a_moment_s_burst_moves_it_little() -> None:
+    """settled(): the queue averaged over about LOAD_SETTLE_SECONDS. A burst of a few
+    requests for a moment barely moves it; a replica that stays busy reaches its queue."""
+    from gateway.backends.health import LOAD_SETTLE_SECONDS
+
+    state = EndpointState("m", "e", 1.0, in_flight=4)
+    assert state.settled(0.0) == 4  # the first reading is the queue itself
+    state.in_flight = 8  # a burst of four more, for a tenth of a second
+    assert state.settled(0.1) < 4.3
+    state.in_flight = 4
+    assert state.settled(0.2) < 4.3
+    state.in_flight = 8  # now it stays busier
+    assert state.settled(0.2 + 3 * LOAD_SETTLE_SECONDS) > 7.5
