@@ -4,8 +4,8 @@ docs/USAGE.md ("The usage table") is the one description of the schema: which it
 the table, their keys and what they hold (tests/unit/usage/test_layout.py keeps the two in
 step). This module is the one place that writes it down as code: every module that reads
 or writes the usage table (records, the aggregator, queries, rebuild, limits, endpoint
-cooldowns) builds its keys here and translates items with boto3's TypeSerializer and
-TypeDeserializer; paging is boto3's paginator (gateway.aws.pages/items).
+cooldowns and load samples) builds its keys here and translates items with boto3's
+TypeSerializer and TypeDeserializer; paging is boto3's paginator (gateway.aws.pages/items).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ KEY_ROUTE_DAY = "rday#"
 WINDOW = "win#"
 MONTH = "month#"
 ENDPOINT = "ep#"
+LOAD = "load#"
 # Sorts after "#", "-", ":" and every digit: `<prefix><day>~` bounds all of that day.
 HIGH = "~"
 
@@ -115,6 +116,11 @@ def month_days_prefix(month: str) -> str:
 
 def endpoint_sk(endpoint: str) -> str:
     return f"{ENDPOINT}{endpoint}"
+
+
+def load_sk(endpoint: str) -> str:
+    """An endpoint's shared load sample (backends/loadstore.py), beside its cooldown."""
+    return f"{LOAD}{endpoint}"
 
 
 def item_key(pk: str, sk: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from gateway.aws import AwsClients, path_dynamodb_config
 from gateway.backends.cooldowns import CooldownCache, CooldownStore
+from gateway.backends.loadstore import LoadStore
 from gateway.backends.pool import Backends
 from gateway.backends.routing import Router, RoutingPolicy
 from gateway.chat.service import ChatSurface
@@ -79,6 +80,7 @@ class Resources:
                 ttl=settings.endpoint_state_cache_seconds,
                 deadline_seconds=settings.key_lookup_deadline_seconds,
             ),
+            loads=LoadStore(client=self.aws.lazy_dynamodb(), table=settings.usage_table),
             metrics=self.telemetry,
         )
         self.backends = Backends(

@@ -3,7 +3,10 @@
 Three gaps, the first two measured here:
 - Item writes are not atomic under concurrency: moto's threaded server interleaves two
   UpdateItems on one item (40 threads against rpm=10 admitted 12 in about 1 run of 4).
-  DynamoDB serializes writes per item, so we serialize moto's writes.
+  DynamoDB serializes writes per item, so we serialize moto's writes: of two conditional
+  writes racing for one item, one wins and the other gets ConditionalCheckFailedException,
+  counted in `FAULTS.condition_failures` by operation (the shared endpoint-load claims
+  rely on exactly this).
 - TransactWriteItems deep-copies every table it touches, for rollback: its cost grows with
   the table (about 100 ms per request after a few thousand records). We snapshot only the
   items the transaction touches, and restore those if it fails.
@@ -34,7 +37,11 @@ from functools import wraps
 from typing import Any
 
 import moto.dynamodb.models as dynamodb_models
-from moto.dynamodb.exceptions import DynamodbException, TransactionCanceledException
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    DynamodbException,
+    TransactionCanceledException,
+)
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 
@@ -55,6 +62,8 @@ class Faults:
     paused: bool = False  # calls wait (connections stay open) until resumed
     calls: Counter[str] = field(default_factory=Counter)  # DynamoDB calls by operation
     conflicts: Counter[str] = field(default_factory=Counter)  # refusals by operation
+    # conditional writes whose condition was false, by operation
+    condition_failures: Counter[str] = field(default_factory=Counter)
     resumed: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -70,6 +79,7 @@ class Faults:
         if values.get("reset_counts"):
             self.calls.clear()
             self.conflicts.clear()
+            self.condition_failures.clear()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +89,7 @@ class Faults:
             "paused": self.paused,
             "calls": dict(self.calls),
             "conflicts": dict(self.conflicts),
+            "condition_failures": dict(self.condition_failures),
         }
 
 
@@ -125,7 +136,11 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
                 if _HELD[_held_key(table_name, key)]:
                     FAULTS.conflicts[operation] += 1
                     raise TransactionConflictException()
-            result = method(self, table_name, *args, **kwargs)
+            try:
+                result = method(self, table_name, *args, **kwargs)
+            except ConditionalCheckFailed:
+                FAULTS.condition_failures[operation] += 1
+                raise
             # moto returns the live item and reads ReturnValues from it after the call,
             # when a concurrent update may have changed it; DynamoDB answers with the
             # item as this update left it: a copy taken under the lock.

@@ -42,6 +42,9 @@ def test_every_policy_serves_the_tiny_workload(tokenizers_dir: Path) -> None:
     for run in runs:
         assert run.failed == 0 and len(run.served) == 8
         assert summarize(run, shape).hit_rate > 0  # second turns find their first's blocks
+    keyed = {run.policy: (run.keyed, run.spilled) for run in runs}
+    assert keyed["affinity"][0] == 8 and 0 <= keyed["affinity"][1] <= 8
+    assert keyed["p2c"] == keyed["round-robin"] == (0, 0)  # no key, no ring home
     table = render(runs, workload=TINY, shape=shape)
     assert all(f"| {policy} |" in table for policy in POLICIES)
     assert "hit rate >= 2x" in table

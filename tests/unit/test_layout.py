@@ -48,6 +48,7 @@ def test_limit_and_endpoint_keys() -> None:
     assert layout.window_minute(layout.window_sk(minute)) == minute
     assert layout.window_minute(layout.month_sk("2026-11")) is None
     assert (layout.endpoints_pk("m"), layout.endpoint_sk("a")) == ("endpoints#m", "ep#a")
+    assert layout.load_sk("a") == "load#a"
     assert layout.item_key(layout.key_pk("k"), "s") == {"pk": {"S": "key#k"}, "sk": {"S": "s"}}
 
 
@@ -121,5 +122,6 @@ def test_docs_usage_table_lists_exactly_the_item_kinds_the_code_writes() -> None
         (layout.key_pk(""), layout.WINDOW),
         (layout.key_pk(""), layout.MONTH),
         (layout.endpoints_pk(""), layout.ENDPOINT),
+        (layout.endpoints_pk(""), layout.LOAD),
     }
     assert documented == code

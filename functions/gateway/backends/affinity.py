@@ -3,7 +3,7 @@
 A conversation's stable prefix (its leading full blocks of 16 token ids, chained as vLLM
 hashes them for its prefix cache) is hashed to a point on a ring of the model's endpoints.
 The request goes to the first endpoint clockwise from that point whose load is within
-`c` times the mean (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded
+`c` times the mean (BALANCE) (Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded
 Loads", 2018): the same prefix reaches the same replica from every Lambda instance, since
 the ring is a pure function of the endpoints' names and weights, and a hot prefix spills
 to the next replica on the ring instead of overloading one. docs/ROUTING.md.
@@ -27,8 +27,13 @@ MAX_KEY_BLOCKS = 256
 # (the standard deviation of a share falls as 1/sqrt(points)).
 POINTS_PER_WEIGHT = 160
 # The bound: an endpoint takes a key while its load is below c x the mean load (counting
-# the new request). 1.25 is the paper's example and keeps any replica under 1.3x its share.
-BALANCE = 1.25
+# the new request). Not the paper's 1.25 (a web cache's): a spill costs the GPU the whole
+# prompt's prefill, while a few more sequences in a replica's batch cost it a few percent
+# of decode speed, and at the few requests per replica of a real batch (3 to 6) 1.25
+# allowed one above the mean, which arrival noise alone exceeds: 13-20 % of a bench
+# run's turns spilled, at 1.5 about 7 % (docs/BENCHMARKS.md, "Routing by what the GPUs
+# hold"). A hot key still spreads, and a slowed replica still sheds load.
+BALANCE = 1.5
 
 
 @dataclass(frozen=True)

@@ -27,17 +27,24 @@ EWMA_STALE_SECONDS = 30.0
 SWITCH_RATIO = 0.8
 # A load sampled from the endpoint's /metrics (backends/load.py) counts this long.
 LOAD_FRESH_SECONDS = 5.0
+# The bounded-load check (backends/affinity.py) reads the load averaged over about this
+# long: a conversation stays on its replica through the moment-to-moment noise of a few
+# requests more or less, and leaves it when the replica stays busier (a slow replica, a
+# hot prefix).
+LOAD_SETTLE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class EndpointLoad:
     """What the server reported: sequences running and waiting, and the fraction of its
-    KV cache in use, sampled at `at` (time.monotonic)."""
+    KV cache in use, sampled at `at` (time.monotonic); `mine`: this instance's requests
+    in flight to it when the figures arrived (the report counts them already)."""
 
     running: float
     waiting: float
     kv_usage: float
     at: float
+    mine: float = 0.0
 
 
 @dataclass
@@ -57,6 +64,9 @@ class EndpointState:
     failures: deque[tuple[float, object]] = field(default_factory=deque)
     # The server's own report of its load (backends/load.py), if it has /metrics.
     load: EndpointLoad | None = None
+    # queue() averaged over time (settled()), and when it was last updated.
+    settled_load: float = 0.0
+    settled_at: float | None = None
 
     @property
     def full(self) -> bool:
@@ -75,13 +85,29 @@ class EndpointState:
         return self.ttft_ewma * math.exp(-max(age, 0.0) / EWMA_DECAY_SECONDS)
 
     def queue(self, now: float) -> float:
-        """Requests at the server: its fresh report (running and waiting, from every
-        instance), or this instance's requests in flight, whichever is more (a report
-        lags the requests just sent)."""
+        """Requests at the server: the other instances' as its fresh report counted them
+        (running and waiting, less this instance's requests in flight at the time), plus
+        this instance's in flight now. The report lags: this instance's requests that
+        ended since are no longer counted, and those sent since are; without a fresh
+        report, this instance's in flight alone."""
         load = self.load
         if load is None or now - load.at > LOAD_FRESH_SECONDS:
             return float(self.in_flight)
-        return max(load.running + load.waiting, float(self.in_flight))
+        others = max(load.running + load.waiting - load.mine, 0.0)
+        return others + self.in_flight
+
+    def settled(self, now: float) -> float:
+        """The queue averaged over the last LOAD_SETTLE_SECONDS or so (an exponential
+        average in time, updated at each call): an instance that routes seldom reads
+        what the queue is now."""
+        current = self.queue(now)
+        if self.settled_at is None:
+            self.settled_load = current
+        else:
+            share = 1.0 - math.exp(-max(now - self.settled_at, 0.0) / LOAD_SETTLE_SECONDS)
+            self.settled_load += share * (current - self.settled_load)
+        self.settled_at = now
+        return self.settled_load
 
     def succeeded(self) -> None:
         self.failures.clear()

@@ -4,24 +4,33 @@ background, never on a request's path.
 `parse_load` reads the Prometheus text with prometheus_client's parser: the V1 engine's
 `vllm:num_requests_running`, `vllm:num_requests_waiting` and `vllm:kv_cache_usage_perc`
 (older servers: `vllm:gpu_cache_usage_perc`), summed over the engines and models a server
-reports. `LoadSampler` asks every OpenAI-compatible endpoint for it every `interval`
-seconds in one task of this process and stores it on the endpoint's EndpointState; a
-sample older than FRESH_SECONDS is ignored, so an instance that was frozen (Lambda) or an
-endpoint without /metrics (SageMaker, a server that answers 404) is routed on what this
-instance knows alone. docs/ROUTING.md.
+reports. `LoadSampler`, one task of this process, keeps every watched endpoint's
+EndpointState.load fresh every `interval` seconds. With a LoadStore (backends/loadstore.py)
+the load is shared: each round reads every watched endpoint's item in one BatchGetItem,
+and scrapes (then writes) only the endpoints whose item nobody has claimed for `interval`,
+after winning the conditional claim, so N instances scrape an endpoint about once per
+interval, not N times. Without a store, or while DynamoDB fails, each instance scrapes
+for itself. A sample older than LOAD_FRESH_SECONDS is ignored, so an instance that was
+frozen (Lambda) or an endpoint without /metrics (SageMaker, a server that answers 404) is
+routed on what this instance knows alone. docs/ROUTING.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.backends.health import EndpointLoad, EndpointState
+from gateway.backends.loadstore import Figures, LoadStore, SharedSample
+from gateway.errors import DependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +38,8 @@ _RUNNING = "vllm:num_requests_running"
 _WAITING = "vllm:num_requests_waiting"
 _KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 _TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+
+T = TypeVar("T")
 
 
 def parse_load(text: str, *, at: float, model: str | None = None) -> EndpointLoad | None:
@@ -51,21 +62,47 @@ def parse_load(text: str, *, at: float, model: str | None = None) -> EndpointLoa
     )
 
 
+@dataclass
+class _Watched:
+    """One endpoint to sample: its /metrics page, the name its server knows the model by,
+    and this process's state of it (whose model and name key the shared item)."""
+
+    url: str
+    model: str
+    state: EndpointState
+
+    @property
+    def item(self) -> tuple[str, str]:
+        return (self.state.model, self.state.name)
+
+
 class LoadSampler:
     """One background task per process that keeps every watched endpoint's load fresh."""
 
-    def __init__(self, *, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        interval: float,
+        store: LoadStore | None = None,
+        deadline_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.interval = interval
-        self._clock = clock
-        self._watched: dict[tuple[str, str], list[EndpointState]] = {}
+        self._store = store
+        self._deadline = deadline_seconds
+        self._clock = clock  # EndpointLoad.at (monotonic, this process's)
+        self._wall = wall  # the shared items' times (epoch seconds, every instance's)
+        self._watched: dict[tuple[str, str], _Watched] = {}
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._store_failing = False
+        self.scrapes = 0  # /metrics pages this process asked for
 
     def watch(self, metrics_url: str, model: str, state: EndpointState) -> None:
         """Sample `metrics_url` for `model` (the name the server knows it by) into `state`."""
-        states = self._watched.setdefault((metrics_url, model), [])
-        if all(s is not state for s in states):
-            states.append(state)
+        watched = _Watched(metrics_url, model, state)
+        self._watched.setdefault(watched.item, watched)
 
     def start(self) -> None:
         """Start sampling on the running loop, if not started yet (never waits)."""
@@ -89,28 +126,118 @@ class LoadSampler:
             self._session = None
 
     async def sample_once(self) -> None:
+        """One round: the shared items read (and the stale ones sampled and written), or,
+        without a store or while it fails, every endpoint scraped by this process."""
+        watched = list(self._watched.values())
+        if not watched:
+            return
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=_TIMEOUT)
-        watched = list(self._watched)
-        await asyncio.gather(*(self._sample(self._session, *item) for item in watched))
+        store = self._store
+        if store is not None:
+            try:
+                shared = await self._call(lambda: store.read(endpoints=[w.item for w in watched]))
+            except (TimeoutError, DependencyError) as exc:
+                self._store_down(exc)
+            else:
+                self._store_failing = False
+                now, wall = self._clock(), self._wall()
+                await asyncio.gather(
+                    *(self._shared(store, w, shared.get(w.item), now, wall) for w in watched)
+                )
+                return
+        await asyncio.gather(*(self._sample(w) for w in watched))
 
     async def _run(self) -> None:
         while True:
-            await self.sample_once()
+            try:
+                await self.sample_once()
+            except Exception:  # the loop must outlive a surprise: routing only loses figures
+                logger.warning("endpoint load round failed", exc_info=True)
             await asyncio.sleep(self.interval)
 
-    async def _sample(self, session: aiohttp.ClientSession, url: str, model: str) -> None:
+    async def _shared(
+        self, store: LoadStore, w: _Watched, item: SharedSample | None, now: float, wall: float
+    ) -> None:
+        """Take the item's figures; sample the endpoint (and share it) only if nobody has
+        claimed it within the interval and this instance's claim wins."""
+        if item is not None and item.sampled_at > 0:
+            at = now - max(wall - item.sampled_at, 0.0)  # its age, on this process's clock
+            figures = item.figures
+            w.state.load = None if figures is None else _load(figures, at, w.state.in_flight)
+        if item is not None and wall - item.claimed_at < self.interval:
+            return  # another instance (or this one) has it in hand
+        state = w.state
         try:
-            async with session.get(url) as response:
-                if response.status != 200:
-                    return
-                text = await response.text()
+            won = await self._call(
+                lambda: store.claim(
+                    model=state.model, endpoint=state.name, now=wall, interval=self.interval
+                )
+            )
+        except (TimeoutError, DependencyError) as exc:
+            self._store_down(exc)
+            await self._sample(w)  # unshared this round: routing still gets the figure
+            return
+        if not won:
+            return  # another instance won: its figures arrive with the next read
+        answered, load = await self._sample(w)
+        if not answered:
+            return  # nothing to share; the claim lapses after the interval
+        figures = None if load is None else Figures(load.running, load.waiting, load.kv_usage)
+        sampled_at = self._wall()
+        try:
+            await self._call(
+                lambda: store.put(
+                    model=state.model, endpoint=state.name, figures=figures, sampled_at=sampled_at
+                )
+            )
+        except (TimeoutError, DependencyError) as exc:
+            self._store_down(exc)
+
+    async def _call(self, call: Callable[[], T]) -> T:
+        """A store call in a worker thread, within the deadline (TimeoutError past it)."""
+        work: Awaitable[T] = asyncio.to_thread(call)
+        return await asyncio.wait_for(work, timeout=self._deadline)
+
+    def _store_down(self, exc: Exception) -> None:
+        """Logged once per run of failures: routing goes on with this process's own
+        samples (each instance scrapes, as before the load was shared)."""
+        if not self._store_failing:
+            self._store_failing = True
+            logger.warning(
+                "endpoint load not shared", extra={"error": str(exc) or type(exc).__name__}
+            )
+
+    async def _sample(self, w: _Watched) -> tuple[bool, EndpointLoad | None]:
+        """Scrape the endpoint's /metrics into its state. (answered, load): answered is
+        False when no page came (the state keeps its last figures, which soon go stale);
+        load is None for a page without vLLM's gauges, or a status other than 200."""
+        session = self._session
+        assert session is not None
+        self.scrapes += 1
+        try:
+            async with session.get(w.url) as response:
+                text = await response.text() if response.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
             logger.debug("endpoint metrics unavailable", extra={"error": type(exc).__name__})
-            return
-        try:
-            load = parse_load(text, at=self._clock(), model=model)
-        except ValueError:
-            load = None
-        for state in self._watched[(url, model)]:
-            state.load = load
+            return False, None
+        load = None
+        if text is not None:
+            try:
+                load = parse_load(text, at=self._clock(), model=w.model)
+            except ValueError:
+                load = None
+            if load is not None:
+                load = dataclasses.replace(load, mine=w.state.in_flight)
+        w.state.load = load
+        return True, load
+
+
+def _load(figures: Figures, at: float, mine: int) -> EndpointLoad:
+    return EndpointLoad(
+        running=figures.running,
+        waiting=figures.waiting,
+        kv_usage=figures.kv_usage,
+        at=at,
+        mine=mine,
+    )

@@ -116,7 +116,9 @@ class Backends:
         if self.sampler is None:
             from gateway.backends.load import LoadSampler  # aiohttp: only once forwarding
 
-            self.sampler = LoadSampler(interval=self.router.policy.load_sample_seconds)
+            self.sampler = LoadSampler(
+                interval=self.router.policy.load_sample_seconds, store=self.router.loads
+            )
         self.sampler.watch(metrics_url(upstream), model, state)
 
     def _endpoint_backend(self, upstream: Upstream, route: WireRoute) -> Backend:

@@ -9,10 +9,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
+from gateway.backends.affinity import BALANCE
 from gateway.backends.base import Backend
 from gateway.backends.cooldowns import CooldownCache
 from gateway.backends.faults import witness
@@ -20,6 +21,9 @@ from gateway.backends.health import EndpointState
 from gateway.backends.retry_after import retry_after_seconds
 from gateway.errors import GatewayError
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.backends.loadstore import LoadStore
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +45,11 @@ class RoutingPolicy:
     # A request with a prefix key goes where its prefix went (backends/affinity.py);
     # off: weighted P2C for every request, as before.
     affinity: bool = True
-    # Seconds between samples of each endpoint's /metrics (backends/load.py); 0: none.
+    # The bounded-load factor c (backends/affinity.py, BALANCE): a replica takes its keys
+    # while its load, with the request, is within c x its share of the total.
+    balance: float = BALANCE
+    # Seconds between samples of each endpoint's /metrics (backends/load.py), shared
+    # through the usage table when the Router has a LoadStore; 0: none.
     load_sample_seconds: float = 1.0
 
     @classmethod
@@ -68,13 +76,16 @@ class Target:
 
 
 class Router:
-    """This process's routing state: every endpoint's EndpointState, shared cooldowns."""
+    """This process's routing state: every endpoint's EndpointState, shared cooldowns,
+    and `loads`, the shared load items the LoadSampler reads and writes (None: each
+    process samples for itself)."""
 
     def __init__(
         self,
         *,
         policy: RoutingPolicy,
         cooldowns: CooldownCache,
+        loads: LoadStore | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         metrics: EndpointMetrics | None = None,
@@ -82,6 +93,7 @@ class Router:
     ) -> None:
         self.policy = policy
         self.cooldowns = cooldowns
+        self.loads = loads
         self.clock = clock
         self.rng = rng or random.Random()
         self.metrics = metrics

@@ -218,9 +218,10 @@ class RoutedBackend:
             index = bounded_pick(
                 self._rings[number],
                 hint.prefix,
-                loads=[t.state.queue(now) for t in tier],
+                loads=[t.state.settled(now) for t in tier],
                 weights=[t.state.weight for t in tier],
                 allowed=lambda i: id(tier[i]) in allowed,
+                balance=self._router.policy.balance,
             )
             if index is not None:
                 return tier[index]

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.backends.routing import RoutedBackend
 from gateway.backends.wire import COMPLETIONS
+from gateway.completions.prefix import route_hint
 from gateway.completions.protocol import (
     Completion,
     CompletionChoice,
@@ -69,7 +70,10 @@ class CompletionSurface:
         body = self.upstream_body(request, model, longest_prompt=max(counts))
         check_context_length(model, prompt_tokens=max(counts), body=body, param="prompt")
         prompts = len(counts) * (request.best_of or request.n or 1)
-        return Plan(body=body, reserve=meter.prompt_tokens + body["max_tokens"] * prompts)
+        reserve = meter.prompt_tokens + body["max_tokens"] * prompts
+        if len(model.endpoints) > 1 or model.fallbacks:  # a choice of replica to make
+            return Plan(body=body, reserve=reserve, hint=route_hint(tokenizer, request))
+        return Plan(body=body, reserve=reserve)
 
     def screening(
         self, request: CompletionRequest, ctx: RequestContext, guard: GuardService
@@ -99,7 +103,9 @@ class CompletionSurface:
     async def forward(
         self, _request: CompletionRequest, ctx: RequestContext, backend: RoutedBackend, plan: Plan
     ) -> dict[str, Any]:
-        completion = await backend.complete(plan.body, trace=ctx.trace, tenant=ctx.key.key_id)
+        completion = await backend.complete(
+            plan.body, trace=ctx.trace, tenant=ctx.key.key_id, hint=plan.hint
+        )
         ctx.meter.observe_completion(TEXT_COMPLETION.observed(completion, "message"))
         return completion
 

@@ -1,4 +1,5 @@
-"""`make bench-routing` (python -m devstack.cachebench [--scale S] [--out FILE]).
+"""`make bench-routing` (python -m devstack.cachebench [--scale S] [--seed N] [--balance C]
+[--out FILE]).
 
 Three gpusim replicas (fresh ones for each policy, so every policy starts with empty
 caches), the same workload under round-robin, the gateway's weighted P2C and its prefix
@@ -17,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.backends.affinity import BALANCE
+
 from devstack.cachebench.drive import POLICIES, Driver, Run
 from devstack.cachebench.replicas import GpuShape, replicas
 from devstack.cachebench.report import render
@@ -25,8 +28,15 @@ from devstack.cachebench.workload import Workload, conversations
 DEFAULT_TOKENIZERS = Path(__file__).resolve().parents[3].parent / "shared" / "tokenizers"
 
 
-async def drive(policy: str, urls: list[str], tokenizers_dir: Path, workload: Workload) -> Run:
-    driver = Driver(policy, urls, tokenizers_dir)
+async def drive(
+    policy: str,
+    urls: list[str],
+    tokenizers_dir: Path,
+    workload: Workload,
+    *,
+    balance: float = BALANCE,
+) -> Run:
+    driver = Driver(policy, urls, tokenizers_dir, balance=balance)
     started = time.monotonic() + 0.5
     try:
         await asyncio.gather(
@@ -41,7 +51,12 @@ async def drive(policy: str, urls: list[str], tokenizers_dir: Path, workload: Wo
 
 
 def run_all(
-    tokenizers_dir: Path, workload: Workload, shape: GpuShape, *, slowed: bool = True
+    tokenizers_dir: Path,
+    workload: Workload,
+    shape: GpuShape,
+    *,
+    slowed: bool = True,
+    balance: float = BALANCE,
 ) -> list[Run]:
     """Each policy on fresh replicas; then affinity with replica r2 slowed to 2x decode."""
     cases = [(policy, (1.0, 1.0, 1.0)) for policy in POLICIES]
@@ -50,7 +65,7 @@ def run_all(
     runs = []
     for policy, slow in cases:
         with replicas(tokenizers_dir, shape, slow=slow) as urls:
-            run = asyncio.run(drive(policy, urls, tokenizers_dir, workload))
+            run = asyncio.run(drive(policy, urls, tokenizers_dir, workload, balance=balance))
         if slow != (1.0, 1.0, 1.0):
             run.policy += ", r2 2x decode"
         runs.append(run)
@@ -60,13 +75,17 @@ def run_all(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack.cachebench")
     parser.add_argument("--scale", type=float, default=1.0, help="x the conversations")
+    parser.add_argument("--seed", type=int, default=Workload.seed, help="the workload's seed")
+    parser.add_argument(
+        "--balance", type=float, default=BALANCE, help="the router's bounded-load factor c"
+    )
     parser.add_argument("--tokenizers-dir", type=Path, default=DEFAULT_TOKENIZERS)
     parser.add_argument("--out", type=Path, help="also write the table here")
     args = parser.parse_args(argv)
-    workload = Workload().scaled(args.scale)
+    workload = Workload(seed=args.seed).scaled(args.scale)
     shape = GpuShape()
-    runs = run_all(args.tokenizers_dir, workload, shape)
-    table = render(runs, workload=workload, shape=shape)
+    runs = run_all(args.tokenizers_dir, workload, shape, balance=args.balance)
+    table = render(runs, workload=workload, shape=shape, balance=args.balance)
     sys.stdout.write(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.backends.affinity import NO_HINT, RouteHint
+from gateway.backends.affinity import BALANCE, NO_HINT, Ring, RouteHint
 from gateway.backends.attempts import RouteTrace
 from gateway.backends.base import Backend
 from gateway.backends.cooldowns import CooldownCache
@@ -52,6 +52,8 @@ class Run:
     served: list[Served] = field(default_factory=list)
     failed: int = 0
     key_seconds: float = 0.0  # spent computing prefix keys (affinity only)
+    keyed: int = 0  # requests that carried a prefix key
+    spilled: int = 0  # of those, served off their key's first replica on the ring
 
 
 class _Untraced:
@@ -65,12 +67,14 @@ class _NoAws:
 
 
 def _backends(
-    urls: list[str], tokenizers_dir: Path, *, affinity: bool
+    urls: list[str], tokenizers_dir: Path, *, affinity: bool, balance: float
 ) -> tuple[Backends, ModelRegistry]:
     endpoints = [{"type": "openai", "base_url": url, "name": f"r{n}"} for n, url in enumerate(urls)]
     model = {"id": MODEL, "tokenizer": MODEL, "endpoints": endpoints}
     registry = ModelRegistry.from_json(json.dumps({"models": [model]}))
-    policy = RoutingPolicy(affinity=affinity, load_sample_seconds=1.0 if affinity else 0.0)
+    policy = RoutingPolicy(
+        affinity=affinity, load_sample_seconds=1.0 if affinity else 0.0, balance=balance
+    )
     router = Router(policy=policy, cooldowns=CooldownCache(store=None, ttl=5))
     settings = Settings(tokenizers_dir=tokenizers_dir)
     backends = Backends(
@@ -80,9 +84,13 @@ def _backends(
 
 
 class Driver:
-    def __init__(self, policy: str, urls: list[str], tokenizers_dir: Path) -> None:
+    def __init__(
+        self, policy: str, urls: list[str], tokenizers_dir: Path, *, balance: float = BALANCE
+    ) -> None:
         self.run = Run(policy)
-        self._backends, registry = _backends(urls, tokenizers_dir, affinity=policy == "affinity")
+        self._backends, registry = _backends(
+            urls, tokenizers_dir, affinity=policy == "affinity", balance=balance
+        )
         model = registry.get(MODEL)
         assert model is not None
         self._routed: RoutedBackend = self._backends.for_model(model, CHAT)
@@ -92,6 +100,9 @@ class Driver:
             [(RoutedBackend(router=self._backends.router, tiers=[[t]]), t.label)
              for t in self._routed.targets]
         )  # fmt: skip
+        targets = self._routed.targets
+        self._ring = Ring([t.state.name for t in targets], [t.state.weight for t in targets])
+        self._names = [t.state.name for t in targets]
         self._tokenizer: ChatTokenizer = TokenizerStore(
             Settings(tokenizers_dir=tokenizers_dir)
         ).get(MODEL)
@@ -128,6 +139,9 @@ class Driver:
         except Exception:  # noqa: BLE001 - counted; the table says how many failed
             self.run.failed += 1
             return None
+        if hint.prefix is not None:
+            self.run.keyed += 1
+            self.run.spilled += endpoint != self._names[next(self._ring.walk(hint.prefix))]
         details = usage.get("prompt_tokens_details") or {}
         self.run.served.append(
             Served(ttft, usage["prompt_tokens"], details.get("cached_tokens") or 0, endpoint)
@@ -138,10 +152,14 @@ class Driver:
         """The prefix key, as the chat surface's plan computes it. Its time is kept apart
         from TTFT: here one event loop computes every request's key, where each Lambda
         instance computes only its own, so queueing behind the others' keys is the
-        bench's artefact, not the gateway's (the key's own cost is reported)."""
+        bench's artefact, not the gateway's (the key's own cost is reported). The key is
+        computed in a worker thread, for the same reason: inline, every key's render
+        stalled the other conversations' streams on this loop, whose first chunks were
+        then timed late (on a loaded machine, affinity's TTFT p50 went above P2C's)."""
         if self.run.policy != "affinity":
             return NO_HINT
-        return await route_hint(self._tokenizer, validate(ChatCompletionRequest, body))
+        request = validate(ChatCompletionRequest, body)
+        return await asyncio.to_thread(_key_alone, self._tokenizer, request)
 
     async def _open(self, body: dict[str, Any], hint: RouteHint) -> tuple[Any, str]:
         if self.run.policy == "round-robin":
@@ -150,6 +168,12 @@ class Driver:
         trace = RouteTrace()
         chunks = await self._routed.open_stream(body, trace=trace, hint=hint)
         return chunks, trace.endpoint or "?"
+
+
+def _key_alone(tokenizer: ChatTokenizer, request: ChatCompletionRequest) -> RouteHint:
+    """route_hint on a loop of its own (a worker thread's), as a Lambda instance computes
+    only its own request's key."""
+    return asyncio.run(route_hint(tokenizer, request))
 
 
 async def _drain(chunks: Any) -> tuple[str, dict[str, Any]]:

@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.backends.affinity import BALANCE
+
 from devstack.cachebench.drive import Run
 from devstack.cachebench.replicas import GpuShape
 from devstack.cachebench.workload import Workload
@@ -25,6 +27,7 @@ class Summary:
     prefill_seconds: float
     shares: dict[str, float]
     key_ms: float  # mean time to compute a request's prefix key
+    spilled: float | None  # share of keyed requests served off their ring home
 
     @property
     def max_share_ratio(self) -> float:
@@ -49,6 +52,7 @@ def summarize(run: Run, shape: GpuShape) -> Summary:
         prefill_seconds=(prompt - cached) * shape.prefill_ms_per_token / 1000,
         shares={name: counts.get(name, 0) / total for name in REPLICAS},
         key_ms=run.key_seconds / total * 1000,
+        spilled=run.spilled / run.keyed if run.keyed else None,
     )
 
 
@@ -67,23 +71,27 @@ def targets(new: Summary, p2c: Summary) -> list[tuple[str, bool]]:
     ]  # fmt: skip
 
 
-def render(runs: Sequence[Run], *, workload: Workload, shape: GpuShape) -> str:
+def render(
+    runs: Sequence[Run], *, workload: Workload, shape: GpuShape, balance: float = BALANCE
+) -> str:
     rows = [summarize(run, shape) for run in runs]
     lines = [
         f"{workload.conversations} conversations x {workload.turns} turns, "
-        f"{workload.rate:g}/s, {workload.system_prompts} system prompts; 3 replicas of "
+        f"{workload.rate:g}/s, {workload.system_prompts} system prompts, seed "
+        f"{workload.seed}; 3 replicas of "
         f"{shape.num_gpu_blocks} KV blocks, max_num_seqs {shape.max_num_seqs}, "
-        f"prefill {shape.prefill_ms_per_token:g} ms/token\n",
+        f"prefill {shape.prefill_ms_per_token:g} ms/token; affinity's bound {balance:g}x\n",
         "| policy | requests | failed | hit rate (tokens) | TTFT p50 | TTFT p99 "
-        "| prefill s | r0 | r1 | r2 | prefix key |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| prefill s | r0 | r1 | r2 | prefix key | spilled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in rows:
         share = " | ".join(f"{s.shares[name]:.0%}" for name in REPLICAS)
         lines.append(
             f"| {s.policy} | {s.requests} | {s.failed} | {s.hit_rate:.1%} "
             f"| {s.ttft_p50 * 1000:.0f} ms | {s.ttft_p99 * 1000:.0f} ms "
-            f"| {s.prefill_seconds:.1f} | {share} | {s.key_ms:.1f} ms |"
+            f"| {s.prefill_seconds:.1f} | {share} | {s.key_ms:.1f} ms "
+            f"| {'-' if s.spilled is None else f'{s.spilled:.0%}'} |"
         )
     by_policy = {s.policy: s for s in rows}
     if "p2c" in by_policy and "affinity" in by_policy:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from gateway.backends.affinity import BLOCK_SIZE, Ring, bounded_pick, prefix_key
+from gateway.backends.affinity import BALANCE, BLOCK_SIZE, Ring, bounded_pick, prefix_key
 
 NAMES = ["r0", "r1", "r2"]
 
@@ -48,22 +48,24 @@ def test_a_hot_prefix_spills_to_the_next_endpoint_on_the_ring() -> None:
     ring = Ring(NAMES, [1, 1, 1])
     order = list(ring.walk(_key(7)))
     loads = [0.0, 0.0, 0.0]
-    loads[order[0]] = 10  # capacity: ceil(1.25 * 11 / 3) = 5
+    loads[order[0]] = 10  # capacity: ceil(1.5 * 11 / 3) = 6
     assert _pick(ring, _key(7), loads) == order[1]
-    loads[order[1]] = 10
-    assert _pick(ring, _key(7), loads) == order[2]
+    loads[order[1]] = 8  # capacity: ceil(1.5 * 19 / 3) = 10: the owner is over, the next not
+    assert _pick(ring, _key(7), loads) == order[1]
+    loads[order[1]] = 10  # two equally busy and one idle: both within 1.5 x the mean
+    assert _pick(ring, _key(7), loads) == order[0]
 
 
 def test_one_hot_key_never_loads_an_endpoint_above_the_bound() -> None:
     # Every request has the same prefix (one system prompt for everyone) and none ends:
-    # the loads stay within ceil(1.25 x the mean), as the paper bounds them.
+    # the loads stay within ceil(BALANCE x the mean), as the paper bounds them.
     ring = Ring(NAMES, [1, 1, 1])
     loads = [0.0, 0.0, 0.0]
     for _ in range(300):
         chosen = _pick(ring, _key(1), loads)
         assert chosen is not None
         loads[chosen] += 1
-    assert max(loads) <= 1.25 * 100 + 1
+    assert max(loads) <= BALANCE * 100 + 1
 
 
 def test_endpoints_not_allowed_are_skipped_in_ring_order() -> None:

@@ -90,3 +90,33 @@ def test_one_witness_counts_once_however_often_it_fails() -> None:
     assert not state.failed(10.0, window=60, allowed=3, witness="k2")
     assert state.failed(11.0, window=60, allowed=3, witness="k3")
     assert not state.failures  # counting starts again
+
+
+def test_the_servers_report_counts_this_instances_requests_once() -> None:
+    """The report (running + waiting) already counts the requests this instance had in
+    flight when it arrived: those are taken out and the ones in flight now put in, so a
+    request sent since the report counts, and one that ended since does not."""
+    from gateway.backends.health import LOAD_FRESH_SECONDS, EndpointLoad
+
+    state = EndpointState("m", "e", 1.0, in_flight=3)
+    state.load = EndpointLoad(running=8, waiting=2, kv_usage=0.5, at=100.0, mine=2)
+    assert state.queue(101.0) == 8 + 3  # the others' 8, and this instance's 3
+    state.in_flight = 1  # two of this instance's requests ended since the report
+    state.load = EndpointLoad(running=5, waiting=0, kv_usage=0.1, at=100.0, mine=5)
+    assert state.queue(101.0) == 1  # the report's five were all this instance's
+    assert state.queue(100.0 + LOAD_FRESH_SECONDS + 1) == 1  # stale: its own alone
+
+
+def test_the_bound_reads_a_settled_load_a_moment_s_burst_moves_it_little() -> None:
+    """settled(): the queue averaged over about LOAD_SETTLE_SECONDS. A burst of a few
+    requests for a moment barely moves it; a replica that stays busy reaches its queue."""
+    from gateway.backends.health import LOAD_SETTLE_SECONDS
+
+    state = EndpointState("m", "e", 1.0, in_flight=4)
+    assert state.settled(0.0) == 4  # the first reading is the queue itself
+    state.in_flight = 8  # a burst of four more, for a tenth of a second
+    assert state.settled(0.1) < 4.3
+    state.in_flight = 4
+    assert state.settled(0.2) < 4.3
+    state.in_flight = 8  # now it stays busier
+    assert state.settled(0.2 + 3 * LOAD_SETTLE_SECONDS) > 7.5
