@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-repeat check pytest bench build deploy clean browser soak chaos
+.PHONY: install run test test-unit test-repeat check pytest bench build deploy clean browser soak chaos memory
 
 install: $(STAMP)
 
@@ -96,6 +96,11 @@ CHAOS_ARGS ?=
 
 chaos: $(STAMP)
 	@$(BIN)/python -m devstack.chaos $(CHAOS_ARGS)
+
+## Counting memory, every family x every hostile text (docs/TOKENS.md, "What counting
+## costs"), each count checked against the whole text's; `make test` runs four texts.
+memory: $(STAMP)
+	@PYTHONPATH=functions:infra $(BIN)/python -m tests.gateway.tokens.measure_memory --check
 
 clean:
 	rm -rf $(VENV) .aws-sam layers/build .pytest_cache .mypy_cache .ruff_cache
