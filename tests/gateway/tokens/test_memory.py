@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.tokens.test_chunking import FAMILIES
+from tests.conftest import TOKENIZERS
+from tests.support.tokenizers import FAMILIES
 
 LIMIT_MB = 300
 SIZE = 3_800_000
@@ -56,7 +57,7 @@ print(json.dumps(results))
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux procfs")
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZERS.params(FAMILIES))
 def test_counting_a_request_sized_prompt_stays_under_300_mb(
     tokenizers_dir: Path, family: str
 ) -> None:
