@@ -76,10 +76,10 @@ def test_a_long_count_lets_other_threads_run(tokenizers_dir: Path, special: bool
 
 
 def test_one_instance_per_distinct_file(tokenizers_dir: Path, tmp_path: Path) -> None:
-    TOKENIZERS.require("qwen3", "tinyllama-1.1b-chat-v1.0")
+    TOKENIZERS.require("qwen3", "gpt2")
     (tmp_path / "a").symlink_to(tokenizers_dir / "qwen3")
     (tmp_path / "b").symlink_to(tokenizers_dir / "qwen3")
-    (tmp_path / "c").symlink_to(tokenizers_dir / "tinyllama-1.1b-chat-v1.0")
+    (tmp_path / "c").symlink_to(tokenizers_dir / "gpt2")
     store = TokenizerStore(Settings(tokenizers_dir=tmp_path, tokenizer_cache_dir=tmp_path / "x"))
     assert store.get("a") is store.get("b")
     assert store.get("c") is not store.get("a")
