@@ -24,6 +24,7 @@ from openai import InternalServerError, OpenAI, RateLimitError
 
 from tests.conftest import Gateway, running_gateway
 from tests.support.faulty import refused_url
+from tests.support.processes import stop
 from tests.support.servers import free_port, serve_asgi
 from tests.support.sse import events
 
@@ -121,12 +122,7 @@ def pausable_replica(tokenizers_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
         yield process
     finally:
         process.send_signal(signal.SIGCONT)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # a loaded machine: not left running, nor to gc
-            process.kill()
-            process.wait()
+        stop(process)  # killed if SIGTERM is not enough within 10 s on a loaded machine
 
 
 def test_one_keys_500s_and_a_429_for_an_hour_do_not_stop_a_paused_replicas_peer(
