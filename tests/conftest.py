@@ -29,7 +29,7 @@ from tests.support.servers import serve_asgi
 from tests.support.tokenizers import TEST_MODELS, locate, shared_root
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = shared_root(ROOT)
+SHARED = shared_root(ROOT).resolve()  # as `make run` resolves TOKENIZERS_DIR
 TOKENIZERS_DIR = SHARED / "tokenizers"
 CONFORMANCE_SCHEMAS = SHARED / "conformance" / "openai-chat-schemas.json"
 # Each tokenizer family's folder: ../shared's, else make run's download (read-only).
