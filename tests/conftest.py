@@ -1,8 +1,11 @@
 """Shared fixtures. Paths to ../shared are resolved here; tests that need it skip cleanly.
 
 ../shared (beside the checkout; GATEWAY_SHARED_DIR overrides it) holds the real tokenizer
-folders (tokenizers/<folder>/tokenizer.json ...) and OpenAI's schemas. Without it the run
-says so once, at the start, with how to provide it (`how_to_provide_shared`).
+folders (tokenizers/<folder>/tokenizer.json ...) and OpenAI's schemas. A tokenizer family
+missing there is taken from what `make run` downloaded, where present
+(tests/support/tokenizers.py). Without every family the run says so once, at the start,
+with how to provide them; the token tests (tests/gateway/tokens) run on the families found
+and skip the others, each with its reason; the other tests need every family.
 
 The stack the tests run against is real: moto's DynamoDB server, the simulated GPU
 endpoint and the gateway, each served over HTTP on 127.0.0.1.
@@ -23,51 +26,44 @@ from devstack import motofix
 
 from tests.support.aws import moto_dynamodb
 from tests.support.servers import serve_asgi
+from tests.support.tokenizers import TEST_MODELS, locate, shared_root
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", ROOT.parent / "shared"))
+SHARED = shared_root(ROOT).resolve()  # as `make run` resolves TOKENIZERS_DIR
 TOKENIZERS_DIR = SHARED / "tokenizers"
 CONFORMANCE_SCHEMAS = SHARED / "conformance" / "openai-chat-schemas.json"
+# Each tokenizer family's folder: ../shared's, else make run's download (read-only).
+TOKENIZERS = locate(shared=TOKENIZERS_DIR, env=os.environ)
 
-# Models the tests' gateway serves: public id -> tokenizer folder in ../shared/tokenizers.
-TEST_MODELS = {
-    "qwen3": "qwen3",
-    "llama3": "llama-3-8b-instruct",
-    "mistral": "mistral-7b-instruct-v0.1",
-    "tinyllama": "tinyllama-1.1b-chat-v1.0",
-}
+__all__ = ["TEST_MODELS", "TOKENIZERS", "Gateway", "models_config", "running_gateway"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     motofix.install()  # moto's DynamoDB with per-item atomic writes and cheap transactions
 
 
-def how_to_provide_shared(shared: Path, tokenizers: Path) -> str | None:
-    """The one message a run without the real tokenizer files prints first (None: present)."""
-    if (tokenizers / "qwen3" / "tokenizer.json").is_file():
-        return None
-    return (
-        f"real tokenizer files not found at {tokenizers}: the tests that need them skip. "
-        "Provide them with GATEWAY_SHARED_DIR=/path/to/shared, a folder with "
-        "tokenizers/<name>/tokenizer.json (+ tokenizer_config.json) for qwen3, "
-        "llama-3-8b-instruct, mistral-7b-instruct-v0.1, tinyllama-1.1b-chat-v1.0 and gpt2 "
-        f"(default: {shared}; README.md, 'Tokenizer files for make test')"
-    )
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Say once, first (with -q too), how to provide missing tokenizer files."""
-    message = how_to_provide_shared(SHARED, TOKENIZERS_DIR)
+    message = TOKENIZERS.how_to_provide()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if message and reporter is not None:
         reporter.write_line(f">> {message}", yellow=True)
 
 
 @pytest.fixture(scope="session")
-def tokenizers_dir() -> Path:
-    if not (TOKENIZERS_DIR / "qwen3" / "tokenizer.json").is_file():
-        pytest.skip(f"real tokenizer files not found at {TOKENIZERS_DIR} (../shared is absent)")
-    return TOKENIZERS_DIR
+def tokenizer_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder with every family found, under its family name (see TOKENIZERS)."""
+    return TOKENIZERS.folder(tmp_path_factory.getbasetemp() / "tokenizers")
+
+
+@pytest.fixture(scope="session")
+def tokenizers_dir(tokenizer_folder: Path) -> Path:
+    """Every family, or a skip that names the missing ones (the token tests' own
+    conftest relaxes this to the families found)."""
+    message = TOKENIZERS.how_to_provide()
+    if message:
+        pytest.skip(message)
+    return tokenizer_folder
 
 
 @pytest.fixture(scope="session")

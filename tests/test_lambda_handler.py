@@ -137,7 +137,14 @@ def lambda_module(dynamodb: str, tokenizers_dir: Path, sim_url: str) -> Iterator
             yield module
         finally:
             resources = module.handler.app.state.resources
-            asyncio.get_event_loop().run_until_complete(resources.backends.http.close())
+            # Mangum made this thread's event loop (Lambda keeps it for the process): the
+            # app's sessions and the loop itself are closed here, not left to gc.
+            loop = asyncio.get_event_loop()
+            loop.run_until_complete(resources.close())  # upstream and usage-writer sessions
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+            asyncio.set_event_loop(None)
             sys.modules.pop("gateway.lambdas.api", None)
 
 

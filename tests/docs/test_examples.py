@@ -26,6 +26,7 @@ import pytest
 
 from tests.support.examples import Example, examples
 from tests.support.hub import local_hub
+from tests.support.processes import stop
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,8 +227,7 @@ def _dashboard(command: str, stack: Stack) -> None:
                 time.sleep(0.2)
         assert page.status_code == 200
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process, timeout=30)
 
 
 def _cli(example: Example, stack: Stack) -> None:

@@ -119,6 +119,7 @@ def scripted() -> Iterator[tuple[Scripted, str]]:
     loop, done = stop
     loop.call_soon_threadsafe(done.set)
     thread.join(10)
+    loop.close()  # the server thread's loop, closed here rather than left to gc
 
 
 def _endpoint(url: str) -> Endpoint:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from devstack.server import HEADER_LIMIT_BYTES, gateway_command
 
+from tests.support.processes import stop
 from tests.support.servers import free_port
 
 HUGE_HEADER_BYTES = 64 * 1024 * 1024
@@ -57,8 +58,7 @@ def server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
                 time.sleep(0.1)
         yield url, process
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
 
 
 def send_huge_header(port: int) -> tuple[int, bytes]:

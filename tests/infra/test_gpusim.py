@@ -22,6 +22,7 @@ from gpusim.models import Script, SimModel
 from gpusim.text import WORDS, start_word
 from tokenizers import Tokenizer
 
+from tests.support.processes import stop
 from tests.support.servers import free_port, serve_asgi
 
 Json = dict[str, Any]
@@ -517,5 +518,4 @@ def test_cli_serves(tokenizers_dir: Path) -> None:
                 time.sleep(0.05)
         assert status == 200 and [m["id"] for m in json.loads(data)["data"]] == ["gpt2"]
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)

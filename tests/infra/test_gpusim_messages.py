@@ -18,6 +18,7 @@ from gpusim import SimConfig, create_app
 from pydantic import TypeAdapter
 
 from tests.support.dropped import drop_after, settled_stats
+from tests.support.sdk import anthropic_client
 from tests.support.servers import serve_asgi
 
 Json = dict[str, Any]
@@ -48,7 +49,7 @@ def sim(tokenizers_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def client(sim: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=sim, api_key="unused", max_retries=0)
+    return anthropic_client(base_url=sim, api_key="unused", max_retries=0)
 
 
 def _chat(sim: str, body: Json) -> Json:

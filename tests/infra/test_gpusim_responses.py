@@ -17,6 +17,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter, ValidationError
 
 from tests.support.dropped import drop_after, settled_stats
+from tests.support.sdk import openai_client
 from tests.support.servers import serve_asgi
 
 Json = dict[str, Any]
@@ -53,7 +54,7 @@ def sim(tokenizers_dir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def client(sim: str) -> OpenAI:
-    return OpenAI(base_url=sim + "/v1", api_key="unused", max_retries=0)
+    return openai_client(base_url=sim + "/v1", api_key="unused", max_retries=0)
 
 
 def _chat(sim: str, body: Json) -> Json:
@@ -487,7 +488,7 @@ def test_stored_responses_continue_a_conversation_on_one_replica(
     stores: tuple[str, str],
 ) -> None:
     one, two = stores
-    client = OpenAI(base_url=one + "/v1", api_key="unused", max_retries=0)
+    client = openai_client(base_url=one + "/v1", api_key="unused", max_retries=0)
     history: list[Json] = [{"role": "system", "content": "Be brief."}]
     previous = None
     for question in ("Hello", "Where is the lighthouse?", "And the boats?"):

@@ -14,6 +14,7 @@ import boto3
 from botocore.exceptions import EndpointConnectionError
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 
+from tests.support.processes import stop
 from tests.support.servers import free_port
 
 FAKE_CREDENTIALS = {
@@ -53,8 +54,7 @@ def moto_dynamodb(*args: str) -> Iterator[str]:
         create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
         yield endpoint
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -15,6 +15,7 @@ from typing import Any
 import openai
 
 from tests.conftest import Gateway, running_gateway
+from tests.support.sdk import openai_client
 from tests.support.servers import serve_asgi
 
 SIM_MAX_BATCH = 2
@@ -68,7 +69,7 @@ def routes_gateway(tokenizers_dir: Path) -> Iterator[tuple[Gateway, str]]:
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
 
 @cache

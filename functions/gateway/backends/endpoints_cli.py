@@ -19,7 +19,9 @@ from gateway.backends.probe import run_probe
 from gateway.models.registry import ModelRegistry, OpenAIEndpoint
 from gateway.settings import Settings
 
-COLUMNS = ("model", "endpoint", "type", "target", "weight", "state", "until", "reason")
+COLUMNS = (
+    "model", "endpoint", "type", "target", "weight", "state", "until", "reason", "last_failure"
+)  # fmt: skip
 
 
 def add_parser(commands: Any) -> None:
@@ -28,7 +30,8 @@ def add_parser(commands: Any) -> None:
     actions = endpoints.add_subparsers(dest="endpoints_action", required=True)
     listing = actions.add_parser(
         "list",
-        help="each endpoint and its state (ok, cooled_down or backing_off: until when, why)",
+        help="each endpoint and its state (ok, cooled_down or backing_off: until when, why; "
+        "the last ended one as last_failure)",
         description="Reads the models config and the endpoints' shared cooldown items "
         "in the usage table (docs/ROUTING.md).",
     )
@@ -68,17 +71,43 @@ def endpoint_rows(settings: Settings, aws: AwsClients, *, now: float) -> list[di
 
 
 def _state(cooldown: Cooldown | None, now: float) -> dict[str, Any]:
-    """`cooled_down` (failures), `backing_off` (the endpoint's Retry-After), or `ok`; with
-    until when, and why (an expired state's reason stays as history)."""
+    """`cooled_down` (failures) or `backing_off` (the endpoint's Retry-After), until when
+    and why; else `ok`, with no reason. A cooldown or backoff that has ended is history, not
+    a reason for `ok`: it shows as `last_failure` (what it was, and until when it lasted)."""
     if cooldown is not None and cooldown.active(now):
-        return {"state": "cooled_down", "until": _when(cooldown.until), "reason": cooldown.reason}
+        return {
+            "state": "cooled_down",
+            "until": _when(cooldown.until),
+            "reason": cooldown.reason,
+            "last_failure": None,
+        }
     if cooldown is not None and cooldown.backing_off(now):
         return {
             "state": "backing_off",
             "until": _when(cooldown.backoff_until),
             "reason": cooldown.backoff_reason,
+            "last_failure": None,
         }
-    return {"state": "ok", "until": None, "reason": cooldown.reason if cooldown else None}
+    return {"state": "ok", "until": None, "reason": None, "last_failure": _last(cooldown)}
+
+
+def _last(cooldown: Cooldown | None) -> str | None:
+    """The latest ended cooldown or backoff: `<reason> until <when>`; None when there was
+    none, or when the probe cleared the cooldown last (its item then says it was healthy)."""
+    if cooldown is None:
+        return None
+    ended = [
+        (until, reason)
+        for until, reason in (
+            (cooldown.until, cooldown.reason),
+            (cooldown.backoff_until, cooldown.backoff_reason),
+        )
+        if until > 0 and reason
+    ]
+    if not ended:
+        return None
+    until, reason = max(ended)
+    return f"{reason} until {_when(until)}"
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[str, ...], out: TextIO) -> None:

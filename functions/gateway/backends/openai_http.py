@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,9 @@ from gateway.settings import Settings
 MAX_BODY_BYTES = 32 << 20
 # An error body is read only this far: its text is logged at DEBUG, never sent.
 MAX_ERROR_BYTES = 64 << 10
+# A request body above this is sent from a BytesIO, which aiohttp writes in chunks with the
+# loop free between them; as raw bytes aiohttp warns (ResourceWarning) that it may block.
+LARGE_BODY_BYTES = 1 << 20
 # Idle pooled connections are dropped before the server's own keep-alive timeout (uvicorn,
 # which serves vLLM and SGLang, closes them after 5 s): reusing one the server is closing
 # fails the request with ServerDisconnectedError, and a POST is not retried.
@@ -175,8 +179,12 @@ class OpenAIBackend:
         given back; on success the caller gives it back when the response is released."""
         try:
             # Redirects are never followed: they would re-send the body and the key.
+            data = orjson.dumps(body)
             response = await self._pool.session(self._upstream).post(
-                self._url, data=orjson.dumps(body), headers=headers, allow_redirects=False
+                self._url,
+                data=io.BytesIO(data) if len(data) > LARGE_BODY_BYTES else data,
+                headers=headers,
+                allow_redirects=False,
             )
         except aiohttp.ClientError as exc:
             lease.release()

@@ -20,10 +20,12 @@ import httpx
 import pytest
 from gateway.cli import main
 from gateway.settings import Settings
-from openai import InternalServerError, OpenAI, RateLimitError
+from openai import InternalServerError, RateLimitError
 
 from tests.conftest import Gateway, running_gateway
 from tests.support.faulty import refused_url
+from tests.support.processes import stop
+from tests.support.sdk import openai_client
 from tests.support.servers import free_port, serve_asgi
 from tests.support.sse import events
 
@@ -58,7 +60,7 @@ def test_requests_move_off_a_dead_replica_and_records_say_where_they_went(
     gw: Gateway, config: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = gw.new_key()
-    client = OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
+    client = openai_client(base_url=gw.base_url, api_key=key, max_retries=0)
     for _ in range(16):
         reply = client.chat.completions.create(model="qwen3", messages=HI, max_tokens=4)  # type: ignore[arg-type]
         assert reply.choices[0].message.content
@@ -121,8 +123,7 @@ def pausable_replica(tokenizers_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
         yield process
     finally:
         process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)  # killed if SIGTERM is not enough within 10 s on a loaded machine
 
 
 def test_one_keys_500s_and_a_429_for_an_hour_do_not_stop_a_paused_replicas_peer(
@@ -145,7 +146,7 @@ def test_one_keys_500s_and_a_429_for_an_hour_do_not_stop_a_paused_replicas_peer(
     config = json.dumps({"models": [{"id": "qwen3", "tokenizer": "qwen3", "endpoints": endpoints}]})
     settings = {"models_config": config, "upstream_first_token_timeout": 1.0}
     with running_gateway(tokenizers_dir, sim_url, **settings) as gw:
-        attacker = OpenAI(base_url=gw.base_url, api_key=gw.new_key(), max_retries=0)
+        attacker = openai_client(base_url=gw.base_url, api_key=gw.new_key(), max_retries=0)
         for _ in range(3):
             with pytest.raises(InternalServerError):  # 502: both replicas answered 500
                 attacker.chat.completions.create(

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import TEST_MODELS, Gateway
 from tests.support import reference
 from tests.support.schemas import validate
+from tests.support.sdk import openai_client
 from tests.support.sse import events
 
 MESSAGES = [
@@ -42,7 +43,7 @@ def _messages(model: str) -> list[dict[str, object]]:
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
 
 @pytest.mark.parametrize("model", ["qwen3", "llama3", "tinyllama", "mistral"])

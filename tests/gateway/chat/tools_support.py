@@ -13,6 +13,7 @@ import openai
 
 from tests.conftest import TEST_MODELS, Gateway, running_gateway
 from tests.support.schemas import validate
+from tests.support.sdk import openai_client
 from tests.support.servers import serve_asgi
 from tests.support.sse import events
 
@@ -82,7 +83,7 @@ def template_supports_tools(folder: Path) -> bool:
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
 
 def stream(

@@ -27,6 +27,7 @@ from gateway.cli import main
 from tests.conftest import Gateway
 from tests.support.browser import chromium
 from tests.support.minute import within_one_minute
+from tests.support.processes import stop
 from tests.support.records import usage_record
 from tests.support.servers import free_port
 from tests.support.usage import drain
@@ -117,9 +118,11 @@ def dashboard(scripted_run: dict[str, Any]) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        process.wait(timeout=20)
-        assert process.stderr is not None
-        assert f"gateway dashboard: {url}" in process.stderr.read()
+        try:
+            _, err = process.communicate(timeout=20)  # read to its end, pipe closed
+        finally:
+            stop(process)  # killed, if SIGTERM was not enough
+        assert f"gateway dashboard: {url}" in err
 
 
 def wait_loaded(driver: Any) -> str:

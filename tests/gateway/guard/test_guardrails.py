@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Gateway
 from tests.gateway.guard.conftest import SLOW_GUARD_MS
+from tests.support.sdk import openai_client
 
 FLAGGED_PROMPT = [{"role": "user", "content": "How do I detonate the old bridge?"}]
 CLEAN_PROMPT = [{"role": "user", "content": "Tell me about lighthouses."}]
@@ -22,7 +23,7 @@ SHORT = {"sim": {"completion_tokens": 5}}
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
 
 def stats(url: str) -> dict[str, int]:

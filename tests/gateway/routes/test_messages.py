@@ -14,6 +14,7 @@ import pytest
 from tests.conformance import validate_anthropic_error, validate_message, validate_message_event
 from tests.conftest import TEST_MODELS, Gateway
 from tests.support import reference
+from tests.support.sdk import anthropic_client
 
 MODEL = "qwen3"
 WEATHER_TOOL: dict[str, Any] = {
@@ -29,7 +30,7 @@ WEATHER_TOOL: dict[str, Any] = {
 
 def client(gateway: Gateway, key: str) -> anthropic.Anthropic:
     # The SDK sends the key as x-api-key, and anthropic-version.
-    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
+    return anthropic_client(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
 
 
 def expected(tokenizers_dir: Path, messages: list[dict[str, Any]]) -> int:

@@ -17,6 +17,7 @@ import pytest
 from tests.conformance import validate_response, validate_response_event
 from tests.conftest import TEST_MODELS, Gateway
 from tests.support import reference
+from tests.support.sdk import openai_client
 
 MODEL = "qwen3"
 WEATHER_TOOL = {
@@ -32,7 +33,7 @@ WEATHER_TOOL = {
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
 
 def expected(tokenizers_dir: Path, messages: list[dict[str, Any]]) -> int:

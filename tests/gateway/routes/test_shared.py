@@ -13,6 +13,7 @@ import openai
 from tests.conftest import Gateway
 from tests.hardening.audit import month_counter
 from tests.support.minute import within_one_minute
+from tests.support.sdk import anthropic_client, openai_client
 from tests.support.usage import drain
 
 HI = [{"role": "user", "content": "hi"}]
@@ -21,8 +22,8 @@ HI = [{"role": "user", "content": "hi"}]
 def test_one_rate_limit_across_chat_responses_and_messages(gateway: Gateway) -> None:
     def burst() -> tuple[str, list[bool]]:
         key = gateway.new_key(rpm=3)
-        oa = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
-        an = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
+        oa = openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+        an = anthropic_client(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
         calls = [
             lambda: oa.chat.completions.create(model="qwen3", messages=HI, max_tokens=2),  # type: ignore[arg-type]
             lambda: oa.responses.create(model="qwen3", input="hi", max_output_tokens=2),
@@ -47,8 +48,8 @@ def test_one_rate_limit_across_chat_responses_and_messages(gateway: Gateway) -> 
 
 def test_one_budget_and_usage_by_route(gateway: Gateway) -> None:
     key = gateway.new_key(monthly_tokens=10_000)
-    oa = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
-    an = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
+    oa = openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    an = anthropic_client(base_url=gateway.url, api_key=key, max_retries=0, timeout=30)
     oa.chat.completions.create(model="qwen3", messages=HI, max_tokens=3)  # type: ignore[arg-type]
     oa.responses.create(model="qwen3", input="hi", max_output_tokens=3, store=False)
     an.messages.create(model="qwen3", messages=HI, max_tokens=3)  # type: ignore[arg-type]

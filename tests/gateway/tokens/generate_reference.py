@@ -22,11 +22,12 @@ from tests.gateway.tokens.reference_cases import conversation_cases, text_cases,
 OUTPUT = Path(__file__).with_name("reference_counts.json")
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _family(folder: Path) -> dict[str, Any]:
+def family_counts(folder: Path) -> dict[str, Any]:
+    """One folder's entry: transformers' counts of every case, and its files' sha256."""
     import jinja2
     from transformers import AutoTokenizer
 
@@ -49,7 +50,7 @@ def _family(folder: Path) -> dict[str, Any]:
     return {
         "tokenizer_class": type(tokenizer).__name__,
         "files": {
-            name: _sha256(folder / name)
+            name: sha256(folder / name)
             for name in ("tokenizer.json", "tokenizer_config.json")
             if (folder / name).is_file()
         },
@@ -65,7 +66,7 @@ def generate(tokenizers_dir: Path) -> dict[str, Any]:
     for folder in sorted(p for p in tokenizers_dir.iterdir() if (p / "tokenizer.json").is_file()):
         config = json.loads((folder / "tokenizer_config.json").read_text())
         if config.get("chat_template") or (folder / "chat_template.jinja").is_file():
-            families[folder.name] = _family(folder)
+            families[folder.name] = family_counts(folder)
     return {"transformers": transformers.__version__, "families": families}
 
 

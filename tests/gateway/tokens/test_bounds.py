@@ -14,13 +14,13 @@ from gateway.tokens import ChatTokenizer
 from gateway.tokens.bounds import NFC_COMPOSABLE_ASCII
 from gateway.tokens.errors import TemplateRefused
 
+from tests.conftest import TOKENIZERS
 from tests.gateway.tokens.reference_cases import conversation_cases, text_cases
-from tests.gateway.tokens.test_chunking import ADVERSARIAL, ATOMS, FAMILIES
+from tests.gateway.tokens.test_chunking import ADVERSARIAL, ATOMS
+from tests.support.tokenizers import CHAT_FAMILIES, FAMILIES
 
-CHAT_FAMILIES = FAMILIES[:4]  # gpt2 has no chat template
 
-
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=TOKENIZERS.params(FAMILIES))
 def tokenizer(request: pytest.FixtureRequest, tokenizers_dir: Path) -> ChatTokenizer:
     return ChatTokenizer(tokenizers_dir / request.param)
 
@@ -46,7 +46,7 @@ def test_a_sum_over_texts_is_a_bound_of_their_sum(tokenizer: ChatTokenizer) -> N
     assert tokenizer.lower_bound(texts) <= sum(tokenizer.count_text(t) for t in texts)
 
 
-@pytest.mark.parametrize("family", CHAT_FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZERS.params(CHAT_FAMILIES))
 def test_never_above_the_count_of_a_conversation(tokenizers_dir: Path, family: str) -> None:
     """Over the system, user and tool contents, as docs/TOKENS.md says to call it."""
     tokenizer = ChatTokenizer(tokenizers_dir / family)

@@ -19,15 +19,10 @@ from gateway.tokens.chunking import CHUNK_CHARS, Splitter, count_in_pieces
 from gateway.tokens.cuts import splitter_for
 from gateway.tokens.errors import TemplateRefused
 
+from tests.conftest import TOKENIZERS
 from tests.gateway.tokens.reference_cases import conversation_cases, text_cases
+from tests.support.tokenizers import CHAT_FAMILIES, FAMILIES
 
-FAMILIES = [
-    "qwen3",
-    "llama-3-8b-instruct",
-    "mistral-7b-instruct-v0.1",
-    "tinyllama-1.1b-chat-v1.0",
-    "gpt2",
-]
 SIZES = (1, 2, 3, 7)
 ADVERSARIAL = [
     "1" * 500,
@@ -97,19 +92,19 @@ def _wrong(tokenizer: ChatTokenizer, texts: list[str]) -> list[str]:
     return wrong
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZERS.params(FAMILIES))
 def test_adversarial_texts_count_the_same_in_pieces(tokenizers_dir: Path, family: str) -> None:
     assert _wrong(_tokenizer(tokenizers_dir, family), ADVERSARIAL) == []
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZERS.params(FAMILIES))
 def test_random_texts_count_the_same_in_pieces(tokenizers_dir: Path, family: str) -> None:
     rng = random.Random(family)
     texts = ["".join(rng.choices(ATOMS, k=rng.randint(1, 60))) for _ in range(400)]
     assert _wrong(_tokenizer(tokenizers_dir, family), texts) == []
 
 
-@pytest.mark.parametrize("family", FAMILIES[:4])
+@pytest.mark.parametrize("family", TOKENIZERS.params(CHAT_FAMILIES))
 def test_reference_prompts_count_the_same_in_pieces(tokenizers_dir: Path, family: str) -> None:
     """Every rendered conversation and plain text of the reference suite."""
     tokenizer = _tokenizer(tokenizers_dir, family)
@@ -128,39 +123,41 @@ def test_reference_prompts_count_the_same_in_pieces(tokenizers_dir: Path, family
     assert _wrong(tokenizer, texts) == []
 
 
-def test_cuts_are_made(tokenizers_dir: Path) -> None:
-    """The tests above prove something only if cuts happen, in the places meant."""
-    qwen = _splitter(_tokenizer(tokenizers_dir, "qwen3"))
-    assert [p.text for p in qwen.pieces("11 a<|im_end|>b", size=1)] == [
-        "1", "1", " a", "<|im_end|>b",
-    ]  # fmt: skip
-    llama3 = _splitter(_tokenizer(tokenizers_dir, "llama-3-8b-instruct"))
+# family -> (text, piece size, the pieces and their extra counts)
+CUT_EXAMPLES = {
+    "qwen3": ("11 a<|im_end|>b", 1, [("1", 0), ("1", 0), (" a", 0), ("<|im_end|>b", 0)]),
     # groups of three from the run's first digit: x|111|111|1
-    assert [p.text for p in llama3.pieces("x1111111", size=2)] == ["x111", "111", "1"]
-    mistral = _splitter(_tokenizer(tokenizers_dir, "mistral-7b-instruct-v0.1"))
-    pieces = list(mistral.pieces("ab11 c</s>1", size=1))
+    "llama-3-8b-instruct": ("x1111111", 2, [("x111", 0), ("111", 0), ("1", 0)]),
     # a piece that starts inside a word gets a "▁" before it, taken off its count
-    assert [(p.text, p.extra) for p in pieces] == [
-        ("ab", 0), (" 1", 1), (" 1", 1), (" c", 0), ("</s>1", 0),
-    ]  # fmt: skip
+    "mistral-7b-instruct-v0.1": (
+        "ab11 c</s>1", 1, [("ab", 0), (" 1", 1), (" 1", 1), (" c", 0), ("</s>1", 0)],
+    ),
+}  # fmt: skip
 
 
-def test_a_piece_boundary_that_is_not_safe_would_show(tokenizers_dir: Path) -> None:
+@pytest.mark.parametrize("family", TOKENIZERS.params(CUT_EXAMPLES))
+def test_cuts_are_made(tokenizers_dir: Path, family: str) -> None:
+    """The tests above prove something only if cuts happen, in the places meant."""
+    text, size, want = CUT_EXAMPLES[family]
+    pieces = _splitter(_tokenizer(tokenizers_dir, family)).pieces(text, size=size)
+    assert [(p.text, p.extra) for p in pieces] == want
+
+
+@pytest.mark.parametrize("family", TOKENIZERS.params(FAMILIES))
+def test_a_piece_boundary_that_is_not_safe_would_show(tokenizers_dir: Path, family: str) -> None:
     """A splitter cutting anywhere gets counts wrong on these texts: they can tell."""
-    for family in FAMILIES:
-        tokenizer = _tokenizer(tokenizers_dir, family)
-        anywhere = Splitter(cuts=r".", added=_splitter(tokenizer)._added)
-        anywhere._safe = lambda text, cut: 0 < cut < len(text)  # type: ignore[method-assign]
-        wrong = [
-            t
-            for t in ADVERSARIAL
-            if count_in_pieces(tokenizer._tokenizer, anywhere, t, chunk_chars=3)
-            != _whole(tokenizer, t)
-        ]
-        assert len(wrong) > len(ADVERSARIAL) // 2, family
+    tokenizer = _tokenizer(tokenizers_dir, family)
+    anywhere = Splitter(cuts=r".", added=_splitter(tokenizer)._added)
+    anywhere._safe = lambda text, cut: 0 < cut < len(text)  # type: ignore[method-assign]
+    wrong = [
+        t
+        for t in ADVERSARIAL
+        if count_in_pieces(tokenizer._tokenizer, anywhere, t, chunk_chars=3) != _whole(tokenizer, t)
+    ]
+    assert len(wrong) > len(ADVERSARIAL) // 2
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZERS.params(FAMILIES))
 def test_long_texts_are_counted_in_pieces_exactly(tokenizers_dir: Path, family: str) -> None:
     """At the gateway's own sizes, through count_text and count_text_with_special."""
     tokenizer = _tokenizer(tokenizers_dir, family)
@@ -177,6 +174,7 @@ def test_long_texts_are_counted_in_pieces_exactly(tokenizers_dir: Path, family: 
 def test_unknown_pipelines_are_counted_whole(tokenizers_dir: Path) -> None:
     from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
+    TOKENIZERS.require("gpt2")
     backend = Tokenizer.from_file(str(tokenizers_dir / "gpt2" / "tokenizer.json"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     assert splitter_for(backend) is None

@@ -9,7 +9,7 @@ import pytest
 from gateway.cli import main
 from gateway.settings import Settings
 
-from tests.conftest import models_config
+from tests.conftest import TOKENIZERS, models_config
 from tests.support import reference
 
 BODY = {
@@ -37,6 +37,7 @@ def _settings(tokenizers_dir: Path, tmp_path: Path) -> Settings:
 def test_count_prints_the_gateway_prompt_count(
     tokenizers_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    TOKENIZERS.require("tinyllama-1.1b-chat-v1.0", "qwen3")
     body = tmp_path / "body.json"
     body.write_text(json.dumps(BODY))
     settings = _settings(tokenizers_dir, tmp_path)
@@ -59,7 +60,12 @@ def test_count_prints_the_gateway_prompt_count(
 @pytest.mark.parametrize(
     ("body", "args", "message"),
     [
-        (BODY, ["--model", "mistral"], "the chat template refuses this conversation"),
+        pytest.param(
+            BODY,
+            ["--model", "mistral"],
+            "the chat template refuses this conversation",
+            marks=TOKENIZERS.marks("mistral-7b-instruct-v0.1"),
+        ),
         (BODY, ["--model", "nope"], "model 'nope' is not in the models config"),
         ({"messages": []}, [], "give --model"),
         (

@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TEST_MODELS, Gateway
+from tests.conftest import TEST_MODELS, TOKENIZERS, Gateway
 from tests.support.sse import events, is_content
 
-MODELS = sorted(TEST_MODELS)
+# Each model's tests skip, with the reason, where its tokenizer family is absent.
+MODELS = [pytest.param(m, marks=TOKENIZERS.marks(TEST_MODELS[m])) for m in sorted(TEST_MODELS)]
 PROMPT = [{"role": "user", "content": "Tell me something."}]
 CUTS = (1, 2, 3, 4, 5, 7, 9, 12, 17, 23, 31, 40)
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from gateway.tokens import ChatTokenizer
 
+from tests.conftest import TOKENIZERS
 from tests.gateway.tokens.reference_cases import conversation_cases, text_cases, vllm_messages
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -43,6 +44,9 @@ def _variant(tokenizers_dir: Path, tmp_path: Path, name: str) -> Path:
     folder = tmp_path / name
     folder.mkdir()
     (folder / "tokenizer.json").symlink_to(tokenizers_dir / source / "tokenizer.json")
+    template = tokenizers_dir / source / "chat_template.jinja"  # a Hub download's, if any
+    if template.is_file():
+        (folder / template.name).symlink_to(template)
     config = json.loads((tokenizers_dir / source / "tokenizer_config.json").read_text())
     for key, value in changes.items():
         if key == "added_tokens_decoder":
@@ -56,7 +60,9 @@ def _variant(tokenizers_dir: Path, tmp_path: Path, name: str) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=TOKENIZERS.marks(VARIANTS[n][0])) for n in sorted(VARIANTS)]
+)
 def test_variant_counts_equal_transformers(tokenizers_dir: Path, tmp_path: Path, name: str) -> None:
     import jinja2
     from gateway.tokens.errors import TemplateRefused
@@ -94,6 +100,7 @@ def test_gateway_loads_and_counts_without_transformers(tokenizers_dir: Path) -> 
     import subprocess
     import sys
 
+    TOKENIZERS.require("tinyllama-1.1b-chat-v1.0")
     code = (
         "import sys; from pathlib import Path; from gateway.tokens import ChatTokenizer; "
         "import gateway.app; "

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.tokens.test_chunking import FAMILIES
+from tests.conftest import TOKENIZERS
+from tests.support.tokenizers import FAMILIES
 
 LIMIT_MB = 300
 SIZE = 3_800_000  # UTF-8 bytes: what a body of MAX_REQUEST_BYTES (4 MiB) carries as a string
@@ -70,7 +71,7 @@ print(json.dumps(results))
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux procfs")
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZERS.params(FAMILIES))
 def test_counting_a_request_sized_prompt_stays_under_300_mb(
     tokenizers_dir: Path, family: str
 ) -> None:

@@ -11,9 +11,11 @@ from gateway.errors import ConfigurationError
 from gateway.settings import Settings
 from gateway.tokens import TokenizerStore
 
+from tests.conftest import TOKENIZERS
 from tests.support import reference
 from tests.support.hub import LocalHub, local_hub
 from tests.support.stall import longest_stall
+from tests.support.tokenizers import CHAT_FAMILIES
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello, world!"}],
@@ -25,10 +27,9 @@ CONVERSATIONS = [
     ],
     [{"role": "user", "content": "x" * 5000 + " end"}],
 ]
-FAMILIES = ["qwen3", "llama-3-8b-instruct", "mistral-7b-instruct-v0.1", "tinyllama-1.1b-chat-v1.0"]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TOKENIZERS.params(CHAT_FAMILIES))
 @pytest.mark.parametrize("conversation", range(len(CONVERSATIONS)))
 def test_prompt_count_matches_transformers(
     tokenizers_dir: Path, family: str, conversation: int
@@ -42,6 +43,7 @@ def test_prompt_count_matches_transformers(
 
 
 def test_llama3_prompt_has_exactly_one_bos(tokenizers_dir: Path) -> None:
+    TOKENIZERS.require("llama-3-8b-instruct")
     tokenizer = TokenizerStore(Settings(tokenizers_dir=tokenizers_dir)).get("llama-3-8b-instruct")
     rendered = tokenizer.render_chat([{"role": "user", "content": "hi"}])
     assert rendered.startswith("<|begin_of_text|>")
@@ -53,6 +55,7 @@ def test_llama3_prompt_has_exactly_one_bos(tokenizers_dir: Path) -> None:
 
 
 def test_text_counts(tokenizers_dir: Path) -> None:
+    TOKENIZERS.require("qwen3")
     tokenizer = TokenizerStore(Settings(tokenizers_dir=tokenizers_dir)).get("qwen3")
     assert tokenizer.count_text("Hello, world!") == 4
     assert tokenizer.count_text("") == 0
@@ -60,6 +63,7 @@ def test_text_counts(tokenizers_dir: Path) -> None:
 
 @pytest.mark.parametrize("special", [False, True])
 def test_a_long_count_lets_other_threads_run(tokenizers_dir: Path, special: bool) -> None:
+    TOKENIZERS.require("qwen3")
     """The gateway counts long texts in a worker thread so that the event loop goes on;
     that only helps if the count releases the GIL. `Tokenizer.encode` holds it for the
     whole count (measured: this thread then waits ~95% of the count)."""
@@ -72,6 +76,7 @@ def test_a_long_count_lets_other_threads_run(tokenizers_dir: Path, special: bool
 
 
 def test_one_instance_per_distinct_file(tokenizers_dir: Path, tmp_path: Path) -> None:
+    TOKENIZERS.require("qwen3", "gpt2")
     (tmp_path / "a").symlink_to(tokenizers_dir / "qwen3")
     (tmp_path / "b").symlink_to(tokenizers_dir / "qwen3")
     (tmp_path / "c").symlink_to(tokenizers_dir / "gpt2")
@@ -84,6 +89,7 @@ def test_one_instance_per_distinct_file(tokenizers_dir: Path, tmp_path: Path) ->
 
 @pytest.fixture
 def hub(tokenizers_dir: Path) -> Iterator[LocalHub]:
+    TOKENIZERS.require("qwen3")
     with local_hub({"Qwen/Qwen3-8B": tokenizers_dir / "qwen3"}) as state:
         yield state
 
