@@ -24,7 +24,8 @@ run: $(STAMP)
 ## What it installs: the project and its dev dependencies into .venv (pip, once), Debian's
 ## chromium and chromium-driver when root and missing (apt-get), and, for the build test,
 ## aws-sam-cli into .venv-sam followed by `sam build` (needs python3.12; it skips without).
-## The tests that need real tokenizer files read ../shared, or $GATEWAY_SHARED_DIR (README).
+## The tests that need real tokenizer files read ../shared, or $GATEWAY_SHARED_DIR; without
+## them, the token tests run on what `make run` downloaded and skip the rest (README).
 test: check browser pytest
 
 ## Debian's Chromium and its WebDriver for the dashboard's browser test, installed with
