@@ -93,7 +93,10 @@ def test_keys_minted_outside_are_refused_with_dynamodb_paused_and_read_nothing(
     calls = stack.faults.calls()
     assert "GetItem" not in calls, calls  # not one forged key reached DynamoDB
     # counted as a bad checksum is: a rejection of type invalid_api_key, status 401
-    assert rejections == [{"error_type": "invalid_api_key", "status": 401}] * len(responses)
+    kinds = [(seen["error_type"], seen["status"]) for seen in rejections]
+    assert kinds == [("invalid_api_key", 401)] * len(responses)
+    ids = [r.headers["x-request-id"] for r in responses]
+    assert [seen.get("request_id") for seen in rejections] == ids  # each line findable
 
 
 def test_a_checksummed_key_of_the_right_crc_costs_a_read(stack: Stack) -> None:
