@@ -93,6 +93,7 @@ def test_rotation_keeps_old_keys_until_their_secret_is_retired() -> None:
         f"{NEW}\n{OLD}\n",
         f"\n  {NEW}  \n\n{OLD}",
     ],
+    ids=["json", "lines", "padded lines"],  # the secrets are random: stable ids
 )
 def test_the_parameter_holds_a_json_list_or_lines_newest_first(text: str) -> None:
     assert parse_secrets(text) == (NEW, OLD)
@@ -110,6 +111,8 @@ def test_the_parameter_holds_a_json_list_or_lines_newest_first(text: str) -> Non
         (json.dumps([NEW, NEW]), "twice"),
         ("\n".join(new_mac_secret() for _ in range(MAX_SECRETS + 1)), "at most"),
     ],
+    # the secrets are random: stable ids (xdist collects the same tests in every worker)
+    ids=["empty", "empty list", "not strings", "not json", "short", "twice", "too many"],
 )
 def test_bad_secret_lists_are_refused_without_quoting_them(text: str, says: str) -> None:
     with pytest.raises(ConfigurationError, match=says) as raised:
