@@ -93,6 +93,9 @@ def test_runtime_hooks_build_before_the_snapshot_and_reset_after_restore(
         asyncio.run_coroutine_threadsafe(pool.close(), pool._loop).result(timeout=10)
         # The same client, new connections: requests still work and are recorded.
         assert chat(gw, key).status_code == 200
+        # ... through the new pool: the old one, closed, opens nothing again (it was, by the
+        # backends built before the restore, and its session was never closed).
+        assert pool.sessions == [] and gw.resources.backends.http.sessions
         assert aws.__dict__["dynamodb"] is client
         assert len(gw.records(key)) == 2
 
@@ -117,10 +120,12 @@ def test_adapter_hooks_are_routes_only_where_configured(
     assert "gateway.backends.openai_http" in sys.modules
     key = gw.new_key()
     assert chat(gw, key).status_code == 200
-    assert gw.resources.backends._http is not None
+    stale = gw.resources.backends._http
+    assert stale is not None
     assert httpx.post(gw.url + AFTER, timeout=30).status_code == 204
     assert gw.resources.backends._http is None
     assert chat(gw, key).status_code == 200
+    assert stale.sessions == []  # the restored instance forwards through its new pool
     assert AFTER not in httpx.get(gw.url + "/openapi.json", timeout=30).text
 
 

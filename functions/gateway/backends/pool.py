@@ -90,8 +90,11 @@ class Backends:
     def reset_connections(self) -> HttpPool | None:
         """Forget the upstream pool (after a SnapStart restore its sockets are dead); the
         next request opens a new one. The old pool is returned for the caller to close on
-        the event loop."""
+        the event loop. The backends built so far hold the old pool: they are dropped too
+        (the routing state is the router's, kept), else the next request would reopen a
+        session in the old pool that nothing closes."""
         stale, self._http = self._http, None
+        self._routed = {}
         return stale
 
     def _targets(self, model: ModelConfig, route: WireRoute, *, fallback: bool) -> list[Target]:

@@ -162,6 +162,7 @@ def running_stack(*, gateway_env: dict[str, str] | None = None, say: Any = None)
     children: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     replicas: list[Replica] = []
+    follower: threading.Thread | None = None  # reads the gateway's stdout
     try:
         db_cmd = [sys.executable, "-m", "devstack.dynamodb", "--port", str(ports["dynamodb"])]
         children.append(
@@ -211,11 +212,11 @@ def running_stack(*, gateway_env: dict[str, str] | None = None, say: Any = None)
             poller=poller, unwritten=unwritten,
         )  # fmt: skip
         store = UsageStore(client=client, table=USAGE_TABLE, retention_days=RETENTION_DAYS)
-        for target, args in (
-            (_follow, (stack, gateway.stdout, unwritten)),
-            (_write_back, (stack, unwritten, store)),
-            (poller.run, (stop,)),
-        ):
+        follower = threading.Thread(
+            target=_follow, args=(stack, gateway.stdout, unwritten), daemon=True
+        )
+        follower.start()
+        for target, args in ((_write_back, (stack, unwritten, store)), (poller.run, (stop,))):
             threading.Thread(target=target, args=args, daemon=True).start()
         wait_healthy(gateway_url + "/health", gateway, "gateway")
         yield stack
@@ -227,14 +228,25 @@ def running_stack(*, gateway_env: dict[str, str] | None = None, say: Any = None)
                     replica.resume()
         with suppress(Exception):
             FaultControl(dynamodb_url).set(paused=False)
-        for child in reversed(children):
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        _stop(children, follower)
+
+
+def _stop(children: list[subprocess.Popen[bytes]], follower: threading.Thread | None) -> None:
+    """Every child stopped and reaped, then the gateway's log reader ended and its pipe
+    closed (not left to gc: a ResourceWarning in whatever runs next)."""
+    for child in reversed(children):
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    if follower is not None:
+        follower.join(timeout=10)  # the gateway gone, its pipe ends: the reader returns
+    for child in children:
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 def _put_mac_secrets(ssm: Any) -> KeyMac:
