@@ -51,8 +51,8 @@ check: $(STAMP)
 	@PYTHONPATH=functions $(BIN)/lint-imports --no-cache
 
 pytest: $(STAMP)
-	@echo ">> pytest (tests/test_build.py installs aws-sam-cli into $(SAM_VENV) and runs sam build)"
-	@$(BIN)/python -m pytest
+	@echo ">> pytest on 2 workers (tests/test_build.py installs aws-sam-cli into $(SAM_VENV) and runs sam build; the soak tests run in make soak)"
+	@$(BIN)/python -m pytest -n 2 -m "not soak"
 
 ## The newcomer tier alone (part of `make test`): README's quick start from a fresh clone
 ## with a local Hub mirror, then every curl, SDK and CLI example in README.md and docs/.

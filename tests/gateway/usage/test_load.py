@@ -218,6 +218,7 @@ def snapshot(stack: Stack, key_id: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.mark.soak
 def test_load_on_one_key_has_no_conflict_or_503_and_adds_up(stack: Stack) -> None:
     budget = REQUESTS * 30
     secret = stack.gateway.new_key(monthly_tokens=budget)
@@ -252,6 +253,7 @@ def test_load_on_one_key_has_no_conflict_or_503_and_adds_up(stack: Stack) -> Non
           f"mean {sum(marked) / max(len(marked), 1):.1f}")  # fmt: skip
 
 
+@pytest.mark.soak
 def test_dynamodb_paused_mid_run_loses_nothing_and_keeps_deadlines(stack: Stack) -> None:
     budget = REQUESTS * 30
     secret = stack.gateway.new_key(monthly_tokens=budget)
