@@ -72,7 +72,7 @@ test-repeat: $(STAMP)
 	@mkdir -p .test-repeat
 	@for i in $$(seq 1 $(N)); do \
 		start=$$(date +%s); \
-		if $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "not soak" > .test-repeat/run-$$i.log 2>		if $(BIN)/python -m pytest -q -p no:cacheprovider > .test-repeat/run-$$i.log 2>&1; then \1; then \
+		if $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "not soak" > .test-repeat/run-$$i.log 2>&1; then \
 			echo ">> run $$i/$(N) green in $$(( $$(date +%s) - start )) s: $$(tail -1 .test-repeat/run-$$i.log)"; \
 		else \
 			echo ">> run $$i/$(N) FAILED after $$(( $$(date +%s) - start )) s (.test-repeat/run-$$i.log):"; \
