@@ -77,7 +77,9 @@ def test_throttling_pauses_and_call_counts(faults: FaultControl) -> None:
         client.get_item(TableName=TABLE, Key=key())
     assert throttled.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
     faults.set(throttle_rate=0)
-    assert faults.calls() == {"GetItem": 1}
+    # this test's one call; a gateway of another test in this process may still be writing
+    # its endpoints' load items in the background (UpdateItem), on the same server
+    assert faults.calls().get("GetItem") == 1
 
     impatient = boto3.client(
         "dynamodb", config=Config(retries={"total_max_attempts": 1}, read_timeout=0.5)
