@@ -172,7 +172,7 @@ class TokenCounter:
 
     async def admit(self, key: ApiKey, *, request_id: str) -> dict[str, str]:
         """One request against the key's rate limit (429 past it); its x-ratelimit headers."""
-        if self._limits is None or not key.has_limits:
+        if self._limits is None:
             return {}
         admission = await self._limits.admit_within(
             key=key, reserve_tokens=0, request_id=request_id

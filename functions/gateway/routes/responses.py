@@ -111,9 +111,7 @@ async def create_response(request: Request, caller: CallerDep) -> Response:
 
 async def _admit_one(caller: Caller) -> dict[str, str]:
     """One request against the key's rate limit (rpm; no tokens reserved, nothing billed):
-    a 429 past it; its x-ratelimit headers."""
-    if not caller.key.has_limits:
-        return {}
+    a 429 past it; its x-ratelimit headers (none for a key without limits)."""
     admission = await caller.resources.limits.admit_within(
         key=caller.key, reserve_tokens=0, request_id=caller.request_id
     )
