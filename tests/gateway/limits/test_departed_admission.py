@@ -31,8 +31,10 @@ BUDGET = 100_000
 
 @pytest.fixture(scope="module")
 def stack(tokenizers_dir: Path, sim_url: str) -> Iterator[tuple[Gateway, FaultControl, Any]]:
-    # Keys stay cached through the pause: only admission waits on DynamoDB.
-    settings = {"key_cache_ttl_seconds": 30, "dynamodb_read_timeout": 1.0}
+    # Keys stay cached through the pause: only admission waits on DynamoDB. The gateway's
+    # read timeout is well past the client's wait plus the pause, so the client's leaving
+    # (not a DynamoDB timeout) is what the gateway sees first.
+    settings = {"key_cache_ttl_seconds": 30, "dynamodb_read_timeout": 5.0}
     with moto_dynamodb() as endpoint, running_gateway(tokenizers_dir, sim_url, **settings) as gw:
         yield gw, FaultControl(endpoint), boto3.client("dynamodb")
 
@@ -73,7 +75,7 @@ def test_a_client_gone_during_admission_leaves_its_reservation_settled(
     with faults.paused():
         with pytest.raises(httpx.ReadTimeout):  # the client leaves: its connection closes
             httpx.post(
-                gw.url + "/v1/chat/completions", json=chat(500), headers=headers, timeout=1.0
+                gw.url + "/v1/chat/completions", json=chat(500), headers=headers, timeout=0.5
             )
         time.sleep(0.5)  # the gateway notices while DynamoDB is still paused
 
