@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 from devstack.tables import LOCAL_TABLE_NAMES
 from gateway.aws import AwsClients, ConditionFailed, Endpoint, RetryableError, botocore_errors
-from gateway.dynamodb_http import DynamoDBHttp, host_header
+from gateway.dynamodb_http import DynamoDBHttp, host_header, signed_headers
 from gateway.errors import DependencyError
 from gateway.usage import UsageStore
 
@@ -261,6 +261,38 @@ def test_requests_are_signed_by_botocores_signer(
     assert received["Authorization"] == _botocore_authorization(
         url, received, body, credentials, "eu-west-1"
     )
+
+
+@pytest.mark.parametrize("token", [None, "session-token"])
+@pytest.mark.parametrize(
+    "url", ["https://dynamodb.eu-west-1.amazonaws.com", "http://127.0.0.1:8123"]
+)
+def test_signed_headers_are_an_awsrequests_signed_headers(
+    monkeypatch: pytest.MonkeyPatch, url: str, token: str | None
+) -> None:
+    """The signer is handed a plain request object (not an AWSRequest, whose headers are an
+    email Message): every header it sets, the signature included, is what botocore sets on an
+    AWSRequest of the same request at the same instant."""
+    instant = datetime.datetime(2026, 12, 7, 4, 30, 15)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: instant)
+    credentials = Credentials("AKIDEXAMPLE", SECRET, token)
+    endpoint = Endpoint(url=url, region="eu-west-1", credentials=credentials)
+    body = orjson.dumps({"TableName": "t", "Item": {"pk": {"S": "caf\u00e9 \u4e2d"}}})
+    host = host_header(endpoint)
+    ours = signed_headers(endpoint, credentials, host=host, operation="PutItem", body=body)
+    request = AWSRequest(
+        method="POST",
+        url=url,
+        data=body,
+        headers={
+            "Host": host,
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "DynamoDB_20120810.PutItem",
+        },
+    )
+    SigV4Auth(credentials, "dynamodb", "eu-west-1").add_auth(request)
+    assert ours == dict(request.headers.items())
+    assert ours.get("X-Amz-Security-Token") == token
 
 
 @pytest.mark.parametrize(
