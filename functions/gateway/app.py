@@ -161,13 +161,15 @@ def create_app(settings: Settings | None = None, *, resources: Resources | None 
         redoc_url=None,
     )
     install_openapi(app, components=COMPONENTS)
-    if settings.docs_enabled:  # DOCS_ENABLED=false: no /docs, /redoc or /openapi.json
-        install_docs(app)
     app.state.resources = resources
+    # Routes are matched in order, one by one, on every request: the API's first, the
+    # busiest (chat) leading, and the pages for people last.
     for router in (chat_router, completions_router, embeddings_router, responses_router):
         app.include_router(router)
     for router in (messages_router, misc_router, usage_router):
         app.include_router(router)
+    if settings.docs_enabled:  # DOCS_ENABLED=false: no /docs, /redoc or /openapi.json
+        install_docs(app)
     _install_error_handlers(app, resources)
     install_adapter_hooks(app, settings, resources)
     register_runtime_hooks(resources)
