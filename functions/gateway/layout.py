@@ -153,17 +153,15 @@ def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     A plain str or int, most of a usage record, is written as TypeSerializer writes it
     ({"S": s}, {"N": str(i)}) without its chain of type tests: a record is written on
     every request, and the serializer cost it about 140 Python calls."""
-    serialize = _serializer().serialize
-    item: dict[str, Any] = {}
-    for name, value in values.items():
-        kind = type(value)
-        if kind is str:
-            item[name] = {"S": value}
-        elif kind is int and -_INT_LIMIT < value < _INT_LIMIT:
-            item[name] = {"N": str(value)}
-        elif value is not None:
-            item[name] = serialize(_number(value))
-    return item
+    return {
+        name: {"S": value}
+        if (kind := type(value)) is str
+        else {"N": str(value)}
+        if kind is int and -_INT_LIMIT < value < _INT_LIMIT
+        else _serializer().serialize(_number(value))
+        for name, value in values.items()
+        if value is not None
+    }
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
