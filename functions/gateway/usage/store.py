@@ -90,20 +90,23 @@ class UsageStore:
         deadline even if DynamoDB hangs (a write still in flight is left to finish: the
         write-back is idempotent with it)."""
         deadline = time.monotonic() + self._deadline_seconds
-        # Shielded: a client leaving mid-write must not abandon its own record.
-        with anyio.CancelScope(shield=True):
+        # One scope: shielded, as a client leaving mid-write must not abandon its own
+        # record, and cancelled by its own deadline only.
+        scope = anyio.CancelScope(
+            shield=True, deadline=anyio.current_time() + self._deadline_seconds
+        )
+        with scope:
             try:
-                with anyio.fail_after(self._deadline_seconds):
-                    if self._http is not None:
-                        await self._write_async(record, deadline=deadline)
-                    else:
-                        await anyio.to_thread.run_sync(
-                            lambda: self.write(record, deadline=deadline), abandon_on_cancel=True
-                        )
-            except TimeoutError:
-                self.log_unwritten(record, reason=f"no answer within {self._deadline_seconds:g}s")
+                if self._http is not None:
+                    await self._write_async(record, deadline=deadline)
+                else:
+                    await anyio.to_thread.run_sync(
+                        lambda: self.write(record, deadline=deadline), abandon_on_cancel=True
+                    )
             except Exception as exc:  # noqa: BLE001 - whatever failed, the record must survive
                 self.log_unwritten(record, reason=str(exc) or type(exc).__name__)
+        if scope.cancelled_caught:
+            self.log_unwritten(record, reason=f"no answer within {self._deadline_seconds:g}s")
 
     async def _write_async(self, record: UsageRecord, *, deadline: float) -> None:
         """`write` on the event loop, through the JSON-protocol client."""
