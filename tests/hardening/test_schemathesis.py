@@ -7,7 +7,12 @@ the 404 and reach the tokenizer, the budget and the simulated GPU endpoint). Eac
 (operation, mode) pair runs on a fresh key with a monthly budget.
 
 Bounded and deterministic: a fixed number of examples per pair (EXAMPLES), derandomized,
-no example database. Besides schemathesis's own response checks (no server error, status
+no example database. Deterministic for one set of loaded modules only: Hypothesis mixes
+into its draws the literal constants of every local module imported (functions/, infra/,
+tests/), so this file alone draws other cases than a full run, and any edit that adds a
+literal changes them. A full run's cases come back with the whole suite collected and
+one pair selected: `pytest tests -m "not soak" -k "test_schemathesis and completions and
+positive and not chat"`. Besides schemathesis's own response checks (no server error, status
 and content type as documented, bodies matching the documented schemas, negative data
 refused), every response goes through tests/hardening/audit.py: no 422, no 5xx, OpenAI's
 error format, no secret, one usage record per chat request, reservations settled.
