@@ -92,6 +92,7 @@ class ChatSurface:
             check_context_length(model, prompt_tokens=meter.prompt_tokens, body=body)
             if len(model.endpoints) > 1 or model.fallbacks:  # a choice of replica to make
                 hint = await route_hint(tokenizer, request)
+        meter.max_tokens = body["max_tokens"]
         reserve = meter.prompt_tokens + body["max_tokens"] * (request.n or 1)
         return Plan(body=body, reserve=reserve, hint=hint)
 

@@ -69,6 +69,7 @@ class CompletionSurface:
         meter.prompt_tokens = sum(counts)
         body = self.upstream_body(request, model, longest_prompt=max(counts))
         check_context_length(model, prompt_tokens=max(counts), body=body, param="prompt")
+        meter.max_tokens = body["max_tokens"]
         prompts = len(counts) * (request.best_of or request.n or 1)
         reserve = meter.prompt_tokens + body["max_tokens"] * prompts
         if len(model.endpoints) > 1 or model.fallbacks:  # a choice of replica to make

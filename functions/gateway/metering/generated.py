@@ -93,11 +93,22 @@ class Generated:
     def finish_reasons(self) -> list[str | None]:
         return [self.finish.get(i) for i in self.indexes]
 
-    async def count(self, tokenizer: TextCounter, *, counts_eos: bool) -> int:
+    async def count(
+        self, tokenizer: TextCounter, *, counts_eos: bool, max_tokens: int | None = None
+    ) -> int:
         """The completion tokens by the gateway's tokenizer: the texts, plus the stop
-        tokens vLLM reported, or else (`counts_eos`) one EOS per choice that stopped."""
-        texts = ["".join(self.texts.get(i, [])) for i in self.indexes]
+        tokens vLLM reported, or else (`counts_eos`) one EOS per choice that stopped.
+
+        A choice cut by the `max_tokens` the upstream was sent ("length") generated that
+        many ids: vLLM finishes a sequence with "length" there (the gateway's max_tokens
+        fits the context, which vLLM checks before generating). Its text cannot say so: a
+        cut inside a character leaves that character's bytes unsent (vLLM's incremental
+        detokenizer holds back an unfinished UTF-8 sequence and drops it at the end), so
+        the text re-tokenizes to fewer ids than were generated (docs/TOKENS.md)."""
+        capped = {i for i, r in self.finish.items() if r == "length" and max_tokens is not None}
+        texts = ["".join(self.texts.get(i, [])) for i in self.indexes if i not in capped]
         total = sum(await count_all(tokenizer.count_text, [t for t in texts if t]))
+        total += len(capped) * (max_tokens or 0)
         if self.stop_reasons_seen:
             return total + self.stop_tokens
         if counts_eos:

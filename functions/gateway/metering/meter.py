@@ -74,6 +74,9 @@ class Meter:
     # gateway adds it when a choice stops without a stop string having been requested.
     # vLLM's `stop_reason`, when sent, decides instead (observe_stop_reason).
     counts_eos: bool = True
+    # The max_tokens the upstream was sent (each surface's plan): a choice it cut
+    # ("length") generated exactly that many tokens (Generated.count).
+    max_tokens: int | None = None
     # Count the completion even when the upstream reported usage, to cross-check it
     # (USAGE_AUDIT_RATE of requests): otherwise that count adds no information.
     audit: bool = True
@@ -207,7 +210,9 @@ class Meter:
         if self.tokenizer is None:
             return 0
         try:
-            return await self.generated.count(self.tokenizer, counts_eos=self.counts_eos)
+            return await self.generated.count(
+                self.tokenizer, counts_eos=self.counts_eos, max_tokens=self.max_tokens
+            )
         except Exception:  # a tokenizer fault must not cost the record
             logger.exception("completion count failed", extra={"request_id": self.request_id})
             self._flags.append("gateway_count_failed")

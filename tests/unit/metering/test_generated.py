@@ -49,6 +49,20 @@ async def test_count_adds_one_eos_per_stopped_choice_unless_vllm_said_otherwise(
     assert await generated.count(FakeTokenizer(), counts_eos=True) == 4  # vLLM's stop token only
 
 
+async def test_count_takes_a_length_cut_choice_as_max_tokens_ids_whatever_its_text() -> None:
+    """vLLM never sends the bytes of a character cut by max_tokens: the text of a "length"
+    choice can be shorter than the ids it cost, so those count as the max_tokens sent."""
+    generated = Generated()
+    generated.add(0, {"content": "one two"})
+    generated.finished(0, {"finish_reason": "stop"})
+    generated.add(1, {"content": "three"})  # 5 ids, the last ones inside a character
+    generated.finished(1, {"finish_reason": "length"})
+    generated.finished(2, {"finish_reason": "length"})  # all 5 inside one: no text at all
+    assert await generated.count(FakeTokenizer(), counts_eos=True, max_tokens=5) == 13
+    # without the max_tokens sent (no surface said it), the texts, as before
+    assert await generated.count(FakeTokenizer(), counts_eos=True) == 4
+
+
 async def test_count_all_counts_long_batches_off_the_event_loop() -> None:
     threads: list[bool] = []
 
