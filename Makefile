@@ -181,6 +181,20 @@ bench: $(STAMP)
 	@echo ">> guardrails: time to first token with input screening, against the guard's own latency"
 	@$(BIN)/python -m devstack.guardbench --requests 10 --windows ""
 
+## ---- CPU per request counted in instructions (docs/BENCHMARKS.md, "Counted in instructions") ----
+# The gateway under callgrind, this checkout against BASE (a commit: its functions/ are
+# exported to bench-results/base-functions), buffered and streamed, 100 requests each;
+# needs valgrind. Options in INSTRUCTIONS_ARGS, e.g. "--requests 300".
+BASE ?= e7419d2
+INSTRUCTIONS_ARGS ?=
+.PHONY: bench-instructions
+
+bench-instructions: $(STAMP)
+	@rm -rf bench-results/base-functions && mkdir -p bench-results/base-functions
+	@git archive $(BASE) functions | tar -x -C bench-results/base-functions
+	@$(BIN)/python -m devstack.bench.instructions \
+		--base bench-results/base-functions/functions $(INSTRUCTIONS_ARGS)
+
 ## ---- Cold-start benchmark (not part of `make test`; docs/BENCHMARKS.md, "Cold start") ----
 # Lambda init in fresh processes: imports, app build, tokenizer preload, peak RSS; the table
 # goes to bench-results/coldstart.md. Options in COLDSTART_ARGS, e.g. "--runs 3".

@@ -61,8 +61,10 @@ def say(message: str) -> None:
     sys.stdout.flush()
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, name: str) -> None:
-    deadline = time.monotonic() + 60
+def wait_healthy(
+    url: str, process: subprocess.Popen[bytes] | None, name: str, *, seconds: float = 60
+) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise SystemExit(f"{name} exited with status {process.returncode}")

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -106,9 +107,27 @@ def models_config(sim_url: str) -> str:
 class Stack:
     """moto, gpusim, the gateway(s) and the instant-DB stand-in; stopped on exit."""
 
-    def __init__(self, config: BenchConfig, progress: Progress = say) -> None:
+    def __init__(
+        self,
+        config: BenchConfig,
+        progress: Progress = say,
+        *,
+        gateway_functions: Path | None = None,
+        gateway_prefix: Sequence[str] = (),
+        start_seconds: float = 60,
+        models: Callable[[str], str] = models_config,
+    ) -> None:
+        """`gateway_functions`: the gateway processes import the gateway from this
+        functions/ directory (another checkout's) instead of this one's; `gateway_prefix`:
+        a command the gateway runs under (bench/instructions.py: callgrind), which may
+        make its start take up to `start_seconds`; `models`: MODELS_CONFIG for gpusim's
+        URL (an older checkout may not know every field of this one's)."""
         self.config = config
         self.progress = progress
+        self.gateway_functions = gateway_functions
+        self.gateway_prefix = tuple(gateway_prefix)
+        self.start_seconds = start_seconds
+        self.models = models
         self.services: dict[str, Service] = {}
         self.secret = ""
         self.limited_secret = ""
@@ -129,7 +148,9 @@ class Stack:
 
     def wait(self, service: Service, path: str) -> None:
         try:
-            wait_healthy(service.url + path, service.process, service.name)
+            wait_healthy(
+                service.url + path, service.process, service.name, seconds=self.start_seconds
+            )
         except SystemExit:
             tail = service.log.read_text(errors="replace")[-2000:]
             self.progress(f"{service.name} failed to start; its log ({service.log}):\n{tail}")
@@ -170,19 +191,23 @@ class Stack:
             "POWERTOOLS_METRICS_DISABLED": "true",
             "LOG_LEVEL": "WARNING",
             "KEY_CACHE_TTL_SECONDS": str(KEY_CACHE_TTL),
-            "MODELS_CONFIG": models_config(sim_url),
+            "MODELS_CONFIG": self.models(sim_url),
             "AWS_ENDPOINT_URL_DYNAMODB": instant_url,
             # As in the tests: this shared machine can take seconds where DynamoDB takes
             # milliseconds (a fresh process's first key lookup also builds the DynamoDB
             # client), and a deadline met or not changes no figure but the error count.
             **{f"{name}_DEADLINE_SECONDS": "10" for name in ("KEY_LOOKUP", "ADMISSION")},
         }
+        if self.gateway_functions is not None:
+            infra = str(Path(__file__).resolve().parents[2])
+            path = os.pathsep.join([str(self.gateway_functions), infra])
+            self.gateway_env["PYTHONPATH"] = path
         instant_cmd = [py, "-m", "devstack.bench", "--serve-instant-dynamodb",
                        str(ports["instant"]), "--forward", moto_url,
                        "--db-latency-ms", str(config.db_latency_ms)]  # fmt: skip
         self.spawn("instant-db", instant_cmd, base_env, instant_url)
-        self.spawn(GATEWAY, gateway_command(ports[GATEWAY]), self.gateway_env,
-                   f"http://127.0.0.1:{ports[GATEWAY]}")  # fmt: skip
+        self.spawn(GATEWAY, [*self.gateway_prefix, *gateway_command(ports[GATEWAY])],
+                   self.gateway_env, f"http://127.0.0.1:{ports[GATEWAY]}")  # fmt: skip
         if config.moto_usage:
             env = {**self.gateway_env, "AWS_ENDPOINT_URL_DYNAMODB": moto_url}
             port = ports[GATEWAY_MOTO]
