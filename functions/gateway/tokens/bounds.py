@@ -2,27 +2,37 @@
 
 Every token is a vocabulary string of at most `len(token)` characters. Give each character
 c of the text the weight 1/L(c), where L(c) is the length of the longest vocabulary token
-that holds c: a token then weighs at most len(token) * 1/len(token) = 1, so the text has at
-least as many tokens as its characters weigh. Characters that no token holds in a model
-with byte fallback become one token per byte (weight 1). Counting the few characters with
-the smallest L (digits: L = 1 for Qwen2 and Llama 2, 3 for Llama 3) and giving every other
-character 1/(longest token) needs only `str.count`: nothing the size of the text.
+that holds what the tokenizer makes of c: a token then weighs at most
+len(token) * 1/len(token) = 1, so the text has at least as many tokens as its characters
+weigh. Characters that no token holds in a model with byte fallback become one token per
+byte (weight 1). Counting the few characters with the smallest L (digits: L = 1 for Qwen2
+and Llama 2, 3 for Llama 3; Llama 2's newlines and tabs, byte tokens: 1) and giving every
+other character 1/(longest token) needs only `str.count`: nothing the size of the text.
+
+What the tokenizer makes of a character is read from its normalizer and pre-tokenizer (their
+JSON): a Sequence of `Prepend` and `Replace` of one character by one character (Llama 2's raw
+file: " " -> "▁"), `Metaspace` (" " -> "▁") and `ByteLevel` (" " -> "Ġ", "\\n" -> "Ċ", as the
+library maps it) keep each character one character; splits keep every character. A Unicode
+normalizer (NFC) may merge characters (it composes "e" and U+0301): with one, only characters
+that no canonical composition starts from are weighed, and no others. Anything else (another
+normalizer or pre-tokenizer, a model other than BPE) weighs nothing: the bound is 0.
 
 Added tokens (`<|im_end|>`) hold characters without being vocabulary tokens: at most one
 match starts at each occurrence of an added token's first character (plus one reaching in
 from before the text), and each match takes at most its length in characters, so those are
-subtracted first. A normalizer may merge characters (NFC composes "e" and U+0301): with one,
-only characters that no canonical composition starts from are weighed, and no others.
+subtracted first. Whitespace at a text's ends is weighed unless the caller says that a chat
+template may trim it (`trimmed`).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -30,72 +40,198 @@ if TYPE_CHECKING:
 # ASCII characters that begin some character's canonical decomposition, so NFC can merge
 # them with what follows (tests/gateway/tokens/test_bounds.py derives this from unicodedata).
 NFC_COMPOSABLE_ASCII = frozenset(";<=>`ABCDEFGHIJKLMNOPRSTUVWXYZabcdefghijklmnoprstuvwxyz")
-# The printable ASCII characters a bound may weigh one by one (whitespace is left out:
-# templates may trim it); those held by no token longer than _LONGEST_COUNTED, at most
-# _MOST_COUNTED of them (each is one `str.count`), the heaviest first.
-_CANDIDATES = tuple(map(chr, range(0x21, 0x7F)))
+# A chat template that may strip its contents' ends: jinja's `trim`, Python's str methods.
+_TRIMMING = re.compile(r"\b(?:trim|strip|lstrip|rstrip)\b")
+WHITESPACE = (" ", "\t", "\n", "\r")
+# The ASCII characters a bound may weigh one by one: whitespace (always, when it tells more
+# than the rest's weight), then those held by no token longer than _LONGEST_COUNTED, the
+# heaviest first; at most _MOST_COUNTED in all (each is one `str.count`).
+_CANDIDATES = (*WHITESPACE, *map(chr, range(0x21, 0x7F)))
 _MOST_COUNTED = 24
 _LONGEST_COUNTED = 16
 _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+_UNICODE_FORMS = frozenset({"NFC", "NFD", "NFKC", "NFKD"})
+# pre-tokenizers that split without dropping a character ("Removed" splits drop them)
+_SPLITTING = frozenset({"Split", "Digits", "Punctuation", "UnicodeScripts"})
+_SEPARATOR = "\x00"  # between vocabulary tokens in one string; never looked up
+
+
+def template_trims(source: str) -> bool:
+    """Whether a chat template may strip whitespace from what it copies (Llama 3's `trim`,
+    Qwen3's `strip`/`lstrip`/`rstrip`): decided once, from its source, erring towards yes."""
+    return _TRIMMING.search(source) is not None
+
+
+@dataclass(frozen=True)
+class _Pipeline:
+    """What a tokenizer's normalizer and pre-tokenizer make of one ASCII character."""
+
+    known: bool  # every step is one this module reads; else the bound weighs nothing
+    merges: bool  # a Unicode normalizer: characters may compose into one
+    images: dict[str, str]  # candidate -> what the vocabulary holds of it (one character)
+    normalized: dict[str, str]  # candidate -> what the normalizer alone makes of it
+    byte_level: bool
+
+
+def _state(component: Any) -> dict[str, Any] | None:
+    if component is None:
+        return None
+    state: dict[str, Any] = json.loads(component.__getstate__())
+    return state
+
+
+def _steps(state: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
+    if state is None:
+        return []
+    if state.get("type") == "Sequence":
+        return [s for inner in state.get(key, []) for s in _steps(inner, key)]
+    return [state]
+
+
+def _normalizer(tokenizer: Tokenizer) -> tuple[bool, bool, dict[str, str]]:
+    """(known, merges, what the normalizer makes of each candidate and replaced character)."""
+    known, merges = True, False
+    replaces: list[tuple[str, str]] = []
+    for step in _steps(_state(tokenizer.normalizer), "normalizers"):
+        kind = step.get("type")
+        old = (step.get("pattern") or {}).get("String")
+        new = step.get("content")
+        if kind in _UNICODE_FORMS:
+            merges = True
+        elif kind == "Replace" and isinstance(old, str) and isinstance(new, str):
+            known = known and len(old) == 1 and len(new) == 1
+            replaces.append((old, new))
+        elif kind != "Prepend":  # Prepend adds characters, changes none
+            known = False
+    if merges and replaces:
+        known = False  # a replacement feeding a composition: not read here
+    normalized = {c: c for c in (*_CANDIDATES, *(old for old, _ in replaces))}
+    for old, new in replaces:
+        normalized = {c: new if image == old else image for c, image in normalized.items()}
+    return known, merges, normalized
+
+
+def _pipeline(tokenizer: Tokenizer) -> _Pipeline:
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    known, merges, normalized = _normalizer(tokenizer)
+    byte_level = False
+    images = {c: normalized[c] for c in _CANDIDATES}
+    for step in _steps(_state(tokenizer.pre_tokenizer), "pretokenizers"):
+        kind = step.get("type")
+        if kind == "Metaspace":
+            replacement = step.get("replacement", "▁")
+            images = {c: replacement if image == " " else image for c, image in images.items()}
+        elif kind == "ByteLevel":
+            byte_level = True
+            mapper = ByteLevel(add_prefix_space=False, use_regex=False)  # the library's map
+            images = {
+                c: "".join(piece for piece, _ in mapper.pre_tokenize_str(image))
+                for c, image in images.items()
+            }
+        elif not (kind in _SPLITTING and step.get("behavior") != "Removed"):
+            known = False
+    if type(tokenizer.model).__name__ != "BPE":
+        known = False  # an unknown word may become one unk token, whatever its length
+    return _Pipeline(known, merges, images, normalized, byte_level)
+
+
+def _vocabulary(tokenizer: Tokenizer, *, byte_fallback: bool) -> tuple[str, list[str]]:
+    """The vocabulary, longest first, and one string of it: the first occurrence of a
+    character is in the longest token that holds it (a Python loop over 150,000 tokens
+    took seconds)."""
+    vocab = [
+        token
+        for token in tokenizer.get_vocab(with_added_tokens=False)
+        if not (byte_fallback and _BYTE_TOKEN.fullmatch(token))  # one byte each
+    ]
+    vocab.sort(key=len, reverse=True)
+    return _SEPARATOR.join(vocab), vocab
+
+
+def _added(
+    tokenizer: Tokenizer, pipeline: _Pipeline
+) -> tuple[tuple[str, ...], int, dict[str, int]]:
+    """(characters that may begin an added token's match, its longest, character -> most of
+    it in one added token). A normalized added token is matched on the normalizer's output,
+    where a character stands for its image."""
+    added = [
+        (t.content, t.normalized)
+        for t in tokenizer.get_added_tokens_decoder().values()
+        if t.content
+    ]
+    first: set[str] = set()
+    holds: dict[str, int] = {}
+    for content, normalized in added:
+        first.add(content[0])
+        for c in set(content):
+            holds[c] = max(holds.get(c, 0), content.count(c))
+        for c, image in pipeline.normalized.items() if normalized else ():
+            if image != c:
+                if content[0] == image:
+                    first.add(c)
+                holds[c] = max(holds.get(c, 0), content.count(c) + content.count(image))
+    longest = max((len(t) for t, _ in added), default=0)
+    return tuple(sorted(first)), longest, {c: n for c, n in holds.items() if n}
 
 
 @dataclass(frozen=True)
 class LowerBound:
     # (character, longest token holding it), heaviest first
     counted: tuple[tuple[str, int], ...]
-    # longest token, in characters; None when a normalizer may merge characters
+    # longest token, in characters; None when characters may merge or vanish
     longest: int | None
-    added_first: tuple[str, ...]  # first characters of the added tokens
+    added_first: tuple[str, ...]  # characters that may begin an added token's match
     added_longest: int
     added_holds: dict[str, int]  # character -> most of it in one added token
 
     @classmethod
     def of(cls, tokenizer: Tokenizer) -> LowerBound:
+        pipeline = _pipeline(tokenizer)
+        if not pipeline.known:
+            return cls(counted=(), longest=None, added_first=(), added_longest=0, added_holds={})
         byte_fallback = bool(getattr(tokenizer.model, "byte_fallback", False))
-        vocab = [
-            token
-            for token in tokenizer.get_vocab(with_added_tokens=False)
-            if not (byte_fallback and _BYTE_TOKEN.fullmatch(token))  # one byte each
-        ]
-        # longest first, one string: the first occurrence of a character is in the longest
-        # token that holds it (a Python loop over 150,000 tokens took seconds)
-        vocab.sort(key=len, reverse=True)
-        joined = "\n".join(vocab)
+        joined, vocab = _vocabulary(tokenizer, byte_fallback=byte_fallback)
         ends = list(itertools.accumulate(len(t) + 1 for t in vocab))
-        normalizes = tokenizer.normalizer is not None
+        longest = len(vocab[0]) if vocab else 1
+        # Every character lands in some token of at most `longest` characters only when
+        # none can vanish: byte fallback or ByteLevel's alphabet, and no merging normalizer.
+        covered = (byte_fallback or pipeline.byte_level) and not pipeline.merges
         weighed: list[tuple[str, int]] = []
         for c in _CANDIDATES:
-            if normalizes and c in NFC_COMPOSABLE_ASCII:
-                continue
-            at = joined.find(c)
+            image = pipeline.images[c]
+            if (pipeline.merges and c in NFC_COMPOSABLE_ASCII) or len(image) != 1:
+                continue  # left to the rest's weight, if any
+            at = joined.find(image) if image != _SEPARATOR else -1
             if at != -1:
-                weighed.append((c, len(vocab[bisect.bisect_right(ends, at)])))
+                held = len(vocab[bisect.bisect_right(ends, at)])
             elif byte_fallback:
-                weighed.append((c, 1))  # becomes a byte token of its own
-        weighed.sort(key=lambda item: item[1])
-        longest = len(vocab[0]) if vocab else 1
-        added = [t.content for t in tokenizer.get_added_tokens_decoder().values() if t.content]
-        holds: dict[str, int] = {}
-        for content in added:
-            for c in set(content):
-                holds[c] = max(holds.get(c, 0), content.count(c))
+                held = 1  # becomes a byte token of its own
+            else:
+                continue
+            if (c in WHITESPACE or held <= _LONGEST_COUNTED) and not (covered and held >= longest):
+                weighed.append((c, held))  # (as much as the rest's weight: left to it)
+        weighed.sort(key=lambda item: (item[0] not in WHITESPACE, item[1]))
+        first, added_longest, holds = _added(tokenizer, pipeline)
         return cls(
-            counted=tuple(w for w in weighed[:_MOST_COUNTED] if w[1] <= _LONGEST_COUNTED),
-            longest=None if normalizes else longest,
-            added_first=tuple(sorted({t[0] for t in added})),
-            added_longest=max((len(t) for t in added), default=0),
+            counted=tuple(sorted(weighed[:_MOST_COUNTED], key=lambda item: item[1])),
+            longest=longest if covered else None,
+            added_first=first,
+            added_longest=added_longest,
             added_holds=holds,
         )
 
-    def tokens(self, texts: Iterable[str]) -> int:
-        """At most the tokens of each text, summed (a sum of bounds is a bound of a sum)."""
+    def tokens(self, texts: Iterable[str], *, trimmed: bool) -> int:
+        """At most the tokens of each text, summed (a sum of bounds is a bound of a sum).
+        `trimmed`: the texts reach the tokenizer with whitespace at their ends stripped, or
+        may (a chat template that trims); else they reach it whole."""
         total = 0.0
         for text in texts:
-            total += self._weight(text)
+            total += self._weight(text, trimmed=trimmed)
         return int(total)
 
-    def _weight(self, text: str) -> float:
-        if text and (text[0].isspace() or text[-1].isspace()):
+    def _weight(self, text: str, *, trimmed: bool) -> float:
+        if trimmed and text and (text[0].isspace() or text[-1].isspace()):
             text = text.strip()  # what a template's `trim` leaves (a copy only then)
         if not text:
             return 0.0
