@@ -17,11 +17,13 @@ normalizer (NFC) may merge characters (it composes "e" and U+0301): with one, on
 that no canonical composition starts from are weighed, and no others. Anything else (another
 normalizer or pre-tokenizer, a model other than BPE) weighs nothing: the bound is 0.
 
-Added tokens (`<|im_end|>`) hold characters without being vocabulary tokens: at most one
-match starts at each occurrence of an added token's first character (plus one reaching in
-from before the text), and each match takes at most its length in characters, so those are
-subtracted first. Whitespace at a text's ends is weighed unless the caller says that a chat
-template may trim it (`trimmed`).
+Added tokens (`<|im_end|>`) hold characters without being vocabulary tokens, so what their
+matches may hold is subtracted first: matches do not overlap, so at most `str.count(p)` of
+them begin with a pattern p that each begins with (a few added tokens: each one's own text,
+Mistral's `<s>`, `</s>`, `<unk>`; more: their common prefix per first character, Llama 3's
+`<|`), plus one reaching in from before the text, each holding at most its length.
+Whitespace at a text's ends is weighed unless the caller says that a chat template may trim
+it (`trimmed`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 _UNICODE_FORMS = frozenset({"NFC", "NFD", "NFKC", "NFKD"})
 # pre-tokenizers that split without dropping a character ("Removed" splits drop them)
 _SPLITTING = frozenset({"Split", "Digits", "Punctuation", "UnicodeScripts"})
+# Added tokens counted one pattern each; more are grouped by their first character.
+_MOST_ADDED_COUNTED = 8
 _SEPARATOR = "\x00"  # between vocabulary tokens in one string; never looked up
 
 
@@ -149,30 +153,68 @@ def _vocabulary(tokenizer: Tokenizer, *, byte_fallback: bool) -> tuple[str, list
     return _SEPARATOR.join(vocab), vocab
 
 
-def _added(
-    tokenizer: Tokenizer, pipeline: _Pipeline
-) -> tuple[tuple[str, ...], int, dict[str, int]]:
-    """(characters that may begin an added token's match, its longest, character -> most of
-    it in one added token). A normalized added token is matched on the normalizer's output,
-    where a character stands for its image."""
-    added = [
-        (t.content, t.normalized)
-        for t in tokenizer.get_added_tokens_decoder().values()
-        if t.content
-    ]
-    first: set[str] = set()
-    holds: dict[str, int] = {}
-    for content, normalized in added:
-        first.add(content[0])
-        for c in set(content):
-            holds[c] = max(holds.get(c, 0), content.count(c))
-        for c, image in pipeline.normalized.items() if normalized else ():
-            if image != c:
-                if content[0] == image:
-                    first.add(c)
-                holds[c] = max(holds.get(c, 0), content.count(c) + content.count(image))
-    longest = max((len(t) for t, _ in added), default=0)
-    return tuple(sorted(first)), longest, {c: n for c, n in holds.items() if n}
+@dataclass(frozen=True)
+class _Matches:
+    """Added-token matches that may begin at each occurrence of `pattern` in a text: at most
+    `str.count(pattern)` of them (they do not overlap, and each holds the pattern at its
+    start), each holding at most `chars` characters of the text, `holds[c]` of them c."""
+
+    pattern: str
+    chars: int
+    holds: dict[str, int]
+
+
+def _starts(content: str, images: frozenset[str], pipeline: _Pipeline) -> list[str]:
+    """What every match of an added token begins with, in the text as it is. A token matched
+    after the normalizer (`images`: what the normalizer turns other characters into) is
+    matched as far as its first such image literally, else at any character that becomes
+    its first."""
+    cut = next((i for i, ch in enumerate(content) if ch in images), len(content))
+    if cut:
+        return [content[:cut]]
+    first = content[0]
+    return sorted({first, *(c for c, image in pipeline.normalized.items() if image == first)})
+
+
+def _common_prefix(patterns: list[str]) -> str:
+    low, high = min(patterns), max(patterns)  # the others share what these two share
+    same = next(
+        (i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b),
+        min(map(len, (low, high))),
+    )
+    return low[:same]
+
+
+def _added(tokenizer: Tokenizer, pipeline: _Pipeline) -> tuple[tuple[_Matches, ...], int, bool]:
+    """(the patterns added-token matches begin with, the longest added token, whether a token
+    may swallow the whitespace around it: `lstrip`/`rstrip`). A few added tokens are each
+    counted on their own; more are grouped by their first character (one `str.count` each,
+    of the group's common prefix: Llama 3's 256 all begin with "<|")."""
+    added = [t for t in tokenizer.get_added_tokens_decoder().values() if t.content]
+    images = frozenset(image for c, image in pipeline.normalized.items() if image != c)
+    found: list[_Matches] = []
+    for token in added:
+        mapped = images if token.normalized else frozenset()
+        holds = {c: token.content.count(c) for c in set(token.content)}
+        for c, image in pipeline.normalized.items() if mapped else ():
+            if image != c:  # c stands for its image there
+                holds[c] = token.content.count(c) + token.content.count(image)
+        for start in _starts(token.content, mapped, pipeline):
+            found.append(_Matches(start, len(token.content), {c: n for c, n in holds.items() if n}))
+    if len(found) > _MOST_ADDED_COUNTED:
+        groups: dict[str, list[_Matches]] = {}
+        for match in found:
+            groups.setdefault(match.pattern[0], []).append(match)
+        found = [
+            _Matches(
+                _common_prefix([m.pattern for m in group]),
+                max(m.chars for m in group),
+                {c: max(m.holds.get(c, 0) for m in group) for m in group for c in m.holds},
+            )
+            for group in groups.values()
+        ]
+    longest = max((len(t.content) for t in added), default=0)
+    return tuple(found), longest, any(t.lstrip or t.rstrip for t in added)
 
 
 @dataclass(frozen=True)
@@ -181,22 +223,26 @@ class LowerBound:
     counted: tuple[tuple[str, int], ...]
     # longest token, in characters; None when characters may merge or vanish
     longest: int | None
-    added_first: tuple[str, ...]  # characters that may begin an added token's match
-    added_longest: int
-    added_holds: dict[str, int]  # character -> most of it in one added token
+    added: tuple[_Matches, ...]  # where added-token matches may begin
+    added_longest: int  # what one match reaching in from before a text may hold of it
 
     @classmethod
     def of(cls, tokenizer: Tokenizer) -> LowerBound:
         pipeline = _pipeline(tokenizer)
         if not pipeline.known:
-            return cls(counted=(), longest=None, added_first=(), added_longest=0, added_holds={})
+            return cls(counted=(), longest=None, added=(), added_longest=0)
         byte_fallback = bool(getattr(tokenizer.model, "byte_fallback", False))
         joined, vocab = _vocabulary(tokenizer, byte_fallback=byte_fallback)
         ends = list(itertools.accumulate(len(t) + 1 for t in vocab))
         longest = len(vocab[0]) if vocab else 1
         # Every character lands in some token of at most `longest` characters only when
         # none can vanish: byte fallback or ByteLevel's alphabet, and no merging normalizer.
+        added, added_longest, swallows = _added(tokenizer, pipeline)
+        # Every character lands in some token of at most `longest` characters only when
+        # none can vanish: byte fallback or ByteLevel's alphabet, no merging normalizer, and
+        # no added token that swallows the whitespace beside it.
         covered = (byte_fallback or pipeline.byte_level) and not pipeline.merges
+        covered = covered and not swallows
         weighed: list[tuple[str, int]] = []
         for c in _CANDIDATES:
             image = pipeline.images[c]
@@ -209,16 +255,16 @@ class LowerBound:
                 held = 1  # becomes a byte token of its own
             else:
                 continue
+            if swallows and c in WHITESPACE:
+                continue
             if (c in WHITESPACE or held <= _LONGEST_COUNTED) and not (covered and held >= longest):
                 weighed.append((c, held))  # (as much as the rest's weight: left to it)
         weighed.sort(key=lambda item: (item[0] not in WHITESPACE, item[1]))
-        first, added_longest, holds = _added(tokenizer, pipeline)
         return cls(
             counted=tuple(sorted(weighed[:_MOST_COUNTED], key=lambda item: item[1])),
             longest=longest if covered else None,
-            added_first=first,
+            added=added,
             added_longest=added_longest,
-            added_holds=holds,
         )
 
     def tokens(self, texts: Iterable[str], *, trimmed: bool) -> int:
@@ -235,18 +281,21 @@ class LowerBound:
             text = text.strip()  # what a template's `trim` leaves (a copy only then)
         if not text:
             return 0.0
-        # added-token matches that may hold this text's characters
-        matches = 1 + sum(text.count(c) for c in self.added_first) if self.added_first else 0
+        # added-token matches that may hold this text's characters: those beginning in it,
+        # and one reaching in from before it (it holds less than its length of the text)
+        matches = [(text.count(m.pattern), m) for m in self.added]
+        held = self.added_longest + sum(n * m.chars for n, m in matches)
         weight = 0.0
         counted = 0
         for c, longest in self.counted:
             n = text.count(c)
             counted += n
-            outside = n - matches * self.added_holds.get(c, 0)
+            inside = sum(k * m.holds.get(c, 0) for k, m in matches)
+            outside = n - inside - (self.added_longest if matches else 0)
             if outside > 0:
                 weight += outside / longest
         if self.longest is not None:
-            rest = len(text) - counted - matches * self.added_longest
+            rest = len(text) - counted - held
             if rest > 0:
                 weight += rest / self.longest
         return weight

@@ -47,6 +47,15 @@ SPACES = [
     " " * 300 + "<s>" + " " * 17 + "</s>  ",
     " <|eot_id|>\n\n" * 40,
 ]
+# Text that looks like the start of an added token, and added tokens themselves.
+ANGLES = [
+    "<a" * 500,
+    "<" * 700,
+    "<s>" * 200 + "<unk" * 50 + "</s" * 30,
+    "</s><s>a" * 100,
+    "<|" * 300 + "<|eot_id|>" * 20 + "<|eot_id" * 30,
+    "<|im_end|><|endoftext|>" * 40 + "<<|im_start|>|>",
+]
 _SPACE_ATOMS = [" ", "  ", "\t", "\n", "\r", "\r\n", " " * 17, "a", "1", "▁", "<s>", "</s>"]
 
 
@@ -55,7 +64,7 @@ def _texts() -> list[str]:
     fuzz = ["".join(rng.choices(ATOMS, k=rng.randint(1, 80))) for _ in range(300)]
     spaces = ["".join(rng.choices(_SPACE_ATOMS, k=rng.randint(1, 400))) for _ in range(100)]
     digits = ["1" * 5000, " 42 " * 900, "<|reserved_special_token_111|>" * 40 + "1" * 9]
-    return [*ADVERSARIAL, *SPACES, *fuzz, *spaces, *digits, *text_cases()]
+    return [*ADVERSARIAL, *SPACES, *ANGLES, *fuzz, *spaces, *digits, *text_cases()]
 
 
 def test_never_above_the_count_of_a_text(tokenizer: ChatTokenizer) -> None:
@@ -127,12 +136,19 @@ def test_whitespace_at_the_ends_is_weighed_unless_the_template_trims(
 @pytest.mark.parametrize(
     "family", TOKENIZERS.params(("mistral-7b-instruct-v0.1", "tinyllama-1.1b-chat-v1.0"))
 )
-def test_a_request_of_spaces_is_past_the_context(tokenizers_dir: Path, family: str) -> None:
-    """3.8M spaces, one BPE word for Llama 2's pre-tokenizer, cost 380 MB counted: their
-    bound alone is past the context `make run` serves the model with."""
+@pytest.mark.parametrize("text", [" " * 3_800_000, "<a" * 1_900_000], ids=["spaces", "angles"])
+def test_request_sized_words_are_past_the_context(
+    tokenizers_dir: Path, family: str, text: str
+) -> None:
+    """One BPE word for Llama 2's pre-tokenizer, counted whole: 3.8M spaces cost 380 MB,
+    "<a" x 1.9M 500 MB. Their bound alone is past the context `make run` serves the model
+    with. ("<" may begin `<s>`, `</s>` or `<unk>`: each is counted, not every "<" taken to
+    begin one.)"""
     folder = tokenizers_dir / family
     tokenizer = ChatTokenizer(folder)
-    assert tokenizer.lower_bound([" " * 3_800_000]) >= context_length(family, folder)
+    limit = context_length(family, folder)
+    assert tokenizer.lower_bound([text]) >= limit
+    assert tokenizer.each_lower_bound([text], over_chars=0)[0] >= limit
 
 
 def test_a_pipeline_it_cannot_read_weighs_nothing(tokenizers_dir: Path) -> None:
