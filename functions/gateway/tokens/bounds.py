@@ -185,6 +185,46 @@ def _common_prefix(patterns: list[str]) -> str:
     return low[:same]
 
 
+def _by_next(group: list[_Matches]) -> list[list[_Matches]]:
+    """A group split by the character after its common prefix (a pattern that ends there
+    stays in a part of its own)."""
+    depth = len(_common_prefix([m.pattern for m in group]))
+    parts: dict[str, list[_Matches]] = {}
+    for m in group:
+        parts.setdefault(m.pattern[depth : depth + 1], []).append(m)
+    return list(parts.values())
+
+
+def _leverage(group: list[_Matches]) -> float:
+    """Characters one occurrence of the group's pattern may take off, per its own."""
+    return max(m.chars for m in group) / len(_common_prefix([m.pattern for m in group]))
+
+
+def _grouped(found: list[_Matches]) -> list[_Matches]:
+    """Many added tokens under at most _MOST_ADDED_COUNTED common prefixes (or one per first
+    character, if there are more): the group whose prefix may take most off per character
+    split first (Llama 3: `<|` to `<|reserved_special_token_`, `<|end_`, `<|eot_id|>`, ...),
+    so that a text of would-be prefixes cannot cancel the weight of the rest."""
+    groups = _by_next(found)  # by first character: every pattern has one
+    while True:
+        ranked = sorted((g for g in groups if len(g) > 1), key=_leverage, reverse=True)
+        for group in ranked:
+            parts = _by_next(group)
+            if len(groups) - 1 + len(parts) <= _MOST_ADDED_COUNTED:
+                groups = [g for g in groups if g is not group] + parts
+                break
+        else:
+            break
+    return [
+        _Matches(
+            _common_prefix([m.pattern for m in group]),
+            max(m.chars for m in group),
+            {c: max(m.holds.get(c, 0) for m in group) for m in group for c in m.holds},
+        )
+        for group in groups
+    ]
+
+
 def _added(tokenizer: Tokenizer, pipeline: _Pipeline) -> tuple[tuple[_Matches, ...], int, bool]:
     """(the patterns added-token matches begin with, the longest added token, whether a token
     may swallow the whitespace around it: `lstrip`/`rstrip`). A few added tokens are each
@@ -201,18 +241,7 @@ def _added(tokenizer: Tokenizer, pipeline: _Pipeline) -> tuple[tuple[_Matches, .
                 holds[c] = token.content.count(c) + token.content.count(image)
         for start in _starts(token.content, mapped, pipeline):
             found.append(_Matches(start, len(token.content), {c: n for c, n in holds.items() if n}))
-    if len(found) > _MOST_ADDED_COUNTED:
-        groups: dict[str, list[_Matches]] = {}
-        for match in found:
-            groups.setdefault(match.pattern[0], []).append(match)
-        found = [
-            _Matches(
-                _common_prefix([m.pattern for m in group]),
-                max(m.chars for m in group),
-                {c: max(m.holds.get(c, 0) for m in group) for m in group for c in m.holds},
-            )
-            for group in groups.values()
-        ]
+    found = _grouped(found) if len(found) > _MOST_ADDED_COUNTED else found
     longest = max((len(t.content) for t in added), default=0)
     return tuple(found), longest, any(t.lstrip or t.rstrip for t in added)
 

@@ -151,6 +151,16 @@ def test_request_sized_words_are_past_the_context(
     assert tokenizer.each_lower_bound([text], over_chars=0)[0] >= limit
 
 
+def test_would_be_added_tokens_do_not_cancel_a_run(tokenizers_dir: Path) -> None:
+    """Llama 3's 256 added tokens all begin with "<|": taking each "<|" to begin one (30
+    characters) let 113K of them cancel the weight of 3.4M spaces, a run counted whole
+    (about 300 MB). Grouped under longer prefixes, they cancel nothing here."""
+    TOKENIZERS.require("llama-3-8b-instruct")
+    folder = tokenizers_dir / "llama-3-8b-instruct"
+    text = "<|" * 113_000 + " " * 3_400_000 + "x"
+    assert ChatTokenizer(folder).lower_bound([text]) >= context_length("llama3", folder)
+
+
 def test_a_pipeline_it_cannot_read_weighs_nothing(tokenizers_dir: Path) -> None:
     """A pre-tokenizer that drops whitespace, a normalizer that deletes digits: the bound
     does not guess what they keep."""
