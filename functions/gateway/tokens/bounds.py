@@ -30,31 +30,29 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gateway.tokens.charmap import CANDIDATES, WHITESPACE, CharMap, char_map
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
+
+__all__ = ["NFC_COMPOSABLE_ASCII", "WHITESPACE", "LowerBound", "template_trims"]
 
 # ASCII characters that begin some character's canonical decomposition, so NFC can merge
 # them with what follows (tests/gateway/tokens/test_bounds.py derives this from unicodedata).
 NFC_COMPOSABLE_ASCII = frozenset(";<=>`ABCDEFGHIJKLMNOPRSTUVWXYZabcdefghijklmnoprstuvwxyz")
 # A chat template that may strip its contents' ends: jinja's `trim`, Python's str methods.
 _TRIMMING = re.compile(r"\b(?:trim|strip|lstrip|rstrip)\b")
-WHITESPACE = (" ", "\t", "\n", "\r")
 # The ASCII characters a bound may weigh one by one: whitespace (always, when it tells more
 # than the rest's weight), then those held by no token longer than _LONGEST_COUNTED, the
 # heaviest first; at most _MOST_COUNTED in all (each is one `str.count`).
-_CANDIDATES = (*WHITESPACE, *map(chr, range(0x21, 0x7F)))
 _MOST_COUNTED = 24
 _LONGEST_COUNTED = 16
 _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
-_UNICODE_FORMS = frozenset({"NFC", "NFD", "NFKC", "NFKD"})
-# pre-tokenizers that split without dropping a character ("Removed" splits drop them)
-_SPLITTING = frozenset({"Split", "Digits", "Punctuation", "UnicodeScripts"})
 # Added tokens counted one pattern each; more are grouped by their first character.
 _MOST_ADDED_COUNTED = 8
 _SEPARATOR = "\x00"  # between vocabulary tokens in one string; never looked up
@@ -64,80 +62,6 @@ def template_trims(source: str) -> bool:
     """Whether a chat template may strip whitespace from what it copies (Llama 3's `trim`,
     Qwen3's `strip`/`lstrip`/`rstrip`): decided once, from its source, erring towards yes."""
     return _TRIMMING.search(source) is not None
-
-
-@dataclass(frozen=True)
-class _Pipeline:
-    """What a tokenizer's normalizer and pre-tokenizer make of one ASCII character."""
-
-    known: bool  # every step is one this module reads; else the bound weighs nothing
-    merges: bool  # a Unicode normalizer: characters may compose into one
-    images: dict[str, str]  # candidate -> what the vocabulary holds of it (one character)
-    normalized: dict[str, str]  # candidate -> what the normalizer alone makes of it
-    byte_level: bool
-
-
-def _state(component: Any) -> dict[str, Any] | None:
-    if component is None:
-        return None
-    state: dict[str, Any] = json.loads(component.__getstate__())
-    return state
-
-
-def _steps(state: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
-    if state is None:
-        return []
-    if state.get("type") == "Sequence":
-        return [s for inner in state.get(key, []) for s in _steps(inner, key)]
-    return [state]
-
-
-def _normalizer(tokenizer: Tokenizer) -> tuple[bool, bool, dict[str, str]]:
-    """(known, merges, what the normalizer makes of each candidate and replaced character)."""
-    known, merges = True, False
-    replaces: list[tuple[str, str]] = []
-    for step in _steps(_state(tokenizer.normalizer), "normalizers"):
-        kind = step.get("type")
-        old = (step.get("pattern") or {}).get("String")
-        new = step.get("content")
-        if kind in _UNICODE_FORMS:
-            merges = True
-        elif kind == "Replace" and isinstance(old, str) and isinstance(new, str):
-            known = known and len(old) == 1 and len(new) == 1
-            replaces.append((old, new))
-        elif kind != "Prepend":  # Prepend adds characters, changes none
-            known = False
-    if merges and replaces:
-        known = False  # a replacement feeding a composition: not read here
-    normalized = {c: c for c in (*_CANDIDATES, *(old for old, _ in replaces))}
-    for old, new in replaces:
-        normalized = {c: new if image == old else image for c, image in normalized.items()}
-    return known, merges, normalized
-
-
-def _pipeline(tokenizer: Tokenizer) -> _Pipeline:
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    known, merges, normalized = _normalizer(tokenizer)
-    byte_level = False
-    images = {c: normalized[c] for c in _CANDIDATES}
-    for step in _steps(_state(tokenizer.pre_tokenizer), "pretokenizers"):
-        kind = step.get("type")
-        if kind == "Metaspace":
-            replacement = step.get("replacement", "▁")
-            images = {c: replacement if image == " " else image for c, image in images.items()}
-        elif kind == "ByteLevel":
-            byte_level = True
-            mapper = ByteLevel(add_prefix_space=False, use_regex=False)  # the library's map
-            images = {
-                c: "".join(piece for piece, _ in mapper.pre_tokenize_str(image))
-                for c, image in images.items()
-            }
-        elif not (kind in _SPLITTING and step.get("behavior") != "Removed"):
-            known = False
-    if type(tokenizer.model).__name__ != "BPE":
-        known = False  # an unknown word may become one unk token, whatever its length
-    return _Pipeline(known, merges, images, normalized, byte_level)
 
 
 def _vocabulary(tokenizer: Tokenizer, *, byte_fallback: bool) -> tuple[str, list[str]]:
@@ -164,7 +88,7 @@ class _Matches:
     holds: dict[str, int]
 
 
-def _starts(content: str, images: frozenset[str], pipeline: _Pipeline) -> list[str]:
+def _starts(content: str, images: frozenset[str], pipeline: CharMap) -> list[str]:
     """What every match of an added token begins with, in the text as it is. A token matched
     after the normalizer (`images`: what the normalizer turns other characters into) is
     matched as far as its first such image literally, else at any character that becomes
@@ -225,7 +149,7 @@ def _grouped(found: list[_Matches]) -> list[_Matches]:
     ]
 
 
-def _added(tokenizer: Tokenizer, pipeline: _Pipeline) -> tuple[tuple[_Matches, ...], int, bool]:
+def _added(tokenizer: Tokenizer, pipeline: CharMap) -> tuple[tuple[_Matches, ...], int, bool]:
     """(the patterns added-token matches begin with, the longest added token, whether a token
     may swallow the whitespace around it: `lstrip`/`rstrip`). A few added tokens are each
     counted on their own; more are grouped by their first character (one `str.count` each,
@@ -257,7 +181,7 @@ class LowerBound:
 
     @classmethod
     def of(cls, tokenizer: Tokenizer) -> LowerBound:
-        pipeline = _pipeline(tokenizer)
+        pipeline = char_map(tokenizer)
         if not pipeline.known:
             return cls(counted=(), longest=None, added=(), added_longest=0)
         byte_fallback = bool(getattr(tokenizer.model, "byte_fallback", False))
@@ -273,7 +197,7 @@ class LowerBound:
         covered = (byte_fallback or pipeline.byte_level) and not pipeline.merges
         covered = covered and not swallows
         weighed: list[tuple[str, int]] = []
-        for c in _CANDIDATES:
+        for c in CANDIDATES:
             image = pipeline.images[c]
             if (pipeline.merges and c in NFC_COMPOSABLE_ASCII) or len(image) != 1:
                 continue  # left to the rest's weight, if any
