@@ -53,7 +53,7 @@ _TRIMMING = re.compile(r"\b(?:trim|strip|lstrip|rstrip)\b")
 _MOST_COUNTED = 24
 _LONGEST_COUNTED = 16
 _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
-# Added tokens counted one pattern each; more are grouped by their first character.
+# Added tokens counted one pattern each; more, under at most this many common prefixes.
 _MOST_ADDED_COUNTED = 8
 _SEPARATOR = "\x00"  # between vocabulary tokens in one string; never looked up
 
@@ -125,11 +125,12 @@ def _leverage(group: list[_Matches]) -> float:
 
 
 def _grouped(found: list[_Matches]) -> list[_Matches]:
-    """Many added tokens under at most _MOST_ADDED_COUNTED common prefixes (or one per first
-    character, if there are more): the group whose prefix may take most off per character
-    split first (Llama 3: `<|` to `<|reserved_special_token_`, `<|end_`, `<|eot_id|>`, ...),
-    so that a text of would-be prefixes cannot cancel the weight of the rest."""
-    groups = _by_next(found)  # by first character: every pattern has one
+    """Many added tokens under at most _MOST_ADDED_COUNTED common prefixes (or under those
+    of one split where they first differ, if there are more): the group whose prefix may
+    take most off per character split first (Llama 3: `<|` to `<|reserved_special_token_`,
+    `<|eot_id|>`, `<|end_of_text|>`, ...), so that a text of would-be prefixes cannot cancel
+    the weight of the rest."""
+    groups = _by_next(found)
     while True:
         ranked = sorted((g for g in groups if len(g) > 1), key=_leverage, reverse=True)
         for group in ranked:
@@ -152,8 +153,8 @@ def _grouped(found: list[_Matches]) -> list[_Matches]:
 def _added(tokenizer: Tokenizer, pipeline: CharMap) -> tuple[tuple[_Matches, ...], int, bool]:
     """(the patterns added-token matches begin with, the longest added token, whether a token
     may swallow the whitespace around it: `lstrip`/`rstrip`). A few added tokens are each
-    counted on their own; more are grouped by their first character (one `str.count` each,
-    of the group's common prefix: Llama 3's 256 all begin with "<|")."""
+    counted on their own; more are grouped under common prefixes (`_grouped`), one
+    `str.count` each."""
     added = [t for t in tokenizer.get_added_tokens_decoder().values() if t.content]
     images = frozenset(image for c, image in pipeline.normalized.items() if image != c)
     found: list[_Matches] = []
@@ -188,8 +189,6 @@ class LowerBound:
         joined, vocab = _vocabulary(tokenizer, byte_fallback=byte_fallback)
         ends = list(itertools.accumulate(len(t) + 1 for t in vocab))
         longest = len(vocab[0]) if vocab else 1
-        # Every character lands in some token of at most `longest` characters only when
-        # none can vanish: byte fallback or ByteLevel's alphabet, and no merging normalizer.
         added, added_longest, swallows = _added(tokenizer, pipeline)
         # Every character lands in some token of at most `longest` characters only when
         # none can vanish: byte fallback or ByteLevel's alphabet, no merging normalizer, and
