@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
-from gateway.tokens.bounds import LowerBound
+from gateway.tokens.bounds import LowerBound, template_trims
 from gateway.tokens.chunking import CHUNK_CHARS, Splitter, count_in_pieces
 from gateway.tokens.cuts import splitter_for
 from gateway.tokens.hub import (
@@ -73,6 +73,8 @@ class ChatTokenizer:
         else:
             source = _pick_template(config.get("chat_template"))
         self._template: ChatTemplate | None = None
+        # whether the template may strip its contents' ends (the chat lower bound's texts)
+        self._template_trims = bool(source) and template_trims(source or "")
         if source:
             # jinja2 is imported with the first template, not with the package.
             from gateway.tokens.template import ChatTemplate
@@ -118,20 +120,24 @@ class ChatTokenizer:
         return self.count_text(self.render_chat(messages, tools, template_kwargs=template_kwargs))
 
     def lower_bound(self, texts: Iterable[str]) -> int:
-        """At most the tokens of these texts, without tokenizing them: cheap (a few
+        """At most the tokens of these chat contents, without tokenizing them: cheap (a few
         `str.count` over each text) and small (no copy, but of a text that starts or ends
-        with whitespace). Sound for `count_text` of each text, and for `count_chat` of a
-        conversation when the texts are contents its template copies whole or trimmed
-        (system, user and tool contents in the families here; not assistant contents,
-        which Qwen3's template cuts at `</think>`). docs/TOKENS.md, "A lower bound"."""
-        return self._lower_bound.tokens(texts)
+        with whitespace, when the template may trim it). Sound for `count_text` of each
+        text, and for `count_chat` of a conversation when the texts are contents its
+        template copies whole or trimmed (system, user and tool contents in the families
+        here; not assistant contents, which Qwen3's template cuts at `</think>`). Whitespace
+        at a text's ends is weighed unless the template may trim it. docs/TOKENS.md, "A
+        lower bound"."""
+        return self._lower_bound.tokens(texts, trimmed=self._template_trims)
 
     def each_lower_bound(self, texts: Sequence[str], *, over_chars: int) -> list[int]:
-        """Each text's lower bound (as `lower_bound`) when the texts together are longer than
-        `over_chars`, else [] (small texts are counted at once, at no risk to memory)."""
+        """Each plain text's lower bound (no template: whitespace at its ends is weighed;
+        sound for `count_text` and `count_text_with_special`) when the texts together are
+        longer than `over_chars`, else [] (small texts are counted at once, at no risk to
+        memory)."""
         if sum(map(len, texts)) <= over_chars:
             return []
-        return [self.lower_bound([text]) for text in texts]
+        return [self._lower_bound.tokens([text], trimmed=False) for text in texts]
 
     def count_text(self, text: str) -> int:
         """Tokens of a text with no special tokens added (a completion, a rendered prompt)."""

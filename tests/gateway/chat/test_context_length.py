@@ -1,6 +1,9 @@
 """A prompt over the model's max_model_len is a 400, from the gateway before it forwards
 anything (the model declares its context length) and from gpusim as vLLM words it (a model
-the gateway knows no length for): either way the client gets a 400."""
+the gateway knows no length for): either way the client gets a 400. A request-sized prompt
+whose lower bound alone is past the context is refused on the bound, before it is rendered
+and counted (issue 27: 3.8M spaces, one BPE word for Mistral and TinyLlama, cost 380 MB
+counted)."""
 
 from __future__ import annotations
 
@@ -10,11 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from devstack.tokenizers import CONTEXT_LENGTHS
+from gateway.tokens import ChatTokenizer
 
 from tests.conftest import Gateway, running_gateway
 from tests.support.servers import serve_asgi
 
 LIMIT = 64
+# `make run`'s models, with the context lengths it declares (devstack.tokenizers)
+SERVED = {"mistral": "mistral-7b-instruct-v0.1", "tinyllama": "tinyllama-1.1b-chat-v1.0"}
+SPACES = " " * 3_800_000  # what a body of MAX_REQUEST_BYTES (4 MiB) carries
 LONG = [{"role": "user", "content": "Tell me about rivers and mountains. " * 20}]
 
 
@@ -22,7 +30,13 @@ LONG = [{"role": "user", "content": "Tell me about rivers and mountains. " * 20}
 def sim(tokenizers_dir: Path) -> Iterator[str]:
     from gpusim import SimConfig, create_app
 
-    config = SimConfig(tokenizers_dir=tokenizers_dir, models=("qwen3",), max_model_len=LIMIT)
+    lengths = tuple((folder, CONTEXT_LENGTHS[model]) for model, folder in SERVED.items())
+    config = SimConfig(
+        tokenizers_dir=tokenizers_dir,
+        models=("qwen3", *SERVED.values()),
+        max_model_len=LIMIT,
+        model_max_len=lengths,
+    )
     with serve_asgi(create_app(config)) as url:
         yield url
 
@@ -33,15 +47,26 @@ def gateway(dynamodb: str, tokenizers_dir: Path, sim: str) -> Iterator[Gateway]:
     models = [
         {"id": "declared", "tokenizer": "qwen3", "upstream": upstream, "max_model_len": LIMIT},
         {"id": "undeclared", "tokenizer": "qwen3", "upstream": upstream},
+        *(
+            {
+                "id": model,
+                "tokenizer": folder,
+                "upstream": {**upstream, "model": folder},
+                "max_model_len": CONTEXT_LENGTHS[model],
+            }
+            for model, folder in SERVED.items()
+        ),
     ]
     with running_gateway(tokenizers_dir, sim, models_config=json.dumps({"models": models})) as gw:
         yield gw
 
 
-def _ask(gateway: Gateway, key: str, model: str) -> httpx.Response:
+def _ask(
+    gateway: Gateway, key: str, model: str, messages: list[dict[str, str]] = LONG
+) -> httpx.Response:
     return httpx.post(
         gateway.base_url + "/chat/completions",
-        json={"model": model, "messages": LONG, "max_tokens": 8},
+        json={"model": model, "messages": messages, "max_tokens": 8},
         headers={"Authorization": f"Bearer {key}"},
         timeout=60,
     )
@@ -74,3 +99,21 @@ def test_gpusim_refuses_as_vllm_and_the_client_gets_its_400(gateway: Gateway, si
     response = _ask(gateway, gateway.new_key(), "undeclared")
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("model", sorted(SERVED))
+def test_a_request_of_spaces_is_refused_on_its_bound(
+    gateway: Gateway, sim: str, tokenizers_dir: Path, model: str
+) -> None:
+    """Mistral's and TinyLlama's templates copy a content whole, spaces at its ends
+    included: the bound weighs them (3.8M spaces: 237,499 tokens), so the prompt is refused
+    with the bound as its figure, not a count."""
+    before = _requests(sim)
+    response = _ask(gateway, gateway.new_key(), model, [{"role": "user", "content": SPACES}])
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert str(CONTEXT_LENGTHS[model]) in error["message"]
+    bound = ChatTokenizer(tokenizers_dir / SERVED[model]).lower_bound([SPACES])
+    assert f"at least {bound} input tokens" in error["message"]  # the bound's, uncounted
+    assert _requests(sim) == before

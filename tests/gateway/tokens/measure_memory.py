@@ -2,13 +2,21 @@
 "What counting costs"). One child process per cell, so that no cell inherits another's heap.
 
     PYTHONPATH=functions:infra .venv/bin/python -m tests.gateway.tokens.measure_memory \
-        [--tokenizers-dir ../shared/tokenizers] [--family qwen3 ...] [--text spaces ...]
+        [--tokenizers-dir ../shared/tokenizers] [--family qwen3 ...] [--text spaces ...] \
+        [--check | --request-path]
 
 Each text is as long as a body of `MAX_REQUEST_BYTES` (4 MiB) can carry as one JSON string
 (3.8 MB of UTF-8: a CJK character takes 3 bytes, an emoji 4). The child resets its peak
 (`/proc/self/clear_refs`, Linux) after loading the tokenizer and building the text, and
 reports the rise of `ru_maxrss` during `count_text`, with the count and the whole text's count
 when asked (`--check`, which itself takes the whole text's memory, after the measurement).
+
+`--request-path` measures what the chat request path does with the text as one user message
+(chat/service.py `_refuse_past_context`, then the count): the lower bound, and `count_chat`
+only when the bound is under the family's `max_model_len` in `make run`'s models config
+(devstack.tokenizers.context_length); a cell the bound refuses is marked `R`. A family
+without a chat template (GPT-2) takes the completions path: `each_lower_bound`, then
+`count_text_with_special`.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from devstack.tokenizers import context_length
 
 BYTES = 3_800_000
 FAMILIES = (
@@ -45,6 +55,7 @@ TEXTS = {
     "whitespace": '"".join(rng.choices(" \\t\\n\\r", k=B))',
     "combining": '"\\u0301" * (B // 2)',
     "latin1": '"".join(map(chr, rng.randbytes(B // 2)))',
+    "angles": '"<a" * (B // 2)',
 }
 CHILD = """
 import json, random, resource, sys
@@ -70,14 +81,59 @@ if sys.argv[4] == "check":
     result["whole"] = len(backend.encode_batch_fast([text], add_special_tokens=False)[0])
 print(json.dumps(result))
 """
+# The request path: the bound first, the count only if the bound leaves the text possible.
+REQUEST_CHILD = """
+import json, random, resource, sys
+from pathlib import Path
+from gateway.tokens import ChatTokenizer
+
+B = int(sys.argv[3])
+limit = int(sys.argv[4])
+rng = random.Random(27)
+tokenizer = ChatTokenizer(Path(sys.argv[1]))
+tokenizer.count_text("warm up " * 5000)
+tokenizer.lower_bound(["warm up"])
+text = eval(sys.argv[2])
+try:
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # the peak so far becomes the current RSS
+except OSError:
+    pass
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if tokenizer.has_chat_template:
+    bound = tokenizer.lower_bound([text])
+else:
+    bound = tokenizer.each_lower_bound([text], over_chars=0)[0]
+tokens = None
+if bound < limit:
+    if tokenizer.has_chat_template:
+        tokens = tokenizer.count_chat([{"role": "user", "content": text}])
+    else:
+        tokens = tokenizer.count_text_with_special(text)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = {"bound": bound, "tokens": tokens, "peak_mb": (after - before) / 1024}
+print(json.dumps(result))
+"""
 
 
-def measure(folder: Path, expression: str, *, size: int = BYTES, check: bool = False) -> dict:
-    """One cell: a fresh child counts the text; its peak RSS rise in MiB, and the count."""
+def measure(
+    folder: Path,
+    expression: str,
+    *,
+    size: int = BYTES,
+    check: bool = False,
+    max_model_len: int | None = None,
+) -> dict:
+    """One cell: a fresh child counts the text; its peak RSS rise in MiB, and the count.
+    With `max_model_len`, the request path instead: the bound, then the count if the bound
+    is under it (`tokens` None: refused on the bound)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    args = [str(folder), expression, str(size), "check" if check else "-"]
+    if max_model_len is None:
+        child, args = CHILD, [str(folder), expression, str(size), "check" if check else "-"]
+    else:
+        child, args = REQUEST_CHILD, [str(folder), expression, str(size), str(max_model_len)]
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, *args],
+        [sys.executable, "-c", child, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -95,18 +151,30 @@ def main() -> None:
     parser.add_argument("--text", action="append", choices=sorted(TEXTS))
     parser.add_argument("--bytes", type=int, default=BYTES)
     parser.add_argument("--check", action="store_true", help="also count the text whole")
+    parser.add_argument(
+        "--request-path",
+        action="store_true",
+        help="the bound, then the count only under make run's max_model_len (R: refused)",
+    )
     args = parser.parse_args()
     families = args.family or list(FAMILIES)
     texts = args.text or list(TEXTS)
+    if args.request_path:  # the context each family is served with
+        lengths = [str(context_length(f, args.tokenizers_dir / f)) for f in families]
+        sys.stdout.write("max_model_len: " + ", ".join(lengths) + "\n")
     sys.stdout.write("| text | " + " | ".join(families) + " |\n")
     sys.stdout.write("|---" * (len(families) + 1) + "|\n")
     for name in texts:
         cells = []
         for family in families:
+            folder = args.tokenizers_dir / family
+            limit = context_length(family, folder) if args.request_path else None
             got = measure(
-                args.tokenizers_dir / family, TEXTS[name], size=args.bytes, check=args.check
+                folder, TEXTS[name], size=args.bytes, check=args.check, max_model_len=limit
             )
             cell = f"{got['peak_mb']:.0f}"
+            if args.request_path and got["tokens"] is None:
+                cell += " R"
             if args.check and got["tokens"] != got["whole"]:
                 cell += f" WRONG {got['tokens']} != {got['whole']}"
             cells.append(cell)

@@ -1,12 +1,14 @@
-"""Counting a prompt as large as a request may be raises peak memory by under 300 MB.
+"""A prompt as large as a request may be raises peak memory by under 300 MB.
 
 Issue 27: one 3.8 MB chat body of digits raised the gateway's RSS by 1.26 GB while it was
 counted. The texts are as long as a body of MAX_REQUEST_BYTES can carry, in UTF-8 bytes;
 tests/gateway/tokens/measure_memory.py measures more of them, one process per cell, for the
-table in docs/TOKENS.md. Each family counts a few 3.8 MB prompts in a child process, which reports how far
-its peak RSS (ru_maxrss) rose during the count; the high-water mark is reset first (Linux
-/proc/self/clear_refs) so that loading the tokenizer does not hide the count's own peak.
-A memory assertion, not a timing one.
+table in docs/TOKENS.md. Each family takes a few 3.8 MB prompts in a child process, which
+reports how far its peak RSS (ru_maxrss) rose while it did what the chat request path does
+(the lower bound, then the count only if the bound is under the model's max_model_len:
+chat/service.py `_refuse_past_context`) and, for the texts that are cut, while it counted
+them alone; the high-water mark is reset first (Linux /proc/self/clear_refs) so that loading
+the tokenizer does not hide the work's own peak. A memory assertion, not a timing one.
 """
 
 from __future__ import annotations
@@ -16,27 +18,38 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from devstack.tokenizers import context_length
 
 from tests.conftest import TOKENIZERS
 from tests.support.tokenizers import FAMILIES
 
 LIMIT_MB = 300
 SIZE = 3_800_000  # UTF-8 bytes: what a body of MAX_REQUEST_BYTES (4 MiB) carries as a string
-# Four texts: the issue's digits, a mixture, and two runs that are one pre-token each
+# Counted alone: the issue's digits, a mixture, and two runs that are one pre-token each
 # (gateway.tokens.deepcuts cuts inside them). `make memory` measures every family against
 # every hostile text of measure_memory.py (CJK, one long word, special-token strings, ...).
-PROMPTS = {
+COUNTED = {
     "digits": '"1" * SIZE',
     "mixed scripts": '"ab1 2\\t\\n中🚀 " * (SIZE // 24)',
     "spaces": '"x" + " " * SIZE + "x"',
     "emoji": '"🚀" * (SIZE // 4)',
 }
-# Counted whole, by design (docs/TOKENS.md, "What counting costs"): runs whose merge rules
-# split at every boundary in a file whose merges are not monotone (Llama 3's spaces), and
-# Metaspace words (Mistral, TinyLlama: no cut inside a word). Their memory is measured and
-# reported, not bounded here.
+# On the request path only: the texts that are counted whole (docs/TOKENS.md, "What counting
+# costs": runs whose merge rules split at every boundary in a file whose merges are not
+# monotone, Llama 3's spaces and newlines, and Metaspace words, Mistral's and TinyLlama's),
+# whose count alone costs 330-510 MB. The request path bounds them first.
+REQUEST_ONLY = {
+    "only spaces": '" " * SIZE',
+    "newlines": '"\\n" * SIZE',
+    "one word": '"".join(random.Random(27).choices("abcdefghijklmnopqrstuvwxyz", k=SIZE))',
+    "punct": '"!" * SIZE',
+    "angles": '"<a" * (SIZE // 2)',  # one Metaspace word of would-be added tokens: 500 MB
+}
+# Counted alone, these cells are counted whole, by design (330-380 MB): measured on the
+# request path only, where their bound is past the context.
 WHOLE = {
     "llama-3-8b-instruct": {"spaces"},
     "mistral-7b-instruct-v0.1": {"spaces"},
@@ -49,50 +62,95 @@ from gateway.tokens import ChatTokenizer
 
 SIZE = {size}
 tokenizer = ChatTokenizer(Path(sys.argv[1]))
+limit = int(sys.argv[2])
 tokenizer.count_text("warm up")
-results = {{}}
-for name, expression in json.loads(sys.argv[2]).items():
-    text = eval(expression)
+tokenizer.lower_bound(["warm up"])
+
+
+def peak_of(work):
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")  # the peak so far becomes the current RSS
     except OSError:
         pass
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if tokenizer.has_chat_template:
-        tokens = tokenizer.count_chat([{{"role": "user", "content": text}}])
-    else:
-        tokens = tokenizer.count_text_with_special(text)
+    done = work()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    results[name] = {{"tokens": tokens, "peak_mb": (after - before) / 1024}}
+    return done, (after - before) / 1024
+
+
+def count(text):
+    if tokenizer.has_chat_template:
+        return tokenizer.count_chat([{{"role": "user", "content": text}}])
+    return tokenizer.count_text_with_special(text)
+
+
+def request_path(text):
+    # chat/service.py `_refuse_past_context` (completions: each_lower_bound), then the count
+    if tokenizer.has_chat_template:
+        bound = tokenizer.lower_bound([text])
+    else:
+        bound = tokenizer.each_lower_bound([text], over_chars=0)[0]
+    return {{"bound": bound, "tokens": count(text) if bound < limit else None}}
+
+
+results = {{}}
+for name, (expression, alone) in json.loads(sys.argv[3]).items():
+    text = eval(expression)
+    done, peak = peak_of(lambda: request_path(text))
+    results[name] = {{**done, "peak_mb": peak}}
+    if alone:
+        tokens, peak = peak_of(lambda: count(text))
+        results[name].update(counted=tokens, count_peak_mb=peak)
     del text
 print(json.dumps(results))
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux procfs")
-@pytest.mark.parametrize("family", TOKENIZERS.params(FAMILIES))
-def test_counting_a_request_sized_prompt_stays_under_300_mb(
-    tokenizers_dir: Path, family: str
-) -> None:
+def _child(folder: Path, limit: int, prompts: dict[str, tuple[str, bool]]) -> dict[str, Any]:
+    """A fresh process: RSS that one text's work freed but kept cannot hide another's."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(
         [
             sys.executable,
             "-c",
             CHILD.format(size=SIZE),
-            str(tokenizers_dir / family),
-            json.dumps(PROMPTS),
+            str(folder),
+            str(limit),
+            json.dumps(prompts),
         ],
         capture_output=True,
         text=True,
         env=env,
         check=True,
-        timeout=600,
+        timeout=900,
     )
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert results["digits"]["tokens"] >= SIZE // 4  # counted, not refused
-    bounded = {name: r for name, r in results.items() if name not in WHOLE.get(family, ())}
-    over = {name: r["peak_mb"] for name, r in bounded.items() if r["peak_mb"] >= LIMIT_MB}
+    results: dict[str, dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return results
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux procfs")
+@pytest.mark.parametrize("family", TOKENIZERS.params(FAMILIES))
+def test_a_request_sized_prompt_stays_under_300_mb(tokenizers_dir: Path, family: str) -> None:
+    """The request path (the bound, then the count if the bound is under `make run`'s
+    max_model_len for the family) stays under the target for every text, none exempt;
+    counted alone (a model with no max_model_len), so do the texts that are cut."""
+    folder = tokenizers_dir / family
+    limit, whole = context_length(family, folder), WHOLE.get(family, set())
+    prompts = {
+        **{name: (text, name not in whole) for name, text in COUNTED.items()},
+        **{name: (text, False) for name, text in REQUEST_ONLY.items()},
+    }
+    results = {}  # one process per text
+    for name, prompt in prompts.items():
+        results.update(_child(folder, limit, {name: prompt}))
+    assert results["digits"]["counted"] >= SIZE // 4  # counted alone, not refused
+    assert results["digits"]["tokens"] is None  # refused on the bound on the request path
+    over = {
+        name: peak
+        for name, result in results.items()
+        for peak in (result["peak_mb"], result.get("count_peak_mb", 0.0))
+        if peak >= LIMIT_MB
+    }
     assert over == {}, f"peak RSS rose by (MB): {results}"
     print(family, results)
