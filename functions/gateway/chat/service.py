@@ -184,16 +184,10 @@ class ChatSurface:
     ) -> None:
         """A large prompt whose cheap lower bound alone is past the model's context is refused
         before it is rendered and counted: the count of a body that large is the request
-        path's largest use of memory (issue 27). The bound reads only the contents the
-        templates copy whole (system, user, tool), never assistant turns."""
-        texts = [
-            content
-            for m in request.messages
-            if m.role in _COPIED_ROLES and isinstance(content := m.content, str)
-        ]
-        if model.max_model_len is None or sum(map(len, texts)) <= INLINE_COUNT_WORK:
+        path's largest use of memory (issue 27)."""
+        least = prompt_lower_bound(request, model, tokenizer)
+        if least is None:
             return
-        least = tokenizer.lower_bound(texts)
         body = self.upstream_body(
             request, model, prompt_tokens=least, default_max_tokens=self._default_max_tokens
         )
@@ -286,3 +280,20 @@ def _response(meter: Meter, data: Mapping[str, Any]) -> ChatCompletion:
             }
         )
     return chat_completion(meter, choices, data)
+
+
+def prompt_lower_bound(
+    request: ChatCompletionRequest, model: ModelConfig, tokenizer: ChatTokenizer
+) -> int | None:
+    """The cheap lower bound on the prompt's tokens (ChatTokenizer.lower_bound) when the model
+    has a context length to hold it to and the prompt is too large to count at once, else
+    None. It reads only the contents the templates copy whole (system, user, tool), never
+    assistant turns."""
+    texts = [
+        content
+        for m in request.messages
+        if m.role in _COPIED_ROLES and isinstance(content := m.content, str)
+    ]
+    if model.max_model_len is None or sum(map(len, texts)) <= INLINE_COUNT_WORK:
+        return None
+    return tokenizer.lower_bound(texts)

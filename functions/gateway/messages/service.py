@@ -30,8 +30,9 @@ from gateway.backends.wire import CHAT
 from gateway.backends.wire_messages import MESSAGES
 from gateway.chat import prompt as chat_prompt
 from gateway.chat.protocol import ChatCompletionRequest
-from gateway.chat.service import ChatSurface
+from gateway.chat.service import ChatSurface, prompt_lower_bound
 from gateway.errors import ConfigurationError, GatewayError, InvalidRequestError
+from gateway.generation import check_context_length
 from gateway.guard import GuardService, Screening
 from gateway.inputs import parse_body, validate
 from gateway.keys import ApiKey
@@ -185,6 +186,9 @@ class TokenCounter:
         tokenizer = await tokenizer_for(self._tokenizers, model.tokenizer)
         if not tokenizer.has_chat_template:
             raise ConfigurationError(f"the tokenizer of {model.id!r} has no chat template")
+        least = prompt_lower_bound(request, model, tokenizer)
+        if least is not None:  # past the context on its bound alone: not worth its count
+            check_context_length(model, prompt_tokens=least, body={})
         count = functools.partial(
             tokenizer.count_chat,
             chat_prompt.template_messages(request),

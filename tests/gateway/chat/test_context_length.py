@@ -117,3 +117,23 @@ def test_a_request_of_spaces_is_refused_on_its_bound(
     bound = ChatTokenizer(tokenizers_dir / SERVED[model]).lower_bound([SPACES])
     assert f"at least {bound} input tokens" in error["message"]  # the bound's, uncounted
     assert _requests(sim) == before
+
+
+@pytest.mark.parametrize("model", sorted(SERVED))
+def test_a_count_of_spaces_is_refused_on_its_bound(
+    gateway: Gateway, tokenizers_dir: Path, model: str
+) -> None:
+    """Anthropic's count_tokens renders and counts the same conversation: past the context
+    on its bound alone, it is refused as a Messages request is (in Anthropic's error
+    format), not counted at 380 MB."""
+    response = httpx.post(
+        gateway.base_url + "/messages/count_tokens",
+        json={"model": model, "messages": [{"role": "user", "content": SPACES}]},
+        headers={"x-api-key": gateway.new_key(), "anthropic-version": "2023-06-01"},
+        timeout=60,
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    bound = ChatTokenizer(tokenizers_dir / SERVED[model]).lower_bound([SPACES])
+    assert f"at least {bound} input tokens" in body["error"]["message"]
