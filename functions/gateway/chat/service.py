@@ -43,6 +43,7 @@ ROUTE = "chat"
 INLINE_COUNT_WORK = 16_000
 # Roles whose string content every chat template here copies whole (the lower bound's texts).
 _COPIED_ROLES = frozenset({"system", "developer", "user", "tool"})
+_ALL_ROLES = _COPIED_ROLES | {"assistant"}
 _MESSAGE_WORK = 64
 
 
@@ -287,12 +288,13 @@ def prompt_lower_bound(
 ) -> int | None:
     """The cheap lower bound on the prompt's tokens (ChatTokenizer.lower_bound) when the model
     has a context length to hold it to and the prompt is too large to count at once, else
-    None. It reads only the contents the templates copy whole (system, user, tool), never
-    assistant turns."""
+    None. It reads the contents the templates copy whole (system, user, tool), and assistant
+    turns where the model's template cuts no content (Qwen3's keeps what follows `</think>`)."""
+    roles = _ALL_ROLES if tokenizer.copies_contents_whole else _COPIED_ROLES
     texts = [
         content
         for m in request.messages
-        if m.role in _COPIED_ROLES and isinstance(content := m.content, str)
+        if m.role in roles and isinstance(content := m.content, str)
     ]
     if model.max_model_len is None or sum(map(len, texts)) <= INLINE_COUNT_WORK:
         return None

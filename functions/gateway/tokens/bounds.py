@@ -40,7 +40,7 @@ from gateway.tokens.charmap import CANDIDATES, WHITESPACE, CharMap, char_map
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["NFC_COMPOSABLE_ASCII", "WHITESPACE", "LowerBound", "template_trims"]
+__all__ = ["NFC_COMPOSABLE_ASCII", "WHITESPACE", "LowerBound", "template_cuts", "template_trims"]
 
 # ASCII characters that begin some character's canonical decomposition, so NFC can merge
 # them with what follows (tests/gateway/tokens/test_bounds.py derives this from unicodedata).
@@ -56,6 +56,18 @@ _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 # Added tokens counted one pattern each; more, under at most this many common prefixes.
 _MOST_ADDED_COUNTED = 8
 _SEPARATOR = "\x00"  # between vocabulary tokens in one string; never looked up
+
+
+# A chat template that may copy part of a content only (Qwen3 keeps what follows an
+# assistant content's last `</think>`): a split, a replace, a slice.
+_CUTTING = re.compile(r"\.split\(|\|\s*replace\b|\.replace\(|\[\s*-?\d*\s*:")
+
+
+def template_cuts(source: str) -> bool:
+    """Whether a chat template may copy less than a whole content (beyond trimming its
+    ends): decided once, from its source, erring towards yes. Where it cannot, an assistant
+    content is copied whole (Llama 3, Mistral, TinyLlama) and the bound may read it too."""
+    return _CUTTING.search(source) is not None
 
 
 def template_trims(source: str) -> bool:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigurationError
 from gateway.settings import Settings
-from gateway.tokens.bounds import LowerBound, template_trims
+from gateway.tokens.bounds import LowerBound, template_cuts, template_trims
 from gateway.tokens.chunking import CHUNK_CHARS, Splitter, count_in_pieces
 from gateway.tokens.cuts import splitter_for
 from gateway.tokens.hub import (
@@ -75,6 +75,8 @@ class ChatTokenizer:
         self._template: ChatTemplate | None = None
         # whether the template may strip its contents' ends (the chat lower bound's texts)
         self._template_trims = bool(source) and template_trims(source or "")
+        # whether it copies every content whole (or trimmed): then assistant turns too
+        self.copies_contents_whole = bool(source) and not template_cuts(source or "")
         if source:
             # jinja2 is imported with the first template, not with the package.
             from gateway.tokens.template import ChatTemplate

@@ -137,3 +137,26 @@ def test_a_count_of_spaces_is_refused_on_its_bound(
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     bound = ChatTokenizer(tokenizers_dir / SERVED[model]).lower_bound([SPACES])
     assert f"at least {bound} input tokens" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("model", sorted(SERVED))
+def test_an_assistant_turn_of_spaces_is_refused_on_its_bound(
+    gateway: Gateway, sim: str, tokenizers_dir: Path, model: str
+) -> None:
+    """Their templates copy an assistant content whole too (Qwen3's cuts it at `</think>`,
+    so its assistant turns are left out of the bound): 3.8M spaces in the conversation's
+    history are refused on the bound as in a user turn."""
+    before = _requests(sim)
+    messages = [
+        {"role": "user", "content": "Say nothing."},
+        {"role": "assistant", "content": SPACES},
+        {"role": "user", "content": "And now?"},
+    ]
+    response = _ask(gateway, gateway.new_key(), model, messages)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    tokenizer = ChatTokenizer(tokenizers_dir / SERVED[model])
+    bound = tokenizer.lower_bound([m["content"] for m in messages])
+    assert f"at least {bound} input tokens" in error["message"]  # the bound's, uncounted
+    assert _requests(sim) == before
