@@ -291,11 +291,8 @@ def prompt_lower_bound(
     None. It reads the contents the templates copy whole (system, user, tool), and assistant
     turns where the model's template cuts no content (Qwen3's keeps what follows `</think>`)."""
     roles = _ALL_ROLES if tokenizer.copies_contents_whole else _COPIED_ROLES
-    texts = [
-        content
-        for m in request.messages
-        if m.role in roles and isinstance(content := m.content, str)
-    ]
+    # as the template sees them: text parts joined by newlines (a copy only for parts)
+    texts = [m.text() for m in request.messages if m.role in roles]
     if model.max_model_len is None or sum(map(len, texts)) <= INLINE_COUNT_WORK:
         return None
     return tokenizer.lower_bound(texts)

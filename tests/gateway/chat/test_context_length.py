@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,7 +63,7 @@ def gateway(dynamodb: str, tokenizers_dir: Path, sim: str) -> Iterator[Gateway]:
 
 
 def _ask(
-    gateway: Gateway, key: str, model: str, messages: list[dict[str, str]] = LONG
+    gateway: Gateway, key: str, model: str, messages: list[dict[str, Any]] = LONG
 ) -> httpx.Response:
     return httpx.post(
         gateway.base_url + "/chat/completions",
@@ -158,5 +159,23 @@ def test_an_assistant_turn_of_spaces_is_refused_on_its_bound(
     assert error["code"] == "context_length_exceeded"
     tokenizer = ChatTokenizer(tokenizers_dir / SERVED[model])
     bound = tokenizer.lower_bound([m["content"] for m in messages])
+    assert f"at least {bound} input tokens" in error["message"]  # the bound's, uncounted
+    assert _requests(sim) == before
+
+
+@pytest.mark.parametrize("model", sorted(SERVED))
+def test_text_parts_of_spaces_are_refused_on_their_bound(
+    gateway: Gateway, sim: str, tokenizers_dir: Path, model: str
+) -> None:
+    """A content given as text parts reaches the template as their text joined by newlines
+    (vLLM's string format): the bound reads that text, not only string contents."""
+    before = _requests(sim)
+    half = SPACES[: len(SPACES) // 2]
+    parts = [{"type": "text", "text": half}, {"type": "text", "text": half}]
+    response = _ask(gateway, gateway.new_key(), model, [{"role": "user", "content": parts}])
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    bound = ChatTokenizer(tokenizers_dir / SERVED[model]).lower_bound([half + "\n" + half])
     assert f"at least {bound} input tokens" in error["message"]  # the bound's, uncounted
     assert _requests(sim) == before
