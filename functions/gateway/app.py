@@ -129,12 +129,25 @@ def _install_error_handlers(app: FastAPI, resources: Resources) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+def _warn_unbounded(resources: Resources) -> None:
+    """A model without `max_model_len` counts every prompt whole, however large: say so once
+    (README, "Configuration"; docs/TOKENS.md, "What the request path costs")."""
+    unbounded = [m.id for m in resources.registry if m.max_model_len is None]
+    if unbounded:
+        logger.warning(
+            "models without max_model_len: their prompts are never refused before counting, "
+            "and a request-sized one costs up to ~500 MB to count",
+            extra={"models": unbounded},
+        )
+
+
 def create_app(settings: Settings | None = None, *, resources: Resources | None = None) -> FastAPI:
     """Build the app. No network I/O happens here unless the models config is an SSM
     parameter (read once, at init); tokenizers load now only with PRELOAD_TOKENIZERS."""
     settings = settings or (resources.settings if resources else Settings())
     configure_logging(settings.log_level)
     resources = resources or Resources.build(settings)
+    _warn_unbounded(resources)
     if settings.preload_tokenizers:
         resources.preload_tokenizers()
         # Paying at init on purpose (StreamFunction, `make run`): also what the first
