@@ -16,6 +16,10 @@ instructions").
 
 `--base`: the other checkout's functions/ directory (`git archive <commit> functions`);
 the harness, gpusim and the keys are this checkout's for both.
+
+`--timed ROUNDS`: no callgrind; the CPU-seconds per request and the TTFT that `make bench`
+reports, base and new alternated ROUNDS times at c=1 and c=16, medians side by side: for a
+quiet machine.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,13 +61,42 @@ def totals(path: Path) -> int:
     raise ValueError(f"no totals in {path}")
 
 
-async def _requests(stack: Stack, *, stream: bool, count: int) -> Measurement:
+async def _requests(stack: Stack, *, stream: bool, count: int, concurrency: int = 1) -> Measurement:
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         out = Measurement()
         target = stack.target("gateway")
-        await load(session, target, stream=stream, concurrency=1, requests=count, out=out)
+        await load(session, target, stream=stream, concurrency=concurrency, requests=count, out=out)
         return out
+
+
+def _config(tokenizers: Path, logs: Path) -> BenchConfig:
+    return BenchConfig(
+        moto_usage=False, tokenizers_dir=tokenizers, cold_runs=0, route_requests=0, logs_dir=logs
+    )
+
+
+def timed(
+    functions: Path, *, stream: bool, concurrency: int, requests: int, tokenizers: Path
+) -> tuple[float, float]:
+    """(CPU ms per request, TTFT p50 ms) of the gateway imported from `functions`, without
+    callgrind: the CPU-seconds `make bench` reports, for a quiet machine (`--timed`)."""
+    with tempfile.TemporaryDirectory(prefix="gw-timed-") as tmp:
+        stack = Stack(
+            _config(tokenizers, Path(tmp)),
+            progress=lambda _: None,
+            gateway_functions=functions,
+            models=chat_model_only,
+        )
+        with stack:
+            asyncio.run(_requests(stack, stream=stream, count=200, concurrency=concurrency))
+            done = asyncio.run(
+                _requests(stack, stream=stream, count=requests, concurrency=concurrency)
+            )
+        if done.errors:
+            raise SystemExit(f"{done.errors} requests failed: {done.first_error}")
+        ttft = statistics.median(done.ttfts) * 1000 if done.ttfts else 0.0
+        return 1000 * done.cpu / done.ok, ttft
 
 
 def measure(functions: Path, *, stream: bool, requests: int, tokenizers: Path) -> float:
@@ -71,15 +105,8 @@ def measure(functions: Path, *, stream: bool, requests: int, tokenizers: Path) -
         out = Path(tmp) / "callgrind.out"
         prefix = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                   f"--callgrind-out-file={out}"]  # fmt: skip
-        config = BenchConfig(
-            moto_usage=False,
-            tokenizers_dir=tokenizers,
-            cold_runs=0,
-            route_requests=0,
-            logs_dir=Path(tmp) / "logs",
-        )
         stack = Stack(
-            config,
+            _config(tokenizers, Path(tmp) / "logs"),
             progress=lambda _: None,
             gateway_functions=functions,
             gateway_prefix=prefix,
@@ -115,6 +142,42 @@ def render(rows: Sequence[tuple[str, float, float]], *, requests: int) -> str:
     return "\n".join(lines)
 
 
+TIMED_PHASES = ((False, 1), (True, 1), (False, 16), (True, 16))
+
+
+def run_timed(base: Path, new: Path, *, rounds: int, requests: int, tokenizers: Path) -> str:
+    """`rounds` alternations of base and new per phase; the medians and their ratio."""
+    figures: dict[tuple[bool, int, str], list[tuple[float, float]]] = {}
+    for n in range(rounds):
+        for stream, concurrency in TIMED_PHASES:
+            for name, functions in (("base", base), ("new", new)):
+                cpu, ttft = timed(
+                    functions,
+                    stream=stream,
+                    concurrency=concurrency,
+                    requests=requests,
+                    tokenizers=tokenizers,
+                )
+                figures.setdefault((stream, concurrency, name), []).append((cpu, ttft))
+                say(f"round {n + 1}, stream={stream} c={concurrency}: {name} {cpu:.2f} ms/req")
+    lines = [
+        f"| phase ({requests} requests, median of {rounds}) | base CPU ms/req | new CPU ms/req "
+        "| new / base | base TTFT p50 ms | new TTFT p50 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for stream, concurrency in TIMED_PHASES:
+        b_cpu, b_ttft = (
+            statistics.median(v) for v in zip(*figures[stream, concurrency, "base"], strict=True)
+        )
+        n_cpu, n_ttft = (
+            statistics.median(v) for v in zip(*figures[stream, concurrency, "new"], strict=True)
+        )
+        phase = f"{'stream' if stream else 'non-stream'} c={concurrency}"
+        ttfts = f"{b_ttft:.2f} | {n_ttft:.2f}" if stream else "— | —"
+        lines.append(f"| {phase} | {b_cpu:.2f} | {n_cpu:.2f} | {n_cpu / b_cpu:.2f}x | {ttfts} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.bench.instructions", description=__doc__
@@ -123,7 +186,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--new", type=Path, default=FUNCTIONS, help="default: this checkout's")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--tokenizers-dir", type=Path, default=BenchConfig().tokenizers_dir)
+    parser.add_argument(
+        "--timed",
+        type=int,
+        metavar="ROUNDS",
+        help="no callgrind: CPU-seconds and TTFT, base and new alternated ROUNDS times at "
+        "c=1 and c=16 (--requests each; for a quiet machine)",
+    )
     args = parser.parse_args(argv)
+    tokenizers = args.tokenizers_dir.resolve()
+    if args.timed:
+        table = run_timed(
+            args.base.resolve(),
+            args.new.resolve(),
+            rounds=args.timed,
+            requests=args.requests,
+            tokenizers=tokenizers,
+        )
+        sys.stdout.write(table + "\n")
+        return 0
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install valgrind)")
