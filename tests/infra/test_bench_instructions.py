@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from devstack.bench.instructions import FUNCTIONS, measure, render, totals
+from devstack.bench.instructions import FUNCTIONS, measure, render, timed, totals
 
 
 def test_totals_reads_the_count_of_the_file_not_its_header(tmp_path: Path) -> None:
@@ -33,3 +33,10 @@ def test_a_few_requests_through_the_gateway_under_callgrind_are_counted(
     # a request runs at least the HTTP parsing, the count and the usage write: far more
     # than 100k instructions; the whole process over its life would be billions
     assert 100_000 < per_request < 100_000_000
+
+
+def test_the_timed_mode_reports_cpu_and_ttft_of_a_stream(tokenizers_dir: Path) -> None:
+    cpu_ms, ttft_ms = timed(
+        FUNCTIONS, stream=True, concurrency=2, requests=10, tokenizers=tokenizers_dir
+    )
+    assert cpu_ms > 0 and ttft_ms > 0
