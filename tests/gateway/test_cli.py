@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,13 +45,14 @@ def mac_secrets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def stores(dynamodb: str) -> tuple[KeyStore, UsageStore]:
+def stores(dynamodb: str) -> Iterator[tuple[KeyStore, UsageStore]]:
     settings = Settings()
     client = boto3.client("dynamodb")
-    return (
+    yield (
         KeyStore(client=client, table=settings.keys_table),
         UsageStore(client=client, table=settings.usage_table, retention_days=90),
     )
+    client.close()  # its pooled socket, else left to the garbage collector
 
 
 def cli(
