@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -127,7 +128,10 @@ def stack(tokenizers_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             try:
                 rest, _ = process.communicate(timeout=60)
             except subprocess.TimeoutExpired:
-                process.kill()
+                # Its whole group (the servers it started hold its stdout too), then reaped
+                # and its pipe closed: else gc reports the pipe in a later test.
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
                 raise
             stopped = "".join(lines) + rest
             assert process.returncode == 0, stopped[-3000:]
