@@ -269,14 +269,14 @@ def test_run_sh_exports_upstream_credentials_from_the_secret(tmp_path: Path) -> 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     try:
-        client = boto3.client(
-            "secretsmanager",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
         good = client.create_secret(
             Name="upstream", SecretString='{"UPSTREAM_API_KEY": "sk-it\'s $(secret)"}'
         )["ARN"]
@@ -298,6 +298,7 @@ def test_run_sh_exports_upstream_credentials_from_the_secret(tmp_path: Path) -> 
             assert "run.sh:" in result.stderr
             assert "UPSTREAM_API_KEY" not in result.stdout
     finally:
+        client.close()
         server.stop()
 
     without = _run_sh_environment(tmp_path)

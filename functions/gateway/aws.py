@@ -139,7 +139,7 @@ class AwsClients:
     def close_connections(self) -> None:
         """Close the pooled connections of every client built so far; each client stays
         usable and opens new connections (botocore's PoolManager.clear)."""
-        for name in ("dynamodb", "ssm", "sagemaker_runtime"):
+        for name in ("dynamodb", "ssm", "sagemaker", "sagemaker_runtime"):
             client = self.__dict__.get(name)  # set by cached_property once built
             if client is not None:
                 client.close()

@@ -169,9 +169,11 @@ class Resources:
         return self.backends.router
 
     async def close(self) -> None:
-        """Close the upstream HTTP pool (if any request created it) and the usage writer's."""
+        """Close the upstream HTTP pool (if any request created it), the usage writer's,
+        and the AWS clients' pooled connections."""
         await self.backends.close()
         await self.usage.close()
+        self.aws.close_connections()
 
     def reset_connections(self) -> HttpPool | None:
         """Drop every pooled connection (after a SnapStart restore: a snapshot's sockets are

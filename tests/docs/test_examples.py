@@ -127,7 +127,12 @@ def stack(tokenizers_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             try:
                 rest, _ = process.communicate(timeout=60)
             except subprocess.TimeoutExpired:
+                # Killed, reaped and its pipe closed (not read: the servers it started may
+                # hold it open): else gc reports the pipe at the session's end.
                 process.kill()
+                process.wait()
+                assert process.stdout is not None
+                process.stdout.close()
                 raise
             stopped = "".join(lines) + rest
             assert process.returncode == 0, stopped[-3000:]

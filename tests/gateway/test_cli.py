@@ -10,13 +10,16 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
+import gateway.cli
 import pytest
 from botocore.config import Config
+from gateway.aws import AwsClients
 from gateway.cli import KEY_COLUMNS, main
 from gateway.cli.common import EXIT_BROKEN_PIPE, EXIT_CODES, EXIT_FAILED, EXIT_USAGE, Progress
 from gateway.keys import KeyStore
@@ -44,13 +47,14 @@ def mac_secrets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def stores(dynamodb: str) -> tuple[KeyStore, UsageStore]:
+def stores(dynamodb: str) -> Iterator[tuple[KeyStore, UsageStore]]:
     settings = Settings()
     client = boto3.client("dynamodb")
-    return (
+    yield (
         KeyStore(client=client, table=settings.keys_table),
         UsageStore(client=client, table=settings.usage_table, retention_days=90),
     )
+    client.close()  # its pooled socket, else left to the garbage collector
 
 
 def cli(
@@ -150,6 +154,24 @@ def test_keys_priority_is_set_shown_and_listed(
     assert code == 0 and "priority" in out.splitlines()[0] and "-1" in out
     with pytest.raises(SystemExit):
         main(["keys", "update", key_id, "--models", "a", "--all-models"])
+
+
+def test_main_closes_the_aws_clients_it_built(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], dynamodb: str
+) -> None:
+    """A command's DynamoDB connection is closed when it returns, not left to gc."""
+    built: list[AwsClients] = []
+
+    class Recorded(AwsClients):
+        closed = False
+
+        def close_connections(self) -> None:
+            self.closed = True
+            super().close_connections()
+
+    monkeypatch.setattr(gateway.cli, "AwsClients", lambda: built.append(Recorded()) or built[-1])
+    assert cli(capsys, "keys", "list", "--owner", unique("o"))[0] == 0
+    assert [getattr(clients, "closed", False) for clients in built] == [True]
 
 
 def test_keys_rotate_prints_the_new_secret_once(

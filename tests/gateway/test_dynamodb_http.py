@@ -11,6 +11,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from functools import partial
 from typing import Any
 
@@ -62,9 +63,10 @@ def test_put_item_writes_what_boto3_reads_back_and_refuses_a_false_condition(
             await http.reset()
 
     anyio.run(main)
-    stored = boto3.client("dynamodb").get_item(
-        TableName=TABLE, Key={"key_hash": item["key_hash"]}, ConsistentRead=True
-    )
+    with closing(boto3.client("dynamodb")) as client:
+        stored = client.get_item(
+            TableName=TABLE, Key={"key_hash": item["key_hash"]}, ConsistentRead=True
+        )
     assert stored["Item"] == item
 
 

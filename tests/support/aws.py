@@ -40,8 +40,8 @@ def moto_dynamodb(*args: str) -> Iterator[str]:
     saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_DYNAMODB"]}
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
+    client = boto3.client("dynamodb")
     try:
-        client = boto3.client("dynamodb")
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -54,6 +54,7 @@ def moto_dynamodb(*args: str) -> Iterator[str]:
         create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
         yield endpoint
     finally:
+        client.close()  # its pooled socket, else left to the garbage collector
         stop(process)
         for name, value in saved.items():
             if value is None:

@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.backends.health import EndpointLoad, EndpointState
 from gateway.backends.loadstore import Figures, LoadStore, SharedSample
+from gateway.backends.sessions import close_on_its_loop
 from gateway.errors import DependencyError
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,13 @@ class LoadSampler:
         except RuntimeError:  # called outside a loop: the next routed request starts it
             return
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            if self._task is not None and self._task.get_loop() is not loop:
+                # The old loop's task and session, ended on that loop (both bound to it).
+                old = self._task.get_loop()
+                if not old.is_closed():
+                    old.call_soon_threadsafe(self._task.cancel)
+                if self._session is not None:
+                    close_on_its_loop(self._session, old)
             self._session = None
             self._task = loop.create_task(self._run())
 

@@ -12,6 +12,7 @@ import orjson
 
 from gateway.backends.chunks import Chunks
 from gateway.backends.faults import PoolExhausted, Unreachable
+from gateway.backends.sessions import close_on_its_loop
 from gateway.backends.sse import SSEDecoder, until_done
 from gateway.backends.wire import CHAT, MalformedUpstream, WireRoute, status_error
 from gateway.errors import UpstreamError, UpstreamTimeoutError
@@ -83,9 +84,13 @@ class HttpPool:
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is not loop:  # sessions are bound to the loop that made them
+            old, stale = self._loop, self._sessions
             self._sessions = {}
             self._busy = {}
             self._loop = loop
+            if old is not None:
+                for _, session in stale.values():
+                    close_on_its_loop(session, old)
 
     def lease(self, upstream: OpenAIEndpoint) -> _Lease:
         """A request's hold on the endpoint's pool, taken before its connection is."""

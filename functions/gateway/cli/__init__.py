@@ -89,8 +89,9 @@ def main(
     settings: Settings | None = None,
 ) -> int:
     args = parse_args(argv)
+    clients = aws or AwsClients()
     try:
-        code = run(args, aws=aws or AwsClients(), settings=settings or Settings(), out=sys.stdout)
+        code = run(args, aws=clients, settings=settings or Settings(), out=sys.stdout)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
         return code
     except BrokenPipeError:
@@ -110,4 +111,7 @@ def main(
         sys.stderr.write(f"gateway: {exc}\n")
     except BotoCoreError as exc:  # e.g. no region configured, found when the client is built
         sys.stderr.write(f"gateway: AWS configuration: {exc}\n")
+    finally:
+        if aws is None:  # the clients built here: their pooled sockets closed, not left to gc
+            clients.close_connections()
     return EXIT_FAILED

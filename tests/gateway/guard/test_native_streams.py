@@ -9,13 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anthropic
-import openai
 import pytest
 
 from tests.conftest import Gateway, running_gateway
 from tests.gateway.guard.conftest import guard_config
 from tests.support.native import comparable
+from tests.support.sdk import anthropic_client, openai_client
 
 TRANSLATED, NATIVE = "qwen3", "qwen3-native"
 LIGHTHOUSES = "Tell me about lighthouses."  # its simulated completion holds "coffee" (S6)
@@ -40,7 +39,7 @@ def guarded_native(
     with running_gateway(guard_tokenizers, model_sim, models_config=json.dumps(config)) as gateway:
         # Warm: a cold instance screens its first stream's windows by an estimate until the
         # tokenizer is loaded (guard/stream.py), so the two paths' windows would differ.
-        sdk = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.new_key(), max_retries=0)
+        sdk = openai_client(base_url=gateway.base_url, api_key=gateway.new_key(), max_retries=0)
         sdk.chat.completions.create(
             model=TRANSLATED, messages=[{"role": "user", "content": "Hi"}], max_tokens=1
         )
@@ -48,7 +47,7 @@ def guarded_native(
 
 
 def response_events(gateway: Gateway, key: str, model: str) -> list[dict[str, Any]]:
-    sdk = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    sdk = openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
     with sdk.responses.stream(model=model, input=LIGHTHOUSES) as stream:
         events = [e.model_dump(mode="json", exclude_unset=True) for e in stream]
     request_id = events[-1]["response"]["id"].removeprefix("resp_")
@@ -77,7 +76,7 @@ def test_a_flagged_native_message_stream_ends_as_the_translated_one(
     guarded_native: Gateway,
 ) -> None:
     key = guarded_native.new_key()
-    sdk = anthropic.Anthropic(base_url=guarded_native.url, api_key=key, max_retries=0)
+    sdk = anthropic_client(base_url=guarded_native.url, api_key=key, max_retries=0)
     texts: dict[str, str] = {}
     for model in (TRANSLATED, NATIVE):
         with sdk.messages.stream(

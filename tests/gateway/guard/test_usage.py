@@ -3,6 +3,7 @@ route `guard`), in the key's daily totals and monthly budget, and blocks per cat
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Any
 
 import boto3
@@ -18,9 +19,8 @@ from tests.support.usage import TABLE, drain
 
 
 def item(table: str, pk: str, sk: str) -> dict[str, int]:
-    found = boto3.client("dynamodb").get_item(
-        TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}}
-    )["Item"]
+    with closing(boto3.client("dynamodb")) as client:
+        found = client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}})["Item"]
     return {k: int(v["N"]) for k, v in found.items() if "N" in v}
 
 

@@ -13,7 +13,7 @@ import secrets
 import string
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any
 
 import boto3
@@ -58,9 +58,9 @@ def random_keys(n: int, seed: int) -> list[str]:
 
 
 @pytest.fixture
-def store(dynamodb: str) -> KeyStore:
-    client = boto3.client("dynamodb")
-    return KeyStore(client=client, table=LOCAL_TABLE_NAMES["KeysTable"])
+def store(dynamodb: str) -> Iterator[KeyStore]:
+    with closing(boto3.client("dynamodb")) as client:
+        yield KeyStore(client=client, table=LOCAL_TABLE_NAMES["KeysTable"])
 
 
 def check(auth: Authenticator, secret: str) -> ApiKey | str:

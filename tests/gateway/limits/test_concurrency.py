@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, closing, contextmanager
 from typing import Any
 
 import boto3
@@ -28,16 +30,20 @@ TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 INSTANCES = 4
 
 
-def stores(now: float) -> list[LimitStore]:
-    """One store per simulated Lambda instance, each with its own client."""
-    return [
-        LimitStore(
-            client=boto3.client("dynamodb", config=Config(max_pool_connections=50)),
-            table=TABLE,
-            clock=lambda: now,
-        )
-        for _ in range(INSTANCES)
-    ]
+@contextmanager
+def stores(now: float) -> Iterator[list[LimitStore]]:
+    """One store per simulated Lambda instance, each with its own client (closed after)."""
+    with ExitStack() as clients:
+        yield [
+            LimitStore(
+                client=clients.enter_context(
+                    closing(boto3.client("dynamodb", config=Config(max_pool_connections=50)))
+                ),
+                table=TABLE,
+                clock=lambda: now,
+            )
+            for _ in range(INSTANCES)
+        ]
 
 
 def admit_all(stores: list[LimitStore], key: ApiKey, n: int, reserve: int) -> list[Any]:
@@ -56,9 +62,12 @@ def admit_all(stores: list[LimitStore], key: ApiKey, n: int, reserve: int) -> li
 
 
 def counter(sk: str, key_id: str, name: str) -> int:
-    item = boto3.client("dynamodb").get_item(
-        TableName=TABLE, Key={"pk": {"S": f"key#{key_id}"}, "sk": {"S": sk}}, ConsistentRead=True
-    )
+    with closing(boto3.client("dynamodb")) as client:
+        item = client.get_item(
+            TableName=TABLE,
+            Key={"pk": {"S": f"key#{key_id}"}, "sk": {"S": sk}},
+            ConsistentRead=True,
+        )
     return int(item["Item"][name]["N"])
 
 
@@ -71,7 +80,8 @@ def new_key(**limits: Any) -> ApiKey:
 def test_rpm_admits_exactly_the_limit(dynamodb: str) -> None:
     now = 1_800_000_030.0
     key = new_key(rpm=10)
-    results = admit_all(stores(now), key, 40, reserve=50)
+    with stores(now) as instances:
+        results = admit_all(instances, key, 40, reserve=50)
     admitted = [r for r in results if isinstance(r, Admission)]
     refused = [r for r in results if isinstance(r, RateLimitError)]
     assert len(admitted) == 10 and len(refused) == 30
@@ -85,7 +95,8 @@ def test_rpm_admits_exactly_the_limit(dynamodb: str) -> None:
 def test_monthly_budget_is_never_overspent(dynamodb: str) -> None:
     now = 1_800_000_030.0
     key = new_key(monthly_tokens=1000)
-    results = admit_all(stores(now), key, 30, reserve=100)
+    with stores(now) as instances:
+        results = admit_all(instances, key, 30, reserve=100)
     assert sum(isinstance(r, Admission) for r in results) == 10
     assert counter(month_sk(month_of(now)), key.key_id, "tokens") == 1000
 
@@ -94,7 +105,8 @@ def test_refusals_consume_nothing_under_concurrency(dynamodb: str) -> None:
     """Window and budget together (one item, one update): a refusal counts nowhere."""
     now = 1_800_000_030.0
     key = new_key(rpm=25, tpm=100_000, monthly_tokens=1000)
-    results = admit_all(stores(now), key, 30, reserve=100)
+    with stores(now) as instances:
+        results = admit_all(instances, key, 30, reserve=100)
     assert sum(isinstance(r, Admission) for r in results) == 10
     requests, tokens = window_attributes(int(now // 60))
     month = month_sk(month_of(now))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,12 @@ def stack(tokenizers_dir: Path, sim_url: str) -> Iterator[tuple[Gateway, FaultCo
     # read timeout is well past the client's wait plus the pause, so the client's leaving
     # (not a DynamoDB timeout) is what the gateway sees first.
     settings = {"key_cache_ttl_seconds": 30, "dynamodb_read_timeout": 5.0}
-    with moto_dynamodb() as endpoint, running_gateway(tokenizers_dir, sim_url, **settings) as gw:
-        yield gw, FaultControl(endpoint), boto3.client("dynamodb")
+    with (
+        moto_dynamodb() as endpoint,
+        running_gateway(tokenizers_dir, sim_url, **settings) as gw,
+        closing(boto3.client("dynamodb")) as client,
+    ):
+        yield gw, FaultControl(endpoint), client
 
 
 def month_item(client: Any, key_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from tests.support.native import (
     native_stack,
     record_fields,
 )
+from tests.support.sdk import anthropic_client
 
 WEATHER_TOOL: dict[str, Any] = {
     "name": "get_weather",
@@ -41,7 +42,7 @@ def stack(dynamodb: str, tokenizers_dir: Path) -> Iterator[NativeStack]:
 
 
 def sdk(stack: NativeStack, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=stack.gateway.url, api_key=key, max_retries=0, timeout=30)
+    return anthropic_client(base_url=stack.gateway.url, api_key=key, max_retries=0, timeout=30)
 
 
 def outcome(record: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.support.native import (
     native_stack,
     record_fields,
 )
+from tests.support.sdk import openai_client
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
@@ -44,7 +45,7 @@ def stack(dynamodb: str, tokenizers_dir: Path) -> Iterator[NativeStack]:
 
 
 def sdk(stack: NativeStack, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url=stack.gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
 
 def outcome(record: Any) -> dict[str, Any]:
@@ -173,25 +174,24 @@ def test_the_agents_sdk_runs_a_tool_loop_on_a_native_model(stack: NativeStack) -
         called.append(city)
         return f"Sunny in {city}."
 
-    model = agents.OpenAIResponsesModel(
-        model=NATIVE,
-        openai_client=openai.AsyncOpenAI(
+    async def run() -> Any:
+        # Closed on this loop: left to the garbage collector, its sockets outlive the loop.
+        async with openai.AsyncOpenAI(
             base_url=stack.gateway.base_url, api_key=key, max_retries=0
-        ),
-    )
-    agent = agents.Agent(
-        name="weather",
-        instructions="Answer with the weather tool.",
-        tools=[get_weather],
-        model=model,
-        model_settings=agents.ModelSettings(tool_choice="required"),
-    )
+        ) as sdk:
+            agent = agents.Agent(
+                name="weather",
+                instructions="Answer with the weather tool.",
+                tools=[get_weather],
+                model=agents.OpenAIResponsesModel(model=NATIVE, openai_client=sdk),
+                model_settings=agents.ModelSettings(tool_choice="required"),
+            )
+            return await agents.Runner.run(
+                agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True)
+            )
+
     before = len(stack.sim.generation_paths())
-    result = asyncio.run(
-        agents.Runner.run(
-            agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True)
-        )
-    )
+    result = asyncio.run(run())
     assert called and isinstance(result.final_output, str) and result.final_output
     assert set(stack.sim.generation_paths()[before:]) == {"/v1/responses"}
     records = stack.gateway.records(key)

@@ -203,23 +203,22 @@ def test_the_agents_sdk_runs_a_tool_loop_to_a_final_answer(gateway: Gateway) -> 
         called.append(city)
         return f"Sunny in {city}."
 
-    model = agents.OpenAIResponsesModel(
-        model=MODEL,
-        openai_client=openai.AsyncOpenAI(base_url=gateway.base_url, api_key=key, max_retries=0),
-    )
-    agent = agents.Agent(
-        name="weather",
-        instructions="Answer with the weather tool.",
-        tools=[get_weather],
-        model=model,
-        # The first turn must call the tool; the SDK resets tool_choice after it.
-        model_settings=agents.ModelSettings(tool_choice="required"),
-    )
-    result = asyncio.run(
-        agents.Runner.run(
-            agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True)
-        )
-    )
+    async def run() -> Any:
+        # Closed on this loop: left to the garbage collector, its sockets outlive the loop.
+        async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=key, max_retries=0) as sdk:
+            agent = agents.Agent(
+                name="weather",
+                instructions="Answer with the weather tool.",
+                tools=[get_weather],
+                model=agents.OpenAIResponsesModel(model=MODEL, openai_client=sdk),
+                # The first turn must call the tool; the SDK resets tool_choice after it.
+                model_settings=agents.ModelSettings(tool_choice="required"),
+            )
+            return await agents.Runner.run(
+                agent, "Weather in Paris?", run_config=agents.RunConfig(tracing_disabled=True)
+            )
+
+    result = asyncio.run(run())
     assert called and isinstance(result.final_output, str) and result.final_output
     records = gateway.records(key)
     assert len(records) == 2 and {r.route for r in records} == {"responses"}

@@ -12,12 +12,13 @@ import pytest
 
 from tests.conftest import Gateway
 from tests.support.minute import within_one_minute
+from tests.support.sdk import openai_client
 
 MODEL = "qwen3"
 
 
 def sdk(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url=gateway.base_url, api_key=key, max_retries=0, timeout=30)
 
 
 def test_get_and_delete_are_refused_past_the_keys_rpm(gateway: Gateway) -> None:

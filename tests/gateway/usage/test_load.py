@@ -113,6 +113,7 @@ def running_stack(tokenizers_dir: Path, sim_url: str, **settings: Any) -> Iterat
                 stop.set()
                 background.join(timeout=30)
                 store_logger.removeHandler(handler)
+                client.close()
 
 
 @pytest.fixture(scope="module")

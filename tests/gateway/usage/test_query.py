@@ -8,6 +8,8 @@ model names.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -28,8 +30,9 @@ TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
 
 @pytest.fixture
-def client(dynamodb: str) -> Any:
-    return boto3.client("dynamodb")
+def client(dynamodb: str) -> Iterator[Any]:
+    with closing(boto3.client("dynamodb")) as made:
+        yield made
 
 
 @dataclass

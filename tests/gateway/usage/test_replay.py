@@ -9,6 +9,8 @@ import io
 import json
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +30,9 @@ TABLE = LOCAL_TABLE_NAMES["UsageTable"]
 
 
 @pytest.fixture
-def client(dynamodb: str) -> Any:
-    return boto3.client("dynamodb")
+def client(dynamodb: str) -> Iterator[Any]:
+    with closing(boto3.client("dynamodb")) as made:
+        yield made
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import boto3
@@ -20,9 +21,10 @@ COUNTERS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "e
 
 
 def rollup(table: str, pk: str, day: str) -> dict[str, int]:
-    item = boto3.client("dynamodb").get_item(
-        TableName=table, Key={"pk": {"S": pk}, "sk": {"S": f"day#{day}"}}
-    )["Item"]
+    with closing(boto3.client("dynamodb")) as client:
+        item = client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": f"day#{day}"}})[
+            "Item"
+        ]
     return {name: int(item[name]["N"]) for name in COUNTERS}
 
 
