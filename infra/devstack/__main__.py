@@ -153,7 +153,14 @@ def start_replica(port: int, env: dict[str, str], args: list[str]) -> subprocess
     return process
 
 
+def stop_on_ctrl_c() -> None:
+    """Ctrl-C stops the stack even where SIGINT was ignored when it started: a script's
+    background job inherits SIG_IGN, and Python then leaves it so."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main() -> int:
+    stop_on_ctrl_c()
     port = int(os.environ.get("PORT", "8000"))
     dynamodb_port = int(os.environ.get("DYNAMODB_PORT", "8001"))
     sim_port = int(os.environ.get("SIM_PORT", "8002"))
