@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from devstack.tokenizers import context_length
 
@@ -58,24 +59,18 @@ TEXTS = {
     "angles": '"<a" * (B // 2)',
 }
 CHILD = """
-import json, random, resource, sys
+import json, random, sys
 from pathlib import Path
 from gateway.tokens import ChatTokenizer
+from tests.support.peak import peak_mb
 
 B = int(sys.argv[3])
 rng = random.Random(27)
 tokenizer = ChatTokenizer(Path(sys.argv[1]))
 tokenizer.count_text("warm up " * 5000)
 text = eval(sys.argv[2])
-try:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # the peak so far becomes the current RSS
-except OSError:
-    pass
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-tokens = tokenizer.count_text(text)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-result = {"tokens": tokens, "peak_mb": (after - before) / 1024, "chars": len(text)}
+tokens, peak = peak_mb(lambda: tokenizer.count_text(text))
+result = {"tokens": tokens, "peak_mb": peak, "chars": len(text)}
 if sys.argv[4] == "check":
     backend = tokenizer._tokenizer
     result["whole"] = len(backend.encode_batch_fast([text], add_special_tokens=False)[0])
@@ -83,9 +78,10 @@ print(json.dumps(result))
 """
 # The request path: the bound first, the count only if the bound leaves the text possible.
 REQUEST_CHILD = """
-import json, random, resource, sys
+import json, random, sys
 from pathlib import Path
 from gateway.tokens import ChatTokenizer
+from tests.support.peak import peak_mb, request_path
 
 B = int(sys.argv[3])
 limit = int(sys.argv[4])
@@ -94,25 +90,8 @@ tokenizer = ChatTokenizer(Path(sys.argv[1]))
 tokenizer.count_text("warm up " * 5000)
 tokenizer.lower_bound(["warm up"])
 text = eval(sys.argv[2])
-try:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # the peak so far becomes the current RSS
-except OSError:
-    pass
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-if tokenizer.has_chat_template:
-    bound = tokenizer.lower_bound([text])
-else:
-    bound = tokenizer.each_lower_bound([text], over_chars=0)[0]
-tokens = None
-if bound < limit:
-    if tokenizer.has_chat_template:
-        tokens = tokenizer.count_chat([{"role": "user", "content": text}])
-    else:
-        tokens = tokenizer.count_text_with_special(text)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-result = {"bound": bound, "tokens": tokens, "peak_mb": (after - before) / 1024}
-print(json.dumps(result))
+done, peak = peak_mb(lambda: request_path(tokenizer, text, limit=limit))
+print(json.dumps({**done, "peak_mb": peak}))
 """
 
 
@@ -123,7 +102,7 @@ def measure(
     size: int = BYTES,
     check: bool = False,
     max_model_len: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """One cell: a fresh child counts the text; its peak RSS rise in MiB, and the count.
     With `max_model_len`, the request path instead: the bound, then the count if the bound
     is under it (`tokens` None: refused on the bound)."""
@@ -140,7 +119,7 @@ def measure(
         check=True,
         timeout=900,
     )
-    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 

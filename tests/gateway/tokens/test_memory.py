@@ -56,9 +56,10 @@ WHOLE = {
     "tinyllama-1.1b-chat-v1.0": {"spaces"},
 }
 CHILD = """
-import json, random, resource, sys
+import json, random, sys
 from pathlib import Path
 from gateway.tokens import ChatTokenizer
+from tests.support.peak import count, peak_mb, request_path
 
 SIZE = {size}
 tokenizer = ChatTokenizer(Path(sys.argv[1]))
@@ -66,41 +67,13 @@ limit = int(sys.argv[2])
 tokenizer.count_text("warm up")
 tokenizer.lower_bound(["warm up"])
 
-
-def peak_of(work):
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # the peak so far becomes the current RSS
-    except OSError:
-        pass
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    done = work()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return done, (after - before) / 1024
-
-
-def count(text):
-    if tokenizer.has_chat_template:
-        return tokenizer.count_chat([{{"role": "user", "content": text}}])
-    return tokenizer.count_text_with_special(text)
-
-
-def request_path(text):
-    # chat/service.py `_refuse_past_context` (completions: each_lower_bound), then the count
-    if tokenizer.has_chat_template:
-        bound = tokenizer.lower_bound([text])
-    else:
-        bound = tokenizer.each_lower_bound([text], over_chars=0)[0]
-    return {{"bound": bound, "tokens": count(text) if bound < limit else None}}
-
-
 results = {{}}
 for name, (expression, alone) in json.loads(sys.argv[3]).items():
     text = eval(expression)
-    done, peak = peak_of(lambda: request_path(text))
+    done, peak = peak_mb(lambda: request_path(tokenizer, text, limit=limit))
     results[name] = {{**done, "peak_mb": peak}}
     if alone:
-        tokens, peak = peak_of(lambda: count(text))
+        tokens, peak = peak_mb(lambda: count(tokenizer, text))
         results[name].update(counted=tokens, count_peak_mb=peak)
     del text
 print(json.dumps(results))
