@@ -46,6 +46,7 @@ def model(model_id: str = "m", **overrides: Any) -> ModelConfig:
 
 class FakeTokenizer:
     has_chat_template = True
+    copies_contents_whole = True  # its template cuts no content: assistant turns bound too
 
     def __init__(self) -> None:
         self.counted = 0  # count_chat calls

@@ -290,9 +290,11 @@ def prompt_lower_bound(
     has a context length to hold it to and the prompt is too large to count at once, else
     None. It reads the contents the templates copy whole (system, user, tool), and assistant
     turns where the model's template cuts no content (Qwen3's keeps what follows `</think>`)."""
+    if model.max_model_len is None:
+        return None
     roles = _ALL_ROLES if tokenizer.copies_contents_whole else _COPIED_ROLES
     # as the template sees them: text parts joined by newlines (a copy only for parts)
     texts = [m.text() for m in request.messages if m.role in roles]
-    if model.max_model_len is None or sum(map(len, texts)) <= INLINE_COUNT_WORK:
+    if sum(map(len, texts)) <= INLINE_COUNT_WORK:
         return None
     return tokenizer.lower_bound(texts)

@@ -10,7 +10,8 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-from gateway.chat.service import ChatSurface
+from gateway.chat.protocol import ChatCompletionRequest
+from gateway.chat.service import ChatSurface, prompt_lower_bound
 from gateway.errors import (
     InternalError,
     InvalidRequestError,
@@ -24,6 +25,7 @@ from gateway.pipeline.sse import DONE_FRAME
 
 from tests.unit.fakes import (
     FakeBackend,
+    FakeTokenizer,
     FakeTokenizers,
     RecordingSink,
     Served,
@@ -294,3 +296,27 @@ async def test_a_strict_flag_must_be_a_boolean(where: str) -> None:
     with pytest.raises(InvalidRequestError):
         await service(backend, sink).create(body(**extra), key=api_key(), request_id="s")
     assert backend.sent == [] and [r.status for r in sink.records] == ["rejected"]
+
+
+def test_prompt_lower_bound_reads_the_contents_a_template_copies() -> None:
+    """Only a large prompt for a model with a context is bounded; assistant turns only where
+    the template cuts no content; text parts as the template gets them (joined)."""
+    words = "word " * 4000  # 20,000 characters: past what is counted at once
+    request = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": words},
+                {"role": "user", "content": [{"type": "text", "text": words}] * 2},
+                {"role": "assistant", "content": words},
+            ],
+        }
+    )
+    tokenizer = FakeTokenizer()  # its bound: half the words
+    assert prompt_lower_bound(request, model(), tokenizer) is None  # no max_model_len
+    bounded = model(max_model_len=100)
+    assert prompt_lower_bound(request, bounded, tokenizer) == 4 * 2000
+    tokenizer.copies_contents_whole = False  # Qwen3's: cuts an assistant content
+    assert prompt_lower_bound(request, bounded, tokenizer) == 3 * 2000
+    small = ChatCompletionRequest.model_validate({"model": "m", "messages": HI})
+    assert prompt_lower_bound(small, bounded, tokenizer) is None  # counted at once
