@@ -19,13 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-FAMILIES = (
-    "qwen3",
-    "llama-3-8b-instruct",
-    "mistral-7b-instruct-v0.1",
-    "tinyllama-1.1b-chat-v1.0",
-    "gpt2",
-)
+from tests.support.tokenizers import FAMILIES
+
 PROMPTS = {
     # a chat turn of a few hundred tokens, counted whole (under CHUNK_CHARS)
     "chat 2 KB": ("Explain how a hash map works, with an example in Python. " * 36, 200),

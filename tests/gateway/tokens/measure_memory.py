@@ -31,14 +31,9 @@ from typing import Any
 
 from devstack.tokenizers import context_length
 
+from tests.support.tokenizers import FAMILIES
+
 BYTES = 3_800_000
-FAMILIES = (
-    "qwen3",
-    "llama-3-8b-instruct",
-    "mistral-7b-instruct-v0.1",
-    "tinyllama-1.1b-chat-v1.0",
-    "gpt2",
-)
 # name -> a Python expression of the text, given `B` (UTF-8 bytes) and `rng` (seeded)
 TEXTS = {
     "digits": '"1" * B',
