@@ -153,6 +153,18 @@ def start_replica(port: int, env: dict[str, str], args: list[str]) -> subprocess
     return process
 
 
+def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """Every child asked to stop (the last started first), then reaped: killed after 10 s."""
+    for child in reversed(children):
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 def stop_on_ctrl_c() -> None:
     """Ctrl-C stops the stack even where SIGINT was ignored when it started: a script's
     background job inherits SIG_IGN, and Python then leaves it so."""
@@ -303,13 +315,7 @@ and watch `endpoint` in gateway usage --key-id {key.key_id} --json move to repli
         stop_usage.set()  # the poller stops before DynamoDB does: no "poll failed" on exit
         if polling is not None:
             polling.join(timeout=10)
-        for child in reversed(children):
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_children(children)
 
 
 if __name__ == "__main__":

@@ -108,3 +108,10 @@ def record_fields(record: Any) -> dict[str, Any]:
         "flags",
     )
     return {name: getattr(record, name) for name in names}
+
+
+def outcome(record: Any) -> dict[str, Any]:
+    """`record_fields` less `cached_tokens`: vLLM's Responses and Messages usage always report
+    cached tokens (0), its chat usage only with --enable-prompt-tokens-details, and the
+    record keeps what the upstream said."""
+    return {k: v for k, v in record_fields(record).items() if k != "cached_tokens"}

@@ -105,7 +105,9 @@ class Generated:
         cut inside a character leaves that character's bytes unsent (vLLM's incremental
         detokenizer holds back an unfinished UTF-8 sequence and drops it at the end), so
         the text re-tokenizes to fewer ids than were generated (docs/TOKENS.md)."""
-        capped = {i for i, r in self.finish.items() if r == "length" and max_tokens is not None}
+        capped = set()
+        if max_tokens is not None:
+            capped = {i for i, reason in self.finish.items() if reason == "length"}
         texts = ["".join(self.texts.get(i, [])) for i in self.indexes if i not in capped]
         total = sum(await count_all(tokenizer.count_text, [t for t in texts if t]))
         total += len(capped) * (max_tokens or 0)

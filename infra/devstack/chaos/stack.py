@@ -32,6 +32,7 @@ from devstack.__main__ import (
     LOCAL_AWS,
     LOCAL_MAC_PARAMETER,
     start_replica,
+    stop_children,
     wait_dynamodb,
     wait_healthy,
     with_replicas,
@@ -234,14 +235,7 @@ def running_stack(*, gateway_env: dict[str, str] | None = None, say: Any = None)
 def _stop(children: list[subprocess.Popen[bytes]], follower: threading.Thread | None) -> None:
     """Every child stopped and reaped, then the gateway's log reader ended and its pipe
     closed (not left to gc: a ResourceWarning in whatever runs next)."""
-    for child in reversed(children):
-        child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    stop_children(children)
     if follower is not None:
         follower.join(timeout=10)  # the gateway gone, its pipe ends: the reader returns
     for child in children:

@@ -19,7 +19,7 @@ from tests.support.native import (
     NativeStack,
     comparable,
     native_stack,
-    record_fields,
+    outcome,
 )
 from tests.support.sdk import anthropic_client
 
@@ -43,10 +43,6 @@ def stack(dynamodb: str, tokenizers_dir: Path) -> Iterator[NativeStack]:
 
 def sdk(stack: NativeStack, key: str) -> anthropic.Anthropic:
     return anthropic_client(base_url=stack.gateway.url, api_key=key, max_retries=0, timeout=30)
-
-
-def outcome(record: Any) -> dict[str, Any]:
-    return {k: v for k, v in record_fields(record).items() if k != "cached_tokens"}
 
 
 def test_a_buffered_message_is_the_translated_one_from_the_upstreams_messages_api(

@@ -22,7 +22,7 @@ from tests.support.native import (
     NativeStack,
     comparable,
     native_stack,
-    record_fields,
+    outcome,
 )
 from tests.support.sdk import openai_client
 
@@ -46,12 +46,6 @@ def stack(dynamodb: str, tokenizers_dir: Path) -> Iterator[NativeStack]:
 
 def sdk(stack: NativeStack, key: str) -> openai.OpenAI:
     return openai_client(base_url=stack.gateway.base_url, api_key=key, max_retries=0, timeout=30)
-
-
-def outcome(record: Any) -> dict[str, Any]:
-    # vLLM's Responses usage always reports cached tokens (0), its chat usage only with
-    # --enable-prompt-tokens-details: the record keeps what the upstream said.
-    return {k: v for k, v in record_fields(record).items() if k != "cached_tokens"}
 
 
 def create(stack: NativeStack, key: str, model: str, **fields: Any) -> dict[str, Any]:
