@@ -32,8 +32,9 @@ from typing import Any
 import httpx
 
 from devstack.__main__ import DEFAULT_TOKENIZERS, LOCAL_AWS, wait_healthy
-from devstack.bench.stack import free_port, local_tables
+from devstack.bench.stack import local_tables
 from devstack.guard import GUARD_FOLDER, LLAMA3_FOLDER, build_guard_tokenizer
+from devstack.ports import free_ports
 from devstack.tables import LOCAL_TABLE_NAMES
 
 MODEL = "qwen3"
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace, workdir: Path) -> str:
     (tokenizers / MODEL).symlink_to(args.tokenizers_dir.resolve() / MODEL)
     build_guard_tokenizer(args.tokenizers_dir / LLAMA3_FOLDER, tokenizers / GUARD_FOLDER)
     py, env = sys.executable, {**os.environ, **LOCAL_AWS}
-    ports = {name: free_port() for name in ("moto", "sim", "guard", "gateway")}
+    names = ("moto", "sim", "guard", "gateway")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     sim = [py, "-m", "gpusim", "--tokenizers-dir", str(tokenizers), "--preload"]
     model_sim = [*sim, "--port", str(ports["sim"]), "--models", MODEL, "--tpot-ms",

@@ -27,7 +27,7 @@ import pytest
 from tests.support.examples import Example, examples
 from tests.support.hub import local_hub
 from tests.support.processes import stop
-from tests.support.servers import free_port
+from tests.support.servers import free_port, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
@@ -83,7 +83,8 @@ def stack(tokenizers_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "PYTHONPATH": python_path,
         "LANG": "C.UTF-8",
     }
-    ports = {k: str(free_port()) for k in ("PORT", "DYNAMODB_PORT", "SIM_PORT", "SIM2_PORT")}
+    names = ("PORT", "DYNAMODB_PORT", "SIM_PORT", "SIM2_PORT")
+    ports = {k: str(port) for k, port in zip(names, free_ports(len(names)), strict=True)}
     repos = {repo: tokenizers_dir / folder for repo, folder in HUB.items()}
     with local_hub(repos) as hub:
         env = {

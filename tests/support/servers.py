@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,12 +9,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from devstack.ports import free_port, free_ports
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port", "free_ports", "serve_asgi"]
 
 
 @contextmanager

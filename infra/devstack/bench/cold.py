@@ -20,7 +20,8 @@ import aiohttp
 
 from devstack.bench.config import DIRECT, GATEWAY, Progress
 from devstack.bench.load import Measurement, Request, one_request, request_body
-from devstack.bench.stack import Stack, Target, free_port, gateway_command
+from devstack.bench.stack import Stack, Target, gateway_command
+from devstack.ports import free_port
 
 VARIANTS = (("tokenizers on first use", "false"), ("tokenizers preloaded", "true"))
 STREAM = Request(request_body(True), stream=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from devstack.__main__ import LOCAL_AWS, wait_healthy
 from devstack.bench.config import say
-from devstack.bench.stack import free_port
+from devstack.ports import free_port
 
 INFRA = Path(__file__).resolve().parents[2]
 FUNCTIONS = INFRA.parent / "functions"

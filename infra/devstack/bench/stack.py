@@ -8,7 +8,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from devstack.bench.config import (
     say,
 )
 from devstack.dynamodb import CONTROL_PATH
+from devstack.ports import free_ports
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
 
 
@@ -47,13 +47,6 @@ def local_tables(moto_url: str) -> Any:
     )
     create_tables(client, template_path=TEMPLATE_PATH, names=LOCAL_TABLE_NAMES)
     return client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:
@@ -168,7 +161,8 @@ class Stack:
         base_env = {**os.environ, **LOCAL_AWS}
         for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
             base_env.pop(var, None)
-        ports = {name: free_port() for name in ("moto", "gpusim", "instant", *config.paths)}
+        names = ("moto", "gpusim", "instant", *config.paths)
+        ports = dict(zip(names, free_ports(len(names)), strict=True))
         moto_url, sim_url, instant_url = (
             f"http://127.0.0.1:{ports[name]}" for name in ("moto", "gpusim", "instant")
         )

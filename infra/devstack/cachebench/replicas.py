@@ -5,7 +5,6 @@ usage (as vLLM with --enable-prompt-tokens-details)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from devstack.ports import free_ports
 
 MODEL = "qwen3"
 
@@ -43,12 +44,6 @@ class GpuShape:
         ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -71,8 +66,7 @@ def replicas(
     env = {**os.environ, "PYTHONHASHSEED": "0", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
     started: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
-        for factor in slow:
-            port = _free_port()
+        for factor, port in zip(slow, free_ports(len(slow)), strict=True):
             command = [sys.executable, "-m", "gpusim", f"--port={port}", "--preload"]
             command += [f"--tokenizers-dir={tokenizers_dir}", f"--models={MODEL}"]
             process = subprocess.Popen(

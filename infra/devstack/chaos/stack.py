@@ -38,6 +38,7 @@ from devstack.__main__ import (
     with_replicas,
 )
 from devstack.dynamodb import FaultControl
+from devstack.ports import free_ports
 from devstack.server import gateway_command
 from devstack.streams import LogSubscription, StreamPoller, matches_unwritten
 from devstack.tables import LOCAL_TABLE_NAMES, TEMPLATE_PATH, create_tables
@@ -48,14 +49,6 @@ RETENTION_DAYS = 30
 UNWRITTEN = "usage_record_unwritten"
 # Deliveries of one unwritten line before the write-back gives up on it (about a minute).
 WRITE_BACK_ATTEMPTS = 40
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -157,7 +150,8 @@ def running_stack(*, gateway_env: dict[str, str] | None = None, say: Any = None)
     the aggregator polling the usage stream; all stopped on exit."""
     quiet = say or (lambda _message: None)
     selection = select(os.environ, default_dir=DEFAULT_TOKENIZERS, say=quiet)
-    ports = {name: free_port() for name in ("dynamodb", "sim1", "sim2", "gateway")}
+    names = ("dynamodb", "sim1", "sim2", "gateway")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     dynamodb_url = f"http://127.0.0.1:{ports['dynamodb']}"
     env = {**os.environ, **LOCAL_AWS, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url}
     children: list[subprocess.Popen[bytes]] = []

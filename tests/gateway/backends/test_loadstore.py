@@ -31,7 +31,7 @@ from gateway.models.registry import ModelRegistry
 from gateway.observability.tracing import Tracing
 from gateway.settings import Settings
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, free_ports
 
 pytestmark = pytest.mark.anyio
 
@@ -293,7 +293,7 @@ def test_a_second_gateway_routes_by_the_load_the_first_one_sampled(dynamodb: str
     """Instance A samples both replicas (r0 has a queue); instance B, which never scraped,
     sends a conversation whose ring place is r0 to r1 instead; instance C, which has read
     nothing yet, still sends it to r0."""
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     # Built outside the event loop, so no background sampling starts: the test samples.
     (a, _), (b, routed_b), (c, routed_c) = (_routed(urls, "shared-route") for _ in range(3))
