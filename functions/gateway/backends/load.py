@@ -121,7 +121,8 @@ class LoadSampler:
                     old.call_soon_threadsafe(self._task.cancel)
                 if self._session is not None:
                     close_on_its_loop(self._session, old)
-            self._session = None
+                self._session = None
+            # (a task that ended on this loop leaves a session this loop can use again)
             self._task = loop.create_task(self._run())
 
     async def close(self) -> None:

@@ -113,3 +113,28 @@ def test_the_samplers_session_of_an_earlier_loop_is_closed_on_it() -> None:
 
         asyncio.run(on_second_loop())
         assert on_first(lambda: closed(first))
+
+
+def test_a_sampler_restarted_on_its_own_loop_keeps_its_session() -> None:
+    """A sampling task that ended on this loop (cancelled) is started again with the same
+    session, which close() then closes: none is dropped unclosed."""
+    with metrics_server() as url:
+        state = EndpointState("m", "e", 1.0)
+        sampler = LoadSampler(interval=3600)
+        sampler.watch(f"{url}/metrics", "m", state)
+
+        async def restarted() -> tuple[aiohttp.ClientSession, aiohttp.ClientSession | None]:
+            try:
+                sampler.start()
+                await sampler.sample_once()
+                first = sampler._session
+                assert first is not None and sampler._task is not None
+                sampler._task.cancel()
+                await asyncio.gather(sampler._task, return_exceptions=True)
+                sampler.start()
+                return first, sampler._session
+            finally:
+                await sampler.close()
+
+        first, after = asyncio.run(restarted())
+        assert after is first and first.closed
