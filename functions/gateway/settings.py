@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     endpoint_failure_window_seconds: float = Field(default=60.0, gt=0)
     endpoint_cooldown_seconds: float = Field(default=60.0, ge=0)
     endpoint_state_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # Prefix-cache affinity (backends/affinity.py): a conversation's prefix goes where it
+    # went before; off, weighted P2C for every request. Each vLLM endpoint's /metrics is
+    # sampled every `endpoint_load_sample_seconds` (shared through the usage table); 0:
+    # never (routing then sees only this instance's in-flight counts).
+    routing_affinity: bool = True
+    endpoint_load_sample_seconds: float = Field(default=1.0, ge=0, le=60)
 
     log_level: str = "INFO"
     # CloudWatch metrics (EMF), under Powertools' own variable names. Disabled, a request

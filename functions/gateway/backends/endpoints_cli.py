@@ -1,5 +1,6 @@
-"""`gateway endpoints list`: every model's endpoints with their shared state;
-`gateway endpoints probe`: run the health probe once (as its scheduled function does).
+"""`gateway endpoints list`: every model's endpoints with their shared state (cooldowns,
+and the load their `/metrics` last reported); `gateway endpoints probe`: run the health
+probe once (as its scheduled function does).
 
     gateway endpoints list [--json]
     gateway endpoints probe [--json]
@@ -15,12 +16,14 @@ from typing import Any, TextIO
 
 from gateway.aws import AwsClients
 from gateway.backends.cooldowns import Cooldown, CooldownStore
+from gateway.backends.loadstore import LoadStore, SharedSample
 from gateway.backends.probe import run_probe
 from gateway.models.registry import ModelRegistry, OpenAIEndpoint
 from gateway.settings import Settings
 
 COLUMNS = (
-    "model", "endpoint", "type", "target", "weight", "state", "until", "reason", "last_failure"
+    "model", "endpoint", "type", "target", "weight", "state", "until", "reason", "last_failure",
+    "running", "waiting", "kv_usage", "sampled_at",
 )  # fmt: skip
 
 
@@ -31,9 +34,11 @@ def add_parser(commands: Any) -> None:
     listing = actions.add_parser(
         "list",
         help="each endpoint and its state (ok, cooled_down or backing_off: until when, why; "
-        "the last ended one as last_failure)",
-        description="Reads the models config and the endpoints' shared cooldown items "
-        "in the usage table (docs/ROUTING.md).",
+        "the last ended one as last_failure) and its last sampled load",
+        description="Reads the models config and the endpoints' shared cooldown and load "
+        "items in the usage table (docs/ROUTING.md). running, waiting and kv_usage are what "
+        "the endpoint's /metrics said at sampled_at; '-' where nothing was sampled (SageMaker, "
+        "a server without vLLM's gauges, or no gateway instance has routed to it lately).",
     )
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     probe = actions.add_parser(
@@ -50,6 +55,9 @@ def _when(epoch: float) -> str:
 def endpoint_rows(settings: Settings, aws: AwsClients, *, now: float) -> list[dict[str, Any]]:
     registry = ModelRegistry.from_settings(settings, read_ssm_parameter=aws.read_ssm_parameter)
     store = CooldownStore(client=aws.dynamodb, table=settings.usage_table)
+    loads = LoadStore(client=aws.dynamodb, table=settings.usage_table).read(
+        endpoints=[(model.id, upstream.label) for model in registry for upstream in model.endpoints]
+    )
     rows = []
     for model in registry:
         cooldowns = store.read(model=model.id) if len(model.endpoints) else {}
@@ -65,9 +73,23 @@ def endpoint_rows(settings: Settings, aws: AwsClients, *, now: float) -> list[di
                     "target": target,
                     "weight": upstream.weight,
                     **_state(cooldowns.get(upstream.label), now),
+                    **_load(loads.get((model.id, upstream.label))),
                 }
             )
     return rows
+
+
+def _load(sample: SharedSample | None) -> dict[str, Any]:
+    """The figures the endpoint's /metrics last reported (None each where it reported none,
+    or where it was never sampled), and when."""
+    figures = None if sample is None else sample.figures
+    sampled = None if sample is None or sample.sampled_at <= 0 else _when(sample.sampled_at)
+    return {
+        "running": None if figures is None else int(figures.running),
+        "waiting": None if figures is None else int(figures.waiting),
+        "kv_usage": None if figures is None else round(figures.kv_usage, 3),
+        "sampled_at": sampled,
+    }
 
 
 def _state(cooldown: Cooldown | None, now: float) -> dict[str, Any]:

@@ -61,6 +61,8 @@ class RoutingPolicy:
             allowed_fails=settings.endpoint_allowed_fails,
             failure_window=settings.endpoint_failure_window_seconds,
             cooldown_seconds=settings.endpoint_cooldown_seconds,
+            affinity=settings.routing_affinity,
+            load_sample_seconds=settings.endpoint_load_sample_seconds,
         )
 
 

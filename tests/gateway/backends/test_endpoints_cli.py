@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from gateway.backends.cooldowns import CooldownStore
+from gateway.backends.loadstore import Figures, LoadStore
 from gateway.cli import main
 from gateway.settings import Settings
 from starlette.applications import Starlette
@@ -56,10 +57,11 @@ def test_an_ended_cooldown_is_ok_without_its_reason(
     header, line = capsys.readouterr().out.splitlines()
     assert header.split() == [
         "model", "endpoint", "type", "target", "weight", "state", "until", "reason",
-        "last_failure",
+        "last_failure", "running", "waiting", "kv_usage", "sampled_at",
     ]  # fmt: skip
     cells = line.split()
     assert cells[5:8] == ["ok", "-", "-"] and cells[8] == "upstream_http_404"
+    assert cells[-4:] == ["-", "-", "-", "-"]  # never sampled
 
 
 def test_a_probe_that_gets_404s_leaves_the_endpoint_cooled_down_with_that_reason(
@@ -74,3 +76,23 @@ def test_a_probe_that_gets_404s_leaves_the_endpoint_cooled_down_with_that_reason
     )  # fmt: skip
     row = _list(settings, capsys)
     assert (row["state"], row["reason"]) == ("cooled_down", "probe: /v1/models 404")
+
+
+def test_the_list_shows_the_load_an_instance_last_sampled(
+    mock_dynamodb: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a gateway instance last read from the endpoint's /metrics and shared (the
+    load item), and when; a sample without vLLM's gauges clears the figures."""
+    settings = Settings(models_config=_config("http://127.0.0.1:9/v1"))
+    label = _list(settings, capsys)["endpoint"]
+    store = LoadStore(client=mock_dynamodb, table=settings.usage_table)
+    store.put(model="qwen3-embedding", endpoint=label, figures=Figures(3.0, 7.0, 0.4567),
+              sampled_at=1_800_000_000.0)  # fmt: skip
+    row = _list(settings, capsys)
+    assert (row["running"], row["waiting"], row["kv_usage"]) == (3, 7, 0.457)
+    assert row["sampled_at"] == "2027-01-15T08:00:00Z"
+
+    store.put(model="qwen3-embedding", endpoint=label, figures=None, sampled_at=1_800_000_060.0)
+    row = _list(settings, capsys)
+    assert (row["running"], row["waiting"], row["kv_usage"]) == (None, None, None)
+    assert row["sampled_at"] == "2027-01-15T08:01:00Z"

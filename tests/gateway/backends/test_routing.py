@@ -509,3 +509,14 @@ async def test_a_stream_failing_midway_counts_against_its_key() -> None:
             with pytest.raises(UpstreamError):
                 await drain(chunks)
         assert router.cooldowns.until("m", "a") == clock.now + 60
+
+
+async def test_the_policy_takes_affinity_and_load_sampling_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = RoutingPolicy.from_settings(Settings())
+    assert (default.affinity, default.load_sample_seconds) == (True, 1.0)
+    monkeypatch.setenv("ROUTING_AFFINITY", "false")
+    monkeypatch.setenv("ENDPOINT_LOAD_SAMPLE_SECONDS", "0")
+    policy = RoutingPolicy.from_settings(Settings())
+    assert (policy.affinity, policy.load_sample_seconds) == (False, 0.0)
