@@ -42,6 +42,9 @@ RETRYABLE_CODES = frozenset({
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
     "InternalServerError", "ServiceUnavailable",
 })  # fmt: skip
+# A 5xx whose body names no error (a proxy's page, a crashed handler): botocore's parser
+# then gives the status as the code, and its standard retry mode retries exactly these.
+TRANSIENT_STATUS_CODES = frozenset({"500", "502", "503", "504"})
 
 
 def path_dynamodb_config(*, connect_timeout: float, read_timeout: float) -> Config:
@@ -208,7 +211,7 @@ def map_error(code: str, service: str, *, reasons: Sequence[str] = ()) -> Except
             return ConditionFailed(reasons)
         if _RETRYABLE_REASONS.intersection(reasons):
             return RetryableError(f"{service} is busy ({code}: {', '.join(reasons)})")
-    elif code in RETRYABLE_CODES:
+    elif code in RETRYABLE_CODES or code in TRANSIENT_STATUS_CODES:
         return RetryableError(f"{service} is busy ({code})")
     return DependencyError(f"{service} is unavailable ({code or 'error'})")
 

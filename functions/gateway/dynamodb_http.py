@@ -218,14 +218,13 @@ class DynamoDBHttp:
 def _error(raw: bytes, status: int) -> Exception:
     """The gateway's exception for DynamoDB's error body:
     `{"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", ...}` is
-    `ThrottlingException`; an unparseable 5xx is `InternalServerError` (retryable)."""
+    `ThrottlingException`; a body without one is the status's code, as botocore reads it
+    (a 5xx is then retryable: map_error)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict):
         data = {}
-    code = str(data.get("__type", "")).rpartition("#")[2]
-    if not code and status >= 500:
-        code = "InternalServerError"
+    code = str(data.get("__type", "")).rpartition("#")[2] or str(status)
     return map_error(code, SERVICE, reasons=cancellation_codes(data))

@@ -44,6 +44,10 @@ CASES: list[tuple[ClientError, type[Exception], tuple[str, ...] | None]] = [
     (_client_error("ThrottlingException"), RetryableError, None),
     (_client_error("TransactionConflictException"), RetryableError, None),
     (_client_error("InternalServerError"), RetryableError, None),
+    # a 5xx whose body botocore could not read: the status is the code (as in its retries)
+    (_client_error("500"), RetryableError, None),
+    (_client_error("503"), RetryableError, None),
+    (_client_error("400"), DependencyError, None),
     (_client_error("ValidationException"), DependencyError, None),
     (_client_error(""), DependencyError, None),
 ]  # fmt: skip

@@ -36,7 +36,7 @@ async def _one(client: httpx.AsyncClient, key: str, drop_after: int | None) -> N
     """drop_after: events to read before closing; None: close right after finish_reason."""
     headers = {"Authorization": f"Bearer {key}"}
     async with client.stream("POST", "/v1/chat/completions", json=BODY, headers=headers) as r:
-        assert r.status_code == 200
+        assert r.status_code == 200, (await r.aread()).decode(errors="replace")
         seen = 0
         async for line in r.aiter_lines():
             if not line.startswith("data: {"):
