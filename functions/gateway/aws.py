@@ -36,15 +36,13 @@ _DYNAMODB_CONFIG = Config(
 )
 
 # Error codes worth retrying at once (after a short, jittered pause): the item is busy in
-# another transaction, the partition is throttled, or DynamoDB had a transient fault.
+# another transaction, the partition is throttled, or DynamoDB had a transient fault (a 5xx
+# whose body names no error has its status as the code, which botocore also retries).
 RETRYABLE_CODES = frozenset({
     "TransactionConflictException", "TransactionInProgressException",
     "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "ServiceUnavailable",
+    "InternalServerError", "ServiceUnavailable", "500", "502", "503", "504",
 })  # fmt: skip
-# A 5xx whose body names no error (a proxy's page, a crashed handler): botocore's parser
-# then gives the status as the code, and its standard retry mode retries exactly these.
-TRANSIENT_STATUS_CODES = frozenset({"500", "502", "503", "504"})
 
 
 def path_dynamodb_config(*, connect_timeout: float, read_timeout: float) -> Config:
@@ -211,7 +209,7 @@ def map_error(code: str, service: str, *, reasons: Sequence[str] = ()) -> Except
             return ConditionFailed(reasons)
         if _RETRYABLE_REASONS.intersection(reasons):
             return RetryableError(f"{service} is busy ({code}: {', '.join(reasons)})")
-    elif code in RETRYABLE_CODES or code in TRANSIENT_STATUS_CODES:
+    elif code in RETRYABLE_CODES:
         return RetryableError(f"{service} is busy ({code})")
     return DependencyError(f"{service} is unavailable ({code or 'error'})")
 
