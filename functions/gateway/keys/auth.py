@@ -91,9 +91,16 @@ class Authenticator:
                 "Missing API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
                 code="missing_api_key",
             )
-        if not self._may_exist(secret):  # forged, mistyped or malformed: refused, no lookup
+        digest = hash_key(secret)
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > self._clock():
+            # Only a secret that passed _may_exist was ever looked up, hence cached: its
+            # tag needs no second check (an HMAC per request) while the answer is fresh.
+            key = cached[1]
+        elif not self._may_exist(secret):  # forged, mistyped or malformed: no lookup
             raise AuthenticationError("Incorrect API key provided.")
-        key = await self._resolve(secret)
+        else:
+            key = await self._resolve(secret, digest)
         if key is None:
             raise AuthenticationError("Incorrect API key provided.")
         if key.status is not KeyStatus.ACTIVE:
@@ -107,10 +114,9 @@ class Authenticator:
             return self._mac is not None and self._mac.verify(secret)
         return is_well_formed(secret)
 
-    async def _resolve(self, secret: str) -> ApiKey | None:
+    async def _resolve(self, secret: str, digest: str) -> ApiKey | None:
         """The cached answer, else one lookup shared by every concurrent request for this
         key, bounded by the lookup deadline (DependencyError, a 503, past it)."""
-        digest = hash_key(secret)
         while True:
             cached = self._cache.get(digest)
             if cached is not None and cached[0] > self._clock():

@@ -174,3 +174,36 @@ def test_more_than_one_authorization_header_is_refused() -> None:
         asyncio.run(auth.authenticate_headers([]))
     assert missing.value.code == "missing_api_key"
     assert store.lookups == 1
+
+
+class CountingMac:
+    """A KeyMac that counts its verifications."""
+
+    def __init__(self, mac: KeyMac) -> None:
+        self.mac, self.checks = mac, 0
+
+    def verify(self, secret: str) -> bool:
+        self.checks += 1
+        return self.mac.verify(secret)
+
+
+def test_a_cached_key_is_not_verified_again_and_a_forged_one_still_is() -> None:
+    store, clock, mac = FakeStore(), Clock(), KeyMac.of([new_mac_secret()])
+    counting = CountingMac(mac)
+    genuine = mac.mint()
+    store.keys[genuine] = make_key(genuine)
+    auth = Authenticator(store=store, ttl=30, clock=clock, mac=counting)  # type: ignore[arg-type]
+    for _ in range(3):
+        assert authenticate(auth, genuine).key_id == "key_1"
+    assert (counting.checks, store.lookups) == (1, 1)  # the tag is checked once, with the read
+
+    forged = outsider_key(random.Random(5))
+    store.keys[forged] = make_key(forged)
+    for _ in range(2):  # a refused key is never cached: each attempt is checked, none read
+        with pytest.raises(AuthenticationError):
+            authenticate(auth, forged)
+    assert (counting.checks, store.lookups) == (3, 1)
+
+    clock.now += 30.01  # past the lifetime, the key is checked and read again
+    assert authenticate(auth, genuine).key_id == "key_1"
+    assert (counting.checks, store.lookups) == (4, 2)
