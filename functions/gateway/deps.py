@@ -46,8 +46,9 @@ CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 @dataclass(frozen=True)
 class Caller:
     """What a metered route needs of its request: the authenticated key, the request id
-    and the process's resources, solved as one dependency (each one FastAPI solves costs
-    more than its work here)."""
+    and the process's resources. The metered POST routes call get_caller themselves (they
+    take only the request: http.MeteredRoute calls them with no dependency to solve);
+    other routes solve it as one dependency, CallerDep."""
 
     key: ApiKey
     request_id: str

@@ -1,15 +1,17 @@
-"""What the routers share: the caller as the pipeline sees it, response classes, and the
-ASGI middleware."""
+"""What the routers share: the client as the pipeline sees it, the metered routes' route
+class, response classes, and the ASGI middleware."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
+from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,6 +51,38 @@ class HttpClient:
         # cannot tell, so this waits for ever and costs nothing).
         while (await self._request.receive())["type"] != "http.disconnect":
             pass
+
+
+class MeteredRoute(APIRoute):
+    """A route whose endpoint takes nothing but the request is called with it directly.
+
+    The metered routes read, parse and validate their own body (the pipeline does, so that
+    every authenticated request is metered) and authenticate inside the endpoint
+    (`deps.get_caller`), so FastAPI's request handler would only solve an empty set of
+    dependencies around them: on a buffered chat completion that cost more Python than
+    the rest of the route (docs/BENCHMARKS.md, "Counted in instructions"). Everything
+    else is FastAPI's: matching, the body-size limit, exception handlers, the OpenAPI
+    entry. An endpoint with any other parameter is handled as by any APIRoute. (Dependencies
+given to `include_router` would be skipped too: app.py includes these routers bare.)
+
+    This is FastAPI's documented hook for a custom route class (`get_route_handler`); it
+    is called once, when the route is built, and holds no request state."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        if _takes_only_request(self):
+            endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+            return endpoint
+        return super().get_route_handler()
+
+
+def _takes_only_request(route: APIRoute) -> bool:
+    parameters = inspect.signature(route.endpoint).parameters
+    return (
+        inspect.iscoroutinefunction(route.endpoint)
+        and len(parameters) == 1
+        and route.dependant.request_param_name in parameters
+        and not route.dependant.dependencies
+    )
 
 
 def respond(result: RouteResult) -> Response:

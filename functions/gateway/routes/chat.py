@@ -13,12 +13,12 @@ from fastapi.responses import Response
 
 from gateway.chat.protocol import ChatCompletionRequest
 from gateway.chat.responses import ChatCompletion, ChatCompletionChunk
-from gateway.deps import CallerDep
-from gateway.http import HttpClient, respond
+from gateway.deps import get_caller
+from gateway.http import HttpClient, MeteredRoute, respond
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.openapi_shapes import event_stream, json_body, raw_body
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], route_class=MeteredRoute)
 
 # The shapes the route names in /docs (app.py gives them to install_openapi).
 COMPONENTS = (ChatCompletionRequest, ChatCompletion, ChatCompletionChunk)
@@ -51,7 +51,8 @@ _OK: dict[str, Any] = {
     openapi_extra={**REQUIRES_KEY, **raw_body(ChatCompletionRequest)},
 )
 @router.post("/chat/completions", include_in_schema=False)
-async def create_chat_completion(request: Request, caller: CallerDep) -> Response:
+async def create_chat_completion(request: Request) -> Response:
+    caller = await get_caller(request)
     resources = caller.resources
     result = await resources.pipeline.run(
         resources.chat, HttpClient(request), key=caller.key, request_id=caller.request_id

@@ -7,12 +7,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.completions.protocol import Completion, CompletionRequest
-from gateway.deps import CallerDep
-from gateway.http import HttpClient, respond
+from gateway.deps import get_caller
+from gateway.http import HttpClient, MeteredRoute, respond
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.openapi_shapes import event_stream, json_body, raw_body
 
-router = APIRouter(tags=["completions"])
+router = APIRouter(tags=["completions"], route_class=MeteredRoute)
 
 # The shapes the route names in /docs (app.py gives them to install_openapi).
 COMPONENTS = (CompletionRequest, Completion)
@@ -44,7 +44,8 @@ COMPONENTS = (CompletionRequest, Completion)
     openapi_extra={**REQUIRES_KEY, **raw_body(CompletionRequest)},
 )
 @router.post("/completions", include_in_schema=False)
-async def create_completion(request: Request, caller: CallerDep) -> Response:
+async def create_completion(request: Request) -> Response:
+    caller = await get_caller(request)
     resources = caller.resources
     result = await resources.pipeline.run(
         resources.completions, HttpClient(request), key=caller.key, request_id=caller.request_id

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.deps import CallerDep
+from gateway.deps import get_caller
 from gateway.embeddings.protocol import EmbeddingList, EmbeddingRequest
-from gateway.http import HttpClient, respond
+from gateway.http import HttpClient, MeteredRoute, respond
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.openapi_shapes import json_body, raw_body
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=MeteredRoute)
 
 # The shapes the route names in /docs (app.py gives them to install_openapi).
 COMPONENTS = (EmbeddingRequest, EmbeddingList)
@@ -30,7 +30,8 @@ COMPONENTS = (EmbeddingRequest, EmbeddingList)
     openapi_extra={**REQUIRES_KEY, **raw_body(EmbeddingRequest)},
 )
 @router.post("/embeddings", include_in_schema=False)
-async def create_embeddings(request: Request, caller: CallerDep) -> Response:
+async def create_embeddings(request: Request) -> Response:
+    caller = await get_caller(request)
     resources = caller.resources
     result = await resources.pipeline.run(
         resources.embeddings, HttpClient(request), key=caller.key, request_id=caller.request_id

@@ -8,15 +8,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.deps import CallerDep
-from gateway.http import HttpClient, json_response, respond
+from gateway.deps import get_caller
+from gateway.http import HttpClient, MeteredRoute, json_response, respond
 from gateway.messages.errors import STATUS_TYPES
 from gateway.messages.protocol import CountTokensRequest, MessagesRequest
 from gateway.messages.service import ROUTE
 from gateway.openapi import REQUIRES_ANTHROPIC_KEY, errors
 from gateway.openapi_shapes import raw_body
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(tags=["messages"], route_class=MeteredRoute)
 
 # The shapes the routes name in /docs (app.py gives them to install_openapi).
 COMPONENTS = (MessagesRequest, CountTokensRequest)
@@ -122,7 +122,8 @@ _CONVERSATION = {"model": "qwen3", "messages": [{"role": "user", "content": "Say
         **_body(MessagesRequest, {**_CONVERSATION, "max_tokens": 64}),
     },
 )
-async def create_message(request: Request, caller: CallerDep) -> Response:
+async def create_message(request: Request) -> Response:
+    caller = await get_caller(request)
     resources = caller.resources
     result = await resources.pipeline.run(
         resources.messages, HttpClient(request), key=caller.key, request_id=caller.request_id
@@ -154,7 +155,8 @@ async def create_message(request: Request, caller: CallerDep) -> Response:
     "billed: no usage record is written and nothing is reserved.",
     openapi_extra={**REQUIRES_ANTHROPIC_KEY, **_body(CountTokensRequest, _CONVERSATION)},
 )
-async def count_tokens(request: Request, caller: CallerDep) -> Response:
+async def count_tokens(request: Request) -> Response:
+    caller = await get_caller(request)
     resources = caller.resources
     counter = resources.token_counter
     chat = counter.parse(await HttpClient(request).read_body())

@@ -11,14 +11,14 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from gateway.conversations import response_not_found
-from gateway.deps import Caller, CallerDep
-from gateway.http import HttpClient, json_response, respond
+from gateway.deps import Caller, CallerDep, get_caller
+from gateway.http import HttpClient, MeteredRoute, json_response, respond
 from gateway.openapi import REQUIRES_KEY, errors
 from gateway.openapi_shapes import raw_body
 from gateway.responses.protocol import ResponsesRequest
 from gateway.responses.translate import deleted
 
-router = APIRouter(tags=["responses"])
+router = APIRouter(tags=["responses"], route_class=MeteredRoute)
 
 # The shapes the routes name in /docs (app.py gives them to install_openapi).
 COMPONENTS = (ResponsesRequest,)
@@ -101,7 +101,8 @@ def with_example(extra: dict[str, Any], example: dict[str, Any]) -> dict[str, An
     "scoped to the key's owner; a follow-up turn is billed its whole expanded input.",
     openapi_extra={**REQUIRES_KEY, **with_example(raw_body(ResponsesRequest), _REQUEST_EXAMPLE)},
 )
-async def create_response(request: Request, caller: CallerDep) -> Response:
+async def create_response(request: Request) -> Response:
+    caller = await get_caller(request)
     resources = caller.resources
     result = await resources.pipeline.run(
         resources.responses, HttpClient(request), key=caller.key, request_id=caller.request_id
