@@ -52,7 +52,12 @@ def iso_ms(dt: datetime) -> str:
 
 
 def record_sk(created_at: datetime, request_id: str) -> str:
-    return f"{RECORD}{iso_ms(created_at)}#{request_id}"
+    return record_sk_at(iso_ms(created_at), request_id)
+
+
+def record_sk_at(created_at: str, request_id: str) -> str:
+    """record_sk of a time already written as iso_ms writes it."""
+    return f"{RECORD}{created_at}#{request_id}"
 
 
 def records_between(since: datetime | None, until: datetime | None) -> tuple[str, str]:
@@ -150,18 +155,22 @@ def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     """Plain values as a low-level item (boto3's TypeSerializer). None values are left
     out; floats are numbers kept to the millisecond's precision (3 decimals).
 
-    A plain str or int, most of a usage record, is written as TypeSerializer writes it
-    ({"S": s}, {"N": str(i)}) without its chain of type tests: a record is written on
-    every request, and the serializer cost it about 140 Python calls."""
-    return {
-        name: {"S": value}
-        if (kind := type(value)) is str
-        else {"N": str(value)}
-        if kind is int and -_INT_LIMIT < value < _INT_LIMIT
-        else _serializer().serialize(_number(value))
-        for name, value in values.items()
-        if value is not None
-    }
+    A plain str, int or float, most of a usage record, is written as
+    TypeSerializer writes it ({"S": s}, {"N": str(i)}, {"N": str(Decimal)}) without its
+    chain of type tests: a record is written on every request, and the serializer cost
+    it about 140 Python calls (tests/unit/test_layout.py holds the two to the same item)."""
+    item: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = type(value)
+        if kind is str:
+            item[name] = {"S": value}
+        elif kind is int and -_INT_LIMIT < value < _INT_LIMIT:
+            item[name] = {"N": str(value)}
+        elif kind is float and -_FLOAT_LIMIT < value < _FLOAT_LIMIT:  # not inf, nan
+            item[name] = {"N": str(Decimal(str(round(value, 3))))}
+        elif value is not None:
+            item[name] = _serializer().serialize(_number(value))
+    return item
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -187,6 +196,9 @@ def number(item: Mapping[str, Any] | None, name: str) -> int:
 
 # DynamoDB numbers have 38 significant digits; past them TypeSerializer refuses an int.
 _INT_LIMIT = 10**38
+# and a magnitude under 1E+127 (boto3's DYNAMODB_CONTEXT, Emax=126): floats near it or past
+# it are left to TypeSerializer, which refuses those past it.
+_FLOAT_LIMIT = 1e125
 
 
 def _number(value: Any) -> Any:

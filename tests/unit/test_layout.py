@@ -3,6 +3,7 @@ translates them, and docs/USAGE.md's table in step with the code."""
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, DecimalException
@@ -73,6 +74,16 @@ def test_items_are_translated_as_boto3_translates_them_and_back() -> None:
     assert layout.to_item(tricky) == {k: serializer.serialize(v) for k, v in tricky.items()}
     with pytest.raises(DecimalException):
         layout.to_item({"huge": 10**40})  # refused by TypeSerializer, as before
+    # finite floats too: rounded to 3 decimals, then written as TypeSerializer writes them
+    floats = [0.0, -0.0, 1.0005, 2.5e-7, -3.14159, 1e20, 9.9e124, 123456789.1234, 0.1 + 0.2]
+    rng = random.Random(7)
+    floats += [rng.uniform(-1, 1) * 10 ** rng.randint(-6, 124) for _ in range(2000)]
+    for number in floats:
+        wanted = serializer.serialize(Decimal(str(round(number, 3))))
+        assert layout.to_item({"f": number}) == {"f": wanted}, number
+    for number in (float("inf"), float("nan"), 1.5e300, -2e127):
+        with pytest.raises((TypeError, DecimalException)):  # refused by TypeSerializer
+            layout.to_item({"f": number})
     assert layout.number(item, "n") == 7 and layout.number(item, "absent") == 0
     assert layout.number(None, "n") == 0
     assert layout.plain(Decimal("1.5")) == 1.5 and layout.plain("a") == "a"

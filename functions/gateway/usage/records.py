@@ -147,7 +147,9 @@ class UsageRecord:
 
     def to_item(self, *, retention_days: int) -> dict[str, Any]:
         expires = self.created_at + timedelta(days=retention_days)
-        values = {"pk": layout.key_pk(self.key_id), "sk": self.sk, **self.to_json()}
+        values = self.to_json()  # its created_at is already the sort key's text
+        values["pk"] = layout.key_pk(self.key_id)
+        values["sk"] = layout.record_sk_at(values["created_at"], self.request_id)
         values["expires_at"] = int(expires.timestamp())
         return layout.to_item(values)
 
