@@ -172,6 +172,8 @@ validate: $(STAMP)
 ## ---- Benchmark (not part of `make test`; docs/BENCHMARKS.md) ----
 # gpusim directly vs through the gateway, then the gateway's CPU per route and the first
 # request of fresh gateway processes (cold instance); results in bench-results/ (git-ignored).
+# It ends with this checkout against BASE side by side on one harness: CPU per request and
+# TTFT (timed, alternated), then instructions per request (callgrind, where installed).
 # Options go in BENCH_ARGS, e.g. `make bench BENCH_ARGS="--scale 0.2 --db-latency-ms 5"`.
 BENCH_ARGS ?=
 
@@ -180,6 +182,12 @@ bench: $(STAMP)
 	@$(BIN)/python -m devstack.bench.routing
 	@echo ">> guardrails: time to first token with input screening, against the guard's own latency"
 	@$(BIN)/python -m devstack.guardbench --requests 10 --windows ""
+	@echo ">> this checkout against BASE=$(BASE), side by side: CPU per request and TTFT p50"
+	@$(MAKE) --no-print-directory bench-instructions INSTRUCTIONS_ARGS="--timed 3 --requests 500"
+	@if command -v valgrind >/dev/null; then \
+		echo ">> the same, in instructions per request (callgrind)"; \
+		$(MAKE) --no-print-directory bench-instructions; \
+	else echo ">> valgrind is not installed: no instruction counts (apt-get install valgrind)"; fi
 
 ## ---- CPU per request counted in instructions (docs/BENCHMARKS.md, "Counted in instructions") ----
 # The gateway under callgrind, this checkout against BASE (a commit: its functions/ are
