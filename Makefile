@@ -173,7 +173,7 @@ validate: $(STAMP)
 # gpusim directly vs through the gateway, then the gateway's CPU per route and the first
 # request of fresh gateway processes (cold instance); results in bench-results/ (git-ignored).
 # It ends with this checkout against BASE side by side on one harness: CPU per request and
-# TTFT (timed, alternated), then instructions per request (callgrind, where installed).
+# TTFT (both running at once, sent requests in turn), then instructions per request (callgrind).
 # Options go in BENCH_ARGS, e.g. `make bench BENCH_ARGS="--scale 0.2 --db-latency-ms 5"`.
 BENCH_ARGS ?=
 
@@ -183,7 +183,7 @@ bench: $(STAMP)
 	@echo ">> guardrails: time to first token with input screening, against the guard's own latency"
 	@$(BIN)/python -m devstack.guardbench --requests 10 --windows ""
 	@echo ">> this checkout against BASE=$(BASE), side by side: CPU per request and TTFT p50"
-	@$(MAKE) --no-print-directory bench-instructions INSTRUCTIONS_ARGS="--timed 3 --requests 500"
+	@$(MAKE) --no-print-directory bench-instructions INSTRUCTIONS_ARGS="--timed 60 --requests 100"
 	@if command -v valgrind >/dev/null; then \
 		echo ">> the same, in instructions per request (callgrind)"; \
 		$(MAKE) --no-print-directory bench-instructions; \

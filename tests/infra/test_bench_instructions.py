@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from devstack.bench.instructions import FUNCTIONS, measure, render, timed, totals
+from devstack.bench.instructions import FUNCTIONS, measure, render, run_timed, totals
 
 
 def test_totals_reads_the_count_of_the_file_not_its_header(tmp_path: Path) -> None:
@@ -35,8 +35,15 @@ def test_a_few_requests_through_the_gateway_under_callgrind_are_counted(
     assert 100_000 < per_request < 100_000_000
 
 
-def test_the_timed_mode_reports_cpu_and_ttft_of_a_stream(tokenizers_dir: Path) -> None:
-    cpu_ms, ttft_ms = timed(
-        FUNCTIONS, stream=True, concurrency=2, requests=10, tokenizers=tokenizers_dir
+def test_the_timed_mode_reports_both_checkouts_per_phase(tokenizers_dir: Path) -> None:
+    table = run_timed(
+        FUNCTIONS, FUNCTIONS, rounds=2, requests=3, tokenizers=tokenizers_dir, warmup=2
     )
-    assert cpu_ms > 0 and ttft_ms > 0
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    phases = [row[0].strip() for row in rows]
+    assert phases == ["non-stream c=1", "stream c=1", "non-stream c=16", "stream c=16"]
+    for row in rows:
+        base_cpu, new_cpu = float(row[1]), float(row[2])
+        assert base_cpu >= 0 and new_cpu >= 0  # 10 ms ticks: a few requests may read 0
+        if row[0].startswith(" stream"):
+            assert float(row[4]) > 0 and float(row[5]) > 0  # TTFT p50 of each checkout

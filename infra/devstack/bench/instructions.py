@@ -18,8 +18,10 @@ instructions").
 the harness, gpusim and the keys are this checkout's for both.
 
 `--timed ROUNDS`: no callgrind; the CPU-seconds per request and the TTFT that `make bench`
-reports, base and new alternated ROUNDS times at c=1 and c=16, medians side by side: for a
-quiet machine.
+reports, at c=1 and c=16. Both checkouts' stacks run at once, and each phase sends them
+`--requests` requests in turn, ROUNDS times (who goes first alternates), so that the
+host's drift, which moved whole runs by 2x here, falls on both alike; CPU is summed over
+the rounds, TTFT is the median of every request's.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from devstack.bench.stack import Stack
 
 FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 WARMUP = 30
+TIMED_WARMUP = 200
 
 
 def chat_model_only(sim_url: str) -> str:
@@ -76,27 +79,83 @@ def _config(tokenizers: Path, logs: Path) -> BenchConfig:
     )
 
 
-def timed(
-    functions: Path, *, stream: bool, concurrency: int, requests: int, tokenizers: Path
-) -> tuple[float, float]:
-    """(CPU ms per request, TTFT p50 ms) of the gateway imported from `functions`, without
-    callgrind: the CPU-seconds `make bench` reports, for a quiet machine (`--timed`)."""
+def _stack(functions: Path, tokenizers: Path, logs: Path) -> Stack:
+    return Stack(
+        _config(tokenizers, logs),
+        progress=lambda _: None,
+        gateway_functions=functions,
+        models=chat_model_only,
+    )
+
+
+async def _interleaved(
+    stacks: dict[str, Stack],
+    *,
+    stream: bool,
+    concurrency: int,
+    rounds: int,
+    requests: int,
+    warmup: int,
+) -> dict[str, Measurement]:
+    """`rounds` turns of `requests` requests to each stack, who goes first alternating;
+    one measurement per stack over all its turns (after `warmup` requests each)."""
+    timeout = aiohttp.ClientTimeout(total=300)
+    out = {name: Measurement() for name in stacks}
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        targets = {name: stack.target("gateway") for name, stack in stacks.items()}
+        for target in targets.values():
+            warm = Measurement()
+            await load(session, target, stream=stream, concurrency=concurrency,
+                       requests=warmup, out=warm)  # fmt: skip
+        names = list(stacks)
+        for n in range(rounds):
+            for name in names if n % 2 == 0 else names[::-1]:
+                await load(session, targets[name], stream=stream, concurrency=concurrency,
+                           requests=requests, out=out[name])  # fmt: skip
+    return out
+
+
+def run_timed(
+    base: Path,
+    new: Path,
+    *,
+    rounds: int,
+    requests: int,
+    tokenizers: Path,
+    warmup: int = TIMED_WARMUP,
+) -> str:
+    """Base and new side by side (module docstring, `--timed`): the table."""
+    lines = [
+        f"| phase ({rounds} x {requests} requests each, interleaved) | base CPU ms/req "
+        "| new CPU ms/req | new / base | base TTFT p50 ms | new TTFT p50 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     with tempfile.TemporaryDirectory(prefix="gw-timed-") as tmp:
-        stack = Stack(
-            _config(tokenizers, Path(tmp)),
-            progress=lambda _: None,
-            gateway_functions=functions,
-            models=chat_model_only,
-        )
-        with stack:
-            asyncio.run(_requests(stack, stream=stream, count=200, concurrency=concurrency))
-            done = asyncio.run(
-                _requests(stack, stream=stream, count=requests, concurrency=concurrency)
-            )
-        if done.errors:
-            raise SystemExit(f"{done.errors} requests failed: {done.first_error}")
-        ttft = statistics.median(done.ttfts) * 1000 if done.ttfts else 0.0
-        return 1000 * done.cpu / done.ok, ttft
+        say("starting the base's and the new checkout's stacks")
+        with (
+            _stack(base, tokenizers, Path(tmp) / "base") as b,
+            _stack(new, tokenizers, Path(tmp) / "new") as n,
+        ):
+            for stream, concurrency in TIMED_PHASES:
+                phase = f"{'stream' if stream else 'non-stream'} c={concurrency}"
+                say(f"{phase}: {rounds} rounds of {requests} requests to each")
+                out = asyncio.run(
+                    _interleaved({"base": b, "new": n}, stream=stream,
+                                 concurrency=concurrency, rounds=rounds, requests=requests,
+                                 warmup=warmup)
+                )  # fmt: skip
+                for name, done in out.items():
+                    if done.errors:
+                        raise SystemExit(f"{name}: {done.errors} failed: {done.first_error}")
+                b_cpu, n_cpu = (1000 * out[k].cpu / out[k].ok for k in ("base", "new"))
+                b_ttft, n_ttft = (
+                    statistics.median(out[k].ttfts) * 1000 if stream else 0.0
+                    for k in ("base", "new")
+                )
+                ttfts = f"{b_ttft:.2f} | {n_ttft:.2f}" if stream else "— | —"
+                ratio = f"{n_cpu / b_cpu:.2f}x" if b_cpu else "—"  # 10 ms ticks: may read 0
+                lines.append(f"| {phase} | {b_cpu:.2f} | {n_cpu:.2f} | {ratio} | {ttfts} |")
+    return "\n".join(lines)
 
 
 def measure(functions: Path, *, stream: bool, requests: int, tokenizers: Path) -> float:
@@ -145,39 +204,6 @@ def render(rows: Sequence[tuple[str, float, float]], *, requests: int) -> str:
 TIMED_PHASES = ((False, 1), (True, 1), (False, 16), (True, 16))
 
 
-def run_timed(base: Path, new: Path, *, rounds: int, requests: int, tokenizers: Path) -> str:
-    """`rounds` alternations of base and new per phase; the medians and their ratio."""
-    figures: dict[tuple[bool, int, str], list[tuple[float, float]]] = {}
-    for n in range(rounds):
-        for stream, concurrency in TIMED_PHASES:
-            for name, functions in (("base", base), ("new", new)):
-                cpu, ttft = timed(
-                    functions,
-                    stream=stream,
-                    concurrency=concurrency,
-                    requests=requests,
-                    tokenizers=tokenizers,
-                )
-                figures.setdefault((stream, concurrency, name), []).append((cpu, ttft))
-                say(f"round {n + 1}, stream={stream} c={concurrency}: {name} {cpu:.2f} ms/req")
-    lines = [
-        f"| phase ({requests} requests, median of {rounds}) | base CPU ms/req | new CPU ms/req "
-        "| new / base | base TTFT p50 ms | new TTFT p50 ms |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for stream, concurrency in TIMED_PHASES:
-        b_cpu, b_ttft = (
-            statistics.median(v) for v in zip(*figures[stream, concurrency, "base"], strict=True)
-        )
-        n_cpu, n_ttft = (
-            statistics.median(v) for v in zip(*figures[stream, concurrency, "new"], strict=True)
-        )
-        phase = f"{'stream' if stream else 'non-stream'} c={concurrency}"
-        ttfts = f"{b_ttft:.2f} | {n_ttft:.2f}" if stream else "— | —"
-        lines.append(f"| {phase} | {b_cpu:.2f} | {n_cpu:.2f} | {n_cpu / b_cpu:.2f}x | {ttfts} |")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.bench.instructions", description=__doc__
@@ -190,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timed",
         type=int,
         metavar="ROUNDS",
-        help="no callgrind: CPU-seconds and TTFT, base and new alternated ROUNDS times at "
-        "c=1 and c=16 (--requests each; for a quiet machine)",
+        help="no callgrind: CPU-seconds and TTFT at c=1 and c=16, both checkouts running at "
+        "once and sent --requests in turn, ROUNDS times",
     )
     args = parser.parse_args(argv)
     tokenizers = args.tokenizers_dir.resolve()
