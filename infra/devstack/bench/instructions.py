@@ -79,11 +79,22 @@ def _config(tokenizers: Path, logs: Path) -> BenchConfig:
     )
 
 
-def _stack(functions: Path, tokenizers: Path, logs: Path) -> Stack:
+def _stack(
+    functions: Path,
+    tokenizers: Path,
+    logs: Path,
+    *,
+    prefix: Sequence[str] = (),
+    start_seconds: float = 60,
+) -> Stack:
+    """The bench's stack with the gateway imported from `functions`, serving the chat model
+    alone (under `prefix`, e.g. callgrind, which may take `start_seconds` to start)."""
     return Stack(
         _config(tokenizers, logs),
         progress=lambda _: None,
         gateway_functions=functions,
+        gateway_prefix=prefix,
+        start_seconds=start_seconds,
         models=chat_model_only,
     )
 
@@ -164,14 +175,7 @@ def measure(functions: Path, *, stream: bool, requests: int, tokenizers: Path) -
         out = Path(tmp) / "callgrind.out"
         prefix = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                   f"--callgrind-out-file={out}"]  # fmt: skip
-        stack = Stack(
-            _config(tokenizers, Path(tmp) / "logs"),
-            progress=lambda _: None,
-            gateway_functions=functions,
-            gateway_prefix=prefix,
-            start_seconds=600,
-            models=chat_model_only,
-        )
+        stack = _stack(functions, tokenizers, Path(tmp) / "logs", prefix=prefix, start_seconds=600)
         with stack:
             pid = stack.target("gateway").pid
             warm = asyncio.run(_requests(stack, stream=stream, count=WARMUP))
